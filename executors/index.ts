@@ -1,0 +1,5 @@
+/** Every step capflow ships, by id: the CLI, the image and the runner use this list. */
+import type { Executor } from '../src/core/executor.js';
+import { validateSpec } from './validate-spec.js';
+
+export const executors: readonly Executor[] = [validateSpec];

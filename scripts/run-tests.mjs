@@ -1,0 +1,61 @@
+#!/usr/bin/env node
+// Runs the compiled mocha suites (dist/test/**/*.test.js) and ends with the one
+// plain line CI reads: "tests: N passed, M failed". Before that it makes sure
+// the test bed (testbed/install.sh) is installed, installing what is missing.
+//   node scripts/run-tests.mjs [--grep PATTERN] [--no-install] [path-prefix ...]
+import { spawnSync } from 'node:child_process';
+import { readdirSync, statSync, existsSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import Mocha from 'mocha';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const args = process.argv.slice(2);
+let grep;
+let install = true;
+const prefixes = [];
+for (let i = 0; i < args.length; i++) {
+  if (args[i] === '--grep') grep = args[++i];
+  else if (args[i] === '--no-install') install = false;
+  else prefixes.push(args[i].replace(/\.ts$/, '.js').replace(/^(dist\/)?/, 'dist/'));
+}
+
+if (install && existsSync(path.join(root, 'testbed/install.sh'))) {
+  const check = spawnSync('bash', ['testbed/install.sh', '--check'], { cwd: root, stdio: ['ignore', 'ignore', 'inherit'] });
+  if (check.status !== 0) {
+    console.log('Test bed incomplete: running testbed/install.sh');
+    const res = spawnSync('bash', ['testbed/install.sh'], { cwd: root, stdio: 'inherit' });
+    if (res.status !== 0) {
+      console.log('testbed/install.sh failed; tests that need the missing peers will fail and name it');
+    }
+  }
+}
+
+function walk(dir) {
+  if (!existsSync(dir)) return [];
+  return readdirSync(dir).flatMap((name) => {
+    const p = path.join(dir, name);
+    return statSync(p).isDirectory() ? walk(p) : p.endsWith('.test.js') ? [p] : [];
+  });
+}
+
+const files = walk(path.join(root, 'dist/test'))
+  .filter((f) => prefixes.length === 0 || prefixes.some((p) => path.relative(root, f).startsWith(p)))
+  .sort();
+if (files.length === 0) {
+  console.log('tests: 0 passed, 0 failed (no test files found: run "npm run build" first)');
+  process.exit(1);
+}
+
+const mocha = new Mocha({ timeout: 120_000, slow: 5_000, reporter: 'spec', ...(grep ? { grep } : {}) });
+for (const f of files) mocha.addFile(f);
+await mocha.loadFilesAsync();
+const runner = mocha.run();
+runner.on('end', () => {
+  const { passes = 0, failures = 0, pending = 0 } = runner.stats ?? {};
+  console.log('');
+  console.log(`tests: ${passes} passed, ${failures} failed${pending ? `, ${pending} skipped` : ''}`);
+  // Helpers start servers; make sure none keeps the process alive.
+  setTimeout(() => process.exit(failures > 0 ? 1 : 0), 200).unref();
+  process.exitCode = failures > 0 ? 1 : 0;
+});

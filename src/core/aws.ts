@@ -1,0 +1,172 @@
+/**
+ * AWS SDK v3 clients, built once per service and region. Two middlewares do
+ * the cross-cutting work: retry of transient failures with p-retry (the SDK's
+ * own retries are off, so the two never multiply) and a counter of calls per
+ * service, action and mutating/read, which every step reports in its summary.
+ * AWS_ENDPOINT_URL (the local emulator) is honoured for every service.
+ */
+import { withRetry, type RetryPolicy } from './retry.js';
+import type { Logger } from './logger.js';
+
+/** Actions that only read, whatever their prefix says. */
+const READ_ONLY_EXCEPTIONS = new Set(['GetCallerIdentity']);
+
+export function isMutatingAction(action: string): boolean {
+  if (READ_ONLY_EXCEPTIONS.has(action)) return false;
+  return !/^(Describe|Get|List|Lookup|Search|Check|Validate)/.test(action);
+}
+
+export interface CallCount {
+  service: string;
+  action: string;
+  mutating: boolean;
+  /** HTTP attempts, including retried ones. */
+  attempts: number;
+  /** Attempts that failed, by error name. */
+  errors: Record<string, number>;
+}
+
+export interface CallSummary {
+  mutating: number;
+  read: number;
+  retried: number;
+  byAction: Record<string, number>;
+}
+
+/** Counts every attempt that reaches the wire. */
+export class CallCounter {
+  private readonly counts = new Map<string, CallCount>();
+
+  record(service: string, action: string, error?: string): void {
+    const key = `${service}:${action}`;
+    let c = this.counts.get(key);
+    if (!c) {
+      c = { service, action, mutating: isMutatingAction(action), attempts: 0, errors: {} };
+      this.counts.set(key, c);
+    }
+    c.attempts += 1;
+    if (error) c.errors[error] = (c.errors[error] ?? 0) + 1;
+  }
+
+  all(): CallCount[] {
+    return [...this.counts.values()].sort((a, b) => `${a.service}:${a.action}`.localeCompare(`${b.service}:${b.action}`));
+  }
+
+  mutatingCalls(): number {
+    return this.all().filter((c) => c.mutating).reduce((n, c) => n + c.attempts, 0);
+  }
+
+  summary(): CallSummary {
+    const out: CallSummary = { mutating: 0, read: 0, retried: 0, byAction: {} };
+    for (const c of this.all()) {
+      if (c.mutating) out.mutating += c.attempts;
+      else out.read += c.attempts;
+      out.retried += Object.values(c.errors).reduce((a, b) => a + b, 0);
+      out.byAction[`${c.service}:${c.action}`] = c.attempts;
+    }
+    return out;
+  }
+}
+
+/** The minimal shape of an SDK v3 client we rely on. */
+export interface SdkClient {
+  middlewareStack: {
+    add(middleware: unknown, options: Record<string, unknown>): void;
+  };
+  destroy(): void;
+}
+
+export type SdkClientClass<C extends SdkClient> = new (config: Record<string, unknown>) => C;
+
+export interface AwsClientsOptions {
+  region?: string;
+  /** Overrides AWS_ENDPOINT_URL. */
+  endpoint?: string;
+  retry?: Partial<RetryPolicy>;
+  log?: Logger;
+  counter?: CallCounter;
+  /** Extra client config (credentials in tests, requestHandler, ...). */
+  clientConfig?: Record<string, unknown>;
+}
+
+export class AwsClients {
+  readonly counter: CallCounter;
+  readonly defaultRegion: string;
+  private readonly clients = new Map<string, SdkClient>();
+
+  constructor(private readonly options: AwsClientsOptions = {}) {
+    this.counter = options.counter ?? new CallCounter();
+    this.defaultRegion = options.region ?? process.env.AWS_REGION ?? process.env.AWS_DEFAULT_REGION ?? 'us-east-1';
+  }
+
+  /** One client per class and region, created on first use. */
+  get<C extends SdkClient>(Client: SdkClientClass<C>, region = this.defaultRegion): C {
+    const key = `${Client.name}:${region}`;
+    const existing = this.clients.get(key);
+    if (existing) return existing as C;
+    const endpoint = this.options.endpoint ?? process.env.AWS_ENDPOINT_URL;
+    const client = new Client({
+      region,
+      // Our retry middleware owns retries; one SDK attempt per try.
+      maxAttempts: 1,
+      ...(endpoint ? { endpoint } : {}),
+      ...(this.options.clientConfig ?? {}),
+    });
+    this.instrument(client);
+    this.clients.set(key, client);
+    return client;
+  }
+
+  destroy(): void {
+    for (const c of this.clients.values()) c.destroy();
+    this.clients.clear();
+  }
+
+  private instrument(client: SdkClient): void {
+    const counter = this.counter;
+    const log = this.options.log;
+    const policy = this.options.retry;
+    type Ctx = { clientName?: string; commandName?: string };
+    type Next = (args: unknown) => Promise<unknown>;
+    // Outermost: retry transient failures of the whole call.
+    client.middlewareStack.add(
+      (next: Next, context: Ctx) => (args: unknown) =>
+        withRetry(() => next(args), policy, {
+          onRetry: (e) =>
+            log?.debug('Retrying AWS call', {
+              service: serviceName(context.clientName),
+              action: actionName(context.commandName),
+              attempt: e.attempt,
+              throttled: e.throttled,
+              error: (e.error as { name?: string }).name,
+            }),
+        }),
+      { step: 'initialize', name: 'capflowRetry', priority: 'high' },
+    );
+    // Wraps the deserializer, so each attempt that went to the wire is counted
+    // once, with the service's error name when it failed.
+    client.middlewareStack.add(
+      (next: Next, context: Ctx) => async (args: unknown) => {
+        const service = serviceName(context.clientName);
+        const action = actionName(context.commandName);
+        try {
+          const out = await next(args);
+          counter.record(service, action);
+          return out;
+        } catch (err) {
+          counter.record(service, action, (err as { name?: string }).name ?? 'Error');
+          throw err;
+        }
+      },
+      { step: 'deserialize', name: 'capflowCallCounter', priority: 'high' },
+    );
+  }
+}
+
+function serviceName(clientName: string | undefined): string {
+  return (clientName ?? 'Unknown').replace(/Client$/, '').toLowerCase();
+}
+
+function actionName(commandName: string | undefined): string {
+  return (commandName ?? 'Unknown').replace(/Command$/, '');
+}

@@ -1,0 +1,61 @@
+/**
+ * Retry with jittered exponential backoff (p-retry) for transient failures
+ * only: AWS throttling, 5xx, dropped connections, and our TransientError.
+ * Anything else fails at once, so a bad request is never hammered.
+ */
+import pRetry, { AbortError } from 'p-retry';
+import { classifyError, isThrottling } from './errors.js';
+
+export interface RetryPolicy {
+  /** Retries after the first attempt. */
+  retries: number;
+  minTimeoutMs: number;
+  maxTimeoutMs: number;
+  factor: number;
+  /** Stop retrying once this much time has passed since the first attempt. */
+  maxElapsedMs?: number;
+}
+
+export const DEFAULT_RETRY: RetryPolicy = { retries: 8, minTimeoutMs: 200, maxTimeoutMs: 20_000, factor: 2, maxElapsedMs: 120_000 };
+
+export interface RetryEvent {
+  attempt: number;
+  retriesLeft: number;
+  error: unknown;
+  throttled: boolean;
+}
+
+export function isRetryable(err: unknown): boolean {
+  return classifyError(err) === 'transient';
+}
+
+export async function withRetry<T>(
+  fn: (attempt: number) => Promise<T>,
+  policy: Partial<RetryPolicy> = {},
+  hooks: { onRetry?: (e: RetryEvent) => void; signal?: AbortSignal } = {},
+): Promise<T> {
+  const p = { ...DEFAULT_RETRY, ...policy };
+  return pRetry(
+    async (attempt) => {
+      try {
+        return await fn(attempt);
+      } catch (err) {
+        // p-retry retries anything not wrapped in AbortError; we retry only transient failures.
+        if (!isRetryable(err)) throw new AbortError(err instanceof Error ? err : new Error(String(err)));
+        throw err instanceof Error ? err : new Error(String(err));
+      }
+    },
+    {
+      retries: p.retries,
+      minTimeout: p.minTimeoutMs,
+      maxTimeout: p.maxTimeoutMs,
+      factor: p.factor,
+      randomize: true,
+      ...(p.maxElapsedMs !== undefined ? { maxRetryTime: p.maxElapsedMs } : {}),
+      ...(hooks.signal ? { signal: hooks.signal } : {}),
+      onFailedAttempt: ({ error, attemptNumber, retriesLeft }) => {
+        hooks.onRetry?.({ attempt: attemptNumber, retriesLeft, error, throttled: isThrottling(error) });
+      },
+    },
+  );
+}

@@ -1,0 +1,171 @@
+/**
+ * Where secrets live: Kubernetes Secrets in the management cluster when
+ * running there, a local directory of 0600 files under the local runner.
+ * Secrets never go to logs, parameters or stdout; steps pass their names.
+ */
+import { promises as fs } from 'node:fs';
+import path from 'node:path';
+import os from 'node:os';
+import { InputError, TransientError } from './errors.js';
+
+export type SecretData = Record<string, string>;
+
+export interface SecretStore {
+  readonly kind: 'local' | 'kubernetes';
+  get(name: string): Promise<SecretData | undefined>;
+  /** Creates or replaces the whole secret. */
+  put(name: string, data: SecretData, labels?: Record<string, string>): Promise<void>;
+  delete(name: string): Promise<void>;
+  list(prefix?: string): Promise<string[]>;
+}
+
+const SECRET_NAME = /^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/;
+
+function checkName(name: string): void {
+  if (!SECRET_NAME.test(name)) {
+    throw new InputError('SECRET_NAME_INVALID', `secret name "${name}" is not a DNS-1123 subdomain`);
+  }
+}
+
+export function defaultLocalSecretsDir(): string {
+  return process.env.CAPFLOW_SECRETS_DIR ?? path.join(os.homedir(), '.capflow', 'secrets');
+}
+
+/** One JSON file per secret, 0600 in a 0700 directory, written atomically. */
+export class LocalSecretStore implements SecretStore {
+  readonly kind = 'local' as const;
+  constructor(readonly dir: string = defaultLocalSecretsDir()) {}
+
+  private file(name: string): string {
+    checkName(name);
+    return path.join(this.dir, `${name}.json`);
+  }
+
+  async get(name: string): Promise<SecretData | undefined> {
+    try {
+      const text = await fs.readFile(this.file(name), 'utf8');
+      return (JSON.parse(text) as { data: SecretData }).data;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      throw err;
+    }
+  }
+
+  async put(name: string, data: SecretData, labels: Record<string, string> = {}): Promise<void> {
+    await fs.mkdir(this.dir, { recursive: true, mode: 0o700 });
+    await fs.chmod(this.dir, 0o700);
+    const target = this.file(name);
+    const tmp = `${target}.${process.pid}.tmp`;
+    await fs.writeFile(tmp, JSON.stringify({ labels, data }, null, 2), { mode: 0o600 });
+    await fs.rename(tmp, target);
+  }
+
+  async delete(name: string): Promise<void> {
+    await fs.rm(this.file(name), { force: true });
+  }
+
+  async list(prefix = ''): Promise<string[]> {
+    try {
+      const names = await fs.readdir(this.dir);
+      return names.filter((n) => n.endsWith('.json')).map((n) => n.slice(0, -5)).filter((n) => n.startsWith(prefix)).sort();
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
+      throw err;
+    }
+  }
+}
+
+/** Kubernetes Secrets of type Opaque in one namespace, labelled as capflow's. */
+export class KubernetesSecretStore implements SecretStore {
+  readonly kind = 'kubernetes' as const;
+  private api: Promise<import('@kubernetes/client-node').CoreV1Api> | undefined;
+
+  constructor(
+    readonly namespace: string,
+    private readonly kubeconfigPath?: string,
+  ) {}
+
+  private core(): Promise<import('@kubernetes/client-node').CoreV1Api> {
+    this.api ??= import('@kubernetes/client-node').then((k8s) => {
+      const kc = new k8s.KubeConfig();
+      if (this.kubeconfigPath) kc.loadFromFile(this.kubeconfigPath);
+      else kc.loadFromDefault();
+      return kc.makeApiClient(k8s.CoreV1Api);
+    });
+    return this.api;
+  }
+
+  async get(name: string): Promise<SecretData | undefined> {
+    checkName(name);
+    try {
+      const secret = await (await this.core()).readNamespacedSecret({ name, namespace: this.namespace });
+      const out: SecretData = {};
+      for (const [k, v] of Object.entries(secret.data ?? {})) out[k] = Buffer.from(v, 'base64').toString('utf8');
+      return out;
+    } catch (err) {
+      if (statusOf(err) === 404) return undefined;
+      throw wrapKubeError(err, `reading secret ${this.namespace}/${name}`);
+    }
+  }
+
+  async put(name: string, data: SecretData, labels: Record<string, string> = {}): Promise<void> {
+    checkName(name);
+    const api = await this.core();
+    const body = {
+      apiVersion: 'v1',
+      kind: 'Secret',
+      type: 'Opaque',
+      metadata: { name, namespace: this.namespace, labels: { 'app.kubernetes.io/managed-by': 'capflow', ...labels } },
+      stringData: data,
+    };
+    try {
+      await api.replaceNamespacedSecret({ name, namespace: this.namespace, body });
+    } catch (err) {
+      if (statusOf(err) !== 404) throw wrapKubeError(err, `writing secret ${this.namespace}/${name}`);
+      await api.createNamespacedSecret({ namespace: this.namespace, body });
+    }
+  }
+
+  async delete(name: string): Promise<void> {
+    checkName(name);
+    try {
+      await (await this.core()).deleteNamespacedSecret({ name, namespace: this.namespace });
+    } catch (err) {
+      if (statusOf(err) !== 404) throw wrapKubeError(err, `deleting secret ${this.namespace}/${name}`);
+    }
+  }
+
+  async list(prefix = ''): Promise<string[]> {
+    const res = await (await this.core()).listNamespacedSecret({
+      namespace: this.namespace,
+      labelSelector: 'app.kubernetes.io/managed-by=capflow',
+    });
+    return res.items.map((s) => s.metadata?.name ?? '').filter((n) => n.startsWith(prefix)).sort();
+  }
+}
+
+function statusOf(err: unknown): number | undefined {
+  const e = err as { code?: number; statusCode?: number; response?: { statusCode?: number } };
+  return e.code ?? e.statusCode ?? e.response?.statusCode;
+}
+
+function wrapKubeError(err: unknown, doing: string): Error {
+  const status = statusOf(err);
+  if (status === undefined || status >= 500 || status === 429) return new TransientError('KUBE_UNAVAILABLE', `${doing}: ${String((err as Error).message ?? err)}`, { cause: err });
+  return new Error(`${doing}: HTTP ${status}`, { cause: err });
+}
+
+/**
+ * Picks the store: CAPFLOW_SECRET_STORE=kubernetes|local wins; inside a pod
+ * (KUBERNETES_SERVICE_HOST) it is Kubernetes; otherwise local files.
+ */
+export function secretStoreFromEnv(env: NodeJS.ProcessEnv = process.env): SecretStore {
+  const choice = env.CAPFLOW_SECRET_STORE ?? (env.KUBERNETES_SERVICE_HOST ? 'kubernetes' : 'local');
+  if (choice === 'kubernetes') {
+    return new KubernetesSecretStore(env.CAPFLOW_NAMESPACE ?? 'capflow-system', env.CAPFLOW_KUBECONFIG);
+  }
+  if (choice !== 'local') {
+    throw new InputError('SECRET_STORE_UNKNOWN', `CAPFLOW_SECRET_STORE must be "kubernetes" or "local", not "${choice}"`);
+  }
+  return new LocalSecretStore(env.CAPFLOW_SECRETS_DIR ?? defaultLocalSecretsDir());
+}

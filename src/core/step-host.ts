@@ -1,0 +1,104 @@
+/**
+ * Runs one executor the same way everywhere (container, CLI, local runner):
+ * validates its parameters, gives it a context, writes its outputs, prints
+ * one JSON summary line on stdout and returns the exit code Argo acts on.
+ */
+import { AwsClients } from './aws.js';
+import { describeChain, exitCodeFor, isCapflowError, ExitCode, InputError } from './errors.js';
+import type { Executor, StepOptions, StepContext } from './executor.js';
+import { createLogger, type Logger } from './logger.js';
+import { OutputsWriter } from './outputs.js';
+import { redact } from './redact.js';
+import { checkInput, checkOutput } from './schema.js';
+import { secretStoreFromEnv, type SecretStore } from './secrets.js';
+
+export interface StepHostDeps {
+  log?: Logger;
+  aws?: AwsClients;
+  secrets?: SecretStore;
+  outputsDir?: string;
+  /** Where the summary line goes (stdout by default). */
+  stdout?: NodeJS.WritableStream;
+  signal?: AbortSignal;
+}
+
+export interface StepSummary {
+  step: string;
+  status: 'succeeded' | 'failed';
+  exitCode: number;
+  durationMs: number;
+  cluster: string;
+  revision: string;
+  dryRun: boolean;
+  delete: boolean;
+  outputs: Record<string, string>;
+  awsCalls: ReturnType<AwsClients['counter']['summary']>;
+  error?: { code: string; kind: string; message: string; hint?: string; causes: string[] };
+  [extra: string]: unknown;
+}
+
+export async function runStep(executor: Executor, options: StepOptions, deps: StepHostDeps = {}): Promise<{ exitCode: number; summary: StepSummary }> {
+  const started = Date.now();
+  const log = (deps.log ?? createLogger()).child({ step: executor.id });
+  const aws = deps.aws ?? new AwsClients({ log });
+  const outputs = new OutputsWriter(deps.outputsDir);
+  const controller = new AbortController();
+  const onSignal = () => controller.abort(new Error('received termination signal'));
+  deps.signal?.addEventListener('abort', onSignal, { once: true });
+  process.once('SIGTERM', onSignal);
+
+  let exitCode: number = ExitCode.ok;
+  let extra: Record<string, unknown> = {};
+  let error: StepSummary['error'];
+  try {
+    if (options.delete && !executor.supportsDelete) throw new InputError('STEP_NO_DELETE', `${executor.id} has no --delete mode`);
+    if (options.dryRun && !executor.supportsDryRun) throw new InputError('STEP_NO_DRY_RUN', `${executor.id} has no --dry-run mode`);
+    checkInput(executor.id, executor.inputSchema, options.params);
+    const ctx: StepContext = {
+      stepId: executor.id,
+      options,
+      log,
+      aws,
+      secrets: deps.secrets ?? secretStoreFromEnv(),
+      outputs,
+      signal: controller.signal,
+    };
+    const result = await executor.run(ctx);
+    checkOutput(executor.id, executor.outputSchema, result.outputs);
+    await outputs.writeAll(result.outputs);
+    extra = result.summary ?? {};
+  } catch (err) {
+    exitCode = exitCodeFor(err);
+    const causes = describeChain(err);
+    error = {
+      code: isCapflowError(err) ? err.code : 'INTERNAL',
+      kind: isCapflowError(err) ? err.kind : 'internal',
+      message: err instanceof Error ? err.message : String(err),
+      ...(isCapflowError(err) && err.hint ? { hint: err.hint } : {}),
+      causes: causes.slice(1),
+    };
+    log.error(`Step ${executor.id} failed`, { code: error.code, error: error.message, ...(error.hint ? { hint: error.hint } : {}) });
+    if (!isCapflowError(err) && err instanceof Error && err.stack) log.debug('Stack', { stack: err.stack });
+  } finally {
+    process.removeListener('SIGTERM', onSignal);
+    deps.signal?.removeEventListener('abort', onSignal);
+    if (!deps.aws) aws.destroy();
+  }
+
+  const summary: StepSummary = redact({
+    ...extra,
+    step: executor.id,
+    status: exitCode === ExitCode.ok ? 'succeeded' : 'failed',
+    exitCode,
+    durationMs: Date.now() - started,
+    cluster: options.clusterPath,
+    revision: options.revision,
+    dryRun: options.dryRun,
+    delete: options.delete,
+    outputs: outputs.values(),
+    awsCalls: aws.counter.summary(),
+    ...(error ? { error } : {}),
+  });
+  (deps.stdout ?? process.stdout).write(`${JSON.stringify(summary)}\n`);
+  return { exitCode, summary };
+}
