@@ -95,6 +95,9 @@ export class AwsClients {
   private readonly clients = new Map<string, SdkClient>();
 
   constructor(private readonly options: AwsClientsOptions = {}) {
+    // The SDK warns on Node 20 through process warnings, which would break the
+    // JSON-lines log contract of every step; the README says which SDK line we pin.
+    process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
     this.counter = options.counter ?? new CallCounter();
     this.defaultRegion = options.region ?? process.env.AWS_REGION ?? process.env.AWS_DEFAULT_REGION ?? 'us-east-1';
   }

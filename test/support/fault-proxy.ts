@@ -1,0 +1,518 @@
+/**
+ * An HTTP proxy in front of moto that records every AWS call and injects the faults real AWS has:
+ * throttling (in each service's own error shape), 5xx answers, latency, EC2's published token
+ * buckets, and a crash of the calling process right after its Nth mutating call.
+ *
+ *   const proxy = await startFaultProxy({ target: moto.endpoint });
+ *   const ec2 = new EC2Client(clientConfig(proxy.endpoint, { maxAttempts: 1 }));
+ *   proxy.setFaults({ throttleRate: 0.3, seed: 42 });
+ *   ...
+ *   expect(proxy.countBy('CreateVpc')).to.equal(1);
+ *
+ * Request bodies are buffered (they are small and must be decoded to know the action before deciding
+ * on a fault); response bodies from moto are streamed through. Listens on 127.0.0.1 only.
+ */
+import { createServer, request as httpRequest, type IncomingMessage, type ServerResponse } from 'node:http';
+import { randomUUID } from 'node:crypto';
+import { LOOPBACK } from './ports.js';
+
+// ---------------------------------------------------------------------------------------------
+// Public types
+
+export interface RecordedCall {
+  /** ec2, autoscaling, elb, elbv2, iam, sts, eks (or the SigV4 scope's service name). */
+  service: string;
+  /** The API action, e.g. RunInstances, CreateCluster ('Unknown' when it cannot be decoded). */
+  action: string;
+  /** False for Describe/Get/List/... and the few read-only exceptions (see isMutating). */
+  mutating: boolean;
+  /** HTTP status the caller got (0: the caller got no answer, e.g. killed before the response). */
+  status: number;
+  /** ms since the epoch when the call arrived. */
+  at: number;
+  durationMs: number;
+  /** Set when the proxy interfered: 'throttle', 'token-bucket', 'server-error', 'killed-before-response', 'killed-after-response', 'dropped-after-kill'. */
+  faulted?: string;
+  /** Decoded parameters: query-protocol form fields, EKS path parameters, JSON top-level scalars. */
+  params?: Record<string, string>;
+}
+
+export interface TokenBucketSpec {
+  burst: number;
+  /** tokens per second */
+  refill: number;
+}
+
+export interface TokenBuckets {
+  mutating: TokenBucketSpec;
+  nonMutating: TokenBucketSpec;
+  runInstances: TokenBucketSpec;
+}
+
+/** AWS's published EC2 API request-rate token buckets (per account and region). */
+export const EC2_TOKEN_BUCKETS: TokenBuckets = {
+  mutating: { burst: 50, refill: 5 },
+  nonMutating: { burst: 100, refill: 20 },
+  runInstances: { burst: 5, refill: 2 },
+};
+
+export interface KillAfterMutating {
+  /** Fire on the Nth mutating call (counted from setFaults) that reaches moto. */
+  n: number;
+  /**
+   * 'before-response': moto has done the call, the caller is killed before it hears the answer
+   *   (its connection is then dropped).
+   * 'after-response': the answer is sent in full; the caller is killed as soon as it comes back with
+   *   its next call (which never reaches moto), or graceMs after the answer, whichever is
+   *   first. So a sequential caller has certainly heard the Nth answer and done nothing after it
+   *   against the world. (If the caller survives, e.g. onKill without pid, that next call fails with
+   *   a dropped connection.)
+   */
+  when: 'before-response' | 'after-response';
+  /** The calling process to SIGKILL. */
+  pid?: number;
+  /** Called at the kill (in addition to, or instead of, the pid). */
+  onKill?: () => void;
+  /** For 'after-response': longest wait for the caller's next call. Default 200 ms. */
+  graceMs?: number;
+}
+
+export interface Faults {
+  /** Share (0..1) of matching calls answered with the service's throttling error. */
+  throttleRate?: number;
+  /** The first N matching calls are throttled (before throttleRate applies). */
+  throttleFirst?: number;
+  /** Share (0..1) of matching calls answered with a 5xx. */
+  serverErrorRate?: number;
+  /** Status for serverErrorRate answers: 500 (InternalError) or 503 (Unavailable). Default 500. */
+  serverErrorStatus?: 500 | 503;
+  /** Delay added before each matching call is forwarded or answered. */
+  latencyMs?: number;
+  /** Seed of the PRNG that decides which calls get throttleRate / serverErrorRate faults. */
+  seed?: number;
+  /** If set, throttle/serverError/latency faults only touch these actions. */
+  onlyActions?: string[];
+  /** EC2 token buckets: true for EC2_TOKEN_BUCKETS, or your own sizes. EC2 calls only. */
+  tokenBuckets?: boolean | TokenBuckets;
+  killAfterMutating?: KillAfterMutating;
+}
+
+export interface FaultProxyOptions extends Faults {
+  /** moto's endpoint, e.g. http://127.0.0.1:45123 */
+  target: string;
+}
+
+export interface FaultProxy {
+  endpoint: string;
+  port: number;
+  /** Every call, in arrival order (a live array; reset() empties it in place). */
+  calls: RecordedCall[];
+  /** Replace the fault settings (also restarts the PRNG, the token buckets and the kill counter). */
+  setFaults(f: Faults): void;
+  countBy(action: string): number;
+  mutatingCalls(): RecordedCall[];
+  /** Forget the recorded calls and all faults. */
+  reset(): void;
+  stop(): Promise<void>;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Decoding a call
+
+interface Decoded {
+  service: string;
+  action: string;
+  protocol: 'ec2' | 'query' | 'json' | 'rest-json';
+  params: Record<string, string>;
+}
+
+/** Non-mutating actions that do not start with Describe/Get/List/Search/Lookup. */
+const READ_ONLY_EXCEPTIONS = new Set([
+  'AssumeRole', // STS: issues credentials, changes nothing
+  'AssumeRoleWithWebIdentity',
+  'DecodeAuthorizationMessage',
+  'SimulatePrincipalPolicy',
+  'SimulateCustomPolicy',
+  'Unknown',
+]);
+
+export function isMutating(action: string, params: Record<string, string> = {}): boolean {
+  if (/^(Describe|Get|List|Search|Lookup)/.test(action)) return false;
+  if (READ_ONLY_EXCEPTIONS.has(action)) return false;
+  if (params['DryRun'] === 'true') return false; // EC2 DryRun checks permissions only
+  return true;
+}
+
+/** Service from the SigV4 credential scope: Credential=AKID/20240101/us-east-1/ec2/aws4_request */
+function scopeService(auth: string | undefined): string | undefined {
+  const m = /Credential=[^/,\s]+\/\d{8}\/[^/]+\/([^/]+)\/aws4_request/.exec(auth ?? '');
+  return m?.[1];
+}
+
+/** EKS REST routes: [method, path pattern, action]. Path parameter names become params. */
+const EKS_ROUTES: Array<[string, RegExp, string]> = [
+  ['POST', /^\/clusters$/, 'CreateCluster'],
+  ['GET', /^\/clusters$/, 'ListClusters'],
+  ['GET', /^\/clusters\/(?<name>[^/]+)$/, 'DescribeCluster'],
+  ['DELETE', /^\/clusters\/(?<name>[^/]+)$/, 'DeleteCluster'],
+  ['POST', /^\/clusters\/(?<name>[^/]+)\/update-config$/, 'UpdateClusterConfig'],
+  ['POST', /^\/clusters\/(?<name>[^/]+)\/updates$/, 'UpdateClusterVersion'],
+  ['GET', /^\/clusters\/(?<name>[^/]+)\/updates$/, 'ListUpdates'],
+  ['GET', /^\/clusters\/(?<name>[^/]+)\/updates\/(?<updateId>[^/]+)$/, 'DescribeUpdate'],
+  ['POST', /^\/clusters\/(?<name>[^/]+)\/node-groups$/, 'CreateNodegroup'],
+  ['GET', /^\/clusters\/(?<name>[^/]+)\/node-groups$/, 'ListNodegroups'],
+  ['GET', /^\/clusters\/(?<name>[^/]+)\/node-groups\/(?<nodegroupName>[^/]+)$/, 'DescribeNodegroup'],
+  ['DELETE', /^\/clusters\/(?<name>[^/]+)\/node-groups\/(?<nodegroupName>[^/]+)$/, 'DeleteNodegroup'],
+  ['POST', /^\/clusters\/(?<name>[^/]+)\/node-groups\/(?<nodegroupName>[^/]+)\/update-config$/, 'UpdateNodegroupConfig'],
+  ['POST', /^\/clusters\/(?<name>[^/]+)\/node-groups\/(?<nodegroupName>[^/]+)\/update-version$/, 'UpdateNodegroupVersion'],
+  ['POST', /^\/clusters\/(?<name>[^/]+)\/addons$/, 'CreateAddon'],
+  ['GET', /^\/clusters\/(?<name>[^/]+)\/addons$/, 'ListAddons'],
+  ['GET', /^\/clusters\/(?<name>[^/]+)\/addons\/(?<addonName>[^/]+)$/, 'DescribeAddon'],
+  ['DELETE', /^\/clusters\/(?<name>[^/]+)\/addons\/(?<addonName>[^/]+)$/, 'DeleteAddon'],
+  ['POST', /^\/clusters\/(?<name>[^/]+)\/addons\/(?<addonName>[^/]+)\/update$/, 'UpdateAddon'],
+  ['GET', /^\/addons\/supported-versions$/, 'DescribeAddonVersions'],
+  ['POST', /^\/tags\/(?<resourceArn>.+)$/, 'TagResource'],
+  ['DELETE', /^\/tags\/(?<resourceArn>.+)$/, 'UntagResource'],
+  ['GET', /^\/tags\/(?<resourceArn>.+)$/, 'ListTagsForResource'],
+];
+
+function decode(req: IncomingMessage, body: Buffer): Decoded {
+  const url = new URL(req.url ?? '/', 'http://proxy.invalid');
+  const scope = scopeService(req.headers.authorization);
+  const target = req.headers['x-amz-target'];
+  const contentType = String(req.headers['content-type'] ?? '');
+
+  // JSON 1.0/1.1 services: X-Amz-Target: <ServicePrefix>.<Action>
+  if (typeof target === 'string' && target.includes('.')) {
+    return {
+      service: scope ?? target.split('.')[0]!,
+      action: target.slice(target.lastIndexOf('.') + 1),
+      protocol: 'json',
+      params: jsonScalars(body),
+    };
+  }
+
+  // Query protocol (EC2 and the query services): Action=... in the form body (or the query string).
+  const form = contentType.includes('x-www-form-urlencoded') ? new URLSearchParams(body.toString('utf8')) : url.searchParams;
+  const action = form.get('Action');
+  if (action) {
+    const params = Object.fromEntries(form.entries());
+    let service = scope ?? 'unknown';
+    if (service === 'elasticloadbalancing') service = params['Version'] === '2015-12-01' ? 'elbv2' : 'elb';
+    return { service, action, protocol: service === 'ec2' ? 'ec2' : 'query', params };
+  }
+
+  // REST-JSON (EKS): method + path.
+  const path = decodeURIComponent(url.pathname);
+  if (scope === 'eks' || scope === undefined) {
+    for (const [method, pattern, name] of EKS_ROUTES) {
+      const m = req.method === method ? pattern.exec(path) : null;
+      if (m) {
+        return {
+          service: 'eks',
+          action: name,
+          protocol: 'rest-json',
+          params: { ...jsonScalars(body), ...(m.groups ?? {}) },
+        };
+      }
+    }
+  }
+  return { service: scope ?? 'unknown', action: 'Unknown', protocol: 'rest-json', params: { method: req.method ?? '', path } };
+}
+
+/** Top-level string/number/boolean fields of a JSON body, as strings. */
+function jsonScalars(body: Buffer): Record<string, string> {
+  if (body.length === 0) return {};
+  try {
+    const parsed: unknown = JSON.parse(body.toString('utf8'));
+    if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) return {};
+    const out: Record<string, string> = {};
+    for (const [k, v] of Object.entries(parsed)) {
+      if (['string', 'number', 'boolean'].includes(typeof v)) out[k] = String(v);
+    }
+    return out;
+  } catch {
+    return {};
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Error answers, each in the service's own protocol (as the SDK v3 parsers expect them)
+
+interface ErrorAnswer {
+  status: number;
+  headers: Record<string, string>;
+  body: string;
+}
+
+function errorAnswer(d: Decoded, kind: 'throttle' | 'server-error', serverStatus: 500 | 503): ErrorAnswer {
+  const requestId = randomUUID();
+  if (d.protocol === 'ec2') {
+    // EC2: <Response><Errors><Error>; throttling is RequestLimitExceeded with HTTP 503.
+    const [status, code, message] =
+      kind === 'throttle'
+        ? [503, 'RequestLimitExceeded', 'Request limit exceeded.']
+        : serverStatus === 503
+          ? [503, 'Unavailable', 'The server is overloaded and can not handle the request.']
+          : [500, 'InternalError', 'An internal error has occurred.'];
+    return {
+      status,
+      headers: { 'content-type': 'text/xml;charset=UTF-8' },
+      body:
+        `<?xml version="1.0" encoding="UTF-8"?>\n<Response><Errors><Error><Code>${code}</Code>` +
+        `<Message>${message}</Message></Error></Errors><RequestID>${requestId}</RequestID></Response>`,
+    };
+  }
+  if (d.protocol === 'query') {
+    // AutoScaling, ELB, ELBv2, IAM, STS: <ErrorResponse><Error><Type>; throttling is Throttling with 400.
+    const [status, type, code, message] =
+      kind === 'throttle'
+        ? [400, 'Sender', 'Throttling', 'Rate exceeded']
+        : serverStatus === 503
+          ? [503, 'Receiver', 'ServiceUnavailable', 'Service is unavailable']
+          : [500, 'Receiver', 'InternalFailure', 'An internal error has occurred'];
+    return {
+      status,
+      headers: { 'content-type': 'text/xml', 'x-amzn-requestid': requestId },
+      body:
+        `<ErrorResponse><Error><Type>${type}</Type><Code>${code}</Code><Message>${message}</Message></Error>` +
+        `<RequestId>${requestId}</RequestId></ErrorResponse>`,
+    };
+  }
+  // JSON and REST-JSON (EKS): error code in x-amzn-ErrorType and __type.
+  const [status, code, message] =
+    kind === 'throttle'
+      ? [429, 'ThrottlingException', 'Rate exceeded']
+      : serverStatus === 503
+        ? [503, 'ServiceUnavailableException', 'Service is unavailable']
+        : [500, d.service === 'eks' ? 'ServerException' : 'InternalFailure', 'An internal error has occurred'];
+  return {
+    status,
+    headers: {
+      'content-type': d.protocol === 'json' ? 'application/x-amz-json-1.1' : 'application/json',
+      'x-amzn-errortype': code,
+      'x-amzn-requestid': requestId,
+    },
+    body: JSON.stringify({ __type: code, message }),
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Deterministic PRNG and token buckets
+
+/** mulberry32: small, fast, good enough to decide faults reproducibly. */
+function prng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+class Bucket {
+  private tokens: number;
+  private last = Date.now();
+  constructor(private readonly spec: TokenBucketSpec) {
+    this.tokens = spec.burst;
+  }
+  take(): boolean {
+    const now = Date.now();
+    this.tokens = Math.min(this.spec.burst, this.tokens + ((now - this.last) / 1000) * this.spec.refill);
+    this.last = now;
+    if (this.tokens < 1) return false;
+    this.tokens -= 1;
+    return true;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The proxy
+
+/** Drop hop-by-hop headers (RFC 9110 7.6.1); Node sets its own framing towards the caller. */
+function endToEndHeaders(h: IncomingMessage['headers']): IncomingMessage['headers'] {
+  const out = { ...h };
+  for (const k of ['connection', 'keep-alive', 'transfer-encoding', 'proxy-connection', 'upgrade']) delete out[k];
+  return out;
+}
+
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+export async function startFaultProxy(opts: FaultProxyOptions): Promise<FaultProxy> {
+  const target = new URL(opts.target);
+  const calls: RecordedCall[] = [];
+
+  // Fault state, rebuilt by setFaults.
+  let faults: Faults = {};
+  let random = prng(0);
+  let buckets: { mutating: Bucket; nonMutating: Bucket; runInstances: Bucket } | undefined;
+  let throttledFirst = 0;
+  let mutatingReached = 0;
+  /** Set while an 'after-response' kill is pending: the next call triggers it and is refused. */
+  let pendingKill: (() => void) | undefined;
+  let killTimer: NodeJS.Timeout | undefined;
+  let killFired = false;
+
+  function setFaults(f: Faults): void {
+    faults = { ...f };
+    random = prng(f.seed ?? Math.floor(Math.random() * 2 ** 32));
+    const spec = f.tokenBuckets === true ? EC2_TOKEN_BUCKETS : f.tokenBuckets || undefined;
+    buckets = spec
+      ? { mutating: new Bucket(spec.mutating), nonMutating: new Bucket(spec.nonMutating), runInstances: new Bucket(spec.runInstances) }
+      : undefined;
+    throttledFirst = 0;
+    mutatingReached = 0;
+    pendingKill = undefined;
+    clearTimeout(killTimer);
+    killFired = false;
+  }
+  const { target: _t, ...initialFaults } = opts;
+  setFaults(initialFaults);
+
+  function doKill(k: KillAfterMutating): void {
+    if (k.pid !== undefined) {
+      try {
+        process.kill(k.pid, 'SIGKILL');
+      } catch {
+        /* already gone */
+      }
+    }
+    k.onKill?.();
+  }
+
+  /** Decide the fault for one call (null: forward it). Token buckets come first, like AWS. */
+  function chooseFault(d: Decoded, mutating: boolean): 'throttle' | 'token-bucket' | 'server-error' | null {
+    if (buckets && d.service === 'ec2') {
+      const bucket = d.action === 'RunInstances' ? buckets.runInstances : mutating ? buckets.mutating : buckets.nonMutating;
+      if (!bucket.take()) return 'token-bucket';
+    }
+    if (!matches(d)) return null;
+    // Always draw both numbers, so the sequence of decisions depends only on the seed and call order.
+    const r1 = random();
+    const r2 = random();
+    if (throttledFirst < (faults.throttleFirst ?? 0)) {
+      throttledFirst++;
+      return 'throttle';
+    }
+    if (r1 < (faults.throttleRate ?? 0)) return 'throttle';
+    if (r2 < (faults.serverErrorRate ?? 0)) return 'server-error';
+    return null;
+  }
+  const matches = (d: Decoded) => !faults.onlyActions || faults.onlyActions.includes(d.action);
+
+  async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const at = Date.now();
+    const chunks: Buffer[] = [];
+    for await (const chunk of req) chunks.push(chunk as Buffer);
+    const body = Buffer.concat(chunks);
+    const d = decode(req, body);
+    const mutating = isMutating(d.action, d.params);
+    const call: RecordedCall = { service: d.service, action: d.action, mutating, status: 0, at, durationMs: 0, params: d.params };
+    calls.push(call);
+    const finish = (status: number, faulted?: string) => {
+      call.status = status;
+      call.durationMs = Date.now() - at;
+      if (faulted) call.faulted = faulted;
+    };
+
+    // A caller coming back after an 'after-response' kill was armed: kill it now, drop its call.
+    if (pendingKill) {
+      pendingKill();
+      finish(0, 'dropped-after-kill');
+      res.destroy();
+      return;
+    }
+
+    if (faults.latencyMs && matches(d)) await sleep(faults.latencyMs);
+
+    const fault = chooseFault(d, mutating);
+    if (fault) {
+      const answer = errorAnswer(d, fault === 'server-error' ? 'server-error' : 'throttle', faults.serverErrorStatus ?? 500);
+      res.writeHead(answer.status, { ...answer.headers, 'content-length': Buffer.byteLength(answer.body) });
+      res.end(answer.body);
+      finish(answer.status, fault);
+      return;
+    }
+
+    // Forward to moto.
+    const upstream = await new Promise<IncomingMessage>((resolve, reject) => {
+      const up = httpRequest(
+        { host: target.hostname, port: target.port, method: req.method, path: req.url, headers: endToEndHeaders(req.headers) },
+        resolve,
+      );
+      up.once('error', reject);
+      up.end(body);
+    });
+
+    const kill = faults.killAfterMutating;
+    const killNow = mutating && kill && !killFired && ++mutatingReached === kill.n ? kill : undefined;
+    if (killNow) killFired = true;
+
+    if (killNow?.when === 'before-response') {
+      // moto has answered, so the call took effect; the caller dies without hearing it.
+      upstream.resume();
+      doKill(killNow);
+      finish(0, 'killed-before-response');
+      res.destroy();
+      return;
+    }
+
+    res.writeHead(upstream.statusCode ?? 502, endToEndHeaders(upstream.headers));
+    upstream.once('aborted', () => res.destroy()); // moto died mid-answer: the caller sees a broken connection
+    upstream.pipe(res);
+    await new Promise<void>((resolve) => res.once('close', resolve));
+    finish(upstream.statusCode ?? 502, killNow ? 'killed-after-response' : undefined);
+
+    if (killNow) {
+      // The answer is out. Kill at the caller's next call, or after graceMs.
+      const fire = () => {
+        if (pendingKill !== fire) return; // already fired, or setFaults/reset disarmed it
+        pendingKill = undefined;
+        clearTimeout(killTimer);
+        doKill(killNow);
+      };
+      pendingKill = fire;
+      killTimer = setTimeout(fire, killNow.graceMs ?? 200);
+    }
+  }
+
+  const server = createServer((req, res) => {
+    handle(req, res).catch((err: unknown) => {
+      // moto unreachable or similar: answer 502 so the failure is visible, not a hang.
+      if (!res.headersSent) {
+        res.writeHead(502, { 'content-type': 'text/plain' });
+        res.end(`fault-proxy: ${String(err)}`);
+      } else {
+        res.destroy();
+      }
+    });
+  });
+  server.keepAliveTimeout = 1000;
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(0, LOOPBACK, resolve);
+  });
+  const addr = server.address();
+  if (addr === null || typeof addr === 'string') throw new Error('fault-proxy: no address');
+  const port = addr.port;
+
+  return {
+    endpoint: `http://${LOOPBACK}:${port}`,
+    port,
+    calls,
+    setFaults,
+    countBy: (action) => calls.filter((c) => c.action === action).length,
+    mutatingCalls: () => calls.filter((c) => c.mutating),
+    reset() {
+      calls.length = 0;
+      setFaults({});
+    },
+    stop: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      }),
+  };
+}
