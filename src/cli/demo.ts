@@ -1,6 +1,6 @@
 import path from 'node:path';
 import { stringify } from 'yaml';
-import { gitTopLevel } from '../core/checkout.js';
+import { gitTopLevel, resolveCheckout } from '../core/checkout.js';
 import { ExitCode } from '../core/errors.js';
 import type { LogFormat, LogLevel } from '../core/logger.js';
 import { buildWorkflow } from '../gitops/workflow.js';
@@ -37,7 +37,8 @@ export async function demoCommand(argv: string[], io: CliIo, globals: { logForma
 
   io.out(`\n== 2/3 The Workflow capflow would submit for it`);
   const repoRoot = (await gitTopLevel(root)) ?? root;
-  const workflow = buildWorkflow({ template: 'cluster-apply', clusterName: model.name, repo: repoRoot, revision: 'HEAD', clusterPath, specHash: hash });
+  const { revision } = await resolveCheckout(repoRoot);
+  const workflow = buildWorkflow({ template: 'cluster-apply', clusterName: model.name, repo: repoRoot, revision, clusterPath, specHash: hash });
   io.out(stringify(workflow).trimEnd());
 
   io.out(`\n== 3/3 Running cluster-apply with the local runner`);

@@ -1,0 +1,164 @@
+import { expect } from 'chai';
+import { spawn } from 'node:child_process';
+import { cpSync, existsSync, mkdtempSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parse as parseYaml } from 'yaml';
+import { createGitRemote, type GitRemote } from '../support/git-remote.js';
+
+const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
+const bin = path.join(repoRoot, 'dist', 'bin', 'capflow.js');
+const examples = path.join(repoRoot, 'examples', 'clusters');
+
+interface Result { code: number | null; stdout: string; stderr: string }
+
+/** Runs the built capflow command as a user (or the image) would. */
+function capflow(args: string[], opts: { cwd?: string; env?: NodeJS.ProcessEnv } = {}): Promise<Result> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [bin, ...args], {
+      cwd: opts.cwd ?? repoRoot,
+      env: { ...process.env, CAPFLOW_LOG_FORMAT: 'json', ...opts.env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+describe('capflow CLI (the built command, run as a child process)', function () {
+  this.timeout(120_000);
+  let remote: GitRemote;
+  let secretsDir: string;
+
+  before(async function () {
+    if (!existsSync(bin)) throw new Error(`${bin} is missing: run "npm run build" first`);
+    remote = await createGitRemote();
+    const files: Record<string, string> = {};
+    for (const f of readdirSync(path.join(examples, 'aws-self-managed'))) {
+      files[`clusters/dev/${f}`] = readFileSync(path.join(examples, 'aws-self-managed', f), 'utf8');
+    }
+    await remote.commitFiles(files, 'add cluster dev');
+    secretsDir = mkdtempSync(path.join(os.tmpdir(), 'capflow-cli-secrets-'));
+  });
+  after(async () => remote?.stop());
+
+  for (const name of ['aws-self-managed', 'aws-machinepool', 'eks-managed', 'byoh']) {
+    it(`validates the ${name} example with exit 0`, async () => {
+      const res = await capflow(['validate', path.join(examples, name)]);
+      expect(res.stderr).to.equal('');
+      expect(res.code).to.equal(0);
+      expect(res.stdout).to.match(/valid (aws|eks|byoh) cluster/);
+    });
+  }
+
+  it('reports every problem of a broken spec with file:line:column in one run, and exits 2', async () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'capflow-broken-'));
+    cpSync(path.join(examples, 'aws-self-managed'), dir, { recursive: true });
+    const workers = path.join(dir, 'workers.yaml');
+    const text = readFileSync(workers, 'utf8');
+    // Two mistakes in one file: a string where an integer goes, and a misspelt field.
+    const broken = text.replace(/replicas: (\d+)/, 'replicas: three').replace(/clusterName: (\S+)/, 'clustrName: $1');
+    expect(broken).to.not.equal(text);
+    writeFileSync(workers, broken);
+    const res = await capflow(['validate', dir]);
+    expect(res.code).to.equal(2);
+    const lines = res.stderr.trim().split('\n');
+    const located = lines.filter((l) => /^\S+\.yaml:\d+:\d+ \S+\/\S+ /.test(l));
+    expect(located.length, res.stderr).to.be.at.least(2);
+    expect(res.stderr).to.match(/workers\.yaml:\d+:\d+ MachineDeployment\/\S+ spec\.replicas/);
+    expect(res.stderr).to.match(/workers\.yaml:\d+:\d+ MachineDeployment\/\S+ spec\.clustrName/);
+    expect(lines.at(-1)).to.match(/errors?, nothing was applied/);
+  });
+
+  it('renders the Workflow it would submit, pinned to the repository HEAD', async () => {
+    const res = await capflow(['render', path.join(remote.workdir, 'clusters', 'dev')]);
+    expect(res.code, res.stderr).to.equal(0);
+    const wf = parseYaml(res.stdout) as {
+      kind: string;
+      metadata: { labels: Record<string, string>; annotations: Record<string, string> };
+      spec: { workflowTemplateRef: { name: string }; arguments: { parameters: Array<{ name: string; value: string }> } };
+    };
+    const head = await import('../support/git-remote.js').then((m) => m.git(remote.workdir, 'rev-parse', 'HEAD'));
+    const params = Object.fromEntries(wf.spec.arguments.parameters.map((p) => [p.name, p.value]));
+    expect(wf.kind).to.equal('Workflow');
+    expect(wf.spec.workflowTemplateRef.name).to.equal('cluster-apply');
+    expect(params).to.include({ revision: head, 'cluster-path': 'clusters/dev', repo: remote.workdir });
+    expect(params['spec-hash']).to.match(/^[0-9a-f]{64}$/);
+    expect(wf.metadata.labels['capflow.io/revision']).to.equal(head);
+    expect(wf.metadata.labels['capflow.io/cluster']).to.equal(params['cluster-name']);
+    expect(wf.metadata.annotations['capflow.io/spec-hash']).to.equal(params['spec-hash']);
+  });
+
+  it('runs one executor with step: output files, one JSON summary line on stdout, JSON logs on stderr', async () => {
+    const outputs = mkdtempSync(path.join(os.tmpdir(), 'capflow-out-'));
+    const res = await capflow(['step', 'validate-spec', '--repo', remote.workdir, '--cluster-dir', 'clusters/dev', '--outputs', outputs], {
+      env: { CAPFLOW_SECRETS_DIR: secretsDir },
+    });
+    expect(res.code, res.stderr).to.equal(0);
+    const stdoutLines = res.stdout.trim().split('\n');
+    expect(stdoutLines).to.have.length(1);
+    const summary = JSON.parse(stdoutLines[0]!) as { step: string; status: string; outputs: Record<string, string> };
+    expect(summary).to.deep.include({ step: 'validate-spec', status: 'succeeded' });
+    expect(readFileSync(path.join(outputs, 'spec-hash'), 'utf8')).to.equal(summary.outputs['spec-hash']);
+    expect(readFileSync(path.join(outputs, 'provider'), 'utf8')).to.equal('aws');
+    for (const line of res.stderr.trim().split('\n')) expect(() => JSON.parse(line) as unknown, line).to.not.throw();
+  });
+
+  it('runs the cluster-apply template through the local runner and prints a summary table', async () => {
+    const runDir = mkdtempSync(path.join(os.tmpdir(), 'capflow-runs-'));
+    const head = await import('../support/git-remote.js').then((m) => m.git(remote.workdir, 'rev-parse', 'HEAD'));
+    const res = await capflow(
+      ['run', 'cluster-apply', '--run-dir', runDir, '-p', `repo=${remote.workdir}`, '-p', `revision=${head}`, '-p', 'cluster-path=clusters/dev', '-p', 'cluster-name=dev'],
+      { env: { CAPFLOW_SECRETS_DIR: secretsDir } },
+    );
+    expect(res.code, res.stderr + res.stdout).to.equal(0);
+    expect(res.stdout).to.match(/validate-spec\s.*Succeeded/);
+  });
+
+  it('does not retry an invalid spec in the local runner (exit 2 is final), and fails the run', async () => {
+    const broken = await createGitRemote();
+    try {
+      await broken.commitFiles({ 'clusters/bad/cluster.yaml': 'apiVersion: cluster.x-k8s.io/v1beta1\nkind: Cluster\nmetadata:\n  name: bad\nspec:\n  paused: maybe\n' }, 'bad');
+      const runDir = mkdtempSync(path.join(os.tmpdir(), 'capflow-runs-'));
+      const res = await capflow(['run', 'cluster-apply', '--run-dir', runDir, '-p', `repo=${broken.workdir}`, '-p', 'revision=HEAD', '-p', 'cluster-path=clusters/bad', '-p', 'cluster-name=bad']);
+      expect(res.code).to.equal(1);
+      expect(res.stdout).to.match(/validate-spec\s.*Failed/);
+      // One attempt only: the retry expression retries exit 75, never exit 2.
+      expect(res.stderr).to.not.match(/retry/i);
+    } finally {
+      await broken.stop();
+    }
+  });
+
+  it('runs the demo end to end with plain output', async () => {
+    const cwd = mkdtempSync(path.join(os.tmpdir(), 'capflow-demo-'));
+    const res = await capflow(['demo', '--plain'], { cwd, env: { CAPFLOW_SECRETS_DIR: secretsDir } });
+    expect(res.code, res.stderr + res.stdout).to.equal(0);
+    expect(res.stdout).to.include('== 1/3 Validating').and.include('kind: Workflow').and.include('== 3/3');
+    expect(res.stdout).to.match(/Succeeded/);
+  });
+
+  const usage: Array<[string[], number, RegExp]> = [
+    [['--help'], 0, /Usage: capflow <command>/],
+    [['validate', '--help'], 0, /Usage: capflow validate/],
+    [['render', '--help'], 0, /Usage: capflow render/],
+    [['run', '--help'], 0, /Usage: capflow run/],
+    [['step', '--help'], 0, /validate-spec/],
+    [['demo', '--help'], 0, /Usage: capflow demo/],
+    [['frobnicate'], 2, /unknown command "frobnicate"/],
+    [['validate', '--nope', 'x'], 2, /Unknown option '--nope'/],
+    [['step', 'no-such-step', '--cluster-dir', 'x'], 2, /unknown step "no-such-step"/],
+  ];
+  for (const [args, code, pattern] of usage) {
+    it(`capflow ${args.join(' ')} exits ${code}`, async () => {
+      const res = await capflow(args);
+      expect(res.code).to.equal(code);
+      expect(res.stdout + res.stderr).to.match(pattern);
+    });
+  }
+});
