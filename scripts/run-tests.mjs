@@ -1,13 +1,16 @@
 #!/usr/bin/env node
-// Runs the compiled mocha suites (dist/test/**/*.test.js) and ends with the one
+// Runs the mocha suites (test/**/*.test.ts, through tsx; `npm test` type-checks
+// and builds dist/ first, which the CLI tests run) and ends with the one
 // plain line CI reads: "tests: N passed, M failed". Before that it makes sure
 // the test bed (testbed/install.sh) is installed, installing what is missing.
 //   node scripts/run-tests.mjs [--grep PATTERN] [--no-install] [path-prefix ...]
+// e.g. node scripts/run-tests.mjs --no-install test/unit/spec
 import { spawnSync } from 'node:child_process';
 import { readdirSync, statSync, existsSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import Mocha from 'mocha';
+import { register } from 'tsx/esm/api';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const args = process.argv.slice(2);
@@ -17,7 +20,7 @@ const prefixes = [];
 for (let i = 0; i < args.length; i++) {
   if (args[i] === '--grep') grep = args[++i];
   else if (args[i] === '--no-install') install = false;
-  else prefixes.push(args[i].replace(/\.ts$/, '.js').replace(/^(dist\/)?/, 'dist/'));
+  else prefixes.push(args[i].replace(/^dist\//, '').replace(/\.js$/, '.ts'));
 }
 
 if (install && existsSync(path.join(root, 'testbed/install.sh'))) {
@@ -35,18 +38,19 @@ function walk(dir) {
   if (!existsSync(dir)) return [];
   return readdirSync(dir).flatMap((name) => {
     const p = path.join(dir, name);
-    return statSync(p).isDirectory() ? walk(p) : p.endsWith('.test.js') ? [p] : [];
+    return statSync(p).isDirectory() ? walk(p) : p.endsWith('.test.ts') ? [p] : [];
   });
 }
 
-const files = walk(path.join(root, 'dist/test'))
+const files = walk(path.join(root, 'test'))
   .filter((f) => prefixes.length === 0 || prefixes.some((p) => path.relative(root, f).startsWith(p)))
   .sort();
 if (files.length === 0) {
-  console.log('tests: 0 passed, 0 failed (no test files found: run "npm run build" first)');
+  console.log('tests: 0 passed, 0 failed (no test files matched)');
   process.exit(1);
 }
 
+register();
 const mocha = new Mocha({ timeout: 120_000, slow: 5_000, reporter: 'spec', ...(grep ? { grep } : {}) });
 for (const f of files) mocha.addFile(f);
 await mocha.loadFilesAsync();
