@@ -1,0 +1,12 @@
+/**
+ * Cluster specs: a folder of Cluster API shaped multi-document YAML becomes
+ * one typed, normalized ClusterModel, validated against the real CRD schemas,
+ * with every problem reported as file:line:column.
+ */
+export { loadClusterSpec, validateClusterSpec, type LoadOptions, type ValidationResult } from './loader.js';
+export { formatProblem, isSpecInvalidError, SpecInvalidError, type ProblemCode, type Severity, type SpecProblem } from './problems.js';
+export { specHash, canonicalJson } from './hash.js';
+export { parseVarsFile, parseVarsText, type VariableOptions } from './variables.js';
+export { checkHostKey, selects } from './references.js';
+export type { ValidatorMode } from './validators.js';
+export type * from './model.js';

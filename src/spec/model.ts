@@ -1,0 +1,437 @@
+/**
+ * The normalized cluster model: every document of the folder, typed for the
+ * fields capflow uses (the rest stays reachable through index signatures),
+ * with schema defaults applied and references resolved.
+ */
+
+export type Provider = 'aws' | 'eks' | 'byoh';
+
+/** Open-ended rest of an object: fields capflow does not use yet. */
+export type Rest = Record<string, unknown>;
+
+export interface ObjectMeta {
+  name: string;
+  /** Always set ("default" when the file leaves it out). */
+  namespace: string;
+  labels?: Record<string, string>;
+  annotations?: Record<string, string>;
+  [field: string]: unknown;
+}
+
+export interface ObjectReference {
+  apiVersion?: string;
+  kind: string;
+  name: string;
+  namespace?: string;
+  [field: string]: unknown;
+}
+
+export interface LabelSelector {
+  matchLabels?: Record<string, string>;
+  matchExpressions?: Array<{ key: string; operator: string; values?: string[] }>;
+}
+
+/** A Kubernetes object of kind K with a typed spec. */
+export interface Resource<K extends string, S> {
+  apiVersion: string;
+  kind: K;
+  metadata: ObjectMeta;
+  spec: S;
+  [field: string]: unknown;
+}
+
+// --- Cluster API core -------------------------------------------------------
+
+export interface ClusterNetwork {
+  apiServerPort?: number;
+  pods?: { cidrBlocks: string[] };
+  services?: { cidrBlocks: string[] };
+  serviceDomain?: string;
+  [field: string]: unknown;
+}
+
+export interface APIEndpoint {
+  host: string;
+  port: number;
+}
+
+export interface ClusterSpec {
+  clusterNetwork?: ClusterNetwork;
+  controlPlaneEndpoint?: APIEndpoint;
+  controlPlaneRef?: ObjectReference;
+  infrastructureRef?: ObjectReference;
+  paused?: boolean;
+  [field: string]: unknown;
+}
+export type Cluster = Resource<'Cluster', ClusterSpec>;
+
+export interface Bootstrap {
+  configRef?: ObjectReference;
+  dataSecretName?: string;
+}
+
+export interface MachineTemplateSpec {
+  metadata?: { labels?: Record<string, string>; annotations?: Record<string, string> };
+  spec: {
+    clusterName: string;
+    bootstrap: Bootstrap;
+    infrastructureRef: ObjectReference;
+    version?: string;
+    failureDomain?: string;
+    nodeDrainTimeout?: string;
+    [field: string]: unknown;
+  };
+}
+
+export interface MachineDeploymentSpec {
+  clusterName: string;
+  replicas?: number;
+  selector: LabelSelector;
+  template: MachineTemplateSpec;
+  strategy?: Rest;
+  minReadySeconds?: number;
+  paused?: boolean;
+  [field: string]: unknown;
+}
+export type MachineDeployment = Resource<'MachineDeployment', MachineDeploymentSpec>;
+
+export interface MachinePoolSpec {
+  clusterName: string;
+  replicas?: number;
+  failureDomains?: string[];
+  template: MachineTemplateSpec;
+  [field: string]: unknown;
+}
+export type MachinePool = Resource<'MachinePool', MachinePoolSpec>;
+
+export interface MachineHealthCheckSpec {
+  clusterName: string;
+  selector: LabelSelector;
+  unhealthyConditions?: Array<{ type: string; status: string; timeout: string }>;
+  maxUnhealthy?: number | string;
+  unhealthyRange?: string;
+  nodeStartupTimeout?: string;
+  [field: string]: unknown;
+}
+export type MachineHealthCheck = Resource<'MachineHealthCheck', MachineHealthCheckSpec>;
+
+// --- kubeadm ----------------------------------------------------------------
+
+export interface KubeadmFile {
+  path: string;
+  content?: string;
+  contentFrom?: { secret: { name: string; key: string } };
+  owner?: string;
+  permissions?: string;
+  encoding?: string;
+  append?: boolean;
+}
+
+export interface KubeadmConfigSpec {
+  clusterConfiguration?: Rest;
+  initConfiguration?: Rest;
+  joinConfiguration?: Rest;
+  files?: KubeadmFile[];
+  preKubeadmCommands?: string[];
+  postKubeadmCommands?: string[];
+  users?: Rest[];
+  ntp?: Rest;
+  format?: 'cloud-config' | 'ignition';
+  mounts?: string[][];
+  [field: string]: unknown;
+}
+
+export interface KubeadmControlPlaneSpec {
+  replicas?: number;
+  version: string;
+  machineTemplate: { infrastructureRef: ObjectReference; metadata?: Rest; [field: string]: unknown };
+  kubeadmConfigSpec: KubeadmConfigSpec;
+  rolloutStrategy?: Rest;
+  [field: string]: unknown;
+}
+export type KubeadmControlPlane = Resource<'KubeadmControlPlane', KubeadmControlPlaneSpec>;
+export type KubeadmConfigTemplate = Resource<'KubeadmConfigTemplate', { template: { spec: KubeadmConfigSpec; [field: string]: unknown } }>;
+export type KubeadmConfig = Resource<'KubeadmConfig', KubeadmConfigSpec>;
+export type EKSConfigTemplate = Resource<'EKSConfigTemplate', { template: { spec: Rest } }>;
+export type EKSConfig = Resource<'EKSConfig', Rest>;
+
+// --- AWS (CAPA) ---------------------------------------------------------------
+
+export interface AWSSubnet {
+  id?: string;
+  cidrBlock?: string;
+  availabilityZone?: string;
+  isPublic?: boolean;
+  tags?: Record<string, string>;
+  [field: string]: unknown;
+}
+
+export interface AWSNetworkSpec {
+  vpc?: {
+    id?: string;
+    cidrBlock?: string;
+    availabilityZoneUsageLimit?: number;
+    availabilityZoneSelection?: string;
+    tags?: Record<string, string>;
+    [field: string]: unknown;
+  };
+  subnets?: AWSSubnet[];
+  cni?: Rest;
+  [field: string]: unknown;
+}
+
+export interface AWSLoadBalancerSpec {
+  loadBalancerType?: 'classic' | 'elb' | 'alb' | 'nlb' | 'disabled';
+  scheme?: 'internet-facing' | 'internal';
+  healthCheckProtocol?: string;
+  crossZoneLoadBalancing?: boolean;
+  [field: string]: unknown;
+}
+
+export interface AWSClusterSpec {
+  region?: string;
+  sshKeyName?: string;
+  network?: AWSNetworkSpec;
+  controlPlaneLoadBalancer?: AWSLoadBalancerSpec;
+  controlPlaneEndpoint?: APIEndpoint;
+  additionalTags?: Record<string, string>;
+  bastion?: Rest;
+  [field: string]: unknown;
+}
+export type AWSCluster = Resource<'AWSCluster', AWSClusterSpec>;
+
+export interface AWSResourceReference {
+  id?: string;
+  filters?: Array<{ name: string; values: string[] }>;
+}
+
+export interface SpotMarketOptions {
+  maxPrice?: string;
+}
+
+export interface AWSMachineSpec {
+  instanceType: string;
+  ami?: { id?: string; eksLookupType?: string };
+  imageLookupOrg?: string;
+  imageLookupBaseOS?: string;
+  iamInstanceProfile?: string;
+  sshKeyName?: string;
+  rootVolume?: { size: number; type?: string; encrypted?: boolean; [field: string]: unknown };
+  spotMarketOptions?: SpotMarketOptions;
+  subnet?: AWSResourceReference;
+  additionalSecurityGroups?: AWSResourceReference[];
+  additionalTags?: Record<string, string>;
+  publicIP?: boolean;
+  [field: string]: unknown;
+}
+export type AWSMachineTemplate = Resource<'AWSMachineTemplate', { template: { spec: AWSMachineSpec; [field: string]: unknown } }>;
+
+export interface AWSLaunchTemplate {
+  instanceType?: string;
+  ami?: { id?: string; eksLookupType?: string };
+  iamInstanceProfile?: string;
+  sshKeyName?: string;
+  rootVolume?: Rest;
+  spotMarketOptions?: SpotMarketOptions;
+  additionalSecurityGroups?: AWSResourceReference[];
+  [field: string]: unknown;
+}
+
+export interface MixedInstancesPolicy {
+  instancesDistribution?: {
+    onDemandAllocationStrategy?: string;
+    spotAllocationStrategy?: string;
+    onDemandBaseCapacity?: number;
+    onDemandPercentageAboveBaseCapacity?: number;
+  };
+  overrides?: Array<{ instanceType: string }>;
+}
+
+export interface AWSMachinePoolSpec {
+  minSize: number;
+  maxSize: number;
+  availabilityZones?: string[];
+  subnets?: AWSResourceReference[];
+  awsLaunchTemplate: AWSLaunchTemplate;
+  mixedInstancesPolicy?: MixedInstancesPolicy;
+  capacityRebalance?: boolean;
+  additionalTags?: Record<string, string>;
+  [field: string]: unknown;
+}
+export type AWSMachinePool = Resource<'AWSMachinePool', AWSMachinePoolSpec>;
+
+export type AWSManagedCluster = Resource<'AWSManagedCluster', { controlPlaneEndpoint?: APIEndpoint; [field: string]: unknown }>;
+
+export interface AWSManagedControlPlaneSpec {
+  eksClusterName?: string;
+  region?: string;
+  version?: string;
+  network?: AWSNetworkSpec;
+  endpointAccess?: { public?: boolean; private?: boolean; publicCIDRs?: string[] };
+  addons?: Array<{ name: string; version: string; [field: string]: unknown }>;
+  roleName?: string;
+  sshKeyName?: string;
+  logging?: Rest;
+  [field: string]: unknown;
+}
+export type AWSManagedControlPlane = Resource<'AWSManagedControlPlane', AWSManagedControlPlaneSpec>;
+
+export interface AWSManagedMachinePoolSpec {
+  eksNodegroupName?: string;
+  instanceType?: string;
+  capacityType?: 'onDemand' | 'spot';
+  amiType?: string;
+  diskSize?: number;
+  scaling?: { minSize?: number; maxSize?: number };
+  subnetIDs?: string[];
+  availabilityZones?: string[];
+  labels?: Record<string, string>;
+  taints?: Array<{ key: string; value?: string; effect: string }>;
+  roleName?: string;
+  updateConfig?: Rest;
+  [field: string]: unknown;
+}
+export type AWSManagedMachinePool = Resource<'AWSManagedMachinePool', AWSManagedMachinePoolSpec>;
+
+// --- BYOH ---------------------------------------------------------------------
+
+export type ByoCluster = Resource<'ByoCluster', { bundleLookupBaseRegistry?: string; controlPlaneEndpoint?: APIEndpoint; [field: string]: unknown }>;
+export type ByoMachineTemplate = Resource<
+  'ByoMachineTemplate',
+  { template: { spec: { selector?: LabelSelector; installerRef?: ObjectReference; [field: string]: unknown } } }
+>;
+
+// --- addons ---------------------------------------------------------------------
+
+export type ClusterResourceSet = Resource<
+  'ClusterResourceSet',
+  { clusterSelector: LabelSelector; resources?: Array<{ kind: 'ConfigMap' | 'Secret'; name: string }>; strategy?: 'ApplyOnce' | 'Reconcile' | '' }
+>;
+
+export interface ConfigMap {
+  apiVersion: 'v1';
+  kind: 'ConfigMap';
+  metadata: ObjectMeta;
+  data?: Record<string, string>;
+  binaryData?: Record<string, string>;
+  immutable?: boolean;
+}
+
+export interface Secret {
+  apiVersion: 'v1';
+  kind: 'Secret';
+  metadata: ObjectMeta;
+  type?: string;
+  data?: Record<string, string>;
+  stringData?: Record<string, string>;
+  immutable?: boolean;
+}
+
+// --- capflow.io/v1alpha1 ------------------------------------------------------
+
+export interface InventoryHost {
+  name: string;
+  address: string;
+  user: string;
+  /** Default 22. */
+  port: number;
+  /** OpenSSH public key line (`ssh-ed25519 AAAA... [comment]`), pinned. */
+  hostKey: string;
+  labels?: Record<string, string>;
+}
+export type ByoHostInventory = Resource<'ByoHostInventory', { hosts: InventoryHost[]; sshKeySecretRef?: { name: string } }>;
+
+export interface AddonChartSpec {
+  repo: string;
+  chart: string;
+  version: string;
+  /** Defaults to metadata.name. */
+  releaseName: string;
+  namespace: string;
+  createNamespace: boolean;
+  wait: boolean;
+  timeout: string;
+  values?: Rest;
+  dependsOn?: string[];
+}
+export type AddonChart = Resource<'AddonChart', AddonChartSpec>;
+
+// --- the model ------------------------------------------------------------------
+
+/** Where a document came from. */
+export interface SourceLocation {
+  /** Display path (relative to the repository root, or the cwd). */
+  file: string;
+  absPath: string;
+  /** 0-based index of the document in its file. */
+  index: number;
+  line: number;
+  column: number;
+}
+
+/** One document of the folder: its normalized object and where it came from. */
+export interface SpecDocument {
+  apiVersion: string;
+  kind: string;
+  name: string;
+  namespace: string;
+  /** Normalized object (defaults applied, nulls pruned, namespace set). */
+  object: Record<string, unknown>;
+  source: SourceLocation;
+}
+
+export type InfrastructureCluster = AWSCluster | AWSManagedCluster | ByoCluster;
+export type ControlPlane = KubeadmControlPlane | AWSManagedControlPlane;
+export type MachineTemplate = AWSMachineTemplate | ByoMachineTemplate;
+export type BootstrapTemplate = KubeadmConfigTemplate | EKSConfigTemplate;
+export type BootstrapConfig = KubeadmConfig | EKSConfig;
+
+export interface MachineDeploymentModel {
+  deployment: MachineDeployment;
+  machineTemplate: MachineTemplate;
+  /** Absent when the deployment names a bootstrap data secret instead. */
+  bootstrapTemplate?: BootstrapTemplate;
+}
+
+export interface MachinePoolModel {
+  pool: MachinePool;
+  infrastructure: AWSMachinePool | AWSManagedMachinePool;
+  bootstrapConfig?: BootstrapConfig;
+}
+
+export interface ResourceSetModel {
+  resourceSet: ClusterResourceSet;
+  /** The ConfigMaps and Secrets of spec.resources, in order. */
+  resources: Array<ConfigMap | Secret>;
+  /** Whether its clusterSelector selects this folder's Cluster. */
+  selectsCluster: boolean;
+}
+
+export interface ClusterModel {
+  /** The Cluster's name. */
+  name: string;
+  namespace: string;
+  provider: Provider;
+  /** Absolute path of the cluster folder. */
+  dir: string;
+  cluster: Cluster;
+  infrastructure: InfrastructureCluster;
+  controlPlane: ControlPlane;
+  /** For a KubeadmControlPlane: its machine template. */
+  controlPlaneMachineTemplate?: MachineTemplate;
+  machineDeployments: MachineDeploymentModel[];
+  machinePools: MachinePoolModel[];
+  /** By name. */
+  machineTemplates: Record<string, MachineTemplate>;
+  bootstrapTemplates: Record<string, BootstrapTemplate>;
+  bootstrapConfigs: Record<string, BootstrapConfig>;
+  healthChecks: MachineHealthCheck[];
+  resourceSets: ResourceSetModel[];
+  hostInventory?: ByoHostInventory;
+  /** In install order (dependencies first; ties by name). */
+  addons: AddonChart[];
+  /** Every document, in file order. */
+  documents: SpecDocument[];
+  /** The control plane's Kubernetes version (KubeadmControlPlane.spec.version or AWSManagedControlPlane.spec.version). */
+  kubernetesVersion: string;
+}

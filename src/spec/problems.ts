@@ -1,0 +1,147 @@
+/**
+ * Problems found in a cluster spec, and the error that carries them.
+ * Every problem names the file:line:column of the offending node, the
+ * object (Kind/name) and the field path, so one pass reports them all.
+ */
+import { InputError, isCapflowError } from '../core/errors.js';
+
+export type Severity = 'error' | 'warning';
+
+/** Stable codes of the problems the loader reports. */
+export type ProblemCode =
+  | 'yaml-syntax'
+  | 'not-an-object'
+  | 'missing-type-meta'
+  | 'unknown-kind'
+  | 'unsupported-kind'
+  | 'wrong-group'
+  | 'unserved-version'
+  | 'invalid-metadata'
+  | 'schema'
+  | 'unknown-field'
+  | 'ignored-field'
+  | 'duplicate'
+  | 'cluster-count'
+  | 'dangling-ref'
+  | 'ref-kind'
+  | 'ref-group'
+  | 'cluster-name'
+  | 'unsupported-feature'
+  | 'unused'
+  | 'dependency-cycle'
+  | 'variables-not-substituted'
+  | 'variable-unset'
+  | 'variable-syntax'
+  | 'invalid-value';
+
+export interface SpecProblem {
+  severity: Severity;
+  code: ProblemCode;
+  message: string;
+  /** Display path of the file (relative to the display root); the folder for folder-wide problems. */
+  file?: string;
+  /** 1-based line and column of the offending node in the original (unsubstituted) file. */
+  line?: number;
+  column?: number;
+  kind?: string;
+  name?: string;
+  /** Field path inside the object, e.g. `spec.template.spec.infrastructureRef.name`. */
+  path?: string;
+  /** How to fix it, when the message alone does not say. */
+  hint?: string;
+}
+
+/**
+ * One line per problem:
+ * `clusters/dev/workers.yaml:14:7 MachineDeployment/dev-md-0 spec.replicas: must be integer`.
+ * Warnings carry `warning: ` before the message; a hint follows after ` hint: `.
+ */
+export function formatProblem(p: SpecProblem): string {
+  const parts: string[] = [];
+  if (p.file !== undefined) parts.push(p.line !== undefined ? `${p.file}:${p.line}:${p.column ?? 1}` : p.file);
+  if (p.kind !== undefined) parts.push(p.name !== undefined && p.name !== '' ? `${p.kind}/${p.name}` : p.kind);
+  const text = `${p.path ? `${p.path}: ` : ''}${p.severity === 'warning' ? 'warning: ' : ''}${p.message}`;
+  parts.push(p.hint ? `${text} hint: ${p.hint}` : text);
+  return parts.join(' ');
+}
+
+/** Orders problems by file, line and column (folder-wide problems first), keeping the found order otherwise. */
+export function sortProblems(problems: SpecProblem[]): SpecProblem[] {
+  return problems
+    .map((p, i) => ({ p, i }))
+    .sort((a, b) => {
+      const fa = a.p.file ?? '';
+      const fb = b.p.file ?? '';
+      if (fa !== fb) return fa < fb ? -1 : 1;
+      const la = a.p.line ?? 0;
+      const lb = b.p.line ?? 0;
+      if (la !== lb) return la - lb;
+      const ca = a.p.column ?? 0;
+      const cb = b.p.column ?? 0;
+      if (ca !== cb) return ca - cb;
+      return a.i - b.i;
+    })
+    .map(({ p }) => p);
+}
+
+export function hasErrors(problems: readonly SpecProblem[]): boolean {
+  return problems.some((p) => p.severity === 'error');
+}
+
+/** The spec folder is invalid; `problems` lists every problem found (errors and warnings). */
+export class SpecInvalidError extends InputError {
+  readonly problems: readonly SpecProblem[];
+  readonly dir: string | undefined;
+
+  constructor(problems: readonly SpecProblem[], dir?: string) {
+    const errors = problems.filter((p) => p.severity === 'error').length;
+    const lines = problems.map(formatProblem);
+    super(
+      'SPEC_INVALID',
+      `Cluster spec${dir ? ` ${dir}` : ''} is invalid (${errors} error${errors === 1 ? '' : 's'}):\n${lines.join('\n')}`,
+      {
+        hint: 'fix the problems listed (each names file:line:column) and run again',
+        details: { ...(dir ? { dir } : {}), problems: problems.map((p) => ({ ...p })) },
+      },
+    );
+    this.problems = problems;
+    this.dir = dir;
+  }
+}
+
+/** Type guard that works across copies of this module. */
+export function isSpecInvalidError(err: unknown): err is SpecInvalidError {
+  return isCapflowError(err) && err.code === 'SPEC_INVALID' && Array.isArray((err as { problems?: unknown }).problems);
+}
+
+/** Levenshtein distance, for "did you mean" suggestions. */
+export function editDistance(a: string, b: string): number {
+  const prev = new Array<number>(b.length + 1);
+  for (let j = 0; j <= b.length; j++) prev[j] = j;
+  for (let i = 1; i <= a.length; i++) {
+    let diag = prev[0] as number;
+    prev[0] = i;
+    for (let j = 1; j <= b.length; j++) {
+      const up = prev[j] as number;
+      const cost = a[i - 1] === b[j - 1] ? 0 : 1;
+      prev[j] = Math.min(up + 1, (prev[j - 1] as number) + 1, diag + cost);
+      diag = up;
+    }
+  }
+  return prev[b.length] as number;
+}
+
+/** The closest candidate when it is close enough to be a likely typo (case-insensitive match counts as close). */
+export function closest(word: string, candidates: Iterable<string>): string | undefined {
+  let best: string | undefined;
+  let bestDistance = Infinity;
+  for (const c of candidates) {
+    const d = c.toLowerCase() === word.toLowerCase() ? 0.5 : editDistance(word, c);
+    if (d < bestDistance) {
+      best = c;
+      bestDistance = d;
+    }
+  }
+  const limit = Math.max(1, Math.min(3, Math.floor(word.length / 3)));
+  return bestDistance <= limit ? best : undefined;
+}

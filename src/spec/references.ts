@@ -1,0 +1,492 @@
+/**
+ * Cross-document checks: exactly one Cluster, unique kind/name, references
+ * (kind, API group, existence), clusterName agreement, provider detection,
+ * ClusterResourceSet resources and selectors, the BYOH host inventory and
+ * AddonChart ordering. Then the typed model is assembled.
+ */
+import { closest, type SpecProblem } from './problems.js';
+import { getPath, isRecord } from './paths.js';
+import { groupOf, kindInfo } from './kinds.js';
+import { DocumentReporter, type CheckedDocument } from './validate.js';
+import type { PathSegment } from './yaml-source.js';
+import type {
+  AddonChart,
+  BootstrapConfig,
+  BootstrapTemplate,
+  ByoHostInventory,
+  Cluster,
+  ClusterModel,
+  ConfigMap,
+  ControlPlane,
+  InfrastructureCluster,
+  LabelSelector,
+  MachineDeployment,
+  MachineDeploymentModel,
+  MachineHealthCheck,
+  MachinePool,
+  MachinePoolModel,
+  MachineTemplate,
+  Provider,
+  ResourceSetModel,
+  ClusterResourceSet,
+  Secret,
+  AWSMachinePool,
+  AWSManagedMachinePool,
+  SpecDocument,
+} from './model.js';
+
+const PROVIDERS: ReadonlyArray<{ provider: Provider; infrastructure: string; controlPlane: string }> = [
+  { provider: 'aws', infrastructure: 'AWSCluster', controlPlane: 'KubeadmControlPlane' },
+  { provider: 'eks', infrastructure: 'AWSManagedCluster', controlPlane: 'AWSManagedControlPlane' },
+  { provider: 'byoh', infrastructure: 'ByoCluster', controlPlane: 'KubeadmControlPlane' },
+];
+
+/** Which kinds each reference may name, by provider. */
+const MACHINE_TEMPLATE: Record<Provider, string[]> = { aws: ['AWSMachineTemplate'], eks: ['AWSMachineTemplate'], byoh: ['ByoMachineTemplate'] };
+const BOOTSTRAP_TEMPLATE: Record<Provider, string[]> = { aws: ['KubeadmConfigTemplate'], eks: ['EKSConfigTemplate'], byoh: ['KubeadmConfigTemplate'] };
+const POOL_INFRA: Record<Provider, string[]> = { aws: ['AWSMachinePool'], eks: ['AWSManagedMachinePool', 'AWSMachinePool'], byoh: [] };
+const POOL_BOOTSTRAP: Record<Provider, string[]> = { aws: ['KubeadmConfig'], eks: ['EKSConfig'], byoh: [] };
+
+function key(kind: string, namespace: string, name: string): string {
+  return `${kind}/${namespace}/${name}`;
+}
+
+function where(doc: CheckedDocument): string {
+  const pos = doc.src.position(['metadata', 'name']);
+  return `${doc.src.file.display}:${pos.line}:${pos.column}`;
+}
+
+/** Does the selector select these labels? An empty selector selects nothing (ClusterResourceSet semantics). */
+export function selects(selector: LabelSelector | undefined, labels: Record<string, string>): boolean {
+  if (!selector) return false;
+  const ml = Object.entries(selector.matchLabels ?? {});
+  const me = selector.matchExpressions ?? [];
+  if (ml.length === 0 && me.length === 0) return false;
+  if (!ml.every(([k, v]) => labels[k] === v)) return false;
+  return me.every((e) => {
+    const has = Object.prototype.hasOwnProperty.call(labels, e.key);
+    const v = labels[e.key];
+    switch (e.operator) {
+      case 'In':
+        return has && (e.values ?? []).includes(v as string);
+      case 'NotIn':
+        return !has || !(e.values ?? []).includes(v as string);
+      case 'Exists':
+        return has;
+      case 'DoesNotExist':
+        return !has;
+      default:
+        return false;
+    }
+  });
+}
+
+export interface ResolveResult {
+  model?: ClusterModel;
+}
+
+/** A document whose kind/version could not be judged (already reported): references to it are not reported again. */
+export interface RejectedDocument {
+  kind: string;
+  name: string;
+  namespace: string;
+}
+
+export function resolveSpec(
+  docs: CheckedDocument[],
+  problems: SpecProblem[],
+  folder: { abs: string; display: string },
+  rejected: readonly RejectedDocument[] = [],
+): ResolveResult {
+  const rejectedKeys = new Set(rejected.map((d) => key(d.kind, d.namespace, d.name)));
+  const reporters = new Map<CheckedDocument, DocumentReporter>();
+  const rep = (d: CheckedDocument): DocumentReporter => {
+    let r = reporters.get(d);
+    if (!r) {
+      r = new DocumentReporter(problems, d.src);
+      r.kind = d.kind;
+      if (d.name !== '') r.name = d.name;
+      reporters.set(d, r);
+    }
+    return r;
+  };
+  const errorsBefore = problems.filter((p) => p.severity === 'error').length;
+
+  // Unique kind/namespace/name.
+  const index = new Map<string, CheckedDocument>();
+  const unique: CheckedDocument[] = [];
+  for (const d of docs) {
+    if (d.name === '') continue;
+    const k = key(d.kind, d.namespace, d.name);
+    const first = index.get(k);
+    if (first) {
+      rep(d).report('duplicate', ['metadata', 'name'], `duplicate ${d.kind} "${d.name}": already defined at ${where(first)}`);
+      continue;
+    }
+    index.set(k, d);
+    unique.push(d);
+  }
+  const ofKind = (kind: string): CheckedDocument[] => unique.filter((d) => d.kind === kind);
+  const referenced = new Set<CheckedDocument>();
+
+  const resolveRef = (
+    d: CheckedDocument,
+    path: PathSegment[],
+    expected: string[],
+    options: { required?: boolean; requiredHint?: string } = {},
+  ): CheckedDocument | undefined => {
+    const ref = getPath(d.value, path);
+    if (ref === undefined) {
+      if (options.required) rep(d).report('dangling-ref', path, `missing required field \`${String(path[path.length - 1])}\``, { at: 'start', ...(options.requiredHint ? { hint: options.requiredHint } : {}) });
+      return undefined;
+    }
+    if (!isRecord(ref) || typeof ref.kind !== 'string' || typeof ref.name !== 'string') return undefined;
+    const kind = ref.kind;
+    if (!expected.includes(kind)) {
+      rep(d).report('ref-kind', [...path, 'kind'], `${kind} cannot be referenced here; expected ${expected.length === 1 ? expected[0] : `one of ${expected.join(', ')}`}`);
+      return undefined;
+    }
+    const info = kindInfo(kind);
+    if (typeof ref.apiVersion === 'string' && info) {
+      const { group } = groupOf(ref.apiVersion);
+      if (group !== info.group) {
+        rep(d).report('ref-group', [...path, 'apiVersion'], `apiVersion ${ref.apiVersion} does not match kind ${kind} (API group ${info.group})`);
+      }
+    }
+    const namespace = typeof ref.namespace === 'string' && ref.namespace !== '' ? ref.namespace : d.namespace;
+    const target = index.get(key(kind, namespace, ref.name));
+    if (!target && rejectedKeys.has(key(kind, namespace, ref.name))) return undefined;
+    if (!target) {
+      const guess = closest(ref.name, ofKind(kind).filter((t) => t.namespace === namespace).map((t) => t.name));
+      rep(d).report('dangling-ref', [...path, 'name'], `${kind} "${ref.name}" is not defined in this folder${namespace !== 'default' ? ` (namespace ${namespace})` : ''}${guess ? `; did you mean \`${guess}\`?` : ''}`);
+      return undefined;
+    }
+    referenced.add(target);
+    return target;
+  };
+
+  // Exactly one Cluster.
+  const clusters = ofKind('Cluster');
+  if (clusters.length === 0 && !rejected.some((d) => d.kind === 'Cluster')) {
+    problems.push({
+      severity: 'error',
+      code: 'cluster-count',
+      file: folder.display,
+      message: 'no Cluster found: a cluster folder holds exactly one Cluster (cluster.x-k8s.io/v1beta1)',
+    });
+  }
+  for (const extra of clusters.slice(1)) {
+    rep(extra).report('cluster-count', ['kind'], `a cluster folder holds exactly one Cluster; Cluster "${clusters[0]?.name}" is defined at ${where(clusters[0] as CheckedDocument)}`);
+  }
+  const clusterDoc = clusters[0];
+  const clusterName = clusterDoc?.name;
+
+  // Cluster → infrastructure and control plane; provider.
+  let provider: Provider | undefined;
+  let infraDoc: CheckedDocument | undefined;
+  let cpDoc: CheckedDocument | undefined;
+  if (clusterDoc) {
+    const infraRefKind = getPath(clusterDoc.value, ['spec', 'infrastructureRef', 'kind']);
+    if (infraRefKind === 'AWSManagedControlPlane') {
+      rep(clusterDoc).report('unsupported-feature', ['spec', 'infrastructureRef', 'kind'], 'AWSManagedControlPlane as the infrastructureRef (the older EKS form) is not supported', {
+        hint: 'add an AWSManagedCluster and reference it as infrastructureRef; keep AWSManagedControlPlane as controlPlaneRef',
+      });
+    } else {
+      infraDoc = resolveRef(clusterDoc, ['spec', 'infrastructureRef'], ['AWSCluster', 'AWSManagedCluster', 'ByoCluster'], {
+        required: true,
+        requiredHint: 'capflow needs the Cluster to name its infrastructure (AWSCluster, AWSManagedCluster or ByoCluster)',
+      });
+    }
+    cpDoc = resolveRef(clusterDoc, ['spec', 'controlPlaneRef'], ['KubeadmControlPlane', 'AWSManagedControlPlane'], {
+      required: getPath(clusterDoc.value, ['spec', 'topology']) === undefined,
+      requiredHint: 'capflow needs the Cluster to name its control plane (KubeadmControlPlane or AWSManagedControlPlane)',
+    });
+    if (infraDoc && cpDoc) {
+      provider = PROVIDERS.find((p) => p.infrastructure === infraDoc?.kind && p.controlPlane === cpDoc?.kind)?.provider;
+      if (!provider) {
+        rep(clusterDoc).report('unsupported-feature', ['spec', 'controlPlaneRef', 'kind'], `${infraDoc.kind} with a ${cpDoc.kind} is not a supported combination`, {
+          hint: PROVIDERS.map((p) => `${p.infrastructure} + ${p.controlPlane} (${p.provider})`).join(', '),
+        });
+      }
+    }
+  }
+  const anyProvider = (table: Record<Provider, string[]>): string[] => (provider ? table[provider] : [...new Set(Object.values(table).flat())]);
+
+  const checkClusterName = (d: CheckedDocument, path: PathSegment[]): void => {
+    const v = getPath(d.value, path);
+    if (typeof v !== 'string' || clusterName === undefined || v === clusterName) return;
+    rep(d).report('cluster-name', path, `must be the Cluster's name "${clusterName}" (got "${v}")`);
+  };
+
+  // Control plane machine template.
+  let cpTemplateDoc: CheckedDocument | undefined;
+  if (cpDoc?.kind === 'KubeadmControlPlane') {
+    cpTemplateDoc = resolveRef(cpDoc, ['spec', 'machineTemplate', 'infrastructureRef'], anyProvider(MACHINE_TEMPLATE));
+  }
+  for (const kcp of ofKind('KubeadmControlPlane').filter((d) => d !== cpDoc)) {
+    resolveRef(kcp, ['spec', 'machineTemplate', 'infrastructureRef'], anyProvider(MACHINE_TEMPLATE));
+  }
+
+  // MachineDeployments.
+  const mdModels: Array<{ md: CheckedDocument; template?: CheckedDocument; bootstrap?: CheckedDocument }> = [];
+  for (const md of ofKind('MachineDeployment')) {
+    checkClusterName(md, ['spec', 'clusterName']);
+    checkClusterName(md, ['spec', 'template', 'spec', 'clusterName']);
+    const template = resolveRef(md, ['spec', 'template', 'spec', 'infrastructureRef'], anyProvider(MACHINE_TEMPLATE));
+    const bootstrap = resolveRef(md, ['spec', 'template', 'spec', 'bootstrap', 'configRef'], anyProvider(BOOTSTRAP_TEMPLATE));
+    checkBootstrapPresent(md, rep(md));
+    mdModels.push({ md, ...(template ? { template } : {}), ...(bootstrap ? { bootstrap } : {}) });
+  }
+
+  // MachinePools.
+  const mpModels: Array<{ mp: CheckedDocument; infra?: CheckedDocument; bootstrap?: CheckedDocument }> = [];
+  for (const mp of ofKind('MachinePool')) {
+    if (provider === 'byoh') {
+      rep(mp).report('unsupported-feature', ['kind'], 'MachinePools are not supported for BYOH clusters', { hint: 'use a MachineDeployment with a ByoMachineTemplate' });
+      continue;
+    }
+    checkClusterName(mp, ['spec', 'clusterName']);
+    checkClusterName(mp, ['spec', 'template', 'spec', 'clusterName']);
+    const infra = resolveRef(mp, ['spec', 'template', 'spec', 'infrastructureRef'], anyProvider(POOL_INFRA));
+    const bootstrap = resolveRef(mp, ['spec', 'template', 'spec', 'bootstrap', 'configRef'], anyProvider(POOL_BOOTSTRAP));
+    if (infra?.kind !== 'AWSManagedMachinePool') checkBootstrapPresent(mp, rep(mp));
+    mpModels.push({ mp, ...(infra ? { infra } : {}), ...(bootstrap ? { bootstrap } : {}) });
+  }
+
+  // MachineHealthChecks.
+  for (const mhc of ofKind('MachineHealthCheck')) checkClusterName(mhc, ['spec', 'clusterName']);
+
+  // ClusterResourceSets.
+  const clusterLabels = (clusterDoc ? (getPath(clusterDoc.value, ['metadata', 'labels']) as Record<string, string> | undefined) : undefined) ?? {};
+  const crsModels: Array<{ crs: CheckedDocument; resources: CheckedDocument[]; selects: boolean }> = [];
+  for (const crs of ofKind('ClusterResourceSet')) {
+    const resources: CheckedDocument[] = [];
+    const list = getPath(crs.value, ['spec', 'resources']);
+    if (Array.isArray(list)) {
+      list.forEach((_, i) => {
+        const target = resolveRef(crs, ['spec', 'resources', i], ['ConfigMap', 'Secret']);
+        if (target) resources.push(target);
+      });
+    }
+    const selector = getPath(crs.value, ['spec', 'clusterSelector']) as LabelSelector | undefined;
+    const ok = selects(selector, clusterLabels);
+    if (!ok && clusterDoc) {
+      rep(crs).report('unused', ['spec', 'clusterSelector'], `does not select Cluster "${clusterName}" (its labels: ${JSON.stringify(clusterLabels)}), so its resources would not be applied`, {
+        severity: 'warning',
+        hint: 'add matching labels to the Cluster, or fix the selector',
+      });
+    }
+    crsModels.push({ crs, resources, selects: ok });
+  }
+
+  // BYOH host inventory.
+  const inventories = ofKind('ByoHostInventory');
+  for (const extra of inventories.slice(1)) {
+    rep(extra).report('duplicate', ['kind'], `a cluster folder holds at most one ByoHostInventory; one is defined at ${where(inventories[0] as CheckedDocument)}`);
+  }
+  const inventoryDoc = inventories[0];
+  if (inventoryDoc) {
+    referenced.add(inventoryDoc);
+    checkInventory(inventoryDoc, rep(inventoryDoc));
+    if (provider !== undefined && provider !== 'byoh') {
+      rep(inventoryDoc).report('unused', ['kind'], `a ByoHostInventory is only used by BYOH clusters (this is an ${provider} cluster)`, { severity: 'warning' });
+    }
+  } else if (provider === 'byoh' && clusterDoc) {
+    rep(clusterDoc).report('dangling-ref', ['spec', 'infrastructureRef'], 'a BYOH cluster needs a capflow.io/v1alpha1 ByoHostInventory listing its hosts (name, address, user, hostKey)', { at: 'key' });
+  }
+
+  // AddonCharts: dependencies exist, no cycles, install order.
+  const addons = ofKind('AddonChart');
+  for (const a of addons) referenced.add(a);
+  const addonOrder = orderAddons(addons, rep);
+
+  // Unreferenced documents (only meaningful once the Cluster and its references resolved).
+  for (const d of clusterDoc && infraDoc && cpDoc ? unique : []) {
+    if (d === clusterDoc || referenced.has(d)) continue;
+    if (['MachineDeployment', 'MachinePool', 'MachineHealthCheck', 'ClusterResourceSet', 'Cluster'].includes(d.kind)) continue;
+    rep(d).report('unused', ['metadata', 'name'], `${d.kind} "${d.name}" is not referenced by anything in this folder`, { severity: 'warning' });
+  }
+
+  const errorsAfter = problems.filter((p) => p.severity === 'error').length;
+  if (errorsAfter > errorsBefore || !clusterDoc || !infraDoc || !cpDoc || !provider) return {};
+
+  // Assemble the model (every reference resolved, no errors so far).
+  const obj = <T>(d: CheckedDocument): T => d.value as unknown as T;
+  const byName = <T>(kinds: string[]): Record<string, T> =>
+    Object.fromEntries(unique.filter((d) => kinds.includes(d.kind)).map((d) => [d.name, obj<T>(d)]));
+  const documents: SpecDocument[] = docs.map((d) => {
+    const pos = d.src.start;
+    return {
+      apiVersion: d.apiVersion,
+      kind: d.kind,
+      name: d.name,
+      namespace: d.namespace,
+      object: d.value,
+      source: { file: d.src.file.display, absPath: d.src.file.absPath, index: d.src.index, line: pos.line, column: pos.column },
+    };
+  });
+  const controlPlane = obj<ControlPlane>(cpDoc);
+  const machineDeployments: MachineDeploymentModel[] = mdModels.map(({ md, template, bootstrap }) => ({
+    deployment: obj<MachineDeployment>(md),
+    machineTemplate: obj<MachineTemplate>(template as CheckedDocument),
+    ...(bootstrap ? { bootstrapTemplate: obj<BootstrapTemplate>(bootstrap) } : {}),
+  }));
+  const machinePools: MachinePoolModel[] = mpModels.map(({ mp, infra, bootstrap }) => ({
+    pool: obj<MachinePool>(mp),
+    infrastructure: obj<AWSMachinePool | AWSManagedMachinePool>(infra as CheckedDocument),
+    ...(bootstrap ? { bootstrapConfig: obj<BootstrapConfig>(bootstrap) } : {}),
+  }));
+  const resourceSets: ResourceSetModel[] = crsModels.map(({ crs, resources, selects: s }) => ({
+    resourceSet: obj<ClusterResourceSet>(crs),
+    resources: resources.map((r) => obj<ConfigMap | Secret>(r)),
+    selectsCluster: s,
+  }));
+  const addonCharts = addonOrder.map((d) => {
+    const a = obj<AddonChart>(d);
+    if (a.spec.releaseName === undefined) a.spec.releaseName = a.metadata.name;
+    return a;
+  });
+  const version = getPath(cpDoc.value, ['spec', 'version']);
+  const kubernetesVersion = typeof version === 'string' ? version : '';
+  const model: ClusterModel = {
+    name: clusterDoc.name,
+    namespace: clusterDoc.namespace,
+    provider,
+    dir: folder.abs,
+    cluster: obj<Cluster>(clusterDoc),
+    infrastructure: obj<InfrastructureCluster>(infraDoc),
+    controlPlane,
+    ...(cpTemplateDoc ? { controlPlaneMachineTemplate: obj<MachineTemplate>(cpTemplateDoc) } : {}),
+    machineDeployments,
+    machinePools,
+    machineTemplates: byName<MachineTemplate>(['AWSMachineTemplate', 'ByoMachineTemplate']),
+    bootstrapTemplates: byName<BootstrapTemplate>(['KubeadmConfigTemplate', 'EKSConfigTemplate']),
+    bootstrapConfigs: byName<BootstrapConfig>(['KubeadmConfig', 'EKSConfig']),
+    healthChecks: ofKind('MachineHealthCheck').map((d) => obj<MachineHealthCheck>(d)),
+    resourceSets,
+    ...(inventoryDoc ? { hostInventory: obj<ByoHostInventory>(inventoryDoc) } : {}),
+    addons: addonCharts,
+    documents,
+    kubernetesVersion,
+  };
+  return { model };
+}
+
+function checkBootstrapPresent(d: CheckedDocument, r: DocumentReporter): void {
+  const bootstrap = getPath(d.value, ['spec', 'template', 'spec', 'bootstrap']);
+  if (!isRecord(bootstrap)) return;
+  if (bootstrap.configRef === undefined && bootstrap.dataSecretName === undefined) {
+    r.report('dangling-ref', ['spec', 'template', 'spec', 'bootstrap'], 'needs a configRef (or a dataSecretName)');
+  }
+}
+
+const KEY_TYPES = new Set(['ssh-ed25519', 'ssh-rsa', 'ecdsa-sha2-nistp256', 'ecdsa-sha2-nistp384', 'ecdsa-sha2-nistp521', 'sk-ssh-ed25519@openssh.com', 'sk-ecdsa-sha2-nistp256@openssh.com']);
+
+/** Checks an OpenSSH public key line: known type, base64 blob whose embedded type matches (and for ed25519, a 32-byte key). */
+export function checkHostKey(line: string): string | undefined {
+  const [type, blob] = line.trim().split(/\s+/);
+  if (type === undefined || !KEY_TYPES.has(type)) return `unsupported key type ${JSON.stringify(type)}; expected one of ${[...KEY_TYPES].join(', ')}`;
+  if (blob === undefined || !/^[A-Za-z0-9+/]+={0,2}$/.test(blob) || blob.length % 4 !== 0) return 'the key is not valid base64';
+  const bytes = Buffer.from(blob, 'base64');
+  if (bytes.length < 4) return 'the key blob is too short';
+  const n = bytes.readUInt32BE(0);
+  if (4 + n > bytes.length) return 'the key blob is truncated';
+  const embedded = bytes.subarray(4, 4 + n).toString('latin1');
+  if (embedded !== type) return `the key blob is a ${embedded || 'malformed'} key, not ${type}`;
+  if (type === 'ssh-ed25519') {
+    if (bytes.length < 8 + n) return 'the ed25519 key is truncated';
+    const len = bytes.readUInt32BE(4 + n);
+    if (len !== 32 || bytes.length !== 8 + n + 32) return 'an ed25519 key must hold exactly 32 bytes';
+  }
+  return undefined;
+}
+
+function checkInventory(d: CheckedDocument, r: DocumentReporter): void {
+  const hosts = getPath(d.value, ['spec', 'hosts']);
+  if (!Array.isArray(hosts)) return;
+  const names = new Map<string, number>();
+  const endpoints = new Map<string, number>();
+  hosts.forEach((h, i) => {
+    if (!isRecord(h)) return;
+    if (typeof h.name === 'string') {
+      const first = names.get(h.name);
+      if (first !== undefined) r.report('duplicate', ['spec', 'hosts', i, 'name'], `duplicate host name "${h.name}" (also spec.hosts[${first}])`);
+      else names.set(h.name, i);
+    }
+    if (typeof h.address === 'string') {
+      const ep = `${h.address}:${typeof h.port === 'number' ? h.port : 22}`;
+      const first = endpoints.get(ep);
+      if (first !== undefined) r.report('duplicate', ['spec', 'hosts', i, 'address'], `duplicate host address ${ep} (also spec.hosts[${first}])`);
+      else endpoints.set(ep, i);
+    }
+    if (typeof h.hostKey === 'string') {
+      const problem = checkHostKey(h.hostKey);
+      if (problem) r.report('invalid-value', ['spec', 'hosts', i, 'hostKey'], `not a well-formed OpenSSH public key: ${problem}`, { hint: 'copy the line from the host: cat /etc/ssh/ssh_host_ed25519_key.pub' });
+    }
+  });
+}
+
+/** Topological order of AddonCharts (Kahn, ties by name); reports unknown dependencies and cycles. */
+function orderAddons(addons: CheckedDocument[], rep: (d: CheckedDocument) => DocumentReporter): CheckedDocument[] {
+  const byName = new Map(addons.map((a) => [a.name, a]));
+  const deps = new Map<CheckedDocument, CheckedDocument[]>();
+  for (const a of addons) {
+    const list = getPath(a.value, ['spec', 'dependsOn']);
+    const resolved: CheckedDocument[] = [];
+    if (Array.isArray(list)) {
+      list.forEach((n, i) => {
+        if (typeof n !== 'string') return;
+        const t = byName.get(n);
+        if (!t) {
+          const guess = closest(n, byName.keys());
+          rep(a).report('dangling-ref', ['spec', 'dependsOn', i], `AddonChart "${n}" is not defined in this folder${guess ? `; did you mean \`${guess}\`?` : ''}`);
+        } else if (t === a) {
+          rep(a).report('dependency-cycle', ['spec', 'dependsOn', i], 'an AddonChart cannot depend on itself');
+        } else resolved.push(t);
+      });
+    }
+    deps.set(a, resolved);
+  }
+  const order: CheckedDocument[] = [];
+  const done = new Set<CheckedDocument>();
+  const pending = [...addons].sort((x, y) => (x.name < y.name ? -1 : x.name > y.name ? 1 : 0));
+  let progress = true;
+  while (progress) {
+    progress = false;
+    for (const a of pending) {
+      if (done.has(a)) continue;
+      if ((deps.get(a) ?? []).every((d) => done.has(d))) {
+        order.push(a);
+        done.add(a);
+        progress = true;
+        break;
+      }
+    }
+  }
+  const stuck = pending.filter((a) => !done.has(a));
+  for (const a of stuck) {
+    const cycle = findCycle(a, deps);
+    if (cycle) {
+      rep(a).report('dependency-cycle', ['spec', 'dependsOn'], `dependency cycle: ${[...cycle.map((c) => c.name), cycle[0]?.name ?? ''].join(' → ')}`, { at: 'key' });
+    }
+  }
+  return order;
+}
+
+function findCycle(start: CheckedDocument, deps: Map<CheckedDocument, CheckedDocument[]>): CheckedDocument[] | undefined {
+  const path: CheckedDocument[] = [];
+  const visit = (n: CheckedDocument, seen: Set<CheckedDocument>): CheckedDocument[] | undefined => {
+    if (n === start && path.length > 0) return [...path];
+    if (seen.has(n)) return undefined;
+    seen.add(n);
+    path.push(n);
+    for (const d of deps.get(n) ?? []) {
+      const c = visit(d, seen);
+      if (c) return c;
+    }
+    path.pop();
+    return undefined;
+  };
+  return visit(start, new Set());
+}
+

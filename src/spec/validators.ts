@@ -1,0 +1,220 @@
+/**
+ * Validators per kind and version. At build time scripts/gen-validators.mjs
+ * writes ajv standalone modules to dist/src/spec/generated/ (see codegen.ts);
+ * here they are imported lazily, only for the kinds a spec uses, when their
+ * fingerprint (sha256 of the CRD text + converter version) matches the CRD
+ * file on disk. Otherwise (missing or stale) the kind's CRD is compiled at
+ * runtime, which gives the same verdicts, only slower.
+ */
+import { createHash } from 'node:crypto';
+import { existsSync, readFileSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import type { Ajv as AjvInstance, ErrorObject } from 'ajv';
+import { parse as parseYaml } from 'yaml';
+import { InputError, InternalError } from '../core/errors.js';
+import { CORE_SCHEMAS, type KindInfo } from './kinds.js';
+import { ajvOptions, convertCrdSchema, CONVERTER_VERSION, readCrd, type SchemaShape } from './schemas.js';
+
+export type ValidateFn = ((data: unknown) => boolean) & { errors?: ErrorObject[] | null };
+
+export interface KindValidator {
+  validate: ValidateFn;
+  shape: SchemaShape;
+  origin: 'generated' | 'compiled';
+}
+
+export interface KindVersions {
+  served: string[];
+  all: string[];
+}
+
+/** 'auto': generated when fresh, else compile; 'generated': fail unless fresh generated code exists; 'compile': always compile. */
+export type ValidatorMode = 'auto' | 'generated' | 'compile';
+
+export interface SchemaLocations {
+  /** Upstream CRDs (default `<repo>/../shared/schemas/capi`, or env CAPFLOW_SCHEMAS_DIR). */
+  schemasDir: string;
+  /** capflow's own CRDs (`<repo>/src/spec/crds`). */
+  capflowCrdsDir: string;
+  /** Where generated validators live (`<repo>/dist/src/spec/generated`). */
+  generatedDir: string;
+}
+
+/** Index written next to the generated modules. */
+export interface GeneratedIndex {
+  converterVersion: string;
+  /** sha256 over every schema source (sorted by kind). */
+  fingerprint: string;
+  kinds: Record<string, { sha256: string; served: string[]; all: string[]; modules: Record<string, string> }>;
+}
+
+export const GENERATED_INDEX = 'index.json';
+
+let packageRootCache: string | undefined;
+
+/** The capflow package root (holds package.json), from this module's location in src/ or dist/. */
+export function packageRoot(): string {
+  if (packageRootCache !== undefined) return packageRootCache;
+  let dir = path.dirname(fileURLToPath(import.meta.url));
+  for (;;) {
+    const pkg = path.join(dir, 'package.json');
+    if (existsSync(pkg)) {
+      try {
+        if ((JSON.parse(readFileSync(pkg, 'utf8')) as { name?: string }).name === 'capflow') break;
+      } catch {
+        // not ours; keep walking
+      }
+    }
+    const parent = path.dirname(dir);
+    if (parent === dir) throw new InternalError('PACKAGE_ROOT_NOT_FOUND', 'Cannot find the capflow package root');
+    dir = parent;
+  }
+  packageRootCache = dir;
+  return dir;
+}
+
+export function defaultLocations(overrides: Partial<SchemaLocations> = {}): SchemaLocations {
+  const root = packageRoot();
+  return {
+    schemasDir: overrides.schemasDir ?? process.env.CAPFLOW_SCHEMAS_DIR ?? path.resolve(root, '..', 'shared', 'schemas', 'capi'),
+    capflowCrdsDir: overrides.capflowCrdsDir ?? path.join(root, 'src', 'spec', 'crds'),
+    generatedDir: overrides.generatedDir ?? path.join(root, 'dist', 'src', 'spec', 'generated'),
+  };
+}
+
+export function sha256(text: string): string {
+  return createHash('sha256').update(text).digest('hex');
+}
+
+/** The text a kind's schema comes from, and its fingerprint. */
+export async function schemaSource(info: KindInfo, loc: SchemaLocations): Promise<{ text: string; sha256: string; file: string }> {
+  let file: string;
+  let text: string;
+  if (info.source === 'core') {
+    file = `<built-in ${info.kind}>`;
+    text = JSON.stringify(CORE_SCHEMAS[info.kind]);
+  } else {
+    file = path.join(info.source === 'capi' ? loc.schemasDir : loc.capflowCrdsDir, info.crdFile ?? '');
+    try {
+      text = await readFile(file, 'utf8');
+    } catch (err) {
+      throw new InputError('SCHEMA_NOT_FOUND', `Cannot read the ${info.kind} CRD at ${file}`, {
+        cause: err,
+        hint: 'set CAPFLOW_SCHEMAS_DIR to the folder holding the Cluster API CRD files (shared/schemas/capi)',
+      });
+    }
+  }
+  return { text, file, sha256: sha256(`${CONVERTER_VERSION}\n${text}`) };
+}
+
+/** Versions and converted schemas of a kind, from its source text. */
+export function schemasFromSource(info: KindInfo, text: string, file: string): { versions: KindVersions; schemas: Map<string, { schema: Record<string, unknown>; shape: SchemaShape }> } {
+  const schemas = new Map<string, { schema: Record<string, unknown>; shape: SchemaShape }>();
+  if (info.source === 'core') {
+    schemas.set('v1', convertCrdSchema(JSON.parse(text) as Record<string, unknown>));
+    return { versions: { served: ['v1'], all: ['v1'] }, schemas };
+  }
+  const crd = readCrd(parseYaml(text), file);
+  if (crd.kind !== info.kind) throw new InternalError('SCHEMA_MISMATCH', `${file} defines ${crd.kind}, expected ${info.kind}`);
+  for (const v of crd.versions) {
+    const s = crd.schemas.get(v.name);
+    if (v.served && s) schemas.set(v.name, convertCrdSchema(s));
+  }
+  return {
+    versions: { served: crd.versions.filter((v) => v.served).map((v) => v.name), all: crd.versions.map((v) => v.name) },
+    schemas,
+  };
+}
+
+const indexCache = new Map<string, Promise<GeneratedIndex | undefined>>();
+
+async function loadIndex(dir: string): Promise<GeneratedIndex | undefined> {
+  let p = indexCache.get(dir);
+  if (!p) {
+    p = readFile(path.join(dir, GENERATED_INDEX), 'utf8').then(
+      (t) => JSON.parse(t) as GeneratedIndex,
+      () => undefined,
+    );
+    indexCache.set(dir, p);
+  }
+  return p;
+}
+
+let sharedAjv: AjvInstance | undefined;
+const compiled = new Map<string, KindValidator>();
+const parsedSources = new Map<string, ReturnType<typeof schemasFromSource>>();
+
+/** Resolves the validators a spec needs; one per load, caches shared across loads. */
+export class SchemaRegistry {
+  private readonly sources = new Map<string, Promise<{ text: string; sha256: string; file: string }>>();
+
+  constructor(
+    readonly locations: SchemaLocations,
+    readonly mode: ValidatorMode = 'auto',
+  ) {}
+
+  private source(info: KindInfo): Promise<{ text: string; sha256: string; file: string }> {
+    let p = this.sources.get(info.kind);
+    if (!p) {
+      p = schemaSource(info, this.locations);
+      this.sources.set(info.kind, p);
+    }
+    return p;
+  }
+
+  private async generatedEntry(info: KindInfo): Promise<GeneratedIndex['kinds'][string] | undefined> {
+    if (this.mode === 'compile') return undefined;
+    const [index, src] = await Promise.all([loadIndex(this.locations.generatedDir), this.source(info)]);
+    const entry = index?.kinds[info.kind];
+    if (entry && entry.sha256 === src.sha256) return entry;
+    if (this.mode === 'generated') {
+      throw new InternalError(
+        'GENERATED_VALIDATORS_STALE',
+        `No fresh generated validator for ${info.kind} in ${this.locations.generatedDir}`,
+        { hint: 'run npm run build' },
+      );
+    }
+    return undefined;
+  }
+
+  private async parsed(info: KindInfo): Promise<ReturnType<typeof schemasFromSource>> {
+    const src = await this.source(info);
+    let p = parsedSources.get(src.sha256);
+    if (!p) {
+      p = schemasFromSource(info, src.text, src.file);
+      parsedSources.set(src.sha256, p);
+    }
+    return p;
+  }
+
+  async versions(info: KindInfo): Promise<KindVersions> {
+    const entry = await this.generatedEntry(info);
+    if (entry) return { served: entry.served, all: entry.all };
+    return (await this.parsed(info)).versions;
+  }
+
+  async validator(info: KindInfo, version: string): Promise<KindValidator> {
+    const entry = await this.generatedEntry(info);
+    const file = entry?.modules[version];
+    if (entry && file) {
+      const mod = (await import(pathToFileURL(path.join(this.locations.generatedDir, file)).href)) as { validate: ValidateFn; shape: SchemaShape };
+      return { validate: mod.validate, shape: mod.shape, origin: 'generated' };
+    }
+    const src = await this.source(info);
+    const key = `${src.sha256}:${version}`;
+    const hit = compiled.get(key);
+    if (hit) return hit;
+    const converted = (await this.parsed(info)).schemas.get(version);
+    if (!converted) throw new InternalError('SCHEMA_VERSION_MISSING', `${src.file} has no served schema for ${info.kind} ${version}`);
+    if (!sharedAjv) {
+      // Loaded only when compiling: executors with fresh generated validators never pay for ajv itself.
+      const { Ajv } = await import('ajv');
+      sharedAjv = new Ajv(ajvOptions(false));
+    }
+    const validator: KindValidator = { validate: sharedAjv.compile(converted.schema) as ValidateFn, shape: converted.shape, origin: 'compiled' };
+    compiled.set(key, validator);
+    return validator;
+  }
+}

@@ -1,0 +1,67 @@
+import { expect } from 'chai';
+import { canonicalJson, loadClusterSpec, specHash } from '../../src/spec/index.js';
+import { cleanupSpecFolders, minimalAws, specFolder, AWS_CLUSTER, CLUSTER, CONTROL_PLANE, WORKERS } from '../fixtures/spec/support.js';
+
+async function hashOf(files: Record<string, string>): Promise<string> {
+  return specHash(await loadClusterSpec(await specFolder(files)));
+}
+
+const REORDERED_AWS_CLUSTER = `kind: AWSCluster
+spec:
+  region: us-east-1
+metadata:
+  name: dev
+apiVersion: infrastructure.cluster.x-k8s.io/v1beta2
+`;
+
+describe('spec hash', function () {
+  this.timeout(30_000);
+  after(cleanupSpecFolders);
+  let base = '';
+  before(async () => {
+    base = await hashOf(minimalAws());
+  });
+
+  it('is a sha256 hex digest', () => {
+    expect(base).to.match(/^[0-9a-f]{64}$/);
+  });
+
+  const same: Array<{ name: string; files: Record<string, string> }> = [
+    { name: 'keys written in another order', files: minimalAws({ 'cluster.yaml': `${CLUSTER}---\n${REORDERED_AWS_CLUSTER}` }) },
+    { name: 'comments added', files: minimalAws({ 'cluster.yaml': `# the cluster\n${CLUSTER}# infrastructure follows\n---\n${AWS_CLUSTER}  # end\n` }) },
+    {
+      name: 'flow style and quoting instead of block style',
+      files: minimalAws({
+        'cluster.yaml': `${CLUSTER}---\n{"apiVersion": "infrastructure.cluster.x-k8s.io/v1beta2", kind: 'AWSCluster', metadata: {name: "dev"}, spec: {region: us-east-1}}\n`,
+      }),
+    },
+    { name: 'a default written explicitly (namespace: default)', files: minimalAws({ 'cluster.yaml': `${CLUSTER}---\n${AWS_CLUSTER.replace('  name: dev\n', '  name: dev\n  namespace: default\n')}` }) },
+    {
+      name: 'a schema default written explicitly (KubeadmControlPlane rolloutStrategy)',
+      files: minimalAws({ 'control-plane.yaml': CONTROL_PLANE.replace('  replicas: 3\n', '  replicas: 3\n  rolloutStrategy:\n    type: RollingUpdate\n    rollingUpdate:\n      maxSurge: 1\n') }),
+    },
+    { name: 'a document moved to another file', files: { 'all.yaml': `${CLUSTER}---\n${AWS_CLUSTER}---\n${CONTROL_PLANE}`, 'workers.yaml': WORKERS } },
+    { name: 'a null the API server prunes', files: minimalAws({ 'cluster.yaml': `${CLUSTER}  paused: null\n---\n${AWS_CLUSTER}` }) },
+  ];
+  for (const c of same) {
+    it(`does not change with ${c.name}`, async () => {
+      expect(await hashOf(c.files)).to.equal(base);
+    });
+  }
+
+  const changed: Array<{ name: string; files: Record<string, string> }> = [
+    { name: 'control plane replicas 3 → 4', files: minimalAws({ 'control-plane.yaml': CONTROL_PLANE.replace('replicas: 3', 'replicas: 4') }) },
+    { name: 'a different region', files: minimalAws({ 'cluster.yaml': `${CLUSTER}---\n${AWS_CLUSTER.replace('us-east-1', 'us-west-2')}` }) },
+    { name: 'a label added', files: minimalAws({ 'cluster.yaml': `${CLUSTER.replace('    cni: calico\n', '    cni: calico\n    env: dev\n')}---\n${AWS_CLUSTER}` }) },
+    { name: 'a non-default value for a defaulted field', files: minimalAws({ 'control-plane.yaml': CONTROL_PLANE.replace('  replicas: 3\n', '  replicas: 3\n  rolloutStrategy:\n    rollingUpdate:\n      maxSurge: 0\n') }) },
+  ];
+  for (const c of changed) {
+    it(`changes with ${c.name}`, async () => {
+      expect(await hashOf(c.files)).to.not.equal(base);
+    });
+  }
+
+  it('canonical JSON sorts keys at every level and keeps array order', () => {
+    expect(canonicalJson({ b: [{ d: 1, c: 2 }, 3], a: 'x', u: undefined })).to.equal('{"a":"x","b":[{"c":2,"d":1},3]}');
+  });
+});
