@@ -41,7 +41,10 @@ export const validateSpec: Executor = {
       useEnv: params['use-env'] === 'true',
     });
     const errors = problems.filter((p) => p.severity === 'error');
-    for (const p of problems) (p.severity === 'error' ? ctx.log.error : ctx.log.warn)(formatProblem(p));
+    for (const p of problems) {
+      if (p.severity === 'error') ctx.log.error(formatProblem(p));
+      else ctx.log.warn(formatProblem(p));
+    }
     if (errors.length > 0 || !model) throw new SpecInvalidError(problems);
     const hash = specHash(model);
     ctx.log.info('Cluster spec is valid', { cluster: model.name, provider: model.provider, documents: model.documents.length, specHash: hash.slice(0, 12) });

@@ -12,7 +12,7 @@ export interface Parsed {
 export function parse(command: string, argv: string[], options: OptionSpec): Parsed {
   try {
     const { values, positionals } = parseArgs({ args: argv, options: { help: { type: 'boolean', short: 'h' }, ...options }, allowPositionals: true, strict: true });
-    return { values: values as Parsed['values'], positionals };
+    return { values, positionals };
   } catch (err) {
     throw new InputError('CLI_USAGE', `${command}: ${(err as Error).message}`, { hint: `see: capflow ${command} --help` });
   }

@@ -170,7 +170,7 @@ export function describeChain(err: unknown): string[] {
       lines.push(`${code}${current.message}`);
       current = current.cause;
     } else {
-      lines.push(String(current));
+      lines.push(typeof current === 'string' ? current : JSON.stringify(current));
       break;
     }
   }

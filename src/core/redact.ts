@@ -44,7 +44,7 @@ export function redact<T>(value: T, seen = new WeakSet<object>()): T {
   if (typeof value !== 'object' || value === null) return value;
   if (seen.has(value)) return '[Circular]' as T;
   seen.add(value);
-  if (Array.isArray(value)) return value.map((v) => redact(v, seen)) as T;
+  if (Array.isArray(value)) return value.map((v: unknown) => redact(v, seen)) as T;
   if (value instanceof Error) {
     return { name: value.name, message: redactString(value.message) } as T;
   }

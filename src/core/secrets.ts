@@ -6,6 +6,7 @@
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import os from 'node:os';
+import type { CoreV1Api } from '@kubernetes/client-node';
 import { InputError, TransientError } from './errors.js';
 
 export type SecretData = Record<string, string>;
@@ -78,14 +79,14 @@ export class LocalSecretStore implements SecretStore {
 /** Kubernetes Secrets of type Opaque in one namespace, labelled as capflow's. */
 export class KubernetesSecretStore implements SecretStore {
   readonly kind = 'kubernetes' as const;
-  private api: Promise<import('@kubernetes/client-node').CoreV1Api> | undefined;
+  private api: Promise<CoreV1Api> | undefined;
 
   constructor(
     readonly namespace: string,
     private readonly kubeconfigPath?: string,
   ) {}
 
-  private core(): Promise<import('@kubernetes/client-node').CoreV1Api> {
+  private core(): Promise<CoreV1Api> {
     this.api ??= import('@kubernetes/client-node').then((k8s) => {
       const kc = new k8s.KubeConfig();
       if (this.kubeconfigPath) kc.loadFromFile(this.kubeconfigPath);
