@@ -1,5 +1,6 @@
 /** Every step capflow ships, by id: the CLI, the image and the runner use this list. */
 import type { Executor } from '../src/core/executor.js';
+import { provisionVpc } from './provision-vpc.js';
 import { validateSpec } from './validate-spec.js';
 
-export const executors: readonly Executor[] = [validateSpec];
+export const executors: readonly Executor[] = [validateSpec, provisionVpc];

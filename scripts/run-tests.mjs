@@ -50,6 +50,16 @@ if (files.length === 0) {
   process.exit(1);
 }
 
+// Safety net: tests talk only to loopback. A test (or a child it starts) that
+// forgets to point AWS at moto hits a closed loopback port and fails, instead
+// of reaching for real AWS or the instance metadata address.
+process.env.AWS_ENDPOINT_URL ??= 'http://127.0.0.1:9';
+process.env.AWS_EC2_METADATA_DISABLED = 'true';
+process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
+process.env.AWS_ACCESS_KEY_ID ??= 'testing';
+process.env.AWS_SECRET_ACCESS_KEY ??= 'testing';
+process.env.AWS_REGION ??= 'us-east-1';
+
 register();
 const mocha = new Mocha({ timeout: 120_000, slow: 5_000, reporter: 'spec', ...(grep ? { grep } : {}) });
 for (const f of files) mocha.addFile(f);

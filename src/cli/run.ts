@@ -28,6 +28,8 @@ export interface RunInvocation {
   plain: boolean;
   logFormat?: LogFormat;
   logLevel?: LogLevel;
+  /** Extra environment for the steps (the demo's local AWS emulator). */
+  extraEnv?: Record<string, string>;
 }
 
 /** Runs a template with the CLI's renderers; shared by `run` and `demo`. */
@@ -58,6 +60,7 @@ export async function runTemplate(inv: RunInvocation, io: CliIo): Promise<RunRes
         // Children log JSON lines into their task log files unless told otherwise.
         ...(inv.logFormat ? { CAPFLOW_LOG_FORMAT: inv.logFormat } : {}),
         ...(inv.logLevel ? { CAPFLOW_LOG_LEVEL: inv.logLevel } : {}),
+        ...(inv.extraEnv ?? {}),
       },
     });
   } finally {

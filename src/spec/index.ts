@@ -6,6 +6,8 @@
 export { loadClusterSpec, validateClusterSpec, type LoadOptions, type ValidationResult } from './loader.js';
 export { formatProblem, isSpecInvalidError, SpecInvalidError, type ProblemCode, type Severity, type SpecProblem } from './problems.js';
 export { specHash, canonicalJson } from './hash.js';
+export { fieldLocation, type FieldLocation } from './locations.js';
+export { formatPath } from './paths.js';
 export { parseVarsFile, parseVarsText, type VariableOptions } from './variables.js';
 export { checkHostKey, selects } from './references.js';
 export type { ValidatorMode } from './validators.js';

@@ -32,7 +32,11 @@ export type ProblemCode =
   | 'variables-not-substituted'
   | 'variable-unset'
   | 'variable-syntax'
-  | 'invalid-value';
+  | 'invalid-value'
+  /** Two CIDR blocks overlap, or one lies outside the block that must hold it. */
+  | 'cidr-overlap'
+  /** Something the spec names does not exist in the cloud (e.g. a user-supplied VPC). */
+  | 'not-found';
 
 export interface SpecProblem {
   severity: Severity;

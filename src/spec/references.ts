@@ -9,6 +9,7 @@ import { getPath, isRecord } from './paths.js';
 import { groupOf, kindInfo } from './kinds.js';
 import { DocumentReporter, type CheckedDocument } from './validate.js';
 import type { PathSegment } from './yaml-source.js';
+import { rememberSource } from './locations.js';
 import type {
   AddonChart,
   BootstrapConfig,
@@ -316,7 +317,7 @@ export function resolveSpec(
     Object.fromEntries(unique.filter((d) => kinds.includes(d.kind)).map((d) => [d.name, obj<T>(d)]));
   const documents: SpecDocument[] = docs.map((d) => {
     const pos = d.src.start;
-    return {
+    const document: SpecDocument = {
       apiVersion: d.apiVersion,
       kind: d.kind,
       name: d.name,
@@ -324,6 +325,8 @@ export function resolveSpec(
       object: d.value,
       source: { file: d.src.file.display, absPath: d.src.file.absPath, index: d.src.index, line: pos.line, column: pos.column },
     };
+    rememberSource(document, d.src);
+    return document;
   });
   const controlPlane = obj<ControlPlane>(cpDoc);
   const machineDeployments: MachineDeploymentModel[] = mdModels.map(({ md, template, bootstrap }) => ({

@@ -6,6 +6,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parse as parseYaml } from 'yaml';
 import { createGitRemote, type GitRemote } from '../support/git-remote.js';
+import { awsTestEnv, startMoto, type Moto } from '../support/moto.js';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const bin = path.join(repoRoot, 'dist', 'bin', 'capflow.js');
@@ -34,6 +35,7 @@ describe('capflow CLI (the built command, run as a child process)', function () 
   this.timeout(120_000);
   let remote: GitRemote;
   let secretsDir: string;
+  let moto: Moto;
 
   before(async function () {
     if (!existsSync(bin)) throw new Error(`${bin} is missing: run "npm run build" first`);
@@ -44,8 +46,12 @@ describe('capflow CLI (the built command, run as a child process)', function () 
     }
     await remote.commitFiles(files, 'add cluster dev');
     secretsDir = mkdtempSync(path.join(os.tmpdir(), 'capflow-cli-secrets-'));
+    moto = await startMoto();
   });
-  after(async () => remote?.stop());
+  after(async () => {
+    await remote?.stop();
+    await moto?.stop();
+  });
 
   for (const name of ['aws-self-managed', 'aws-machinepool', 'eks-managed', 'byoh']) {
     it(`validates the ${name} example with exit 0`, async () => {
@@ -109,15 +115,16 @@ describe('capflow CLI (the built command, run as a child process)', function () 
     for (const line of res.stderr.trim().split('\n')) expect(() => JSON.parse(line) as unknown, line).to.not.throw();
   });
 
-  it('runs the cluster-apply template through the local runner and prints a summary table', async () => {
+  it('runs the cluster-apply template through the local runner against moto and prints a summary table', async () => {
     const runDir = mkdtempSync(path.join(os.tmpdir(), 'capflow-runs-'));
     const head = await import('../support/git-remote.js').then((m) => m.git(remote.workdir, 'rev-parse', 'HEAD'));
     const res = await capflow(
       ['run', 'cluster-apply', '--run-dir', runDir, '-p', `repo=${remote.workdir}`, '-p', `revision=${head}`, '-p', 'cluster-path=clusters/dev', '-p', 'cluster-name=dev'],
-      { env: { CAPFLOW_SECRETS_DIR: secretsDir } },
+      { env: { ...awsTestEnv(moto.endpoint), CAPFLOW_SECRETS_DIR: secretsDir } },
     );
     expect(res.code, res.stderr + res.stdout).to.equal(0);
     expect(res.stdout).to.match(/validate-spec\s.*Succeeded/);
+    expect(res.stdout).to.match(/provision-vpc\s.*Succeeded/);
   });
 
   it('does not retry an invalid spec in the local runner (exit 2 is final), and fails the run', async () => {
@@ -139,8 +146,9 @@ describe('capflow CLI (the built command, run as a child process)', function () 
     const cwd = mkdtempSync(path.join(os.tmpdir(), 'capflow-demo-'));
     const res = await capflow(['demo', '--plain'], { cwd, env: { CAPFLOW_SECRETS_DIR: secretsDir } });
     expect(res.code, res.stderr + res.stdout).to.equal(0);
-    expect(res.stdout).to.include('== 1/3 Validating').and.include('kind: Workflow').and.include('== 3/3');
-    expect(res.stdout).to.match(/Succeeded/);
+    expect(res.stdout).to.include('== 1/5 Validating').and.include('kind: Workflow').and.include('== 5/5 Tearing it down');
+    expect(res.stdout).to.match(/provision-vpc\s.*Succeeded/).and.match(/delete-vpc\s.*Succeeded/);
+    expect(res.stdout).to.match(/vpc-id\s+vpc-[0-9a-f]+/);
   });
 
   const usage: Array<[string[], number, RegExp]> = [

@@ -1,0 +1,163 @@
+/**
+ * provision-vpc: makes the cluster's AWS network match its AWSCluster (VPC,
+ * subnets, internet gateway, NAT gateways, route tables, security groups,
+ * API server load balancer, bastion), or with --delete removes all of it
+ * that the cluster owns. Outputs the ids later steps need, and keeps them in
+ * the cluster's status secret.
+ */
+import path from 'node:path';
+import type { Executor, StepContext } from '../src/core/executor.js';
+import { InputError, isCapflowError } from '../src/core/errors.js';
+import { readStepStatus, removeStepStatus, writeStepStatus } from '../src/core/status.js';
+import { deleteNetwork, makeScope, reconcileNetwork, type ClusterScope, type NetworkResult } from '../src/aws/index.js';
+import { loadClusterSpec, type ClusterModel } from '../src/spec/index.js';
+
+export const STEP_ID = 'provision-vpc';
+
+/** What the status secret keeps under `provision-vpc`. */
+export interface ProvisionVpcStatus {
+  revision: string;
+  region: string;
+  vpcId: string;
+  vpcManaged: boolean;
+  /** The VPC whose DNS hostnames/support this step set or verified. */
+  dnsVerifiedFor?: string;
+  subnets: Array<{ id: string; az: string; cidr: string; public: boolean }>;
+  internetGatewayId?: string;
+  natGatewayIds: Record<string, string>;
+  routeTableIds: Record<string, string>;
+  securityGroupIds: Record<string, string>;
+  apiServerDns: string;
+  targetGroupArn: string;
+  bastionAddress: string;
+}
+
+const OUTPUTS = ['vpc-id', 'subnet-ids', 'security-group-ids', 'api-server-dns', 'target-group-arn', 'bastion-address'] as const;
+
+function parseTimeout(value: string | undefined, name: string): number | undefined {
+  if (value === undefined || value === '') return undefined;
+  const m = /^(\d+)(ms|s|m)?$/.exec(value);
+  if (!m) throw new InputError('PARAM_INVALID', `${name} must be a duration like 600s, 10m or 500ms, not "${value}"`);
+  const n = Number(m[1]);
+  return m[2] === 'ms' ? n : m[2] === 'm' ? n * 60_000 : n * 1000;
+}
+
+function scopeFor(ctx: StepContext, p: { clusterName: string; region: string; additionalTags?: Record<string, string> }): ClusterScope {
+  const nat = parseTimeout(ctx.options.params['nat-timeout'], 'nat-timeout');
+  const dep = parseTimeout(ctx.options.params['dependency-timeout'], 'dependency-timeout');
+  return makeScope(
+    ctx.aws,
+    {
+      clusterName: p.clusterName,
+      region: p.region,
+      revision: ctx.options.revision,
+      specPath: ctx.options.clusterPath,
+      ...(p.additionalTags ? { additionalTags: p.additionalTags } : {}),
+    },
+    {
+      log: ctx.log,
+      dryRun: ctx.options.dryRun,
+      signal: ctx.signal,
+      timeouts: { ...(nat !== undefined ? { natGatewayMs: nat } : {}), ...(dep !== undefined ? { dependencyMs: dep } : {}) },
+    },
+  );
+}
+
+function outputsOf(r: NetworkResult): Record<string, string> {
+  return {
+    'vpc-id': r.vpc.id,
+    'subnet-ids': JSON.stringify(r.subnetIdsByZone),
+    'security-group-ids': JSON.stringify(r.securityGroupIds),
+    'api-server-dns': r.loadBalancer?.dnsName ?? '',
+    'target-group-arn': r.loadBalancer?.targetGroupArn ?? '',
+    'bastion-address': r.bastion?.publicIp ?? r.bastion?.privateIp ?? '',
+  };
+}
+
+function statusOf(r: NetworkResult, revision: string, region: string, outputs: Record<string, string>): ProvisionVpcStatus {
+  return {
+    revision,
+    region,
+    vpcId: r.vpc.id,
+    vpcManaged: r.vpc.managed,
+    ...(r.vpc.dnsVerified ? { dnsVerifiedFor: r.vpc.id } : {}),
+    subnets: r.subnets.map((s) => ({ id: s.id, az: s.az, cidr: s.cidr, public: s.isPublic })),
+    ...(r.internetGatewayId ? { internetGatewayId: r.internetGatewayId } : {}),
+    natGatewayIds: Object.fromEntries(r.natGateways.map((n) => [n.az, n.id])),
+    routeTableIds: Object.fromEntries(r.routeTables.map((t) => [t.key, t.id])),
+    securityGroupIds: r.securityGroupIds,
+    apiServerDns: outputs['api-server-dns']!,
+    targetGroupArn: outputs['target-group-arn']!,
+    bastionAddress: outputs['bastion-address']!,
+  };
+}
+
+/** Loads the spec; for --delete a removed folder is fine when cluster-name and region are given. */
+async function loadForDelete(ctx: StepContext): Promise<{ model?: ClusterModel; clusterName: string; region: string }> {
+  const { repoDir, clusterPath, params } = ctx.options;
+  try {
+    const model = await loadClusterSpec(path.resolve(repoDir, clusterPath));
+    if (model.provider !== 'aws' || model.infrastructure.kind !== 'AWSCluster') throw new InputError('PROVIDER_NOT_AWS', `cluster ${model.name} is not an AWS self-managed cluster`);
+    return { model, clusterName: model.name, region: model.infrastructure.spec.region ?? (params.region || ctx.aws.defaultRegion) };
+  } catch (err) {
+    if (!(isCapflowError(err) && err.code === 'SPEC_DIR_NOT_FOUND')) throw err;
+    if (!params['cluster-name']) {
+      throw new InputError('SPEC_DIR_NOT_FOUND', `${err.message}; to delete a cluster whose folder is gone, pass -p cluster-name=NAME -p region=REGION`, { cause: err });
+    }
+    ctx.log.warn('Cluster folder is gone; deleting by cluster name', { clusterName: params['cluster-name'], region: (params.region || ctx.aws.defaultRegion) });
+    return { clusterName: params['cluster-name'], region: (params.region || ctx.aws.defaultRegion) };
+  }
+}
+
+export const provisionVpc: Executor = {
+  id: STEP_ID,
+  description: 'Make the AWS network match the AWSCluster (VPC, subnets, gateways, routes, security groups, load balancer, bastion)',
+  supportsDelete: true,
+  supportsDryRun: true,
+  inputSchema: {
+    type: 'object',
+    additionalProperties: false,
+    properties: {
+      'nat-timeout': { type: 'string', pattern: '^(\\d+(ms|s|m)?)?$', description: 'how long to wait for NAT gateways (e.g. 10m)' },
+      'dependency-timeout': { type: 'string', pattern: '^(\\d+(ms|s|m)?)?$', description: 'on delete, how long to wait for dependencies to go (e.g. 15m)' },
+      'cluster-name': { type: 'string', description: 'for --delete when the cluster folder is gone' },
+      region: { type: 'string', description: 'for --delete when the cluster folder is gone' },
+    },
+  },
+  outputSchema: {
+    type: 'object',
+    additionalProperties: false,
+    required: [...OUTPUTS],
+    properties: Object.fromEntries(OUTPUTS.map((o) => [o, { type: 'string' }])),
+  },
+  async run(ctx) {
+    if (ctx.options.delete) {
+      const { model, clusterName, region } = await loadForDelete(ctx);
+      const previous = await readStepStatus<ProvisionVpcStatus>(ctx.secrets, clusterName, STEP_ID);
+      const userVpc = model?.infrastructure.kind === 'AWSCluster' ? model.infrastructure.spec.network?.vpc?.id : undefined;
+      const userVpcIds = [userVpc, previous && !previous.vpcManaged ? previous.vpcId : undefined].filter((v): v is string => !!v);
+      const scope = scopeFor(ctx, { clusterName, region });
+      await deleteNetwork(scope, { userVpcIds });
+      if (ctx.options.dryRun) ctx.log.info(`Plan:\n${scope.plan.format()}`);
+      else await removeStepStatus(ctx.secrets, clusterName, STEP_ID);
+      return { outputs: Object.fromEntries(OUTPUTS.map((o) => [o, ''])), summary: { plan: scope.plan.counts() } };
+    }
+
+    const model = await loadClusterSpec(path.resolve(ctx.options.repoDir, ctx.options.clusterPath));
+    if (model.provider !== 'aws' || model.infrastructure.kind !== 'AWSCluster') {
+      throw new InputError('PROVIDER_NOT_AWS', `cluster ${model.name} is a ${model.provider} cluster; provision-vpc makes the network of an AWS self-managed cluster (AWSCluster)`);
+    }
+    const infra = model.infrastructure;
+    const region = infra.spec.region ?? ctx.aws.defaultRegion;
+    const previous = await readStepStatus<ProvisionVpcStatus>(ctx.secrets, model.name, STEP_ID);
+    const scope = scopeFor(ctx, { clusterName: model.name, region, ...(infra.spec.additionalTags ? { additionalTags: infra.spec.additionalTags } : {}) });
+    const result = await reconcileNetwork(scope, model, previous?.dnsVerifiedFor ? { dnsVerifiedFor: previous.dnsVerifiedFor } : {});
+    const outputs = outputsOf(result);
+    if (ctx.options.dryRun) {
+      ctx.log.info(`Plan:\n${scope.plan.format()}`);
+    } else {
+      await writeStepStatus(ctx.secrets, model.name, STEP_ID, statusOf(result, ctx.options.revision, region, outputs));
+    }
+    return { outputs, summary: { plan: scope.plan.counts(), vpcId: result.vpc.id } };
+  },
+};

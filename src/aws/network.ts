@@ -1,0 +1,221 @@
+/**
+ * The cluster's network, in dependency order: VPC, subnets and internet
+ * gateway, NAT gateways (with their Elastic IPs), route tables, then the
+ * security groups, the API server load balancer and the bastion. Every read
+ * that decides anything (the region's zones, a user-supplied VPC, subnet
+ * blocks) happens before the first mutating call, so bad input changes
+ * nothing. Delete runs the reverse order and finds everything by the
+ * cluster's ownership tag, so it works when the spec is gone or changed.
+ */
+import { DescribeAvailabilityZonesCommand } from '@aws-sdk/client-ec2';
+import { ConflictError } from '../core/errors.js';
+import type { ClusterModel } from '../spec/index.js';
+import { deleteBastion, reconcileBastion, type BastionResult } from './bastion.js';
+import { overlaps } from './cidr.js';
+import { describeInternetGateways, deleteInternetGateways, reconcileInternetGateway } from './internet-gateway.js';
+import { deleteLoadBalancers, reconcileLoadBalancer, type LoadBalancerResult } from './load-balancers.js';
+import { deleteNatGateways, describeNatAddresses, describeNatGateways, natPlacements, reconcileNatGateways, releaseNatAddresses, type NatGatewayResult } from './nat-gateways.js';
+import {
+  checkNetworkSpec,
+  checkZones,
+  desiredSubnets,
+  layoutCovered,
+  networkSpecOf,
+  NetworkProblems,
+  userSubnets,
+  type DesiredSubnet,
+  type ExistingSubnet,
+  type NetworkSpec,
+} from './network-spec.js';
+import { deleteRouteTables, describeOwnedRouteTables, describeVpcRouteTables, reconcileRouteTables, type RouteTableResult } from './route-tables.js';
+import type { ClusterScope } from './scope.js';
+import { deleteSecurityGroups, reconcileSecurityGroups, type SecurityGroupRole } from './security-groups.js';
+import { deleteSubnets, describeOwnedSubnets, describeVpcSubnets, reconcileSubnets, type SubnetResult } from './subnets.js';
+import { deleteVpcs, describeClusterVpcs, describeUserVpc, pickOwnedVpc, reconcileVpc, TagUpdates, type VpcResult } from './vpc.js';
+
+export interface NetworkResult {
+  vpc: VpcResult;
+  subnets: SubnetResult[];
+  /** The first public and private subnet of each zone. */
+  subnetIdsByZone: Record<string, { public?: string; private?: string }>;
+  internetGatewayId?: string;
+  natGateways: NatGatewayResult[];
+  routeTables: RouteTableResult[];
+  securityGroupIds: Record<SecurityGroupRole, string>;
+  loadBalancer?: LoadBalancerResult;
+  bastion?: BastionResult;
+}
+
+export interface ReconcileNetworkOptions {
+  /** A VPC whose DNS attributes an earlier run set or verified (from the status secret): skips two reads. */
+  dnsVerifiedFor?: string;
+}
+
+/** The region's available zones (regular zones only, not local or wavelength zones). */
+async function regionZones(scope: ClusterScope): Promise<string[]> {
+  const out = await scope.ec2.send(
+    new DescribeAvailabilityZonesCommand({
+      Filters: [
+        { Name: 'state', Values: ['available'] },
+        { Name: 'zone-type', Values: ['availability-zone'] },
+      ],
+    }),
+  );
+  return (out.AvailabilityZones ?? []).map((z) => z.ZoneName!).filter(Boolean);
+}
+
+function byZone(subnets: SubnetResult[]): Record<string, { public?: string; private?: string }> {
+  const out: Record<string, { public?: string; private?: string }> = {};
+  for (const s of [...subnets].sort((a, b) => a.az.localeCompare(b.az) || a.cidr.localeCompare(b.cidr))) {
+    const z = (out[s.az] ??= {});
+    if (s.isPublic) z.public ??= s.id;
+    else z.private ??= s.id;
+  }
+  return out;
+}
+
+/** A desired subnet whose block overlaps a subnet of the VPC it does not match: CreateSubnet would fail half-way. */
+function checkSubnetRoom(scope: ClusterScope, desired: DesiredSubnet[], existing: ExistingSubnet[]): void {
+  for (const d of desired) {
+    if (existing.some((e) => e.cidr === d.cidr)) continue;
+    const clash = existing.find((e) => overlaps(e.cidr, d.cidr));
+    if (clash) {
+      throw new ConflictError('AWS_SUBNET_OVERLAP', `subnet ${d.name} (${d.cidr}) overlaps subnet ${clash.id} (${clash.cidr}) in the VPC${clash.owned ? '' : `, which ${scope.clusterName} does not own`}`, {
+        hint: 'choose a free block in spec.network.subnets, or delete the other subnet',
+      });
+    }
+  }
+}
+
+export async function reconcileNetwork(scope: ClusterScope, model: ClusterModel, options: ReconcileNetworkOptions = {}): Promise<NetworkResult> {
+  const spec = networkSpecOf(model);
+  const problems = new NetworkProblems(model, spec);
+  problems.list.push(...checkNetworkSpec(model, spec));
+  problems.throwIfAny();
+  scope.log.info('Reconciling network', { cluster: scope.clusterName, region: scope.region, vpc: spec.vpcId ?? 'managed', dryRun: scope.dryRun });
+  const tagUpdates = new TagUpdates();
+
+  let vpc: VpcResult;
+  let subnets: SubnetResult[];
+  let internetGatewayId: string | undefined;
+  let natGateways: NatGatewayResult[] = [];
+  let routeTables: RouteTableResult[] = [];
+
+  if (spec.vpcId) {
+    // A user-supplied VPC: read only, and check what the spec names exists.
+    const found = await describeUserVpc(scope, spec.vpcId);
+    if (!found) problems.add(['spec', 'network', 'vpc', 'id'], 'not-found', `VPC ${spec.vpcId} does not exist in ${scope.region}`, 'create it first, or remove spec.network.vpc.id to let capflow make one');
+    problems.throwIfAny();
+    const existing = await describeVpcSubnets(scope, spec.vpcId);
+    const { subnets: used, missing } = userSubnets(spec, existing);
+    for (const m of missing) problems.add(['spec', 'network', 'subnets', m.index, 'id'], 'not-found', `subnet ${m.resourceId} does not exist in VPC ${spec.vpcId}`);
+    problems.throwIfAny();
+    vpc = { id: spec.vpcId, cidr: found!.CidrBlock ?? '', managed: false, dnsVerified: false, created: false };
+    scope.plan.record({ resource: 'vpc', name: spec.vpcId, id: spec.vpcId, action: 'skip', detail: 'user-supplied: used, not managed' });
+    subnets = await reconcileSubnets(scope, { vpcId: spec.vpcId, desired: used, existing: [], tagUpdates });
+  } else {
+    const found = pickOwnedVpc(scope, await describeClusterVpcs(scope));
+    const vpcId = found?.id;
+    const [existingSubnets, igws, addresses, gateways, tables] = await Promise.all([
+      vpcId ? describeVpcSubnets(scope, vpcId) : Promise.resolve([]),
+      describeInternetGateways(scope),
+      describeNatAddresses(scope),
+      vpcId ? describeNatGateways(scope) : Promise.resolve([]),
+      vpcId ? describeVpcRouteTables(scope, vpcId) : Promise.resolve([]),
+    ]);
+    let zones: string[] | undefined;
+    if (!layoutCovered(spec, existingSubnets)) {
+      zones = await regionZones(scope);
+      problems.list.push(...checkZones(model, spec, zones));
+      problems.throwIfAny();
+    }
+    const { subnets: desired, unplaced } = desiredSubnets(spec, zones, existingSubnets);
+    if (unplaced.length > 0) {
+      problems.add(['spec', 'network', 'vpc', 'cidrBlock'], 'cidr-overlap', `no room left in ${spec.vpcCidr} for ${unplaced.join(', ')}`, 'list the subnets in spec.network.subnets, or lower availabilityZoneUsageLimit');
+    }
+    problems.throwIfAny();
+    checkSubnetRoom(scope, desired, existingSubnets);
+
+    // Everything is known: from here on, calls change the world.
+    vpc = await reconcileVpc(scope, { cidr: spec.vpcCidr, existing: found, ...(options.dnsVerifiedFor ? { dnsVerifiedFor: options.dnsVerifiedFor } : {}), tagUpdates });
+    [subnets, internetGatewayId] = await Promise.all([
+      reconcileSubnets(scope, { vpcId: vpc.id, desired, existing: existingSubnets, tagUpdates }),
+      reconcileInternetGateway(scope, { vpcId: vpc.id, existing: igws, tagUpdates }),
+    ]);
+    natGateways = await reconcileNatGateways(scope, { placements: natPlacements(subnets, spec.natMode), addresses, gateways, tagUpdates });
+    routeTables = await reconcileRouteTables(scope, { vpcId: vpc.id, subnets, internetGatewayId, natGateways, existing: tables, tagUpdates });
+    await tagUpdates.apply(scope);
+  }
+
+  const securityGroupIds = await reconcileSecurityGroups(scope, { vpcId: vpc.id, spec: spec.awsCluster.spec, cluster: model.cluster });
+  const pub = subnets.filter((s) => s.isPublic);
+  const priv = subnets.filter((s) => !s.isPublic);
+  const [loadBalancer, bastion] = await Promise.all([
+    reconcileLoadBalancer(scope, {
+      spec: spec.awsCluster.spec,
+      vpcId: vpc.id,
+      subnets: { public: uniqueByZone(pub), private: uniqueByZone(priv) },
+      securityGroupIds,
+    }),
+    reconcileBastion(scope, { spec: spec.awsCluster.spec, subnetId: (pub[0] ?? priv[0])?.id ?? '', securityGroupId: securityGroupIds.bastion }),
+  ]);
+  scope.log.info('Network reconciled', { vpcId: vpc.id, plan: JSON.stringify(scope.plan.counts()) });
+  return {
+    vpc,
+    subnets,
+    subnetIdsByZone: byZone(subnets),
+    ...(internetGatewayId ? { internetGatewayId } : {}),
+    natGateways,
+    routeTables,
+    securityGroupIds,
+    loadBalancer,
+    ...(bastion ? { bastion } : {}),
+  };
+}
+
+/** One subnet per zone (a load balancer takes at most one per zone), sorted by zone. */
+function uniqueByZone(subnets: SubnetResult[]): string[] {
+  const seen = new Map<string, string>();
+  for (const s of [...subnets].sort((a, b) => a.az.localeCompare(b.az) || a.cidr.localeCompare(b.cidr))) if (!seen.has(s.az)) seen.set(s.az, s.id);
+  return [...seen.values()];
+}
+
+export interface DeleteNetworkOptions {
+  /**
+   * VPCs the cluster used without owning them (a user-supplied spec.network.vpc.id, from the spec
+   * or the status secret): their owned load balancers and security groups are deleted, the VPC is not.
+   */
+  userVpcIds?: string[];
+}
+
+/**
+ * Removes everything the cluster owns, in reverse dependency order, found by
+ * its ownership tag alone: load balancers, bastion, security groups, NAT
+ * gateways (waited until deleted), Elastic IPs, route tables, internet
+ * gateways (detached first), subnets, VPCs. NotFound counts as done; shared
+ * and unowned resources are never touched.
+ */
+export async function deleteNetwork(scope: ClusterScope, options: DeleteNetworkOptions = {}): Promise<void> {
+  scope.log.info('Deleting network', { cluster: scope.clusterName, region: scope.region, dryRun: scope.dryRun });
+  const vpcs = await describeClusterVpcs(scope);
+  for (const v of vpcs.filter((x) => x.ownership !== 'owned')) {
+    scope.plan.record({ resource: 'vpc', name: v.tags.Name ?? v.id, id: v.id, action: 'skip', detail: `${v.ownership}: never deleted` });
+  }
+  const owned = vpcs.filter((v) => v.ownership === 'owned');
+  const vpcIds = [...new Set([...owned.map((v) => v.id), ...(options.userVpcIds ?? [])])];
+
+  if (vpcIds.length === 0) await deleteLoadBalancers(scope, undefined);
+  for (const id of vpcIds) await deleteLoadBalancers(scope, id);
+  await deleteBastion(scope);
+  for (const id of vpcIds) await deleteSecurityGroups(scope, id);
+
+  await deleteNatGateways(scope, await describeNatGateways(scope, ['pending', 'available', 'deleting']));
+  await releaseNatAddresses(scope, await describeNatAddresses(scope));
+  await deleteRouteTables(scope, await describeOwnedRouteTables(scope));
+  await deleteInternetGateways(scope, await describeInternetGateways(scope));
+  await deleteSubnets(scope, await describeOwnedSubnets(scope));
+  await deleteVpcs(scope, owned);
+  scope.log.info('Network deleted', { cluster: scope.clusterName, plan: JSON.stringify(scope.plan.counts()) });
+}
+
+export type { NetworkSpec };

@@ -1,0 +1,155 @@
+/**
+ * The crash matrix of provision-vpc: for every mutating call of a create and
+ * of a delete, the executor (a real child process, the same entry point the
+ * image runs) is SIGKILLed right after the call, then run again; the world
+ * must equal the one an uninterrupted run makes. Once more, the kill lands
+ * before the response reaches the executor (the call took effect, the
+ * caller never heard).
+ */
+import { expect } from 'chai';
+import { spawn } from 'node:child_process';
+import { cpSync, mkdtempSync, readdirSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { startMoto, awsTestEnv, type Moto } from '../support/moto.js';
+import { startFaultProxy, type FaultProxy, type KillAfterMutating } from '../support/fault-proxy.js';
+import { snapshotWorld, untagged, type World } from '../support/aws-world.js';
+import { REPO_ROOT } from '../support/tools.js';
+
+const bin = path.join(REPO_ROOT, 'dist', 'bin', 'capflow.js');
+const CLUSTER = 'aws-dev';
+
+interface StepRun { code: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string }
+
+describe('provision-vpc crash matrix (executor killed at each mutating call, then rerun)', function () {
+  this.timeout(30 * 60_000);
+  let moto: Moto;
+  let proxy: FaultProxy;
+  let repo: string;
+
+  /** Runs `capflow step provision-vpc` as a child process through the proxy, with its own secret store. */
+  function step(secretsDir: string, extra: string[] = [], kill?: Omit<KillAfterMutating, 'pid'>): Promise<StepRun> {
+    return new Promise((resolve, reject) => {
+      const child = spawn(process.execPath, [bin, 'step', 'provision-vpc', '--repo', repo, '--cluster-dir', 'clusters/dev', ...extra], {
+        env: {
+          ...process.env,
+          ...awsTestEnv(proxy.endpoint),
+          CAPFLOW_SECRETS_DIR: secretsDir,
+          CAPFLOW_SECRET_STORE: 'local',
+          CAPFLOW_LOG_FORMAT: 'json',
+        },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      proxy.setFaults(kill ? { killAfterMutating: { ...kill, pid: child.pid! } } : {});
+      let stdout = '';
+      let stderr = '';
+      child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+      child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+      child.on('error', reject);
+      child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr }));
+    });
+  }
+
+  const freshSecrets = () => mkdtempSync(path.join(os.tmpdir(), 'capflow-crash-secrets-'));
+
+  function mutatingCount(): number {
+    return proxy.mutatingCalls().length;
+  }
+
+  before(async () => {
+    moto = await startMoto();
+    proxy = await startFaultProxy({ target: moto.endpoint });
+    repo = mkdtempSync(path.join(os.tmpdir(), 'capflow-crash-repo-'));
+    cpSync(path.join(REPO_ROOT, 'examples', 'clusters', 'aws-self-managed'), path.join(repo, 'clusters', 'dev'), { recursive: true });
+    expect(readdirSync(path.join(repo, 'clusters', 'dev'))).to.include('cluster.yaml');
+  });
+  after(async () => {
+    await proxy?.stop();
+    await moto?.stop();
+  });
+
+  let reference: World;
+  let createCalls = 0;
+  let deleteCalls = 0;
+  /** For each mutating action of the create, the number of its first call. */
+  let firstOfEachAction: number[] = [];
+
+  it('an uninterrupted create and delete set the reference world and call counts', async () => {
+    await moto.reset();
+    proxy.reset();
+    const secrets = freshSecrets();
+    const created = await step(secrets);
+    expect(created.code, created.stderr).to.equal(0);
+    createCalls = mutatingCount();
+    const actions = proxy.mutatingCalls().map((c) => c.action);
+    firstOfEachAction = [...new Set(actions)].map((a) => actions.indexOf(a) + 1);
+    reference = await snapshotWorld(moto.endpoint);
+    expect(reference.counts).to.include({ vpc: 1, subnet: 6, 'internet-gateway': 1, eip: 3, 'nat-gateway': 3 });
+    expect(untagged(reference, CLUSTER)).to.deep.equal([]);
+    proxy.reset();
+    const deleted = await step(secrets, ['--delete']);
+    expect(deleted.code, deleted.stderr).to.equal(0);
+    deleteCalls = mutatingCount();
+    const after = await snapshotWorld(moto.endpoint);
+    expect(after.resources).to.deep.equal([]);
+    expect(createCalls).to.be.greaterThan(10);
+    expect(deleteCalls).to.be.greaterThan(10);
+  });
+
+  /**
+   * After its Nth mutating call the executor is killed at its next call or
+   * shortly after the answer; after its very last call there may be nothing
+   * left to interrupt, and it may finish first. That is the same world.
+   */
+  function expectKilled(run: StepRun, n: number, total: number, label: string): void {
+    if (n === total && run.signal === null) expect(run.code, `${label}: ${run.stderr}`).to.equal(0);
+    else expect(run.signal, label).to.equal('SIGKILL');
+  }
+
+  function sameWorld(world: World, label: string): void {
+    expect(world.counts, label).to.deep.equal(reference.counts);
+    expect(untagged(world, CLUSTER), label).to.deep.equal([]);
+  }
+
+  it('a create killed after each mutating call converges on rerun to exactly the reference world', async () => {
+    for (let n = 1; n <= createCalls; n++) {
+      await moto.reset();
+      proxy.reset();
+      const secrets = freshSecrets();
+      const killed = await step(secrets, [], { n, when: 'after-response' });
+      expectKilled(killed, n, createCalls, `kill after mutating call ${n}`);
+      const rerun = await step(secrets);
+      expect(rerun.code, `rerun after kill at ${n}: ${rerun.stderr}`).to.equal(0);
+      sameWorld(await snapshotWorld(moto.endpoint), `kill after mutating call ${n}`);
+    }
+  });
+
+  it('a create killed before the response of the first call of each mutating action (it took effect, unheard) converges too', async () => {
+    for (const n of firstOfEachAction) {
+      await moto.reset();
+      proxy.reset();
+      const secrets = freshSecrets();
+      const killed = await step(secrets, [], { n, when: 'before-response' });
+      expect(killed.signal, `kill before response ${n}`).to.equal('SIGKILL');
+      const rerun = await step(secrets);
+      expect(rerun.code, `rerun after kill before response ${n}: ${rerun.stderr}`).to.equal(0);
+      sameWorld(await snapshotWorld(moto.endpoint), `kill before response ${n}`);
+    }
+  });
+
+  it('a delete killed after each mutating call leaves nothing owned after the rerun', async () => {
+    for (let n = 1; n <= deleteCalls; n++) {
+      await moto.reset();
+      proxy.reset();
+      const secrets = freshSecrets();
+      const created = await step(secrets);
+      expect(created.code, created.stderr).to.equal(0);
+      const killed = await step(secrets, ['--delete'], { n, when: 'after-response' });
+      expectKilled(killed, n, deleteCalls, `delete killed after mutating call ${n}`);
+      const rerun = await step(secrets, ['--delete']);
+      expect(rerun.code, `delete rerun after kill at ${n}: ${rerun.stderr}`).to.equal(0);
+      const world = await snapshotWorld(moto.endpoint);
+      expect(world.resources, `delete killed at ${n}`).to.deep.equal([]);
+    }
+  });
+});
