@@ -46,7 +46,7 @@ export function found<T>(item: T, id: string | undefined, tags: Record<string, s
 
 /** AWS error name, for telling NotFound and DependencyViolation apart. */
 export function awsErrorName(err: unknown): string {
-  return typeof err === 'object' && err !== null && 'name' in err ? String((err as { name: unknown }).name) : '';
+  return typeof err === 'object' && err !== null && 'name' in err ? String(err.name) : '';
 }
 
 /** True for the NotFound answers of EC2, ELB and ELBv2 (deletion treats them as success). */

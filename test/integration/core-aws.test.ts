@@ -1,8 +1,8 @@
 import { expect } from 'chai';
 import { CreateTagsCommand, CreateVpcCommand, DescribeVpcsCommand, EC2Client } from '@aws-sdk/client-ec2';
 import { AwsClients } from '../../src/core/aws.js';
-import { startMoto, clientConfig, type Moto } from '../support/moto.js';
-import { startFaultProxy, type FaultProxy } from '../support/fault-proxy.js';
+import { clientConfig } from '../support/moto.js';
+import { useMotoBehindProxy, type FaultProxy } from '../support/fault-proxy.js';
 
 /** Clients as an executor builds them, pointed at moto through the fault proxy. */
 function clientsVia(proxy: FaultProxy): AwsClients {
@@ -16,24 +16,10 @@ function clientsVia(proxy: FaultProxy): AwsClients {
 }
 
 describe('core/aws: clients, call counting and retries against moto', function () {
-  let moto: Moto;
-  let proxy: FaultProxy;
-
-  before(async () => {
-    moto = await startMoto();
-    proxy = await startFaultProxy({ target: moto.endpoint });
-  });
-  after(async () => {
-    await proxy?.stop();
-    await moto?.stop();
-  });
-  beforeEach(async () => {
-    await moto.reset();
-    proxy.reset();
-  });
+  const bed = useMotoBehindProxy();
 
   it('builds one client per class and region, and counts calls by action and kind', async () => {
-    const aws = clientsVia(proxy);
+    const aws = clientsVia(bed.proxy);
     const ec2 = aws.get(EC2Client);
     expect(aws.get(EC2Client)).to.equal(ec2);
     expect(aws.get(EC2Client, 'eu-west-1')).to.not.equal(ec2);
@@ -44,17 +30,17 @@ describe('core/aws: clients, call counting and retries against moto', function (
     expect(summary.byAction).to.deep.equal({ 'ec2:CreateVpc': 1, 'ec2:DescribeVpcs': 2 });
     expect(summary).to.include({ mutating: 1, read: 2, retried: 0 });
     // What the counter says is what reached the wire.
-    expect(proxy.calls.map((c) => c.action)).to.deep.equal(['CreateVpc', 'DescribeVpcs', 'DescribeVpcs']);
+    expect(bed.proxy.calls.map((c) => c.action)).to.deep.equal(['CreateVpc', 'DescribeVpcs', 'DescribeVpcs']);
     aws.destroy();
   });
 
   it('retries throttled calls with backoff, and the SDK adds no retries of its own', async () => {
-    const aws = clientsVia(proxy);
-    proxy.setFaults({ throttleFirst: 3, onlyActions: ['CreateVpc'] });
+    const aws = clientsVia(bed.proxy);
+    bed.proxy.setFaults({ throttleFirst: 3, onlyActions: ['CreateVpc'] });
     const out = await aws.get(EC2Client).send(new CreateVpcCommand({ CidrBlock: '10.1.0.0/16' }));
     expect(out.Vpc?.VpcId).to.match(/^vpc-/);
     // 3 throttled answers + 1 success: exactly 4 HTTP calls, no multiplication.
-    expect(proxy.countBy('CreateVpc')).to.equal(4);
+    expect(bed.proxy.countBy('CreateVpc')).to.equal(4);
     const counted = aws.counter.all().find((c) => c.action === 'CreateVpc')!;
     expect(counted.attempts).to.equal(4);
     expect(counted.errors).to.deep.equal({ RequestLimitExceeded: 3 });
@@ -62,32 +48,32 @@ describe('core/aws: clients, call counting and retries against moto', function (
   });
 
   it('retries 5xx answers and gives up on a client error at once', async () => {
-    const aws = clientsVia(proxy);
-    proxy.setFaults({ serverErrorRate: 1, onlyActions: ['CreateTags'] });
+    const aws = clientsVia(bed.proxy);
+    bed.proxy.setFaults({ serverErrorRate: 1, onlyActions: ['CreateTags'] });
     const failed = await aws
       .get(EC2Client)
       .send(new CreateTagsCommand({ Resources: ['vpc-123'], Tags: [{ Key: 'a', Value: 'b' }] }))
       .then(() => undefined, (e: unknown) => e as { $metadata?: { httpStatusCode?: number } });
     expect(failed?.$metadata?.httpStatusCode).to.equal(500);
     // 1 try + 6 retries, all answered 500.
-    expect(proxy.countBy('CreateTags')).to.equal(7);
-    proxy.setFaults({});
+    expect(bed.proxy.countBy('CreateTags')).to.equal(7);
+    bed.proxy.setFaults({});
     const bad = aws.get(EC2Client).send(new CreateVpcCommand({ CidrBlock: 'not-a-cidr' }));
     const err = await bad.then(() => undefined, (e: unknown) => e as { name: string; $metadata?: { httpStatusCode?: number } });
     expect(err?.$metadata?.httpStatusCode, 'moto rejects the CIDR as a client error').to.be.within(400, 499);
     // A client error is not retried: one call only.
-    expect(proxy.countBy('CreateVpc')).to.equal(1);
+    expect(bed.proxy.countBy('CreateVpc')).to.equal(1);
     aws.destroy();
   });
 
   it('honours AWS_ENDPOINT_URL when no endpoint is given', async () => {
     const saved = process.env.AWS_ENDPOINT_URL;
-    process.env.AWS_ENDPOINT_URL = proxy.endpoint;
+    process.env.AWS_ENDPOINT_URL = bed.proxy.endpoint;
     try {
-      const { credentials } = clientConfig(proxy.endpoint);
+      const { credentials } = clientConfig(bed.proxy.endpoint);
       const aws = new AwsClients({ region: 'us-east-1', clientConfig: { credentials } });
       await aws.get(EC2Client).send(new DescribeVpcsCommand({}));
-      expect(proxy.countBy('DescribeVpcs')).to.equal(1);
+      expect(bed.proxy.countBy('DescribeVpcs')).to.equal(1);
       aws.destroy();
     } finally {
       if (saved === undefined) delete process.env.AWS_ENDPOINT_URL;

@@ -16,8 +16,8 @@ import { LocalSecretStore } from '../../src/core/secrets.js';
 import { readStepStatus } from '../../src/core/status.js';
 import { runStep, type StepSummary } from '../../src/core/step-host.js';
 import { provisionVpc, type ProvisionVpcStatus } from '../../executors/provision-vpc.js';
-import { startMoto, clientConfig, type Moto } from '../support/moto.js';
-import { startFaultProxy, type FaultProxy, type RecordedCall } from '../support/fault-proxy.js';
+import { clientConfig } from '../support/moto.js';
+import { useMotoBehindProxy, type RecordedCall } from '../support/fault-proxy.js';
 import { snapshotWorld, type World } from '../support/aws-world.js';
 
 const CLUSTER = 'aws-dev';
@@ -38,25 +38,14 @@ interface Run {
 
 describe('provision-vpc: the network of an AWSCluster against moto (through the fault proxy)', function () {
   this.timeout(180_000);
-  let moto: Moto;
-  let proxy: FaultProxy;
+  const bed = useMotoBehindProxy();
   let repo: string;
   let secretsDir: string;
   let secrets: LocalSecretStore;
   const clusterFile = () => path.join(repo, 'clusters', 'dev', 'cluster.yaml');
-  const ec2 = () => new EC2Client(clientConfig(moto.endpoint));
+  const ec2 = () => new EC2Client(clientConfig(bed.moto.endpoint));
 
-  before(async () => {
-    moto = await startMoto();
-    proxy = await startFaultProxy({ target: moto.endpoint });
-  });
-  after(async () => {
-    await proxy?.stop();
-    await moto?.stop();
-  });
   beforeEach(async () => {
-    await moto.reset();
-    proxy.reset();
     repo = mkdtempSync(path.join(os.tmpdir(), 'capflow-vpc-repo-'));
     cpSync(EXAMPLE, path.join(repo, 'clusters', 'dev'), { recursive: true });
     secretsDir = mkdtempSync(path.join(os.tmpdir(), 'capflow-vpc-secrets-'));
@@ -76,9 +65,9 @@ describe('provision-vpc: the network of an AWSCluster against moto (through the 
   }
 
   async function run(opts: { dryRun?: boolean; delete?: boolean; params?: Record<string, string>; clusterPath?: string } = {}): Promise<Run> {
-    const from = proxy.calls.length;
-    const { credentials, region } = clientConfig(proxy.endpoint);
-    const aws = new AwsClients({ endpoint: proxy.endpoint, region, clientConfig: { credentials }, retry: { minTimeoutMs: 5, maxTimeoutMs: 50, retries: 10 } });
+    const from = bed.proxy.calls.length;
+    const { credentials, region } = clientConfig(bed.proxy.endpoint);
+    const aws = new AwsClients({ endpoint: bed.proxy.endpoint, region, clientConfig: { credentials }, retry: { minTimeoutMs: 5, maxTimeoutMs: 50, retries: 10 } });
     const logStream = new PassThrough();
     let log = '';
     logStream.on('data', (d: Buffer) => (log += d.toString()));
@@ -96,7 +85,7 @@ describe('provision-vpc: the network of an AWSCluster against moto (through the 
         },
         { aws, secrets, log: createLogger({ stream: logStream, format: 'json', level: 'info' }), stdout, outputsDir: path.join(repo, 'out') },
       );
-      return { exitCode, summary, calls: proxy.calls.slice(from), log };
+      return { exitCode, summary, calls: bed.proxy.calls.slice(from), log };
     } finally {
       aws.destroy();
     }
@@ -113,7 +102,7 @@ describe('provision-vpc: the network of an AWSCluster against moto (through the 
   it('an empty account, should create one VPC, six subnets, one internet gateway, three EIPs, three NAT gateways and four route tables, all tagged as owned with provenance', async () => {
     const r = await run();
     expectOk(r);
-    const world = await snapshotWorld(moto.endpoint);
+    const world = await snapshotWorld(bed.moto.endpoint);
     const counts = (kind: string) => network(world).filter((x) => x.kind === kind).length;
     expect({ vpc: counts('vpc'), subnet: counts('subnet'), igw: counts('internet-gateway'), eip: counts('eip'), nat: counts('nat-gateway'), rt: counts('route-table') }).to.deep.equal({
       vpc: 1,
@@ -192,7 +181,7 @@ describe('provision-vpc: the network of an AWSCluster against moto (through the 
   it('the zone usage limit goes from 2 to 3, should create only the third zone (two subnets, an EIP, a NAT gateway, a route table) and keep the rest', async () => {
     editCluster('availabilityZoneUsageLimit: 3', 'availabilityZoneUsageLimit: 2');
     expectOk(await run());
-    const before = network(await snapshotWorld(moto.endpoint));
+    const before = network(await snapshotWorld(bed.moto.endpoint));
     expect(before.filter((x) => x.kind === 'subnet')).to.have.length(4);
     editCluster('availabilityZoneUsageLimit: 2', 'availabilityZoneUsageLimit: 3');
     const r = await run();
@@ -209,7 +198,7 @@ describe('provision-vpc: the network of an AWSCluster against moto (through the 
       'CreateSubnet',
       'ModifySubnetAttribute',
     ]);
-    const after = network(await snapshotWorld(moto.endpoint));
+    const after = network(await snapshotWorld(bed.moto.endpoint));
     for (const b of before) expect(after.map((a) => a.id), `${b.kind} ${b.id} kept`).to.include(b.id);
     expect(after.filter((x) => x.kind === 'subnet')).to.have.length(6);
     expect(after.filter((x) => x.kind === 'nat-gateway')).to.have.length(3);
@@ -227,7 +216,7 @@ describe('provision-vpc: the network of an AWSCluster against moto (through the 
     expectOk(r);
     const net = mutating(r).filter((c) => NETWORK_ACTIONS.test(c.action));
     expect(actions(net)).to.deep.equal(['CreateTags']);
-    const world = network(await snapshotWorld(moto.endpoint));
+    const world = network(await snapshotWorld(bed.moto.endpoint));
     for (const res of world) expect(res.tags.team, `${res.kind} ${res.id}`).to.equal('infra');
   });
 
@@ -241,7 +230,7 @@ describe('provision-vpc: the network of an AWSCluster against moto (through the 
     ).Vpc!.VpcId!;
     const r = await run({ delete: true });
     expectOk(r);
-    const world = await snapshotWorld(moto.endpoint);
+    const world = await snapshotWorld(bed.moto.endpoint);
     const left = world.resources.filter((x) => x.tags[CAPA] === 'owned' || x.tags[K8S] === 'owned');
     expect(left, JSON.stringify(left)).to.deep.equal([]);
     expect(world.counts['load-balancer'] ?? 0).to.equal(0);
@@ -276,7 +265,7 @@ describe('provision-vpc: the network of an AWSCluster against moto (through the 
     expect(r.summary.error?.message).to.include(`VPC ${vpcId}`).and.include(`subnet ${theirs}`);
     expect(r.calls.filter((c) => c.action === 'DeleteVpc').length, 'retried with backoff').to.be.greaterThan(1);
     // Everything else owned is gone; the unowned subnet is intact.
-    const world = await snapshotWorld(moto.endpoint);
+    const world = await snapshotWorld(bed.moto.endpoint);
     expect(world.resources.filter((x) => x.tags[CAPA] === 'owned').map((x) => x.kind)).to.deep.equal(['vpc']);
     expect(world.resources.map((x) => x.id)).to.include(theirs);
     client.destroy();
@@ -290,7 +279,7 @@ describe('provision-vpc: the network of an AWSCluster against moto (through the 
     expect(actions(mutating(refused))).to.deep.equal([]);
     const r = await run({ delete: true, params: { 'cluster-name': CLUSTER, region: 'us-east-1' } });
     expectOk(r);
-    const world = await snapshotWorld(moto.endpoint);
+    const world = await snapshotWorld(bed.moto.endpoint);
     expect(world.resources.filter((x) => x.tags[CAPA] === 'owned')).to.deep.equal([]);
   });
 
@@ -316,7 +305,7 @@ describe('provision-vpc: the network of an AWSCluster against moto (through the 
     expect(await tagsOf()).to.deep.equal({ vpc: [{ Key: 'Name', Value: 'corp' }], subnets: [[], []] });
     expectOk(await run({ delete: true }));
     expect(await tagsOf()).to.deep.equal({ vpc: [{ Key: 'Name', Value: 'corp' }], subnets: [[], []] });
-    const world = await snapshotWorld(moto.endpoint);
+    const world = await snapshotWorld(bed.moto.endpoint);
     expect(world.resources.filter((x) => x.tags[CAPA] === 'owned')).to.deep.equal([]);
     client.destroy();
   });
@@ -329,7 +318,7 @@ describe('provision-vpc: the network of an AWSCluster against moto (through the 
     expect(r.log).to.match(/create\s+nat-gateway\s+aws-dev-nat-us-east-1c/);
     const plan = r.summary.plan as Record<string, number>;
     expect(plan.create).to.be.greaterThan(18);
-    expect((await snapshotWorld(moto.endpoint)).resources).to.deep.equal([]);
+    expect((await snapshotWorld(bed.moto.endpoint)).resources).to.deep.equal([]);
     expect(await readStepStatus(secrets, CLUSTER, 'provision-vpc')).to.equal(undefined);
 
     expectOk(await run());
@@ -443,12 +432,12 @@ describe('provision-vpc: the network of an AWSCluster against moto (through the 
   });
 
   it('30% of calls are throttled, should still converge to the same network with no duplicates', async () => {
-    proxy.setFaults({ throttleRate: 0.3, seed: 7 });
+    bed.proxy.setFaults({ throttleRate: 0.3, seed: 7 });
     const r = await run();
     expectOk(r);
     expect(r.calls.filter((c) => c.faulted === 'throttle').length).to.be.greaterThan(5);
-    proxy.setFaults({});
-    const world = network(await snapshotWorld(moto.endpoint));
+    bed.proxy.setFaults({});
+    const world = network(await snapshotWorld(bed.moto.endpoint));
     const count = (k: string) => world.filter((x) => x.kind === k).length;
     expect([count('vpc'), count('subnet'), count('internet-gateway'), count('eip'), count('nat-gateway'), count('route-table')]).to.deep.equal([1, 6, 1, 3, 3, 4]);
     const again = await run();

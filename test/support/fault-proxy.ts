@@ -15,6 +15,7 @@
 import { createServer, request as httpRequest, type IncomingMessage, type ServerResponse } from 'node:http';
 import { randomUUID } from 'node:crypto';
 import { LOOPBACK } from './ports.js';
+import { startMoto, type Moto } from './moto.js';
 
 // ---------------------------------------------------------------------------------------------
 // Public types
@@ -514,5 +515,34 @@ export async function startFaultProxy(opts: FaultProxyOptions): Promise<FaultPro
         server.close(() => resolve());
         server.closeAllConnections();
       }),
+  };
+}
+
+/**
+ * Registers mocha hooks for the usual AWS bed of a suite: moto behind the
+ * fault proxy, started once, both reset before each test. Read the live
+ * values through the returned object inside tests and hooks.
+ */
+export function useMotoBehindProxy(): { readonly moto: Moto; readonly proxy: FaultProxy } {
+  const bed: { moto?: Moto; proxy?: FaultProxy } = {};
+  before(async () => {
+    bed.moto = await startMoto();
+    bed.proxy = await startFaultProxy({ target: bed.moto.endpoint });
+  });
+  after(async () => {
+    await bed.proxy?.stop();
+    await bed.moto?.stop();
+  });
+  beforeEach(async () => {
+    await bed.moto!.reset();
+    bed.proxy!.reset();
+  });
+  return {
+    get moto() {
+      return bed.moto!;
+    },
+    get proxy() {
+      return bed.proxy!;
+    },
   };
 }
