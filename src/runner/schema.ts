@@ -7,33 +7,21 @@
  */
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import Ajv2020Module from 'ajv/dist/2020.js';
 import type { ErrorObject, ValidateFunction } from 'ajv';
 import { InputError } from '../core/errors.js';
+import { packageRoot, schemasRoot } from '../core/package.js';
 
 const Ajv2020 = Ajv2020Module.default;
 const DEFINITION = 'io.argoproj.workflow.v1alpha1.WorkflowTemplate';
 
 /** `$CAPFLOW_SCHEMAS_DIR`, else `<repo>/../shared/schemas`. */
 export function schemasDir(env: NodeJS.ProcessEnv = process.env): string {
-  if (env.CAPFLOW_SCHEMAS_DIR) return env.CAPFLOW_SCHEMAS_DIR;
-  return path.resolve(repoRoot(), '..', 'shared', 'schemas');
+  return schemasRoot(env);
 }
 
-/** The repository root, found from this file (works from src/ under tsx and from dist/src/). */
-export function repoRoot(): string {
-  let dir = path.dirname(fileURLToPath(import.meta.url));
-  for (let i = 0; i < 6; i++) {
-    try {
-      readFileSync(path.join(dir, 'package.json'));
-      return dir;
-    } catch {
-      dir = path.dirname(dir);
-    }
-  }
-  return process.cwd();
-}
+/** The repository (package) root. */
+export const repoRoot = packageRoot;
 
 const cache = new Map<string, ValidateFunction>();
 

@@ -7,13 +7,13 @@
  * runtime, which gives the same verdicts, only slower.
  */
 import { createHash } from 'node:crypto';
-import { existsSync, readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import { pathToFileURL } from 'node:url';
 import type { Ajv as AjvInstance, ErrorObject } from 'ajv';
 import { parse as parseYaml } from 'yaml';
 import { InputError, InternalError } from '../core/errors.js';
+import { packageRoot, schemasRoot } from '../core/package.js';
 import { CORE_SCHEMAS, type KindInfo } from './kinds.js';
 import { ajvOptions, convertCrdSchema, CONVERTER_VERSION, readCrd, type SchemaShape } from './schemas.js';
 
@@ -52,33 +52,12 @@ export interface GeneratedIndex {
 
 export const GENERATED_INDEX = 'index.json';
 
-let packageRootCache: string | undefined;
-
-/** The capflow package root (holds package.json), from this module's location in src/ or dist/. */
-export function packageRoot(): string {
-  if (packageRootCache !== undefined) return packageRootCache;
-  let dir = path.dirname(fileURLToPath(import.meta.url));
-  for (;;) {
-    const pkg = path.join(dir, 'package.json');
-    if (existsSync(pkg)) {
-      try {
-        if ((JSON.parse(readFileSync(pkg, 'utf8')) as { name?: string }).name === 'capflow') break;
-      } catch {
-        // not ours; keep walking
-      }
-    }
-    const parent = path.dirname(dir);
-    if (parent === dir) throw new InternalError('PACKAGE_ROOT_NOT_FOUND', 'Cannot find the capflow package root');
-    dir = parent;
-  }
-  packageRootCache = dir;
-  return dir;
-}
+export { packageRoot };
 
 export function defaultLocations(overrides: Partial<SchemaLocations> = {}): SchemaLocations {
   const root = packageRoot();
   return {
-    schemasDir: overrides.schemasDir ?? process.env.CAPFLOW_SCHEMAS_DIR ?? path.resolve(root, '..', 'shared', 'schemas', 'capi'),
+    schemasDir: overrides.schemasDir ?? path.join(schemasRoot(), 'capi'),
     capflowCrdsDir: overrides.capflowCrdsDir ?? path.join(root, 'src', 'spec', 'crds'),
     generatedDir: overrides.generatedDir ?? path.join(root, 'dist', 'src', 'spec', 'generated'),
   };
@@ -102,7 +81,7 @@ export async function schemaSource(info: KindInfo, loc: SchemaLocations): Promis
     } catch (err) {
       throw new InputError('SCHEMA_NOT_FOUND', `Cannot read the ${info.kind} CRD at ${file}`, {
         cause: err,
-        hint: 'set CAPFLOW_SCHEMAS_DIR to the folder holding the Cluster API CRD files (shared/schemas/capi)',
+        hint: 'set CAPFLOW_SCHEMAS_DIR to the folder holding capi/ (shared/schemas)',
       });
     }
   }
