@@ -114,6 +114,11 @@ export function run(command: string, args: string[], opts: RunOptions = {}): Pro
       clearTimeout(timer);
       resolvePromise({ code, signal, stdout, stderr });
     });
+    // A command that exits without reading its input closes the pipe first:
+    // the EPIPE says nothing its exit status does not, so it is not an error.
+    child.stdin.on('error', (err: NodeJS.ErrnoException) => {
+      if (err.code !== 'EPIPE') reject(err);
+    });
     child.stdin.end(opts.input ?? '');
   });
 }
