@@ -1,6 +1,7 @@
 /** Every step capflow ships, by id: the CLI, the image and the runner use this list. */
 import type { Executor } from '../src/core/executor.js';
+import { launchNodes } from './launch-nodes.js';
 import { provisionVpc } from './provision-vpc.js';
 import { validateSpec } from './validate-spec.js';
 
-export const executors: readonly Executor[] = [validateSpec, provisionVpc];
+export const executors: readonly Executor[] = [validateSpec, provisionVpc, launchNodes];
