@@ -13,12 +13,30 @@ import { InputError, isCapflowError } from '../src/core/errors.js';
 import { readStepStatus, removeStepStatus, writeStepStatus } from '../src/core/status.js';
 import { makeScope, type ClusterScope } from '../src/aws/index.js';
 import type { Machine } from '../src/aws/instances.js';
+import type { RefreshState } from '../src/aws/machine-pools.js';
 import { deleteClusterMachines, desiredGroups, formatInventory, reconcileClusterMachines } from '../src/aws/machines.js';
 import { AutoScalingClient } from '@aws-sdk/client-auto-scaling';
 import { loadClusterSpec, type ClusterModel } from '../src/spec/index.js';
 import type { ProvisionVpcStatus } from './provision-vpc.js';
 
 export const STEP_ID = 'launch-nodes';
+
+/** Pools whose instance refresh is owed, kept in the status secret so a crash cannot lose it. */
+function poolRefreshState(ctx: StepContext, clusterName: string): RefreshState {
+  const key = 'machine-pool-refresh';
+  const read = async () => new Set((await readStepStatus<string[]>(ctx.secrets, clusterName, key)) ?? []);
+  return {
+    pending: async (pool) => (await read()).has(pool),
+    set: async (pool, pending) => {
+      const owed = await read();
+      if (owed.has(pool) === pending) return;
+      if (pending) owed.add(pool);
+      else owed.delete(pool);
+      if (owed.size > 0) await writeStepStatus(ctx.secrets, clusterName, key, [...owed].sort());
+      else await removeStepStatus(ctx.secrets, clusterName, key);
+    },
+  };
+}
 
 export function bootstrapSecretName(clusterName: string): string {
   return `capflow-${clusterName}-bootstrap`;
@@ -156,6 +174,7 @@ export function makeLaunchNodes(options: LaunchNodesOptions = {}): Executor {
           nodeSecurityGroupId: vpc.securityGroupIds.node ?? '',
           userData: plainUserData,
           ...(sshKeyName ? { sshKeyName } : {}),
+          refreshState: poolRefreshState(ctx, model.name),
         },
         network: { subnetsByAz, ...(vpc.targetGroupArn ? { targetGroupArn: vpc.targetGroupArn } : {}) },
         userData,

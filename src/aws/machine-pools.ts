@@ -79,6 +79,18 @@ export interface MachinePoolsInput {
   userData: UserDataFn;
   /** AWSCluster.spec.sshKeyName, used when the launch template names none. */
   sshKeyName?: string;
+  /**
+   * Where "a refresh is owed" is remembered across a crash (the status
+   * secret): set before a new template version is made, cleared once the
+   * refresh has started (or cannot). Without it a run that died between the
+   * two would leave the instances on the old version for good.
+   */
+  refreshState?: RefreshState;
+}
+
+export interface RefreshState {
+  pending(pool: string): Promise<boolean>;
+  set(pool: string, pending: boolean): Promise<void>;
 }
 
 export type InstanceRefreshOutcome = 'not-needed' | 'started' | 'disabled' | 'unavailable' | 'planned';
@@ -440,6 +452,7 @@ async function reconcilePool(
       newVersion = true;
       scope.plan.record({ resource: 'launch-template', name, action: 'update', id: templateId, detail: `new version (content ${hash.slice(0, 12)})` });
       if (!scope.dryRun) {
+        if (group) await input.refreshState?.set(name, true);
         scope.log.info('Creating launch template version', { name, hash });
         const out = await scope.ec2.send(
           new CreateLaunchTemplateVersionCommand({
@@ -496,18 +509,23 @@ async function reconcilePool(
     }
   }
 
-  // The instance refresh: only an existing group with a new template version has instances to roll.
+  // The instance refresh: only an existing group with a new template version has instances to roll,
+  // or one whose refresh an earlier run owed (it died between the new version and the refresh).
   let refresh: { outcome: InstanceRefreshOutcome; id?: string } = { outcome: 'not-needed' };
-  if (group && newVersion) {
+  const owed = group !== undefined && !newVersion && !scope.dryRun && (await input.refreshState?.pending(name)) === true;
+  if (owed) scope.log.info('Resuming the instance refresh an interrupted run owed', { autoScalingGroup: name });
+  if (group && (newVersion || owed)) {
     const prefs = (m.infrastructure.spec.refreshPreferences ?? {}) as RefreshPreferences;
     if (prefs.disable) {
       scope.plan.record({ resource: 'instance-refresh', name, action: 'skip', detail: 'refreshPreferences.disable' });
       refresh = { outcome: 'disabled' };
+      if (!scope.dryRun) await input.refreshState?.set(name, false);
     } else if (scope.dryRun) {
       scope.plan.record({ resource: 'instance-refresh', name, action: 'create', detail: 'roll instances onto the new template version' });
       refresh = { outcome: 'planned' };
     } else {
       refresh = await startInstanceRefresh(scope, asg, name, prefs);
+      await input.refreshState?.set(name, false);
       scope.plan.record(
         refresh.outcome === 'unavailable'
           ? { resource: 'instance-refresh', name, action: 'skip', detail: REFRESH_UNAVAILABLE }

@@ -9,6 +9,7 @@ import {
   REFRESH_UNAVAILABLE,
   TEMPLATE_HASH_PREFIX,
   type MachinePoolsInput,
+  type RefreshState,
 } from '../../src/aws/machine-pools.js';
 import { capaClusterTag, ownedTags } from '../../src/aws/tags.js';
 import type { AWSMachinePoolSpec, MachinePoolModel } from '../../src/spec/model.js';
@@ -246,6 +247,34 @@ describe('aws/machine-pools: MachinePools as launch templates and Auto Scaling g
     env.proxy.reset();
     await apply([changed]);
     expect(mutatingActions(env.proxy), 'a rerun after the new version').to.deep.equal([]);
+  });
+
+  it('a run that dies between the new template version and the refresh, should start the owed refresh on the rerun', async () => {
+    // The refresh marker lives in the status secret in the executor; an in-memory one stands in here.
+    const owed = new Set<string>();
+    const refreshState: RefreshState = { pending: async (p) => owed.has(p), set: async (p, on) => void (on ? owed.add(p) : owed.delete(p)) };
+    const run = async (pools: MachinePoolModel[]) => {
+      const scope = scopeFor(env, { dryRun: false });
+      return reconcileMachinePools(scope, asgOf(scope), { ...inputOf(pools), refreshState });
+    };
+    await run([poolOf()]);
+    const changed = poolOf({ spec: { awsLaunchTemplate: { ...(poolOf().infrastructure.spec as AWSMachinePoolSpec).awsLaunchTemplate, instanceType: 't3.medium' } } });
+    // The interruption: every StartInstanceRefresh answered 503 until the retries run out, so the run fails after the new version.
+    env.proxy.reset();
+    env.proxy.setFaults({ serverErrorRate: 1, serverErrorStatus: 503, onlyActions: ['StartInstanceRefresh'] });
+    const failed = await run([changed]).then(() => undefined, (e: unknown) => e);
+    expect(failed, 'the interrupted run fails').to.not.equal(undefined);
+    expect(mutatingActions(env.proxy)[0]).to.equal('CreateLaunchTemplateVersion');
+    expect([...owed]).to.deep.equal([POOL]);
+    // The rerun: the template matches, but the refresh is still owed.
+    env.proxy.reset();
+    const results = await run([changed]);
+    expect(mutatingActions(env.proxy)).to.deep.equal(['StartInstanceRefresh']);
+    expect(results[0]!.instanceRefresh).to.equal('unavailable');
+    expect([...owed]).to.deep.equal([]);
+    env.proxy.reset();
+    await run([changed]);
+    expect(mutatingActions(env.proxy), 'nothing owed any more').to.deep.equal([]);
   });
 
   it('a changed launch template with refreshPreferences.disable, should create the version and start no refresh', async () => {
