@@ -9,14 +9,15 @@
  */
 import path from 'node:path';
 import type { Executor, StepContext } from '../src/core/executor.js';
-import { InputError, isCapflowError } from '../src/core/errors.js';
+import { DELETE_TARGET_PARAMS, DURATION_PATTERN, loadAwsClusterForDelete, parseDuration } from './aws-step.js';
+import { InputError } from '../src/core/errors.js';
 import { readStepStatus, removeStepStatus, writeStepStatus } from '../src/core/status.js';
 import { makeScope, type ClusterScope } from '../src/aws/index.js';
 import type { Machine } from '../src/aws/instances.js';
 import type { RefreshState } from '../src/aws/machine-pools.js';
 import { deleteClusterMachines, desiredGroups, formatInventory, reconcileClusterMachines } from '../src/aws/machines.js';
 import { AutoScalingClient } from '@aws-sdk/client-auto-scaling';
-import { loadClusterSpec, type ClusterModel } from '../src/spec/index.js';
+import { loadClusterSpec } from '../src/spec/index.js';
 import type { ProvisionVpcStatus } from './provision-vpc.js';
 
 export const STEP_ID = 'launch-nodes';
@@ -51,13 +52,6 @@ export interface LaunchNodesStatus {
   machines: MachineRecord[];
 }
 
-function parseDuration(value: string | undefined, name: string): number | undefined {
-  if (value === undefined || value === '') return undefined;
-  const m = /^(\d+)(ms|s|m)?$/.exec(value);
-  if (!m) throw new InputError('PARAM_INVALID', `${name} must be a duration like 600s, 10m or 500ms, not "${value}"`);
-  const n = Number(m[1]);
-  return m[2] === 'ms' ? n : m[2] === 'm' ? n * 60_000 : n * 1000;
-}
 
 function scopeFor(ctx: StepContext, clusterName: string, region: string, additionalTags?: Record<string, string>): ClusterScope {
   const timeout = parseDuration(ctx.options.params['instance-timeout'], 'instance-timeout');
@@ -80,20 +74,6 @@ const record = (m: Machine): MachineRecord => ({
   templateHash: m.templateHash,
 });
 
-async function loadForDelete(ctx: StepContext): Promise<{ model?: ClusterModel; clusterName: string; region: string }> {
-  const { repoDir, clusterPath, params } = ctx.options;
-  try {
-    const model = await loadClusterSpec(path.resolve(repoDir, clusterPath));
-    if (model.infrastructure.kind !== 'AWSCluster') throw new InputError('PROVIDER_NOT_AWS', `cluster ${model.name} is not an AWS self-managed cluster`);
-    return { model, clusterName: model.name, region: model.infrastructure.spec.region ?? (params.region || ctx.aws.defaultRegion) };
-  } catch (err) {
-    if (!(isCapflowError(err) && err.code === 'SPEC_DIR_NOT_FOUND')) throw err;
-    if (!params['cluster-name']) {
-      throw new InputError('SPEC_DIR_NOT_FOUND', `${err.message}; to delete a cluster whose folder is gone, pass -p cluster-name=NAME -p region=REGION`, { cause: err });
-    }
-    return { clusterName: params['cluster-name'], region: params.region || ctx.aws.defaultRegion };
-  }
-}
 
 export interface LaunchNodesOptions {
   /** The drain hook, called before a machine is terminated (default: logs that join-workers drains). */
@@ -110,17 +90,16 @@ export function makeLaunchNodes(options: LaunchNodesOptions = {}): Executor {
       type: 'object',
       additionalProperties: false,
       properties: {
-        'instance-timeout': { type: 'string', pattern: '^(\\d+(ms|s|m)?)?$', description: 'how long the rounds may wait for machines to run (e.g. 10m)' },
-        'poll-interval': { type: 'string', pattern: '^(\\d+(ms|s|m)?)?$', description: 'delay between rounds while machines are pending (default 2s)' },
-        'cluster-name': { type: 'string', description: 'for --delete when the cluster folder is gone' },
-        region: { type: 'string', description: 'for --delete when the cluster folder is gone' },
+        'instance-timeout': { type: 'string', pattern: DURATION_PATTERN, description: 'how long the rounds may wait for machines to run (e.g. 10m)' },
+        'poll-interval': { type: 'string', pattern: DURATION_PATTERN, description: 'delay between rounds while machines are pending (default 2s)' },
+        ...DELETE_TARGET_PARAMS,
       },
     },
     outputSchema: { type: 'object', additionalProperties: false, required: ['machines'], properties: { machines: { type: 'string' } } },
     async run(ctx) {
       const pollMs = parseDuration(ctx.options.params['poll-interval'], 'poll-interval');
       if (ctx.options.delete) {
-        const { clusterName, region } = await loadForDelete(ctx);
+        const { clusterName, region } = await loadAwsClusterForDelete(ctx);
         const vpc = await readStepStatus<ProvisionVpcStatus>(ctx.secrets, clusterName, 'provision-vpc');
         const scope = scopeFor(ctx, clusterName, region);
         const gone = await deleteClusterMachines(scope, ctx.aws.get(AutoScalingClient, region), { ...(vpc?.targetGroupArn ? { targetGroupArn: vpc.targetGroupArn } : {}), ...(pollMs !== undefined ? { pollMs } : {}) });

@@ -7,10 +7,11 @@
  */
 import path from 'node:path';
 import type { Executor, StepContext } from '../src/core/executor.js';
-import { InputError, isCapflowError } from '../src/core/errors.js';
+import { DELETE_TARGET_PARAMS, DURATION_PATTERN, loadAwsClusterForDelete, parseDuration } from './aws-step.js';
+import { InputError } from '../src/core/errors.js';
 import { readStepStatus, removeStepStatus, writeStepStatus } from '../src/core/status.js';
 import { deleteNetwork, makeScope, reconcileNetwork, type ClusterScope, type NetworkResult } from '../src/aws/index.js';
-import { loadClusterSpec, type ClusterModel } from '../src/spec/index.js';
+import { loadClusterSpec } from '../src/spec/index.js';
 
 export const STEP_ID = 'provision-vpc';
 
@@ -34,17 +35,10 @@ export interface ProvisionVpcStatus {
 
 const OUTPUTS = ['vpc-id', 'subnet-ids', 'security-group-ids', 'api-server-dns', 'target-group-arn', 'bastion-address'] as const;
 
-function parseTimeout(value: string | undefined, name: string): number | undefined {
-  if (value === undefined || value === '') return undefined;
-  const m = /^(\d+)(ms|s|m)?$/.exec(value);
-  if (!m) throw new InputError('PARAM_INVALID', `${name} must be a duration like 600s, 10m or 500ms, not "${value}"`);
-  const n = Number(m[1]);
-  return m[2] === 'ms' ? n : m[2] === 'm' ? n * 60_000 : n * 1000;
-}
 
 function scopeFor(ctx: StepContext, p: { clusterName: string; region: string; additionalTags?: Record<string, string> }): ClusterScope {
-  const nat = parseTimeout(ctx.options.params['nat-timeout'], 'nat-timeout');
-  const dep = parseTimeout(ctx.options.params['dependency-timeout'], 'dependency-timeout');
+  const nat = parseDuration(ctx.options.params['nat-timeout'], 'nat-timeout');
+  const dep = parseDuration(ctx.options.params['dependency-timeout'], 'dependency-timeout');
   return makeScope(
     ctx.aws,
     {
@@ -92,22 +86,6 @@ function statusOf(r: NetworkResult, revision: string, region: string, outputs: R
   };
 }
 
-/** Loads the spec; for --delete a removed folder is fine when cluster-name and region are given. */
-async function loadForDelete(ctx: StepContext): Promise<{ model?: ClusterModel; clusterName: string; region: string }> {
-  const { repoDir, clusterPath, params } = ctx.options;
-  try {
-    const model = await loadClusterSpec(path.resolve(repoDir, clusterPath));
-    if (model.provider !== 'aws' || model.infrastructure.kind !== 'AWSCluster') throw new InputError('PROVIDER_NOT_AWS', `cluster ${model.name} is not an AWS self-managed cluster`);
-    return { model, clusterName: model.name, region: model.infrastructure.spec.region ?? (params.region || ctx.aws.defaultRegion) };
-  } catch (err) {
-    if (!(isCapflowError(err) && err.code === 'SPEC_DIR_NOT_FOUND')) throw err;
-    if (!params['cluster-name']) {
-      throw new InputError('SPEC_DIR_NOT_FOUND', `${err.message}; to delete a cluster whose folder is gone, pass -p cluster-name=NAME -p region=REGION`, { cause: err });
-    }
-    ctx.log.warn('Cluster folder is gone; deleting by cluster name', { clusterName: params['cluster-name'], region: (params.region || ctx.aws.defaultRegion) });
-    return { clusterName: params['cluster-name'], region: (params.region || ctx.aws.defaultRegion) };
-  }
-}
 
 export const provisionVpc: Executor = {
   id: STEP_ID,
@@ -118,10 +96,9 @@ export const provisionVpc: Executor = {
     type: 'object',
     additionalProperties: false,
     properties: {
-      'nat-timeout': { type: 'string', pattern: '^(\\d+(ms|s|m)?)?$', description: 'how long to wait for NAT gateways (e.g. 10m)' },
-      'dependency-timeout': { type: 'string', pattern: '^(\\d+(ms|s|m)?)?$', description: 'on delete, how long to wait for dependencies to go (e.g. 15m)' },
-      'cluster-name': { type: 'string', description: 'for --delete when the cluster folder is gone' },
-      region: { type: 'string', description: 'for --delete when the cluster folder is gone' },
+      'nat-timeout': { type: 'string', pattern: DURATION_PATTERN, description: 'how long to wait for NAT gateways (e.g. 10m)' },
+      'dependency-timeout': { type: 'string', pattern: DURATION_PATTERN, description: 'on delete, how long to wait for dependencies to go (e.g. 15m)' },
+      ...DELETE_TARGET_PARAMS,
     },
   },
   outputSchema: {
@@ -132,7 +109,7 @@ export const provisionVpc: Executor = {
   },
   async run(ctx) {
     if (ctx.options.delete) {
-      const { model, clusterName, region } = await loadForDelete(ctx);
+      const { model, clusterName, region } = await loadAwsClusterForDelete(ctx);
       const previous = await readStepStatus<ProvisionVpcStatus>(ctx.secrets, clusterName, STEP_ID);
       const userVpc = model?.infrastructure.kind === 'AWSCluster' ? model.infrastructure.spec.network?.vpc?.id : undefined;
       const userVpcIds = [userVpc, previous && !previous.vpcManaged ? previous.vpcId : undefined].filter((v): v is string => !!v);

@@ -1,0 +1,47 @@
+/**
+ * What the AWS steps share: their duration parameters, and loading the
+ * cluster for --delete, which must also work when the cluster folder is
+ * gone (then -p cluster-name and -p region say what to delete).
+ */
+import path from 'node:path';
+import type { StepContext } from '../src/core/executor.js';
+import { InputError, isCapflowError } from '../src/core/errors.js';
+import { loadClusterSpec, type ClusterModel } from '../src/spec/index.js';
+
+/** JSON-schema pattern of a duration parameter: 600, 600s, 10m, 500ms. */
+export const DURATION_PATTERN = '^(\\d+(ms|s|m)?)?$';
+
+/** Input-schema properties of the delete-by-name parameters. */
+export const DELETE_TARGET_PARAMS = {
+  'cluster-name': { type: 'string', description: 'for --delete when the cluster folder is gone' },
+  region: { type: 'string', description: 'for --delete when the cluster folder is gone' },
+} as const;
+
+/** Milliseconds of a duration parameter; undefined when unset. */
+export function parseDuration(value: string | undefined, name: string): number | undefined {
+  if (value === undefined || value === '') return undefined;
+  const m = /^(\d+)(ms|s|m)?$/.exec(value);
+  if (!m) throw new InputError('PARAM_INVALID', `${name} must be a duration like 600s, 10m or 500ms, not "${value}"`);
+  const n = Number(m[1]);
+  return m[2] === 'ms' ? n : m[2] === 'm' ? n * 60_000 : n * 1000;
+}
+
+/** Loads the AWS self-managed cluster; for --delete a removed folder is fine when cluster-name is given. */
+export async function loadAwsClusterForDelete(ctx: StepContext): Promise<{ model?: ClusterModel; clusterName: string; region: string }> {
+  const { repoDir, clusterPath, params } = ctx.options;
+  const fallbackRegion = params.region || ctx.aws.defaultRegion;
+  try {
+    const model = await loadClusterSpec(path.resolve(repoDir, clusterPath));
+    if (model.provider !== 'aws' || model.infrastructure.kind !== 'AWSCluster') {
+      throw new InputError('PROVIDER_NOT_AWS', `cluster ${model.name} is not an AWS self-managed cluster`);
+    }
+    return { model, clusterName: model.name, region: model.infrastructure.spec.region ?? fallbackRegion };
+  } catch (err) {
+    if (!(isCapflowError(err) && err.code === 'SPEC_DIR_NOT_FOUND')) throw err;
+    if (!params['cluster-name']) {
+      throw new InputError('SPEC_DIR_NOT_FOUND', `${err.message}; to delete a cluster whose folder is gone, pass -p cluster-name=NAME -p region=REGION`, { cause: err });
+    }
+    ctx.log.warn('Cluster folder is gone; deleting by cluster name', { clusterName: params['cluster-name'], region: fallbackRegion });
+    return { clusterName: params['cluster-name'], region: fallbackRegion };
+  }
+}
