@@ -33,7 +33,15 @@ export interface ProvisionVpcStatus {
   bastionAddress: string;
 }
 
-const OUTPUTS = ['vpc-id', 'subnet-ids', 'security-group-ids', 'api-server-dns', 'target-group-arn', 'bastion-address'] as const;
+// `changes` counts plan entries that create, update or delete: made by a run, or
+// that a --dry-run would make. cluster-plan reports it, and the reconciler
+// marks a cluster drifted when it is not 0.
+const OUTPUTS = ['vpc-id', 'subnet-ids', 'security-group-ids', 'api-server-dns', 'target-group-arn', 'bastion-address', 'changes'] as const;
+
+function changesOf(scope: ClusterScope): string {
+  const c = scope.plan.counts();
+  return String(c.create + c.update + c.delete);
+}
 
 
 function scopeFor(ctx: StepContext, p: { clusterName: string; region: string; additionalTags?: Record<string, string> }): ClusterScope {
@@ -117,7 +125,7 @@ export const provisionVpc: Executor = {
       await deleteNetwork(scope, { userVpcIds });
       if (ctx.options.dryRun) ctx.log.info(`Plan:\n${scope.plan.format()}`);
       else await removeStepStatus(ctx.secrets, clusterName, STEP_ID);
-      return { outputs: Object.fromEntries(OUTPUTS.map((o) => [o, ''])), summary: { plan: scope.plan.counts() } };
+      return { outputs: { ...Object.fromEntries(OUTPUTS.map((o) => [o, ''])), changes: changesOf(scope) }, summary: { plan: scope.plan.counts() } };
     }
 
     const model = await loadClusterSpec(path.resolve(ctx.options.repoDir, ctx.options.clusterPath));
@@ -129,7 +137,7 @@ export const provisionVpc: Executor = {
     const previous = await readStepStatus<ProvisionVpcStatus>(ctx.secrets, model.name, STEP_ID);
     const scope = scopeFor(ctx, { clusterName: model.name, region, ...(infra.spec.additionalTags ? { additionalTags: infra.spec.additionalTags } : {}) });
     const result = await reconcileNetwork(scope, model, previous?.dnsVerifiedFor ? { dnsVerifiedFor: previous.dnsVerifiedFor } : {});
-    const outputs = outputsOf(result);
+    const outputs = { ...outputsOf(result), changes: changesOf(scope) };
     if (ctx.options.dryRun) {
       ctx.log.info(`Plan:\n${scope.plan.format()}`);
     } else {

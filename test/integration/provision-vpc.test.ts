@@ -318,6 +318,7 @@ describe('provision-vpc: the network of an AWSCluster against moto (through the 
     expect(r.log).to.match(/create\s+nat-gateway\s+aws-dev-nat-us-east-1c/);
     const plan = r.summary.plan as Record<string, number>;
     expect(plan.create).to.be.greaterThan(18);
+    expect(r.summary.outputs.changes, 'the changes output counts what the plan would make').to.equal(String(plan.create! + plan.update! + plan.delete!));
     expect((await snapshotWorld(bed.moto.endpoint)).resources).to.deep.equal([]);
     expect(await readStepStatus(secrets, CLUSTER, 'provision-vpc')).to.equal(undefined);
 
@@ -327,6 +328,7 @@ describe('provision-vpc: the network of an AWSCluster against moto (through the 
     expect(actions(mutating(after))).to.deep.equal([]);
     const p2 = after.summary.plan as Record<'create' | 'update' | 'delete', number>;
     expect(p2.create + p2.update + p2.delete).to.equal(0);
+    expect(after.summary.outputs.changes, 'no drift: cluster-plan reports 0 changes').to.equal('0');
     const del = await run({ dryRun: true, delete: true });
     expectOk(del);
     expect(actions(mutating(del))).to.deep.equal([]);
