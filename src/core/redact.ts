@@ -38,6 +38,15 @@ export function redactString(text: string): string {
   return out;
 }
 
+/**
+ * Masks the user-info part of every URL in the text (`https://user:token@host/x` becomes
+ * `https://***@host/x`): a repository URL may carry credentials, and git repeats it in errors.
+ * Kept out of redactString, whose callers also use it to detect secrets and a plain `ssh://git@` is none.
+ */
+export function redactUrlCredentials(text: string): string {
+  return text.replace(/\b([a-z][a-z0-9+.-]*:\/\/)[^\s/?#@]+@/gi, '$1***@');
+}
+
 /** Deep copy of a value with secret fields and secret-looking strings redacted. */
 export function redact<T>(value: T, seen = new WeakSet<object>()): T {
   if (typeof value === 'string') return redactString(value) as T;

@@ -7,7 +7,8 @@ import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import os from 'node:os';
 import type { CoreV1Api } from '@kubernetes/client-node';
-import { InputError, TransientError } from './errors.js';
+import { InputError } from './errors.js';
+import { statusOf, wrapKubeError } from './kube-errors.js';
 
 export type SecretData = Record<string, string>;
 
@@ -105,7 +106,7 @@ export class KubernetesSecretStore implements SecretStore {
       return out;
     } catch (err) {
       if (statusOf(err) === 404) return undefined;
-      throw wrapKubeError(err, `reading secret ${this.namespace}/${name}`);
+      throw wrapKubeError(err, `reading secret ${this.namespace}/${name}`, { verb: 'get', resource: 'secrets', namespace: this.namespace });
     }
   }
 
@@ -122,7 +123,7 @@ export class KubernetesSecretStore implements SecretStore {
     try {
       await api.replaceNamespacedSecret({ name, namespace: this.namespace, body });
     } catch (err) {
-      if (statusOf(err) !== 404) throw wrapKubeError(err, `writing secret ${this.namespace}/${name}`);
+      if (statusOf(err) !== 404) throw wrapKubeError(err, `writing secret ${this.namespace}/${name}`, { verb: 'update', resource: 'secrets', namespace: this.namespace });
       await api.createNamespacedSecret({ namespace: this.namespace, body });
     }
   }
@@ -132,7 +133,7 @@ export class KubernetesSecretStore implements SecretStore {
     try {
       await (await this.core()).deleteNamespacedSecret({ name, namespace: this.namespace });
     } catch (err) {
-      if (statusOf(err) !== 404) throw wrapKubeError(err, `deleting secret ${this.namespace}/${name}`);
+      if (statusOf(err) !== 404) throw wrapKubeError(err, `deleting secret ${this.namespace}/${name}`, { verb: 'delete', resource: 'secrets', namespace: this.namespace });
     }
   }
 
@@ -143,17 +144,6 @@ export class KubernetesSecretStore implements SecretStore {
     });
     return res.items.map((s) => s.metadata?.name ?? '').filter((n) => n.startsWith(prefix)).sort();
   }
-}
-
-function statusOf(err: unknown): number | undefined {
-  const e = err as { code?: number; statusCode?: number; response?: { statusCode?: number } };
-  return e.code ?? e.statusCode ?? e.response?.statusCode;
-}
-
-function wrapKubeError(err: unknown, doing: string): Error {
-  const status = statusOf(err);
-  if (status === undefined || status >= 500 || status === 429) return new TransientError('KUBE_UNAVAILABLE', `${doing}: ${String((err as Error).message ?? err)}`, { cause: err });
-  return new Error(`${doing}: HTTP ${status}`, { cause: err });
 }
 
 /**

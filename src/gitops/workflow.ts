@@ -3,9 +3,14 @@
  * our WorkflowTemplates, pinned to a Git revision, labelled so that the
  * reconciler and people in the Argo UI can find every run of a cluster.
  */
+export const LABEL_MANAGED_BY = 'app.kubernetes.io/managed-by';
+export const MANAGED_BY = 'capflow';
 export const LABEL_CLUSTER = 'capflow.io/cluster';
 export const LABEL_REVISION = 'capflow.io/revision';
 export const LABEL_SPEC_HASH = 'capflow.io/spec-hash';
+/** apply, delete or plan, and the attempt number: set on the reconciler's runs, which have fixed names. */
+export const LABEL_KIND = 'capflow.io/kind';
+export const LABEL_ATTEMPT = 'capflow.io/attempt';
 export const ANNOTATION_SPEC_HASH = 'capflow.io/spec-hash';
 export const ANNOTATION_CLUSTER_PATH = 'capflow.io/cluster-path';
 
@@ -20,13 +25,22 @@ export interface WorkflowRequest {
   specHash: string;
   namespace?: string;
   extraParameters?: Record<string, string>;
+  /** A fixed name (the reconciler's, so a resubmission cannot duplicate a run) instead of generateName. */
+  name?: string;
+  /** More labels, added to capflow's own. */
+  labels?: Record<string, string>;
+  serviceAccountName?: string;
 }
 
 export interface WorkflowObject {
   apiVersion: 'argoproj.io/v1alpha1';
   kind: 'Workflow';
-  metadata: { generateName: string; namespace: string; labels: Record<string, string>; annotations: Record<string, string> };
-  spec: { workflowTemplateRef: { name: string }; arguments: { parameters: Array<{ name: string; value: string }> } };
+  metadata: { name?: string; generateName?: string; namespace: string; labels: Record<string, string>; annotations: Record<string, string> };
+  spec: {
+    workflowTemplateRef: { name: string };
+    arguments: { parameters: Array<{ name: string; value: string }> };
+    serviceAccountName?: string;
+  };
 }
 
 /** Label values are at most 63 characters: the full hash goes in an annotation. */
@@ -48,10 +62,11 @@ export function buildWorkflow(req: WorkflowRequest): WorkflowObject {
     apiVersion: 'argoproj.io/v1alpha1',
     kind: 'Workflow',
     metadata: {
-      generateName: `${req.template}-${labelValue(req.clusterName).slice(0, 40)}-`,
+      ...(req.name ? { name: req.name } : { generateName: `${req.template}-${labelValue(req.clusterName).slice(0, 40)}-` }),
       namespace: req.namespace ?? 'capflow-system',
       labels: {
-        'app.kubernetes.io/managed-by': 'capflow',
+        ...(req.labels ?? {}),
+        [LABEL_MANAGED_BY]: MANAGED_BY,
         [LABEL_CLUSTER]: labelValue(req.clusterName),
         [LABEL_REVISION]: labelValue(req.revision),
         [LABEL_SPEC_HASH]: labelValue(req.specHash.slice(0, 32)),
@@ -61,6 +76,7 @@ export function buildWorkflow(req: WorkflowRequest): WorkflowObject {
     spec: {
       workflowTemplateRef: { name: req.template },
       arguments: { parameters: Object.entries(parameters).map(([name, value]) => ({ name, value })) },
+      ...(req.serviceAccountName ? { serviceAccountName: req.serviceAccountName } : {}),
     },
   };
 }

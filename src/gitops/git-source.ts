@@ -1,0 +1,215 @@
+/**
+ * What Git says each cluster should be. One clone of the GitOps repository is
+ * kept in a cache directory (reused across restarts); every sync fetches the
+ * branch, checks its head out in place and lists the cluster folders with a
+ * single ls-tree, whose tree ids let the reconciler skip unchanged folders.
+ */
+import { execFile } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdir, rm } from 'node:fs/promises';
+import path from 'node:path';
+import { InputError, InternalError, TransientError } from '../core/errors.js';
+import type { Logger } from '../core/logger.js';
+import { redactUrlCredentials } from '../core/redact.js';
+import { DELETION_MARKER, type ClusterFolder, type GitSnapshot, type GitSource } from './types.js';
+
+/** Cluster names end up in Workflow names (template name, cluster, attempt): 40 leaves room for the rest. */
+export const MAX_CLUSTER_NAME = 40;
+const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
+
+export function isClusterName(name: string): boolean {
+  return name.length <= MAX_CLUSTER_NAME && DNS_LABEL.test(name);
+}
+
+export interface GitSourceOptions {
+  url: string;
+  /** Default main. */
+  branch?: string;
+  /** Default clusters. */
+  clustersDir?: string;
+  /** Where the clone lives; only this GitSource may use it while it runs. */
+  cacheDir: string;
+  log?: Logger;
+}
+
+const FETCH_TIMEOUT_MS = 120_000;
+/** firstSeenAt is only asked of recent commits; older ones are forgotten. */
+const REMEMBERED_COMMITS = 64;
+
+class GitCommandError extends Error {
+  constructor(
+    message: string,
+    readonly stderr: string,
+  ) {
+    super(message);
+    this.name = 'GitCommandError';
+  }
+}
+
+/** Runs git in cwd; stdout untrimmed. Errors carry git's stderr with URL credentials masked (the command line holds the URL too). */
+function runGit(cwd: string, args: string[], timeoutMs = 0): Promise<string> {
+  return new Promise((resolve, reject) => {
+    execFile(
+      'git',
+      args,
+      {
+        cwd,
+        // Never prompt for credentials (there is nobody to answer); English messages, which we match.
+        env: { ...process.env, GIT_TERMINAL_PROMPT: '0', LC_ALL: 'C' },
+        maxBuffer: 512 * 1024 * 1024,
+        timeout: timeoutMs,
+        encoding: 'utf8',
+      },
+      (err, stdout, stderr) => {
+        if (!err) return resolve(stdout);
+        const timedOut = timeoutMs > 0 && err.killed && err.code !== 'ERR_CHILD_PROCESS_STDIO_MAXBUFFER';
+        const detail = timedOut ? `timed out after ${timeoutMs / 1000} s` : stderr.trim() || err.message;
+        const safe = redactUrlCredentials(detail);
+        reject(new GitCommandError(`git ${args[0]} failed: ${safe}`, redactUrlCredentials(stderr)));
+      },
+    );
+  });
+}
+
+function normaliseClustersDir(dir: string): string {
+  const norm = path.posix.normalize(dir.replace(/\\/g, '/')).replace(/\/+$/, '');
+  if (norm === '.' || norm === '' || norm.startsWith('../') || norm === '..' || path.posix.isAbsolute(norm)) {
+    throw new InputError('GIT_CLUSTERS_DIR_INVALID', `clusters directory "${dir}" must be a folder inside the repository`);
+  }
+  return norm;
+}
+
+function checkBranch(branch: string): string {
+  // What a refspec and check-ref-format both accept, without asking git.
+  if (!/^[A-Za-z0-9._/-]+$/.test(branch) || branch.startsWith('-') || branch.includes('..') || branch.endsWith('/') || branch.endsWith('.lock')) {
+    throw new InputError('GIT_BRANCH_INVALID', `"${branch}" is not a valid branch name`);
+  }
+  return branch;
+}
+
+export function createGitSource(options: GitSourceOptions): GitSource {
+  const branch = checkBranch(options.branch ?? 'main');
+  const clustersDir = normaliseClustersDir(options.clustersDir ?? 'clusters');
+  const workdir = path.resolve(options.cacheDir);
+  const shownUrl = redactUrlCredentials(options.url);
+  const trackingRef = `refs/remotes/origin/${branch}`;
+  const log = options.log?.child({ component: 'git', repo: shownUrl, branch });
+  const git = (args: string[], timeoutMs?: number) => runGit(workdir, args, timeoutMs);
+
+  const firstSeen = new Map<string, Date>();
+  let prepared = false;
+  let checkedOut: string | undefined;
+
+  async function prepare(): Promise<void> {
+    try {
+      await mkdir(workdir, { recursive: true });
+      if (!existsSync(path.join(workdir, '.git'))) await git(['init', '--quiet']);
+      // A crash mid-checkout or mid-fetch leaves locks that would fail every later sync; we are the clone's only user.
+      await rm(path.join(workdir, '.git', 'index.lock'), { force: true });
+      await rm(path.join(workdir, '.git', `${trackingRef}.lock`), { force: true });
+      const current = await git(['config', '--get', 'remote.origin.url']).then(
+        (out) => out.trim(),
+        () => undefined,
+      );
+      if (current === undefined) await git(['remote', 'add', 'origin', options.url]);
+      else if (current !== options.url) await git(['remote', 'set-url', 'origin', options.url]);
+    } catch (err) {
+      throw new InternalError('GIT_CACHE_FAILED', `cannot prepare the clone in ${workdir}: ${(err as Error).message}`, { cause: err });
+    }
+  }
+
+  async function fetch(): Promise<void> {
+    try {
+      await git(['fetch', '--quiet', '--no-tags', '--no-write-fetch-head', 'origin', `+refs/heads/${branch}:${trackingRef}`], FETCH_TIMEOUT_MS);
+    } catch (err) {
+      const e = err as GitCommandError;
+      if (/couldn't find remote ref/i.test(e.stderr ?? '')) {
+        throw new InputError('GIT_BRANCH_NOT_FOUND', `branch ${branch} does not exist in ${shownUrl}`, {
+          hint: 'push the branch, or point the reconciler at an existing one',
+        });
+      }
+      throw new TransientError('GIT_FETCH_FAILED', `cannot fetch ${branch} from ${shownUrl}: ${e.message}`, { cause: e });
+    }
+  }
+
+  function parseListing(listing: string): { clusters: Map<string, ClusterFolder>; badFolders: string[] } {
+    const prefix = `${clustersDir}/`;
+    const trees = new Map<string, string>();
+    const marked = new Set<string>();
+    // -z lines: "<mode> <type> <object>\t<path>\0", paths unquoted.
+    for (const entry of listing.split('\0')) {
+      const tab = entry.indexOf('\t');
+      if (tab < 0) continue;
+      const entryPath = entry.slice(tab + 1);
+      if (!entryPath.startsWith(prefix)) continue; // the clusters directory itself
+      const [, type, object] = entry.slice(0, tab).split(' ');
+      const rest = entryPath.slice(prefix.length);
+      const slash = rest.indexOf('/');
+      if (slash < 0) {
+        if (type === 'tree' && object) trees.set(rest, object); // files directly in the clusters directory are not clusters
+      } else if (type === 'blob' && rest.slice(slash + 1) === DELETION_MARKER) {
+        marked.add(rest.slice(0, slash));
+      }
+    }
+    const clusters = new Map<string, ClusterFolder>();
+    const badFolders: string[] = [];
+    for (const [name, tree] of trees) {
+      if (!isClusterName(name)) badFolders.push(name);
+      else clusters.set(name, { name, path: `${prefix}${name}`, tree, deletionMarker: marked.has(name) });
+    }
+    return { clusters, badFolders };
+  }
+
+  function seen(revision: string): Date {
+    let at = firstSeen.get(revision);
+    if (!at) {
+      at = new Date();
+      firstSeen.set(revision, at);
+      if (firstSeen.size > REMEMBERED_COMMITS) firstSeen.delete(firstSeen.keys().next().value as string);
+    }
+    return at;
+  }
+
+  async function syncOnce(): Promise<GitSnapshot> {
+    if (!prepared) {
+      await prepare();
+      prepared = true;
+    }
+    await fetch();
+    try {
+      const revision = (await git(['rev-parse', '--verify', `${trackingRef}^{commit}`])).trim();
+      const firstSeenAt = seen(revision);
+      if (revision !== checkedOut) {
+        await git(['checkout', '--quiet', '--force', '--detach', revision]);
+        log?.info('Checked out new commit', { revision, previous: checkedOut });
+        checkedOut = revision;
+      }
+      const { clusters, badFolders } = parseListing(await git(['ls-tree', '-r', '-t', '-z', revision, '--', `${clustersDir}/`]));
+      return { revision, branch, clusters, badFolders, workdir, firstSeenAt };
+    } catch (err) {
+      checkedOut = undefined; // the work tree may be half-way: check out again next time
+      throw new InternalError('GIT_CHECKOUT_FAILED', `cannot check out ${branch} in ${workdir}: ${(err as Error).message}`, { cause: err });
+    }
+  }
+
+  // One git process at a time on the clone. Calls made while a sync waits to start share it:
+  // its fetch begins after they were made, so it sees whatever they were told about.
+  let tail: Promise<unknown> = Promise.resolve();
+  let waiting: Promise<GitSnapshot> | undefined;
+
+  return {
+    sync() {
+      if (waiting) return waiting;
+      const next = tail.then(() => {
+        waiting = undefined;
+        return syncOnce();
+      });
+      waiting = next;
+      tail = next.catch(() => undefined);
+      return next;
+    },
+    async close() {
+      await tail;
+    },
+  };
+}

@@ -1,0 +1,286 @@
+/**
+ * The reconciler's runs as Argo Workflow objects in the management cluster.
+ * Every run has a deterministic name (kind, cluster, revision, attempt), so a
+ * submission repeated after a crash finds the Workflow it made instead of
+ * starting a second run; labels let the reconciler and `kubectl -l` find a
+ * cluster's runs. Argo's controller moves the phase on; this client only
+ * creates Workflows, reads them and watches them change.
+ */
+import { createHash } from 'node:crypto';
+import { CustomObjectsApi, makeInformer, type KubeConfig, type KubernetesListObject, type KubernetesObject } from '@kubernetes/client-node';
+import { ConflictError, InputError } from '../core/errors.js';
+import type { Logger } from '../core/logger.js';
+import { statusOf, wrapKubeError, type RbacRule } from './kube.js';
+import { TEMPLATE_FOR, type RunKind, type SubmitRequest, type WorkflowClient, type WorkflowPhase, type WorkflowView } from './types.js';
+import {
+  ANNOTATION_SPEC_HASH,
+  LABEL_ATTEMPT,
+  LABEL_CLUSTER,
+  LABEL_KIND,
+  LABEL_MANAGED_BY,
+  LABEL_REVISION,
+  LABEL_SPEC_HASH,
+  MANAGED_BY,
+  buildWorkflow,
+} from './workflow.js';
+
+const GROUP = 'argoproj.io';
+const VERSION = 'v1alpha1';
+const PLURAL = 'workflows';
+
+/** The parts of Argo's Workflow (CRD argoproj.io/v1alpha1) this client reads. */
+export interface ArgoNode {
+  id: string;
+  name: string;
+  displayName?: string;
+  type: string;
+  phase?: string;
+  message?: string;
+  startedAt?: string;
+  finishedAt?: string;
+  children?: string[];
+  outputs?: { parameters?: Array<{ name: string; value?: string }> };
+}
+
+export interface ArgoWorkflow extends KubernetesObject {
+  spec?: { workflowTemplateRef?: { name?: string }; arguments?: { parameters?: Array<{ name: string; value?: string }> } };
+  status?: { phase?: string; message?: string; startedAt?: string; finishedAt?: string; nodes?: Record<string, ArgoNode> };
+}
+
+const DNS_LABEL = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
+const PHASES: ReadonlySet<string> = new Set<WorkflowPhase>(['Pending', 'Running', 'Succeeded', 'Failed', 'Error']);
+const KIND_OF_TEMPLATE = new Map(Object.entries(TEMPLATE_FOR).map(([kind, template]) => [template, kind as RunKind]));
+
+/**
+ * `<template>-<cluster>-<revision[0:10]>-<attempt>`, e.g. cluster-apply-dev-1a2b3c4d5e-0. Always a DNS
+ * label of at most 63 characters: a cluster name too long for that keeps its start and gets a
+ * 6-character hash of the whole name, so distinct clusters keep distinct names.
+ */
+export function workflowName(kind: RunKind, cluster: string, revision: string, attempt: number): string {
+  if (!DNS_LABEL.test(cluster)) throw new InputError('CLUSTER_NAME_INVALID', `cluster name "${cluster}" is not a DNS-1123 label`);
+  if (!Number.isSafeInteger(attempt) || attempt < 0) throw new InputError('WORKFLOW_ATTEMPT_INVALID', `attempt ${attempt} is not a whole number ≥ 0`);
+  const rev = revision
+    .slice(0, 10)
+    .toLowerCase()
+    .replace(/[^a-z0-9]+/g, '-')
+    .replace(/^-+|-+$/g, '');
+  const head = TEMPLATE_FOR[kind];
+  const tail = `${rev ? `-${rev}` : ''}-${attempt}`;
+  const room = 63 - head.length - 1 - tail.length;
+  const short = cluster.length <= room ? cluster : `${cluster.slice(0, room - 7).replace(/-+$/, '')}-${createHash('sha256').update(cluster).digest('hex').slice(0, 6)}`;
+  return `${head}-${short}${tail}`;
+}
+
+function iso(v: unknown): string | undefined {
+  if (v instanceof Date) return v.toISOString();
+  return typeof v === 'string' && v !== '' ? v : undefined;
+}
+
+/** The first failed leaf (Pod) by finish time, ignoring attempts a Retry node superseded with a later one. */
+function firstFailure(nodes: Record<string, ArgoNode>): ArgoNode | undefined {
+  const superseded = new Set<string>();
+  for (const n of Object.values(nodes)) if (n.type === 'Retry') for (const id of (n.children ?? []).slice(0, -1)) superseded.add(id);
+  const failed = Object.entries(nodes)
+    .filter(([id, n]) => n.type === 'Pod' && (n.phase === 'Failed' || n.phase === 'Error') && !superseded.has(id))
+    .map(([, n]) => n);
+  const finished = (n: ArgoNode): string => iso(n.finishedAt) ?? '\uffff'; // unfinished last
+  failed.sort((a, b) => finished(a).localeCompare(finished(b)) || (a.displayName ?? a.name).localeCompare(b.displayName ?? b.name));
+  return failed[0];
+}
+
+/**
+ * Sum of the `changes` output over Pod nodes (Retry and DAG nodes repeat their children's outputs,
+ * so only the leaves count); undefined when none reported a number.
+ */
+function sumChanges(nodes: Record<string, ArgoNode>): number | undefined {
+  let total: number | undefined;
+  for (const n of Object.values(nodes)) {
+    if (n.type !== 'Pod') continue;
+    const v = n.outputs?.parameters?.find((p) => p.name === 'changes')?.value?.trim();
+    if (v !== undefined && /^\d+$/.test(v)) total = (total ?? 0) + Number(v);
+  }
+  return total;
+}
+
+/** What the reconciler needs of a Workflow; undefined for one that is not a capflow run (no kind). */
+export function workflowView(wf: ArgoWorkflow): WorkflowView | undefined {
+  const labels = wf.metadata?.labels ?? {};
+  const params = new Map((wf.spec?.arguments?.parameters ?? []).map((p) => [p.name, p.value ?? '']));
+  const kindLabel = labels[LABEL_KIND];
+  const kind = kindLabel && Object.hasOwn(TEMPLATE_FOR, kindLabel) ? (kindLabel as RunKind) : KIND_OF_TEMPLATE.get(wf.spec?.workflowTemplateRef?.name ?? '');
+  if (!kind) return undefined;
+  const status = wf.status ?? {};
+  const phase: WorkflowPhase = status.phase && PHASES.has(status.phase) ? (status.phase as WorkflowPhase) : 'Pending';
+  const attempt = Number(labels[LABEL_ATTEMPT] ?? '0');
+  const view: WorkflowView = {
+    name: wf.metadata?.name ?? '',
+    kind,
+    cluster: params.get('cluster-name') ?? labels[LABEL_CLUSTER] ?? '',
+    revision: params.get('revision') ?? labels[LABEL_REVISION] ?? '',
+    specHash: wf.metadata?.annotations?.[ANNOTATION_SPEC_HASH] ?? params.get('spec-hash') ?? labels[LABEL_SPEC_HASH] ?? '',
+    attempt: Number.isSafeInteger(attempt) ? attempt : 0,
+    phase,
+  };
+  const createdAt = iso(wf.metadata?.creationTimestamp);
+  const startedAt = iso(status.startedAt);
+  const finishedAt = iso(status.finishedAt);
+  if (createdAt) view.createdAt = createdAt;
+  if (startedAt) view.startedAt = startedAt;
+  if (finishedAt) view.finishedAt = finishedAt;
+  const nodes = status.nodes ?? {};
+  if (phase === 'Failed' || phase === 'Error') {
+    const failed = firstFailure(nodes);
+    if (failed) view.failedStep = failed.displayName ?? failed.name;
+    const message = failed?.message || status.message;
+    if (message) view.message = message;
+  } else if (status.message) {
+    view.message = status.message;
+  }
+  const changes = sumChanges(nodes);
+  if (changes !== undefined) view.changes = changes;
+  return view;
+}
+
+export interface KubeWorkflowClientOptions {
+  /** The service account Workflows run as (spec.serviceAccountName); Argo's default when unset. */
+  serviceAccountName?: string;
+  log?: Logger;
+  /** Wait before restarting a watch that failed. Default 1 s. */
+  watchRestartMs?: number;
+}
+
+export class KubeWorkflowClient implements WorkflowClient {
+  private readonly api: CustomObjectsApi;
+
+  constructor(
+    private readonly kc: KubeConfig,
+    readonly namespace: string,
+    private readonly options: KubeWorkflowClientOptions = {},
+  ) {
+    this.api = kc.makeApiClient(CustomObjectsApi);
+  }
+
+  private rule(verb: string): RbacRule {
+    return { verb, resource: 'workflows.argoproj.io', namespace: this.namespace };
+  }
+
+  private get where(): { group: string; version: string; namespace: string; plural: string } {
+    return { group: GROUP, version: VERSION, namespace: this.namespace, plural: PLURAL };
+  }
+
+  async submit(req: SubmitRequest): Promise<{ workflow: WorkflowView; created: boolean }> {
+    const name = workflowName(req.kind, req.cluster, req.revision, req.attempt);
+    const body = buildWorkflow({
+      template: TEMPLATE_FOR[req.kind],
+      clusterName: req.cluster,
+      repo: req.repo,
+      revision: req.revision,
+      clusterPath: req.clusterPath,
+      specHash: req.specHash,
+      namespace: this.namespace,
+      name,
+      labels: { [LABEL_KIND]: req.kind, [LABEL_ATTEMPT]: String(req.attempt) },
+      ...(this.options.serviceAccountName ? { serviceAccountName: this.options.serviceAccountName } : {}),
+    });
+    try {
+      const created = (await this.api.createNamespacedCustomObject({ ...this.where, body })) as ArgoWorkflow;
+      return { workflow: this.view(created), created: true };
+    } catch (err) {
+      if (statusOf(err) !== 409) throw wrapKubeError(err, `creating Workflow ${this.namespace}/${name}`, this.rule('create'));
+    }
+    // made before (a crash between our create and recording it): adopt it, unless the name is another run's
+    const existing = await this.get(name);
+    if (!existing) throw new ConflictError('WORKFLOW_CONFLICT', `Workflow ${this.namespace}/${name} already existed, then vanished: submit again`);
+    if (existing.kind !== req.kind || existing.cluster !== req.cluster || existing.revision !== req.revision) {
+      throw new ConflictError('WORKFLOW_NAME_TAKEN', `Workflow ${this.namespace}/${name} exists but is not this run (${existing.kind} of ${existing.cluster} at ${existing.revision})`, {
+        hint: 'delete that Workflow, or let the reconciler move to the next attempt number',
+      });
+    }
+    return { workflow: existing, created: false };
+  }
+
+  async get(name: string): Promise<WorkflowView | undefined> {
+    let wf: ArgoWorkflow;
+    try {
+      wf = (await this.api.getNamespacedCustomObject({ ...this.where, name })) as ArgoWorkflow;
+    } catch (err) {
+      if (statusOf(err) === 404) return undefined;
+      throw wrapKubeError(err, `reading Workflow ${this.namespace}/${name}`, this.rule('get'));
+    }
+    return workflowView(wf);
+  }
+
+  async list(): Promise<WorkflowView[]> {
+    const items = (await this.listRaw()).items;
+    return items.map(workflowView).filter((v): v is WorkflowView => v !== undefined);
+  }
+
+  /**
+   * An informer (list, then watch from that version). The client's informer does not restart after
+   * an error; this one does, after watchRestartMs, resuming from the last version it saw.
+   */
+  async watch(onChange: (workflow: WorkflowView) => void): Promise<() => Promise<void>> {
+    const informer = makeInformer<ArgoWorkflow>(
+      this.kc,
+      `/apis/${GROUP}/${VERSION}/namespaces/${this.namespace}/${PLURAL}`,
+      () => this.listRaw(),
+      `${LABEL_MANAGED_BY}=${MANAGED_BY}`,
+    );
+    let stopped = false;
+    let starting = true;
+    let startError: unknown;
+    let restart: NodeJS.Timeout | undefined;
+    let restarted: Promise<void> | undefined;
+
+    const deliver = (wf: ArgoWorkflow): void => {
+      const view = stopped ? undefined : workflowView(wf);
+      if (view) onChange(view);
+    };
+    informer.on('add', deliver);
+    informer.on('update', deliver);
+    informer.on('error', (err: unknown) => {
+      if (stopped) return; // stop() aborts the watch request, which reports as an error
+      if (starting) {
+        startError = err;
+        return;
+      }
+      this.options.log?.warn('workflow watch failed; restarting', { error: err instanceof Error ? err.message.split('\n')[0] : String(err) });
+      if (restart) return;
+      restart = setTimeout(() => {
+        restart = undefined;
+        if (!stopped) restarted = informer.start();
+      }, this.options.watchRestartMs ?? 1000);
+      restart.unref();
+    });
+
+    const stop = async (): Promise<void> => {
+      stopped = true;
+      clearTimeout(restart);
+      restart = undefined;
+      await informer.stop();
+      // a restart still connecting opens its watch after this stop: close that one when it is up
+      void restarted?.then(() => informer.stop());
+    };
+    await informer.start();
+    starting = false;
+    if (startError !== undefined) {
+      await stop();
+      throw wrapKubeError(startError, `watching Workflows in ${this.namespace}`, this.rule('watch'));
+    }
+    return stop;
+  }
+
+  private async listRaw(): Promise<KubernetesListObject<ArgoWorkflow>> {
+    try {
+      return (await this.api.listNamespacedCustomObject({ ...this.where, labelSelector: `${LABEL_MANAGED_BY}=${MANAGED_BY}` })) as KubernetesListObject<ArgoWorkflow>;
+    } catch (err) {
+      throw wrapKubeError(err, `listing Workflows in ${this.namespace}`, this.rule('list'));
+    }
+  }
+
+  private view(wf: ArgoWorkflow): WorkflowView {
+    const view = workflowView(wf);
+    if (!view) throw new ConflictError('WORKFLOW_UNREADABLE', `Workflow ${this.namespace}/${wf.metadata?.name ?? ''} has no capflow kind`);
+    return view;
+  }
+}

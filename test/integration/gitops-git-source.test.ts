@@ -1,0 +1,264 @@
+/**
+ * The reconciler's Git source against real bare remotes and the machine's git.
+ */
+import { execFile } from 'node:child_process';
+import { mkdtemp, readFile, rm, stat, writeFile, chmod } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { expect } from 'chai';
+import { describeChain, isCapflowError } from '../../src/core/errors.js';
+import { createMemoryLogger } from '../../src/core/logger.js';
+import { createGitSource } from '../../src/gitops/git-source.js';
+import type { GitSnapshot } from '../../src/gitops/types.js';
+import { createGitRemote, git, type GitRemote } from '../support/git-remote.js';
+import { freePort } from '../support/ports.js';
+
+const execFileP = promisify(execFile);
+
+async function expectRejection(promise: Promise<unknown>): Promise<unknown> {
+  try {
+    await promise;
+  } catch (err) {
+    return err;
+  }
+  throw new Error('expected a rejection');
+}
+
+describe('gitops/git-source: cluster folders from a real git remote', function () {
+  this.timeout(120_000);
+  let scratch: string;
+  const remotes: GitRemote[] = [];
+
+  async function remote(): Promise<GitRemote> {
+    const r = await createGitRemote();
+    remotes.push(r);
+    return r;
+  }
+  let caches = 0;
+  const cacheDir = () => join(scratch, `cache-${++caches}`);
+  const treeOf = (r: GitRemote, revision: string, folder: string) => git(r.workdir, 'rev-parse', `${revision}:${folder}`);
+
+  before(async () => {
+    scratch = await mkdtemp(join(tmpdir(), 'capflow-git-source-'));
+  });
+  after(async () => {
+    for (const r of remotes) await r.stop();
+    await rm(scratch, { recursive: true, force: true });
+  });
+
+  it('lists cluster folders with their tree ids and deletion markers; bad names and plain files are not clusters', async () => {
+    const r = await remote();
+    const long = `c${'x'.repeat(40)}`; // 41 characters: a valid DNS label, too long for Workflow names
+    await r.commitFiles(
+      {
+        'clusters/dev/cluster.yaml': 'name: dev\n',
+        'clusters/dev/addons/DELETE': 'a marker deeper down does not count\n',
+        'clusters/prod-eu/cluster.yaml': 'name: prod-eu\n',
+        'clusters/prod-eu/DELETE': '',
+        'clusters/stage/DELETE/notes.txt': 'a folder named like the marker is not the marker\n',
+        'clusters/Bad_Name/cluster.yaml': 'name: bad\n',
+        [`clusters/${long}/cluster.yaml`]: 'name: long\n',
+        'clusters/README.md': 'one folder per cluster\n',
+        'docs/clusters.md': 'not under clusters/\n',
+      },
+      'three clusters and some noise',
+    );
+    await r.push();
+    const head = (await r.head())!;
+    const log = createMemoryLogger();
+    const source = createGitSource({ url: r.url, cacheDir: cacheDir(), log });
+    const snap = await source.sync();
+
+    expect(snap.revision).to.equal(head);
+    expect(snap.branch).to.equal('main');
+    expect([...snap.clusters.keys()]).to.deep.equal(['dev', 'prod-eu', 'stage']);
+    expect(snap.clusters.get('dev')).to.deep.equal({ name: 'dev', path: 'clusters/dev', tree: await treeOf(r, head, 'clusters/dev'), deletionMarker: false });
+    expect(snap.clusters.get('prod-eu')).to.include({ path: 'clusters/prod-eu', deletionMarker: true, tree: await treeOf(r, head, 'clusters/prod-eu') });
+    expect(snap.clusters.get('stage')?.deletionMarker).to.equal(false);
+    expect(snap.badFolders).to.deep.equal(['Bad_Name', long]);
+    expect(await readFile(join(snap.workdir, 'clusters/dev/cluster.yaml'), 'utf8')).to.equal('name: dev\n');
+    expect(log.lines.some((l) => l.message === 'Checked out new commit' && l.meta.revision === head)).to.equal(true);
+    await source.close();
+  });
+
+  it('follows new commits: unchanged folders keep their tree, removed files leave the work tree, firstSeenAt is per commit', async () => {
+    const r = await remote();
+    await r.commitFiles({ 'clusters/a/cluster.yaml': 'v: 1\n', 'clusters/b/cluster.yaml': 'v: 1\n', 'clusters/b/extra.yaml': 'x: 1\n' }, 'two');
+    await r.push();
+    const source = createGitSource({ url: r.url, cacheDir: cacheDir() });
+    const first = await source.sync();
+    const again = await source.sync();
+    expect(again.revision).to.equal(first.revision);
+    expect(again.firstSeenAt.getTime()).to.equal(first.firstSeenAt.getTime());
+
+    await new Promise((resolve) => setTimeout(resolve, 5));
+    await r.commitFiles({ 'clusters/b/cluster.yaml': 'v: 2\n', 'clusters/b/extra.yaml': null, 'clusters/c/cluster.yaml': 'v: 1\n' }, 'change b, add c');
+    await r.push();
+    const second = await source.sync();
+    expect(second.revision).to.equal(await r.head());
+    expect(second.firstSeenAt.getTime()).to.be.greaterThan(first.firstSeenAt.getTime());
+    expect(second.clusters.get('a')?.tree).to.equal(first.clusters.get('a')?.tree);
+    expect(second.clusters.get('b')?.tree).to.not.equal(first.clusters.get('b')?.tree);
+    expect([...second.clusters.keys()]).to.deep.equal(['a', 'b', 'c']);
+    expect(await readFile(join(second.workdir, 'clusters/b/cluster.yaml'), 'utf8')).to.equal('v: 2\n');
+    expect(existsSync(join(second.workdir, 'clusters/b/extra.yaml'))).to.equal(false);
+
+    await r.commitFiles({ 'clusters/a/cluster.yaml': null }, 'remove a');
+    await r.push();
+    expect([...(await source.sync()).clusters.keys()]).to.deep.equal(['b', 'c']);
+    await source.close();
+  });
+
+  it('gives zero clusters when the clusters directory is missing, and honours another clusters directory', async () => {
+    const r = await remote();
+    await r.commitFiles({ 'README.md': 'empty fleet\n', 'fleet/clusters/edge-1/cluster.yaml': 'name: edge-1\n' }, 'no clusters/ yet');
+    await r.push();
+    const plain = await createGitSource({ url: r.url, cacheDir: cacheDir() }).sync();
+    expect(plain.clusters.size).to.equal(0);
+    expect(plain.badFolders).to.deep.equal([]);
+    const nested = await createGitSource({ url: r.url, cacheDir: cacheDir(), clustersDir: './fleet/clusters/' }).sync();
+    expect(nested.clusters.get('edge-1')).to.include({ path: 'fleet/clusters/edge-1' });
+  });
+
+  it('reuses its clone after a restart (even one that left index.lock behind) and follows a changed URL or rewritten history', async () => {
+    const r = await remote();
+    await r.commitFiles({ 'clusters/a/cluster.yaml': 'v: 1\n' }, 'one');
+    await r.push();
+    const dir = cacheDir();
+    const first = await createGitSource({ url: r.url, cacheDir: dir }).sync();
+    const gitDir = await stat(join(dir, '.git'));
+    // A process killed during checkout leaves the index locked.
+    await writeFile(join(dir, '.git', 'index.lock'), '');
+    await r.commitFiles({ 'clusters/a/cluster.yaml': 'v: 2\n' }, 'two');
+    await r.push();
+
+    const restarted = await createGitSource({ url: r.url, cacheDir: dir }).sync();
+    expect((await stat(join(dir, '.git'))).ino).to.equal(gitDir.ino);
+    expect(restarted.revision).to.equal(await r.head());
+    expect(restarted.revision).to.not.equal(first.revision);
+    expect(await readFile(join(dir, 'clusters/a/cluster.yaml'), 'utf8')).to.equal('v: 2\n');
+
+    // Another remote with unrelated history: the origin URL is updated and the branch forced.
+    const other = await remote();
+    await other.commitFiles({ 'clusters/z/cluster.yaml': 'v: 9\n' }, 'elsewhere');
+    await other.push();
+    const moved = await createGitSource({ url: other.url, cacheDir: dir }).sync();
+    expect(moved.revision).to.equal(await other.head());
+    expect([...moved.clusters.keys()]).to.deep.equal(['z']);
+    expect(existsSync(join(dir, 'clusters/a'))).to.equal(false);
+  });
+
+  it('runs one git process at a time on the clone; calls made while a sync waits share it', async () => {
+    const r = await remote();
+    await r.commitFiles({ 'clusters/a/cluster.yaml': 'v: 1\n' }, 'one');
+    await r.push();
+    // A git on PATH that records when each real git process starts and ends, and holds a fetch
+    // open a while after it is done, so that the test can act while the first sync is still running.
+    const shimDir = await mkdtemp(join(scratch, 'shim-'));
+    const record = join(shimDir, 'calls');
+    const realGit = (await execFileP('sh', ['-c', 'command -v git'])).stdout.trim();
+    await writeFile(
+      join(shimDir, 'git'),
+      [
+        '#!/bin/sh',
+        `echo "start $1 $PWD" >> '${record}'`,
+        `'${realGit}' "$@"`,
+        'rc=$?',
+        `if [ "$1" = fetch ]; then echo "fetched $PWD" >> '${record}'; sleep 0.5; fi`,
+        `echo "end $1 $PWD" >> '${record}'`,
+        'exit $rc',
+        '',
+      ].join('\n'),
+    );
+    await chmod(join(shimDir, 'git'), 0o755);
+    const savedPath = process.env.PATH;
+    process.env.PATH = `${shimDir}:${savedPath ?? ''}`;
+    try {
+      const dir = cacheDir();
+      const source = createGitSource({ url: r.url, cacheDir: dir });
+      const p1 = source.sync();
+      while (!existsSync(record) || !(await readFile(record, 'utf8')).includes('fetched')) await new Promise((resolve) => setTimeout(resolve, 1));
+      // Pushed after p1 fetched, while it still runs: the next sync must wait for it, then see the push.
+      await r.commitFiles({ 'clusters/b/cluster.yaml': 'v: 1\n' }, 'two');
+      await r.push();
+      const later = [source.sync(), source.sync(), source.sync(), source.sync()];
+      expect(later.every((p) => p === later[0])).to.equal(true);
+      const [s1, s2] = await Promise.all([p1, later[0]!]);
+      expect(s2.revision).to.equal(await r.head());
+      expect(s1.revision).to.not.equal(s2.revision);
+      await source.close();
+
+      // Only the source's own processes: the test's commits run git too, elsewhere.
+      const lines = (await readFile(record, 'utf8'))
+        .trim()
+        .split('\n')
+        .filter((l) => l.endsWith(` ${dir}`) && !l.startsWith('fetched'))
+        .map((l) => l.slice(0, -dir.length - 1));
+      let running = 0;
+      for (const line of lines) {
+        running += line.startsWith('start') ? 1 : -1;
+        expect(running, `overlapping git processes in:\n${lines.join('\n')}`).to.be.within(0, 1);
+      }
+      expect(lines.filter((l) => l === 'start fetch')).to.have.length(2);
+    } finally {
+      process.env.PATH = savedPath;
+    }
+  });
+
+  it('reports an unknown branch as InputError GIT_BRANCH_NOT_FOUND', async () => {
+    const r = await remote();
+    await r.commitFiles({ 'clusters/a/cluster.yaml': 'v: 1\n' }, 'one');
+    await r.push();
+    const err = await expectRejection(createGitSource({ url: r.url, branch: 'release', cacheDir: cacheDir() }).sync());
+    expect(isCapflowError(err) && err.kind).to.equal('invalid-input');
+    expect(isCapflowError(err) && err.code).to.equal('GIT_BRANCH_NOT_FOUND');
+  });
+
+  it('reports an unreachable remote as TransientError GIT_FETCH_FAILED without ever showing URL credentials', async () => {
+    const port = await freePort(); // nothing listens there
+    const token = 'tok-3c8b6f1d9e2a';
+    const url = `http://fleet-bot:${token}@127.0.0.1:${port}/acme/fleet.git`;
+    const source = createGitSource({ url, cacheDir: cacheDir() });
+    const err = await expectRejection(source.sync());
+    expect(isCapflowError(err) && err.kind).to.equal('transient');
+    expect(isCapflowError(err) && err.code).to.equal('GIT_FETCH_FAILED');
+    const chain = describeChain(err).join('\n');
+    expect(chain).to.include(`http://***@127.0.0.1:${port}/acme/fleet.git`);
+    expect(chain).to.not.include(token);
+    expect(JSON.stringify(err, Object.getOwnPropertyNames(err))).to.not.include(token);
+    // The next sync tries again (no stuck state) and fails the same way.
+    expect(isCapflowError(await expectRejection(source.sync()))).to.equal(true);
+  });
+
+  it('syncs 1,000 cluster folders in well under 300 ms when nothing changed', async () => {
+    const r = await remote();
+    const files: Record<string, string> = {};
+    for (let i = 0; i < 1000; i++) {
+      const name = `cluster-${String(i).padStart(4, '0')}`;
+      files[`clusters/${name}/cluster.yaml`] = `name: ${name}\n`;
+      files[`clusters/${name}/network.yaml`] = `cidr: 10.${i % 256}.0.0/16\n`;
+      files[`clusters/${name}/machines.yaml`] = 'replicas: 3\n';
+    }
+    await r.commitFiles(files, '1,000 clusters');
+    await r.push();
+    const source = createGitSource({ url: r.url, cacheDir: cacheDir() });
+    const first = await source.sync();
+    expect(first.clusters.size).to.equal(1000);
+
+    const timings: number[] = [];
+    let snap: GitSnapshot = first;
+    for (let i = 0; i < 7; i++) {
+      const start = performance.now();
+      snap = await source.sync();
+      timings.push(performance.now() - start);
+    }
+    expect(snap.clusters.size).to.equal(1000);
+    timings.sort((a, b) => a - b);
+    const median = timings[3]!;
+    console.log(`      1,000 folders, nothing changed: median ${median.toFixed(1)} ms, max ${timings[6]!.toFixed(1)} ms`);
+    expect(median).to.be.below(300);
+    await source.close();
+  });
+});
