@@ -11,8 +11,10 @@ import { redactString } from '../core/redact.js';
 import { SpecInvalidError, formatProblem } from '../spec/index.js';
 import { makeIo, type CliDeps, type CliIo } from './context.js';
 import { demoCommand, demoHelp } from './demo.js';
+import { reconcileCommand, reconcileHelp } from './reconcile.js';
 import { renderCommand, renderHelp } from './render.js';
 import { runCommand, runHelp } from './run.js';
+import { statusCommand, statusHelp } from './status.js';
 import { stepCommand, stepHelp } from './step.js';
 import { validateCommand, validateHelp } from './validate.js';
 
@@ -28,6 +30,8 @@ Commands:
   render <cluster-dir>     print the Argo Workflow that would be submitted for it
   run <template>           run a WorkflowTemplate's DAG on this machine (the local runner)
   step <step-id>           run one executor directly
+  reconcile                keep the clusters of a GitOps repository converged (the reconciler service)
+  status [cluster ...]     print what the reconciler recorded per cluster
   version                  print the version
 
 Global options (before the command):
@@ -84,6 +88,10 @@ export async function runCli(argv: string[], deps: CliDeps): Promise<number> {
         return await stepCommand(args, io, globals);
       case 'demo':
         return await demoCommand(args, io, globals);
+      case 'reconcile':
+        return await reconcileCommand(args, io, globals);
+      case 'status':
+        return await statusCommand(args, io);
       default:
         io.err(`capflow: unknown command "${command}"\n`);
         io.err(usage);
@@ -96,7 +104,7 @@ export async function runCli(argv: string[], deps: CliDeps): Promise<number> {
 }
 
 /** Help texts by command, for tests and docs. */
-export const helpTexts = { validateHelp, renderHelp, runHelp, demoHelp, stepHelp };
+export const helpTexts = { validateHelp, renderHelp, runHelp, demoHelp, stepHelp, reconcileHelp, statusHelp };
 
 function printError(io: CliIo, err: unknown): void {
   if (err instanceof SpecInvalidError) {

@@ -1,0 +1,237 @@
+/**
+ * The reconciler with a repository of 1,000 clusters (the byoh example renamed per cluster) in a real
+ * git remote, against envtest (kube-apiserver + etcd with the Argo CRDs). The reconciler is the built
+ * command, `capflow reconcile`, in its own process (so its memory is its own), driven by signed GitHub
+ * push webhooks to its real HTTP server; pass durations come from its "pass done" log lines. Figures:
+ *
+ *   - the first (cold) pass: clone, load and hash 1,000 specs, write 1,000 records, submit 1,000
+ *     cluster-apply Workflows
+ *   - a full pass with nothing changed (the same head, and a new commit that touches no cluster)
+ *   - a full pass with one cluster changed (one submission)
+ *   - webhook → Workflow object: from the POST until a watch sees the Workflow, over ~15 pushes
+ *
+ * Wall times are medians of N (webhook POST to the pass logged); memory is the reconciler's RSS
+ * (VmRSS) after each kind of pass and its peak (VmHWM) so far. No Argo controller runs: the bench
+ * marks the cold pass's Workflows Succeeded itself, as the controller would. Prints; asserts nothing.
+ *
+ *   npm run build && node --import tsx bench/reconciler.bench.ts [clusters=1000] [runs=7] [pushes=15]
+ */
+import { spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { createInterface } from 'node:readline';
+import { CoreV1Api, CustomObjectsApi, Watch } from '@kubernetes/client-node';
+import { freePorts, schemaPath, startEnvtest } from '../test/support/envtest.js';
+import { createGitRemote } from '../test/support/git-remote.js';
+import { ARGO, githubPush, listRecords, manyClusterFiles, postWebhook, succeeded, withReplicas, type WorkflowObj } from '../test/support/gitops.js';
+import { REPO_ROOT } from '../test/support/tools.js';
+
+const bin = path.join(REPO_ROOT, 'dist', 'bin', 'capflow.js');
+if (!existsSync(bin)) {
+  console.error('dist/ is missing: run npm run build first');
+  process.exit(1);
+}
+const CLUSTERS = Number(process.argv[2] ?? 1000);
+const RUNS = Number(process.argv[3] ?? 7);
+const PUSHES = Number(process.argv[4] ?? 15);
+const NS = 'capflow-system';
+const SECRET = 'bench-secret';
+
+const median = (xs: number[]): number => {
+  const s = [...xs].sort((a, b) => a - b);
+  const mid = s.length >> 1;
+  return s.length === 0 ? NaN : s.length % 2 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
+};
+const mb = (bytes: number): string => (bytes / 1024 / 1024).toFixed(0);
+const ms = (x: number): string => x.toFixed(0);
+const sleep = (t: number): Promise<void> => new Promise((r) => setTimeout(r, t));
+
+const names = Array.from({ length: CLUSTERS }, (_, i) => `c${String(i + 1).padStart(4, '0')}`);
+const rows: Array<{ what: string; n: number; wallMs: number; passMs: number; submitted: string; rss: number; peak: number }> = [];
+
+const env = await startEnvtest({ crds: [schemaPath('argo', 'argoproj.io_workflows.yaml')] });
+const remote = await createGitRemote();
+const cacheDir = mkdtempSync(path.join(os.tmpdir(), 'capflow-bench-reconciler-'));
+const kc = env.makeKubeConfig();
+let stopChild: (() => void) | undefined;
+let stopping = false;
+try {
+  await kc.makeApiClient(CoreV1Api).createNamespace({ body: { metadata: { name: NS } } });
+  const t0 = performance.now();
+  const rev0 = await remote.commitFiles(manyClusterFiles(names), `${CLUSTERS} clusters`);
+  await remote.push();
+  const repoMs = performance.now() - t0;
+
+  // the reconciler: the built command, as a child process, so its memory is its own
+  const [port] = await freePorts(1);
+  const url = `http://127.0.0.1:${port}`;
+  const passes: Array<{ at: number; reason: string; durationMs: number; submitted: number }> = [];
+  let onPass: (() => void) | undefined;
+  const tStart = performance.now();
+  const child = spawn(
+    process.execPath,
+    [bin, 'reconcile', '--repo', remote.url, '--namespace', NS, '--kubeconfig', env.kubeconfigPath, '--cache-dir', cacheDir, '--listen', `127.0.0.1:${port}`,
+      '--poll-interval', '1h', '--drift-interval', '0', '--no-leader-elect', '--retry-backoff', '1h', '--log-format', 'json', '--log-level', 'debug'],
+    { env: { ...process.env, CAPFLOW_WEBHOOK_GITHUB_SECRET: SECRET }, stdio: ['ignore', 'ignore', 'pipe'] },
+  );
+  stopChild = () => child.kill('SIGKILL');
+  let tail = '';
+  createInterface({ input: child.stderr }).on('line', (line) => {
+    tail = `${tail}\n${line}`.slice(-4000);
+    let entry: { message?: string; reason?: string; durationMs?: number; submitted?: number };
+    try {
+      entry = JSON.parse(line) as typeof entry;
+    } catch {
+      return;
+    }
+    if (typeof entry.message === 'string' && entry.message.startsWith('pass done')) {
+      passes.push({ at: performance.now(), reason: entry.reason ?? '', durationMs: entry.durationMs ?? NaN, submitted: entry.submitted ?? 0 });
+      onPass?.();
+    }
+  });
+  child.on('exit', (code) => {
+    if (!stopping) {
+      console.error(`the reconciler exited (${code}):${tail}`);
+      process.exit(1);
+    }
+  });
+  /** VmRSS and VmHWM (peak) of the reconciler, bytes. */
+  const memory = (): { rss: number; peak: number } => {
+    const status = readFileSync(`/proc/${child.pid}/status`, 'utf8');
+    const kb = (key: string): number => Number(new RegExp(`${key}:\\s+(\\d+) kB`).exec(status)?.[1] ?? NaN) * 1024;
+    return { rss: kb('VmRSS'), peak: kb('VmHWM') };
+  };
+  /** Resolves with the next pass the reconciler logs after `from` passes. */
+  const nextPass = (from: number, timeoutMs = 600_000): Promise<(typeof passes)[number]> =>
+    new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`no pass within ${timeoutMs} ms:${tail}`)), timeoutMs);
+      const check = (): void => {
+        if (passes.length > from) {
+          clearTimeout(timer);
+          onPass = undefined;
+          resolve(passes[from]!);
+        }
+      };
+      onPass = check;
+      check();
+    });
+  const hook = async (after: string): Promise<void> => {
+    const res = await postWebhook(`${url}/webhooks/github`, githubPush(SECRET, { after }));
+    if (res.status !== 202) throw new Error(`webhook answered ${res.status}: ${res.body}`);
+  };
+  const idle = async (): Promise<void> => {
+    // quiet for 300 ms: no pass queued behind the last one
+    for (let n = passes.length; ; n = passes.length) {
+      await sleep(300);
+      if (passes.length === n) return;
+    }
+  };
+
+  // cold: the first pass at start (clone, load and hash every spec, submit every cluster)
+  const cold = await nextPass(0);
+  rows.push({ what: 'first pass (cold, from process start)', n: 1, wallMs: cold.at - tStart, passMs: cold.durationMs, submitted: String(cold.submitted), ...memory() });
+  await idle();
+
+  async function pass(what: string, prepare?: (i: number) => Promise<string>, n = RUNS): Promise<void> {
+    const wall: number[] = [];
+    const dur: number[] = [];
+    const submitted = new Set<number>();
+    for (let i = 0; i < n; i++) {
+      const after = prepare ? await prepare(i) : ((await remote.head()) as string);
+      const from = passes.length;
+      const t = performance.now();
+      await hook(after);
+      const p = await nextPass(from);
+      wall.push(p.at - t);
+      dur.push(p.durationMs);
+      submitted.add(p.submitted);
+      await idle();
+    }
+    rows.push({ what, n, wallMs: median(wall), passMs: median(dur), submitted: [...submitted].join('/'), ...memory() });
+  }
+
+  // play the controller: every cold-pass Workflow Succeeded, then wait for the records to follow
+  const api = kc.makeApiClient(CustomObjectsApi);
+  const list = (await api.listNamespacedCustomObject({ ...ARGO, namespace: NS })) as { items: WorkflowObj[] };
+  const tSucceed = performance.now();
+  const queue = [...list.items];
+  await Promise.all(
+    Array.from({ length: 16 }, async () => {
+      for (let wf = queue.shift(); wf; wf = queue.shift()) {
+        await api.replaceNamespacedCustomObject({ ...ARGO, namespace: NS, name: wf.metadata.name, body: { ...wf, status: succeeded()(wf) } });
+      }
+    }),
+  );
+  for (;;) {
+    const recs = await listRecords(kc, NS);
+    const done = [...recs.values()].filter((r) => r.data.phase === 'Succeeded' && r.data.appliedRevision === rev0).length;
+    if (done === CLUSTERS) break;
+    if (performance.now() - tSucceed > 300_000) throw new Error(`only ${done} of ${CLUSTERS} records Succeeded after 5 minutes`);
+    await sleep(500);
+  }
+  const followMs = performance.now() - tSucceed;
+  await idle();
+
+  await pass('nothing changed (same head)');
+  await pass('nothing changed (new commit, no cluster touched)', async (i) => {
+    const sha = await remote.commitFiles({ 'README.md': `bench ${i}\n` }, `readme ${i}`);
+    await remote.push();
+    return sha;
+  });
+  await pass('one cluster changed', async (i) => {
+    const sha = await remote.commitFiles(withReplicas(names[i]!, 3), `${names[i]} changed`);
+    await remote.push();
+    return sha;
+  });
+
+  // webhook → Workflow object, seen by a watch
+  const waiting = new Map<string, (t: number) => void>();
+  const watch = await new Watch(kc).watch(
+    `/apis/${ARGO.group}/${ARGO.version}/namespaces/${NS}/${ARGO.plural}`,
+    {},
+    (type, obj: WorkflowObj) => {
+      if (type !== 'ADDED') return;
+      const rev = obj.metadata.labels?.['capflow.io/revision'];
+      const done = rev ? waiting.get(rev) : undefined;
+      if (done) done(performance.now());
+    },
+    () => undefined,
+  );
+  const latencies: number[] = [];
+  try {
+    for (let i = 0; i < PUSHES; i++) {
+      const name = names[RUNS + i]!;
+      const sha = await remote.commitFiles(withReplicas(name, 4), `${name} changed (webhook)`);
+      await remote.push();
+      await idle();
+      const seen = new Promise<number>((resolve, reject) => {
+        waiting.set(sha, resolve);
+        setTimeout(() => reject(new Error(`no Workflow for ${sha} within 30 s`)), 30_000).unref();
+      });
+      const t = performance.now();
+      await hook(sha);
+      latencies.push((await seen) - t);
+      waiting.delete(sha);
+    }
+  } finally {
+    (watch as { abort(): void }).abort();
+  }
+
+  console.log(`reconciler (capflow reconcile, its own process), ${CLUSTERS} clusters (byoh example renamed), git remote on disk, envtest with Argo CRDs`);
+  console.log(`repository commit + push: ${ms(repoMs)} ms; records following ${CLUSTERS} Workflows marked Succeeded: ${ms(followMs)} ms`);
+  console.log('');
+  console.log('pass                                              runs  wall ms (median)  pass ms  submitted  RSS MB  peak RSS MB');
+  for (const r of rows) {
+    console.log(`${r.what.padEnd(50)} ${String(r.n).padStart(4)}  ${ms(r.wallMs).padStart(16)}  ${ms(r.passMs).padStart(7)}  ${r.submitted.padStart(9)}  ${mb(r.rss).padStart(6)}  ${mb(r.peak).padStart(11)}`);
+  }
+  console.log('');
+  const sorted = [...latencies].sort((a, b) => a - b);
+  console.log(`webhook → Workflow object (${latencies.length} pushes): median ${ms(median(latencies))} ms, min ${ms(sorted[0] ?? NaN)} ms, max ${ms(sorted[sorted.length - 1] ?? NaN)} ms`);
+} finally {
+  stopping = true;
+  stopChild?.();
+  await remote.stop();
+  await env.stop();
+  rmSync(cacheDir, { recursive: true, force: true });
+}

@@ -1,0 +1,336 @@
+/**
+ * The reconciler's rules as pure functions: from what Git holds, what a
+ * cluster's record remembers and which Workflows exist, to the record to write
+ * and the run to submit. No I/O here (reconciler.ts does it), so every rule is
+ * unit-tested without a cluster, a clock or a repository.
+ *
+ * Two write-ahead rules make submissions crash-safe: a run is written into the
+ * record as 'Submitting' before its Workflow is created, and a record found
+ * 'Submitting' is completed by submitting the same deterministic name again
+ * (which adopts the Workflow if the create got through).
+ */
+import { canonicalJson } from '../spec/index.js';
+import { FINISHED_PHASES, type ClusterFolder, type ClusterRecord, type RunKind, type RunRecord, type SubmitRequest, type WorkflowView } from './types.js';
+import { workflowName } from './workflow-client.js';
+
+export interface DecideContext {
+  /** The branch head being reconciled. */
+  revision: string;
+  /** Repository URL for Workflow parameters, without credentials. */
+  repo: string;
+  /** capflow version: a spec hashed by another version is loaded again. */
+  version: string;
+  allowDelete: boolean;
+  /** 0 = no drift checks. */
+  driftIntervalMs: number;
+  driftPolicy: 'report' | 'enforce';
+  retryBaseMs: number;
+  retryMaxMs: number;
+  now: Date;
+  /** A number in [0, 1) for the backoff jitter (Math.random in the reconciler). */
+  random: () => number;
+}
+
+/** A spec loaded at the revision: its hash, or the formatted problems that make it invalid. */
+export type SpecResult = { specHash: string } | { errors: string[] };
+
+export interface ClusterInput {
+  name: string;
+  /** The folder in Git; absent when the cluster was removed. */
+  folder?: ClusterFolder;
+  record?: ClusterRecord;
+  /** The spec at ctx.revision; required when needsLoad(folder, record) is true, ignored otherwise. */
+  spec?: SpecResult;
+  /** Known Workflows of this cluster (the watch cache): an unfinished one blocks a new run. */
+  workflows: readonly WorkflowView[];
+}
+
+export interface ClusterDecision {
+  cluster: string;
+  /** The record to write first (carrying the resourceVersion it was read with); absent when unchanged. */
+  record?: ClusterRecord;
+  /** The run to submit once the record is written. */
+  submit?: SubmitRequest;
+  /** A failed run waits for its retry until then: the reconciler wakes up for it. */
+  wakeAt?: Date;
+}
+
+/** Retries jitter by ±10 % so that clusters that failed together do not retry together. */
+const BACKOFF_JITTER = 0.1;
+
+const FAILED_PHASES: ReadonlySet<RunRecord['phase']> = new Set(['Failed', 'Error']);
+
+export function isRunFinished(phase: RunRecord['phase']): boolean {
+  return phase !== 'Submitting' && FINISHED_PHASES.has(phase);
+}
+
+/** Phases a finished run must not overwrite: the current spec is invalid, or the folder is gone. */
+function isStickyPhase(phase: ClusterRecord['phase']): boolean {
+  return phase === 'Invalid' || phase === 'Removed';
+}
+
+/**
+ * Whether the spec must be loaded: the folder's tree, or the capflow version that hashed it, differs
+ * from what the record remembers. An unchanged folder keeps its hash, or its validation errors.
+ */
+export function needsLoad(folder: ClusterFolder, record: ClusterRecord | undefined, version: string): boolean {
+  if (!record || record.gitTree !== folder.tree || record.hashedBy !== version) return true;
+  return record.specHash === undefined && (record.errors?.length ?? 0) === 0;
+}
+
+/** retryBaseMs·2^(failures−1), capped at retryMaxMs, ±10 %. */
+export function backoffMs(failures: number, ctx: Pick<DecideContext, 'retryBaseMs' | 'retryMaxMs' | 'random'>): number {
+  const base = Math.min(ctx.retryMaxMs, ctx.retryBaseMs * 2 ** Math.max(0, failures - 1));
+  return Math.round(base * (1 + (ctx.random() * 2 - 1) * BACKOFF_JITTER));
+}
+
+export function newRecord(cluster: string, path: string): ClusterRecord {
+  return { cluster, path, phase: 'Pending', failures: 0, drift: 'Unknown', planCount: 0 };
+}
+
+/** Equal records need no write; resourceVersion is the store's, not a difference. */
+export function sameRecord(a: ClusterRecord, b: ClusterRecord): boolean {
+  return canonicalJson({ ...a, resourceVersion: undefined }) === canonicalJson({ ...b, resourceVersion: undefined });
+}
+
+// ------------------------------------------------------------------------------------------------
+// following runs
+
+/**
+ * Applies what is known of the Workflow `name` (the record's run or plan run) to the record: its
+ * phase and, once finished, the result. `view` undefined means the Workflow does not exist: a run
+ * that was created and then vanished before finishing is failed (and retried); one still
+ * 'Submitting' is left for decideCluster to submit. Returns the record itself when nothing changes.
+ */
+export function observeWorkflow(record: ClusterRecord, name: string, view: WorkflowView | undefined, ctx: Pick<DecideContext, 'now' | 'retryBaseMs' | 'retryMaxMs' | 'random'>): ClusterRecord {
+  const slot = record.run?.workflow === name ? 'run' : record.driftRun?.workflow === name ? 'driftRun' : undefined;
+  const run = slot && record[slot];
+  if (!slot || !run || isRunFinished(run.phase)) return record;
+  if (!view) {
+    if (run.phase === 'Submitting') return record;
+    view = { name, kind: run.kind, cluster: record.cluster, revision: run.revision, specHash: run.specHash, attempt: run.attempt, phase: 'Error', message: 'the Workflow was deleted before it finished' };
+  }
+  if (view.phase === run.phase) return record;
+  const finished = FINISHED_PHASES.has(view.phase);
+  const next: RunRecord = { ...run, phase: view.phase };
+  if (finished) {
+    next.finishedAt = view.finishedAt ?? ctx.now.toISOString();
+    if (view.failedStep !== undefined) next.failedStep = view.failedStep;
+    if (view.message !== undefined) next.message = view.message;
+  }
+  const out: ClusterRecord = { ...record, [slot]: next };
+  if (slot === 'driftRun') return finished && view.phase === 'Succeeded' ? planResult(out, next, view) : out;
+  if (!finished) {
+    if (!isStickyPhase(out.phase)) out.phase = 'Running';
+    return out;
+  }
+  if (view.phase !== 'Succeeded') return runFailed(out, next, ctx);
+  out.failures = 0;
+  delete out.nextRetryAt;
+  delete out.message;
+  if (run.kind === 'delete') {
+    out.phase = 'Deleted';
+    out.message = `deleted by ${name}`;
+    out.drift = 'Unknown';
+    delete out.driftChanges;
+    return out;
+  }
+  out.appliedRevision = run.revision;
+  out.appliedSpecHash = run.specHash;
+  out.appliedAt = next.finishedAt;
+  if (!isStickyPhase(out.phase)) out.phase = 'Succeeded';
+  // what the last plan found was there before this apply: the next plan tells again
+  if (out.drift === 'Drifted') {
+    out.drift = 'Unknown';
+    delete out.driftChanges;
+  }
+  return out;
+}
+
+function planResult(record: ClusterRecord, run: RunRecord, view: WorkflowView): ClusterRecord {
+  const out: ClusterRecord = { ...record, driftCheckedAt: run.finishedAt };
+  if (view.changes === undefined) {
+    out.drift = 'Unknown';
+    delete out.driftChanges;
+  } else {
+    out.drift = view.changes > 0 ? 'Drifted' : 'InSync';
+    out.driftChanges = view.changes;
+  }
+  return out;
+}
+
+function runFailed(record: ClusterRecord, run: RunRecord, ctx: Pick<DecideContext, 'now' | 'retryBaseMs' | 'retryMaxMs' | 'random'>): ClusterRecord {
+  const failures = record.failures + 1;
+  const nextRetryAt = new Date(ctx.now.getTime() + backoffMs(failures, ctx)).toISOString();
+  return {
+    ...record,
+    phase: isStickyPhase(record.phase) ? record.phase : 'Failed',
+    failures,
+    nextRetryAt,
+    message: `${failureText(run)}; next try after ${nextRetryAt}`,
+  };
+}
+
+function failureText(run: RunRecord): string {
+  return `${run.kind} ${run.workflow} ${run.phase === 'Error' ? 'errored' : 'failed'}${run.failedStep ? ` at step ${run.failedStep}` : ''}${run.message ? `: ${run.message}` : ''}`;
+}
+
+// ------------------------------------------------------------------------------------------------
+// deciding
+
+/** The Workflow a new run of the cluster must wait for, if any. */
+export function runInFlight(record: ClusterRecord | undefined, workflows: readonly WorkflowView[]): string | undefined {
+  for (const run of [record?.run, record?.driftRun]) if (run && !isRunFinished(run.phase)) return run.workflow;
+  return workflows.find((w) => !FINISHED_PHASES.has(w.phase))?.name;
+}
+
+/** What to write and submit for one cluster. */
+export function decideCluster(input: ClusterInput, ctx: DecideContext): ClusterDecision {
+  const { name, folder, record } = input;
+  if (!record && !folder) return { cluster: name };
+  const base = record ?? newRecord(name, folder!.path);
+
+  // A crash between writing 'Submitting' and the create: submit the same name again (create or adopt).
+  for (const run of [base.run, base.driftRun]) {
+    if (run?.phase === 'Submitting') return { cluster: name, submit: requestOf(base, run, ctx) };
+  }
+
+  const rec: ClusterRecord = { ...base };
+  const step = folder ? decidePresent(rec, folder, input, ctx) : decideAbsent(rec, input, ctx);
+  const decision: ClusterDecision = { cluster: name };
+  if (!record || !sameRecord(record, rec)) decision.record = rec;
+  if (step.submit) decision.submit = step.submit;
+  if (step.wakeAt) decision.wakeAt = step.wakeAt;
+  return decision;
+}
+
+/** What a rule does besides editing the record in place. */
+interface Step {
+  submit?: SubmitRequest;
+  wakeAt?: Date;
+}
+
+function decidePresent(rec: ClusterRecord, folder: ClusterFolder, input: ClusterInput, ctx: DecideContext): Step {
+  rec.path = folder.path;
+  if (input.spec && needsLoad(folder, input.record, ctx.version)) {
+    rec.gitRevision = ctx.revision;
+    rec.gitTree = folder.tree;
+    rec.hashedBy = ctx.version;
+    if ('errors' in input.spec) {
+      delete rec.specHash;
+      rec.errors = input.spec.errors;
+    } else {
+      rec.specHash = input.spec.specHash;
+      delete rec.errors;
+    }
+  }
+  const hash = rec.specHash;
+  // deletion removes what was applied, described by the spec at the applied revision (valid there)
+  if (folder.deletionMarker && rec.appliedRevision !== undefined) return decideDelete(rec, rec.appliedRevision, rec.appliedSpecHash ?? hash ?? '', input, ctx);
+  if (hash === undefined) {
+    const count = rec.errors?.length ?? 0;
+    rec.phase = 'Invalid';
+    rec.message = `the spec at ${short(rec.gitRevision)} has ${count} ${count === 1 ? 'error' : 'errors'}: nothing is submitted until the folder changes`;
+    return {};
+  }
+  if (folder.deletionMarker) return decideDelete(rec, ctx.revision, hash, input, ctx);
+
+  const applied = rec.phase !== 'Deleted' && rec.appliedSpecHash === hash;
+  const enforce = applied && ctx.driftPolicy === 'enforce' && rec.drift === 'Drifted';
+  if (!applied || enforce) {
+    const waiting = runInFlight(rec, input.workflows);
+    if (waiting) return waitFor(rec, waiting);
+    return submitOrWait(rec, 'apply', ctx.revision, hash, ctx);
+  }
+
+  rec.phase = rec.run && !isRunFinished(rec.run.phase) ? 'Running' : 'Succeeded';
+  rec.failures = 0;
+  delete rec.nextRetryAt;
+  delete rec.message;
+  if (planDue(rec, input, ctx)) return submitRun(rec, 'plan', rec.appliedRevision!, hash, rec.planCount + 1, ctx);
+  return {};
+}
+
+function decideAbsent(rec: ClusterRecord, input: ClusterInput, ctx: DecideContext): Step {
+  if (rec.phase === 'Deleted') return {};
+  if (!ctx.allowDelete) {
+    rec.phase = 'Removed';
+    rec.message = `removed from Git; not deleted: add ${rec.path}/DELETE or run with --allow-delete`;
+    return {};
+  }
+  // the last revision where the folder existed: what was applied, else what was last seen
+  const revision = rec.appliedRevision ?? rec.gitRevision ?? rec.run?.revision;
+  const hash = rec.appliedSpecHash ?? rec.specHash ?? rec.run?.specHash ?? '';
+  return decideDelete(rec, revision, hash, input, ctx);
+}
+
+function decideDelete(rec: ClusterRecord, revision: string | undefined, hash: string, input: ClusterInput, ctx: DecideContext): Step {
+  if (rec.phase === 'Deleted') return {};
+  const waiting = runInFlight(rec, input.workflows);
+  if (waiting) return waitFor(rec, waiting);
+  if (!rec.run || revision === undefined) {
+    rec.phase = 'Deleted';
+    rec.message = 'nothing was ever submitted for this cluster: nothing to delete';
+    return {};
+  }
+  return submitOrWait(rec, 'delete', revision, hash, ctx);
+}
+
+/** Submits a run of `kind`, unless the last one of the same kind and spec failed and its retry is not due. */
+function submitOrWait(rec: ClusterRecord, kind: 'apply' | 'delete', revision: string, hash: string, ctx: DecideContext): Step {
+  const last = rec.run;
+  if (last && last.kind === kind && last.specHash === hash && FAILED_PHASES.has(last.phase) && rec.failures > 0) {
+    const due = rec.nextRetryAt ? Date.parse(rec.nextRetryAt) : 0;
+    if (ctx.now.getTime() < due) {
+      rec.phase = 'Failed';
+      rec.message = `${failureText(last)}; next try after ${rec.nextRetryAt}`;
+      return { wakeAt: new Date(due) };
+    }
+    return submitRun(rec, kind, last.revision, hash, last.attempt + 1, ctx);
+  }
+  // a new spec (or kind) starts over; a second run at the same revision (drift enforced) needs a new name
+  rec.failures = 0;
+  delete rec.nextRetryAt;
+  const attempt = last && last.kind === kind && last.revision === revision ? last.attempt + 1 : 1;
+  return submitRun(rec, kind, revision, hash, attempt, ctx);
+}
+
+function submitRun(rec: ClusterRecord, kind: RunKind, revision: string, hash: string, attempt: number, ctx: DecideContext): Step {
+  const run: RunRecord = { workflow: workflowName(kind, rec.cluster, revision, attempt), kind, revision, specHash: hash, attempt, phase: 'Submitting', submittedAt: ctx.now.toISOString() };
+  if (kind === 'plan') {
+    rec.driftRun = run;
+    rec.planCount = attempt;
+  } else {
+    rec.run = run;
+    rec.phase = 'Running';
+    delete rec.message;
+  }
+  return { submit: requestOf(rec, run, ctx) };
+}
+
+function waitFor(rec: ClusterRecord, workflow: string): Step {
+  rec.phase = rec.run && !isRunFinished(rec.run.phase) ? 'Running' : 'Pending';
+  rec.message = `waiting for ${workflow}`;
+  return {};
+}
+
+/** A plan is due for an applied cluster when the last check (or attempt, so a failing plan is not re-run at once) is older than the interval. */
+function planDue(rec: ClusterRecord, input: ClusterInput, ctx: DecideContext): boolean {
+  if (ctx.driftIntervalMs <= 0 || rec.phase !== 'Succeeded' || rec.appliedRevision === undefined) return false;
+  if (runInFlight(rec, input.workflows)) return false;
+  const last = Math.max(timeOf(rec.driftCheckedAt), timeOf(rec.driftRun?.submittedAt));
+  return ctx.now.getTime() - last >= ctx.driftIntervalMs;
+}
+
+function timeOf(iso: string | undefined): number {
+  const t = iso === undefined ? NaN : Date.parse(iso);
+  return Number.isNaN(t) ? -Infinity : t;
+}
+
+function requestOf(rec: ClusterRecord, run: RunRecord, ctx: Pick<DecideContext, 'repo'>): SubmitRequest {
+  return { kind: run.kind, cluster: rec.cluster, repo: ctx.repo, revision: run.revision, clusterPath: rec.path, specHash: run.specHash, attempt: run.attempt };
+}
+
+function short(revision: string | undefined): string {
+  return revision ? revision.slice(0, 12) : '(unknown revision)';
+}

@@ -1,0 +1,611 @@
+/**
+ * The reconciler: the I/O around decide.ts. A pass syncs Git, reads the
+ * records, follows unfinished runs, loads the specs whose folders changed,
+ * and writes and submits what decideCluster says, cluster by cluster. Passes
+ * never overlap: triggers (poll timer, webhooks, finished Workflows) coalesce
+ * into at most one pass waiting behind the running one. Only the leader runs
+ * passes; a replica that loses the lease stops its watch and timers and
+ * starts nothing new.
+ */
+import path from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { isCapflowError } from '../core/errors.js';
+import type { Logger } from '../core/logger.js';
+import { formatProblem, specHash, validateClusterSpec } from '../spec/index.js';
+import { decideCluster, isRunFinished, needsLoad, observeWorkflow, type ClusterDecision, type DecideContext, type SpecResult } from './decide.js';
+import {
+  FINISHED_PHASES,
+  type ClusterFolder,
+  type ClusterPhase,
+  type ClusterRecord,
+  type GitSnapshot,
+  type GitSource,
+  type LeaderElector,
+  type ReconcilerMetrics,
+  type ReconcilerState,
+  type RecordStore,
+  type RunKind,
+  type SubmitRequest,
+  type WorkflowClient,
+  type WorkflowView,
+} from './types.js';
+
+export interface ReconcilerOptions {
+  repoUrl: string;
+  branch: string;
+  namespace: string;
+  pollIntervalMs: number;
+  /** Fraction of the poll interval a poll may come earlier or later (0.1 = ±10 %). */
+  pollJitter: number;
+  /** 0 = no drift checks. */
+  driftIntervalMs: number;
+  driftPolicy: 'report' | 'enforce';
+  allowDelete: boolean;
+  retryBaseMs: number;
+  retryMaxMs: number;
+  /** This replica (pod name), written to the state object. */
+  identity: string;
+  /** capflow version: specs hashed by another version are loaded again. */
+  version: string;
+  /** Clusters worked on at once in a pass (loads, writes, submissions). Default 16. */
+  maxConcurrentSubmissions?: number;
+}
+
+export interface ReconcilerDeps {
+  git: GitSource;
+  records: RecordStore;
+  workflows: WorkflowClient;
+  /** Without one, this reconciler always leads (a single replica, or --once). */
+  leader?: LeaderElector;
+  metrics: ReconcilerMetrics;
+  log: Logger;
+  now?: () => Date;
+}
+
+export interface PassReport {
+  revision: string;
+  submitted: Array<{ cluster: string; kind: RunKind; workflow: string; created: boolean }>;
+  /** Clusters whose spec is invalid, and folders whose name is not a cluster name. */
+  invalid: string[];
+  /** Clusters whose folder is gone from Git and that are not (yet) deleted. */
+  removed: string[];
+  /** Cluster folders whose spec was not loaded: their tree is the one already hashed. */
+  unchanged: number;
+  /** Cluster folders whose spec was loaded and validated. */
+  loaded: number;
+  durationMs: number;
+}
+
+/** A conflicting record is read again and decided again, this many times, before the pass gives up on it. */
+const CONFLICT_RETRIES = 3;
+/** stop() waits this long for the pass in flight. */
+const STOP_WAIT_MS = 20_000;
+/** Specs loaded at once: loading is CPU-bound, more in parallel only adds memory (about 20 MB each). */
+const CONCURRENT_LOADS = 4;
+/** A retry wake-up never comes sooner than this after a pass. */
+const MIN_WAKE_MS = 100;
+
+/**
+ * The repository URL for Workflow parameters: http(s) URLs lose their user info (`user:token@`),
+ * other schemes their password only (an ssh user is addressing, not a secret).
+ */
+export function publicRepoUrl(url: string): string {
+  return url.replace(/^([a-z][a-z0-9+.-]*:\/\/)([^/?#@]*)@/i, (_all, scheme: string, userinfo: string) => {
+    if (/^https?:\/\/$/i.test(scheme)) return scheme;
+    const user = userinfo.split(':', 1)[0] ?? '';
+    return user ? `${scheme}${user}@` : scheme;
+  });
+}
+
+interface ClusterOutcome {
+  record?: ClusterRecord;
+  submitted?: PassReport['submitted'][number];
+  loaded: boolean;
+  wrote: boolean;
+  wakeAt?: Date;
+  error?: unknown;
+}
+
+export class Reconciler {
+  private readonly repo: string;
+  private readonly now: () => Date;
+  private readonly concurrency: number;
+  /** The watch cache: every capflow Workflow by name, while leading. */
+  private readonly known = new Map<string, WorkflowView>();
+  private stopWatch: (() => Promise<void>) | undefined;
+  /** The watch is delivering its initial list: the pass that starts it reads those anyway. */
+  private watchStarting = false;
+  private leading = false;
+  private stopped = false;
+  private electionStarted = false;
+  /** Passes run one after another on this chain. */
+  private queue: Promise<unknown> = Promise.resolve();
+  /** A triggered pass is queued and has not started: further triggers join it. */
+  private triggered = false;
+  private pollTimer: NodeJS.Timeout | undefined;
+  private wakeTimer: NodeJS.Timeout | undefined;
+  private report: PassReport | undefined;
+  private passSucceeded = false;
+  private lastError: string | undefined;
+  private state: ReconcilerState | undefined;
+  private loggedBadFolders = '';
+  private readonly loadSlots = limiter(CONCURRENT_LOADS);
+
+  constructor(
+    private readonly o: ReconcilerOptions,
+    private readonly d: ReconcilerDeps,
+  ) {
+    this.repo = publicRepoUrl(o.repoUrl);
+    if (this.repo !== o.repoUrl) {
+      d.log.warn('the repository URL carries credentials: Workflows get it without them (their executors read credentials from their own secret)', { repo: this.repo });
+    }
+    this.now = d.now ?? (() => new Date());
+    this.concurrency = Math.max(1, o.maxConcurrentSubmissions ?? 16);
+  }
+
+  /** Campaigns for leadership (if elected) and, while leading, watches, polls and runs passes. */
+  async start(): Promise<void> {
+    const { leader } = this.d;
+    if (!leader) {
+      this.lead();
+      return;
+    }
+    leader.onChange((leading) => (leading ? this.lead() : this.unlead()));
+    await leader.start();
+    this.electionStarted = true;
+    if (leader.isLeader()) this.lead();
+    else this.d.log.info('waiting for leadership', { identity: this.o.identity });
+  }
+
+  /** Stops timers, waits (bounded) for the pass in flight, stops the watch and leaves the lease. */
+  async stop(): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
+    this.leading = false;
+    this.clearTimers();
+    let timeout: NodeJS.Timeout | undefined;
+    const waited = await Promise.race([
+      this.whenIdle().then(() => true),
+      new Promise<boolean>((resolve) => {
+        timeout = setTimeout(() => resolve(false), STOP_WAIT_MS);
+        timeout.unref();
+      }),
+    ]);
+    clearTimeout(timeout);
+    if (!waited) this.d.log.warn('stopping while a pass is still running', { waitedMs: STOP_WAIT_MS });
+    await this.endWatch();
+    await this.d.leader?.stop();
+    this.d.metrics.setLeader(false);
+  }
+
+  /** Asks for a pass; triggers while one is queued join it, so a burst yields one more pass. */
+  trigger(reason: string): void {
+    if (!this.leads()) return;
+    if (this.triggered) return;
+    this.triggered = true;
+    void this.enqueue(async () => {
+      this.triggered = false;
+      try {
+        await this.pass(reason);
+      } catch {
+        // pass() logged it and counted it; the next trigger or poll tries again
+      }
+    });
+  }
+
+  /** One pass now (after any in flight); undefined when this replica does not lead. Throws when Git or the records cannot be read. */
+  runPass(): Promise<PassReport | undefined> {
+    return this.enqueue(() => this.pass('requested'));
+  }
+
+  /** Resolves once no pass is running or queued. */
+  async whenIdle(): Promise<void> {
+    for (;;) {
+      const current = this.queue;
+      await current;
+      if (current === this.queue) return;
+    }
+  }
+
+  isReady(): { ready: boolean; reason?: string } {
+    if (this.passSucceeded) return { ready: true };
+    const { leader } = this.d;
+    if (leader && this.electionStarted && !leader.isLeader()) return { ready: true, reason: 'standby: another replica leads' };
+    if (leader && !this.electionStarted) return { ready: false, reason: 'leader election has not made its first attempt' };
+    return { ready: false, reason: this.lastError ? `the first pass failed: ${this.lastError}` : 'the first pass has not completed' };
+  }
+
+  lastPass(): PassReport | undefined {
+    return this.report;
+  }
+
+  // ----------------------------------------------------------------------------------------------
+  // leadership and timers
+
+  private leads(): boolean {
+    return !this.stopped && (this.d.leader ? this.d.leader.isLeader() : true);
+  }
+
+  private lead(): void {
+    if (this.leading || this.stopped) return;
+    this.leading = true;
+    this.d.metrics.setLeader(true);
+    this.d.log.info('leading: reconciling', { identity: this.o.identity, repo: this.repo, branch: this.o.branch });
+    this.trigger('became leader');
+    this.schedulePoll();
+  }
+
+  private unlead(): void {
+    if (!this.leading) return;
+    this.leading = false;
+    this.d.metrics.setLeader(false);
+    this.clearTimers();
+    this.d.log.warn('lost leadership: no new passes or submissions', { identity: this.o.identity });
+    void this.endWatch();
+  }
+
+  private schedulePoll(): void {
+    clearTimeout(this.pollTimer);
+    const jitter = 1 + (Math.random() * 2 - 1) * this.o.pollJitter;
+    this.pollTimer = setTimeout(() => {
+      this.trigger('poll');
+      this.schedulePoll();
+    }, Math.max(1, this.o.pollIntervalMs * jitter));
+    this.pollTimer.unref();
+  }
+
+  /** Wakes up for the earliest retry that falls before the next poll. */
+  private scheduleWake(wakeAt: Date | undefined): void {
+    clearTimeout(this.wakeTimer);
+    this.wakeTimer = undefined;
+    if (!wakeAt || !this.leading) return;
+    const delay = Math.max(MIN_WAKE_MS, wakeAt.getTime() - this.now().getTime());
+    if (delay >= this.o.pollIntervalMs) return;
+    this.wakeTimer = setTimeout(() => this.trigger('retry due'), delay);
+    this.wakeTimer.unref();
+  }
+
+  private clearTimers(): void {
+    clearTimeout(this.pollTimer);
+    clearTimeout(this.wakeTimer);
+    this.pollTimer = undefined;
+    this.wakeTimer = undefined;
+  }
+
+  /** The watch runs while leading; started from a pass so that it never starts twice. */
+  private async ensureWatch(): Promise<void> {
+    if (this.stopWatch || !this.leading) return;
+    this.watchStarting = true;
+    try {
+      const stop = await this.d.workflows.watch((view) => this.onWorkflow(view));
+      if (this.leading) this.stopWatch = stop;
+      else await stop();
+    } catch (err) {
+      this.d.log.warn('cannot watch Workflows: listing them on every pass instead', { error: errorText(err) });
+    } finally {
+      this.watchStarting = false;
+    }
+  }
+
+  private async endWatch(): Promise<void> {
+    const stop = this.stopWatch;
+    this.stopWatch = undefined;
+    this.known.clear();
+    try {
+      await stop?.();
+    } catch (err) {
+      this.d.log.warn('stopping the Workflow watch failed', { error: errorText(err) });
+    }
+  }
+
+  /**
+   * The watch reports changes, not deletions: a Workflow deleted while unfinished would block its
+   * cluster from the cache forever. Each poll drops what a fresh list no longer has (and adds what it
+   * missed); entries it has are kept, as the watch may already know a newer state.
+   */
+  private async pruneWatchCache(): Promise<void> {
+    const listed = new Map((await this.d.workflows.list()).map((w) => [w.name, w]));
+    for (const name of this.known.keys()) if (!listed.has(name)) this.known.delete(name);
+    for (const [name, view] of listed) if (!this.known.has(name)) this.known.set(name, view);
+  }
+
+  /** A run that finishes may unblock its cluster (or need its result recorded): pass again. */
+  private onWorkflow(view: WorkflowView): void {
+    const before = this.known.get(view.name);
+    this.known.set(view.name, view);
+    if (this.watchStarting) return;
+    if (FINISHED_PHASES.has(view.phase) && !(before && FINISHED_PHASES.has(before.phase))) this.trigger(`${view.name} ${view.phase}`);
+  }
+
+  private enqueue<T>(work: () => Promise<T>): Promise<T> {
+    const run = this.queue.then(work);
+    this.queue = run.catch(() => undefined);
+    return run;
+  }
+
+  // ----------------------------------------------------------------------------------------------
+  // the pass
+
+  private async pass(reason: string): Promise<PassReport | undefined> {
+    if (!this.leads()) return undefined;
+    const started = performance.now();
+    try {
+      const report = await this.reconcileAll(reason, started);
+      this.passSucceeded = true;
+      this.lastError = undefined;
+      return report;
+    } catch (err) {
+      this.lastError = errorText(err);
+      this.d.metrics.passCompleted('error', (performance.now() - started) / 1000);
+      this.d.log.error('reconciliation pass failed', { reason, error: this.lastError });
+      throw err;
+    }
+  }
+
+  private async reconcileAll(reason: string, started: number): Promise<PassReport> {
+    const snapshot = await this.d.git.sync();
+    await this.ensureWatch();
+    const records = await this.d.records.list();
+    const known = this.stopWatch ? this.known : new Map((await this.d.workflows.list()).map((w) => [w.name, w]));
+    if (this.stopWatch && reason === 'poll') await this.pruneWatchCache();
+    const byCluster = new Map<string, WorkflowView[]>();
+    for (const w of known.values()) byCluster.set(w.cluster, [...(byCluster.get(w.cluster) ?? []), w]);
+    const ctx = this.context(snapshot);
+
+    const names = [...new Set([...snapshot.clusters.keys(), ...records.keys()])].sort();
+    const outcomes = await mapLimit(names, this.concurrency, (name) => this.reconcileCluster(name, snapshot, records.get(name), byCluster.get(name) ?? [], known, ctx));
+
+    const report: PassReport = { revision: snapshot.revision, submitted: [], invalid: [], removed: [], unchanged: 0, loaded: 0, durationMs: 0 };
+    let wrote = 0;
+    let errors = 0;
+    let wakeAt: Date | undefined;
+    names.forEach((name, i) => {
+      const outcome = outcomes[i]!;
+      const record = outcome.record ?? records.get(name);
+      if (record) records.set(name, record);
+      const inGit = snapshot.clusters.has(name);
+      if (inGit) outcome.loaded ? report.loaded++ : report.unchanged++;
+      if (outcome.submitted) report.submitted.push(outcome.submitted);
+      if (outcome.wrote) wrote++;
+      if (outcome.error !== undefined) errors++;
+      if (inGit && record?.phase === 'Invalid') report.invalid.push(name);
+      if (!inGit && record && record.phase !== 'Deleted') report.removed.push(name);
+      if (outcome.wakeAt && (!wakeAt || outcome.wakeAt < wakeAt)) wakeAt = outcome.wakeAt;
+    });
+    report.invalid.push(...snapshot.badFolders);
+    this.logBadFolders(snapshot.badFolders);
+    this.scheduleWake(wakeAt);
+    await this.writeState(snapshot.revision);
+
+    report.durationMs = Math.round(performance.now() - started);
+    this.report = report;
+    this.d.metrics.passCompleted(errors > 0 ? 'error' : 'ok', report.durationMs / 1000);
+    this.setClusterMetrics(records);
+    const busy = report.submitted.length > 0 || wrote > 0 || errors > 0;
+    const summary = {
+      reason,
+      revision: snapshot.revision,
+      clusters: names.length,
+      submitted: report.submitted.length,
+      updated: wrote,
+      loaded: report.loaded,
+      invalid: report.invalid.length,
+      removed: report.removed.length,
+      errors,
+      durationMs: report.durationMs,
+    };
+    if (busy) this.d.log.info('pass done', summary);
+    else this.d.log.debug('pass done: nothing to do', summary);
+    return report;
+  }
+
+  private context(snapshot: GitSnapshot): DecideContext {
+    const { o } = this;
+    return {
+      revision: snapshot.revision,
+      repo: this.repo,
+      version: o.version,
+      allowDelete: o.allowDelete,
+      driftIntervalMs: o.driftIntervalMs,
+      driftPolicy: o.driftPolicy,
+      retryBaseMs: o.retryBaseMs,
+      retryMaxMs: o.retryMaxMs,
+      now: this.now(),
+      random: Math.random,
+    };
+  }
+
+  /** Follows, loads, decides, writes and submits for one cluster; a conflicting write is read and decided again. */
+  private async reconcileCluster(
+    name: string,
+    snapshot: GitSnapshot,
+    listed: ClusterRecord | undefined,
+    workflows: WorkflowView[],
+    known: Map<string, WorkflowView>,
+    ctx: DecideContext,
+  ): Promise<ClusterOutcome> {
+    const folder = snapshot.clusters.get(name);
+    const outcome: ClusterOutcome = { loaded: false, wrote: false };
+    let record = listed;
+    for (let attempt = 0; this.leads(); attempt++) {
+      try {
+        if (record) record = await this.follow(record, known, ctx, outcome);
+        let spec: SpecResult | undefined;
+        if (folder && needsLoad(folder, record, ctx.version)) {
+          spec = await this.loadSlots(() => this.loadSpec(snapshot, folder));
+          outcome.loaded = true;
+        }
+        const decision = decideCluster({ name, folder, record, spec, workflows }, ctx);
+        if (spec && 'errors' in spec) this.d.log.warn('cluster spec invalid: nothing submitted', { cluster: name, revision: snapshot.revision, errors: spec.errors });
+        if (decision.record) {
+          record = await this.d.records.put(decision.record);
+          outcome.wrote = true;
+        }
+        if (decision.wakeAt) outcome.wakeAt = decision.wakeAt;
+        if (decision.submit && record && this.leads()) record = await this.submit(record, decision, snapshot, known, ctx, outcome);
+        outcome.record = record;
+        return outcome;
+      } catch (err) {
+        if (isCapflowError(err) && err.code === 'RECORD_CONFLICT' && attempt < CONFLICT_RETRIES) {
+          this.d.log.debug('cluster record changed since it was read: deciding again', { cluster: name });
+          record = await this.d.records.get(name).catch(() => record);
+          continue;
+        }
+        this.d.log.error('reconciling a cluster failed; the next pass tries again', { cluster: name, error: errorText(err) });
+        return { ...outcome, record, error: err };
+      }
+    }
+    return { ...outcome, record };
+  }
+
+  /** Brings the record's unfinished runs up to date with their Workflows (watch cache, else a read). */
+  private async follow(record: ClusterRecord, known: Map<string, WorkflowView>, ctx: DecideContext, outcome: ClusterOutcome): Promise<ClusterRecord> {
+    let next = record;
+    for (const run of [record.run, record.driftRun]) {
+      if (!run || isRunFinished(run.phase)) continue;
+      const view = known.get(run.workflow) ?? (await this.d.workflows.get(run.workflow));
+      next = observeWorkflow(next, run.workflow, view, ctx);
+    }
+    if (next === record) return record;
+    this.logRunResults(record, next);
+    const stored = await this.d.records.put(next);
+    outcome.wrote = true;
+    return stored;
+  }
+
+  private async submit(
+    record: ClusterRecord,
+    decision: ClusterDecision,
+    snapshot: GitSnapshot,
+    known: Map<string, WorkflowView>,
+    ctx: DecideContext,
+    outcome: ClusterOutcome,
+  ): Promise<ClusterRecord> {
+    const req = decision.submit as SubmitRequest;
+    let result: Awaited<ReturnType<WorkflowClient['submit']>>;
+    try {
+      result = await this.d.workflows.submit(req);
+    } catch (err) {
+      this.d.metrics.submission(req.kind, 'error');
+      throw err;
+    }
+    const { workflow, created } = result;
+    this.d.metrics.submission(req.kind, created ? 'created' : 'adopted');
+    if (created && req.kind === 'apply' && req.revision === snapshot.revision) {
+      this.d.metrics.commitToSubmission(Math.max(0, this.now().getTime() - snapshot.firstSeenAt.getTime()) / 1000);
+    }
+    if (!known.has(workflow.name)) known.set(workflow.name, workflow);
+    outcome.submitted = { cluster: req.cluster, kind: req.kind, workflow: workflow.name, created };
+    this.d.log.info(created ? 'submitted' : 'adopted an existing Workflow', {
+      cluster: req.cluster,
+      kind: req.kind,
+      workflow: workflow.name,
+      revision: req.revision,
+      specHash: req.specHash.slice(0, 12),
+      attempt: req.attempt,
+    });
+    const next = observeWorkflow(record, workflow.name, workflow, ctx);
+    if (next === record) return record;
+    this.logRunResults(record, next);
+    try {
+      return await this.d.records.put(next);
+    } catch (err) {
+      // the Workflow exists; the record still says Submitting, which the next pass completes by adopting it
+      this.d.log.warn('recording a submitted Workflow failed; the next pass adopts it', { cluster: req.cluster, workflow: workflow.name, error: errorText(err) });
+      return record;
+    }
+  }
+
+  private async loadSpec(snapshot: GitSnapshot, folder: ClusterFolder): Promise<SpecResult> {
+    const { model, problems } = await validateClusterSpec(path.join(snapshot.workdir, folder.path), { displayRoot: snapshot.workdir });
+    const warnings = problems.filter((p) => p.severity === 'warning').map(formatProblem);
+    if (warnings.length > 0) this.d.log.info('cluster spec warnings', { cluster: folder.name, warnings });
+    if (model) return { specHash: specHash(model) };
+    return { errors: problems.filter((p) => p.severity === 'error').map(formatProblem) };
+  }
+
+  private logRunResults(before: ClusterRecord, after: ClusterRecord): void {
+    for (const slot of ['run', 'driftRun'] as const) {
+      const run = after[slot];
+      if (!run || !isRunFinished(run.phase) || before[slot]?.phase === run.phase) continue;
+      const meta = { cluster: after.cluster, kind: run.kind, workflow: run.workflow, phase: run.phase };
+      if (run.phase !== 'Succeeded') {
+        this.d.log.warn('run failed', { ...meta, failedStep: run.failedStep, message: run.message, failures: slot === 'run' ? after.failures : undefined, nextRetryAt: slot === 'run' ? after.nextRetryAt : undefined });
+      } else if (run.kind === 'plan' && after.drift === 'Unknown') {
+        this.d.log.warn('drift check succeeded but no step reported changes', meta);
+      } else if (run.kind === 'plan') {
+        this.d.log.info('drift checked', { ...meta, drift: after.drift, changes: after.driftChanges });
+      } else {
+        this.d.log.info('run succeeded', { ...meta, revision: run.revision });
+      }
+    }
+  }
+
+  private logBadFolders(badFolders: string[]): void {
+    const key = badFolders.join('\n');
+    if (key === this.loggedBadFolders) return;
+    this.loggedBadFolders = key;
+    if (badFolders.length > 0) this.d.log.warn('folders that are not cluster names (DNS-1123 labels) are ignored', { folders: badFolders });
+  }
+
+  private async writeState(revision: string): Promise<void> {
+    for (let attempt = 0; attempt < 2; attempt++) {
+      try {
+        this.state ??= await this.d.records.readState();
+        this.state = await this.d.records.writeState({ ...this.state, gitRevision: revision, lastPassAt: this.now().toISOString(), leader: this.o.identity });
+        return;
+      } catch (err) {
+        this.state = undefined;
+        if (!(isCapflowError(err) && err.code === 'RECORD_CONFLICT')) {
+          this.d.log.warn('writing the reconciler state failed', { error: errorText(err) });
+          return;
+        }
+      }
+    }
+  }
+
+  private setClusterMetrics(records: Map<string, ClusterRecord>): void {
+    const byPhase: Partial<Record<ClusterPhase, number>> = {};
+    let drifted = 0;
+    for (const r of records.values()) {
+      byPhase[r.phase] = (byPhase[r.phase] ?? 0) + 1;
+      if (r.drift === 'Drifted' && r.phase !== 'Deleted') drifted++;
+    }
+    this.d.metrics.setClusters(byPhase, drifted);
+  }
+}
+
+/** Runs `work` over the items, at most `limit` at once; results in item order. */
+async function mapLimit<T, R>(items: readonly T[], limit: number, work: (item: T) => Promise<R>): Promise<R[]> {
+  const results = new Array<R>(items.length);
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < items.length) {
+      const i = next++;
+      results[i] = await work(items[i]!);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+  return results;
+}
+
+/** Runs at most `limit` of the functions given to it at once, the others in turn. */
+function limiter(limit: number): <T>(work: () => Promise<T>) => Promise<T> {
+  let active = 0;
+  const waiting: Array<() => void> = [];
+  return async (work) => {
+    if (active >= limit) await new Promise<void>((resolve) => waiting.push(resolve));
+    else active++;
+    try {
+      return await work();
+    } finally {
+      const next = waiting.shift();
+      if (next) next();
+      else active--;
+    }
+  };
+}
+
+function errorText(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}

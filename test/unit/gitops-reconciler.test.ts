@@ -1,0 +1,378 @@
+// The Reconciler's I/O and scheduling on in-memory fakes of its parts (the real ones are exercised
+// end to end in test/integration/gitops-reconciler.test.ts): write-ahead submissions, conflicts,
+// coalesced triggers, the watch, leadership. Specs are real folders, loaded by the real loader.
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { expect } from 'chai';
+import { ConflictError, TransientError } from '../../src/core/errors.js';
+import { createMemoryLogger } from '../../src/core/logger.js';
+import { Reconciler, type ReconcilerOptions } from '../../src/gitops/reconciler.js';
+import type {
+  ClusterFolder,
+  ClusterRecord,
+  GitSnapshot,
+  GitSource,
+  LeaderElector,
+  ReconcilerMetrics,
+  ReconcilerState,
+  RecordStore,
+  SubmitRequest,
+  WorkflowClient,
+  WorkflowView,
+} from '../../src/gitops/types.js';
+import { workflowName } from '../../src/gitops/workflow-client.js';
+import { minimalAws } from '../fixtures/spec/support.js';
+
+const REV0 = 'a'.repeat(40);
+const REV1 = 'b'.repeat(40);
+
+class FakeGit implements GitSource {
+  revision = REV0;
+  clusters = new Map<string, ClusterFolder>();
+  syncs = 0;
+  delayMs = 0;
+  constructor(readonly workdir: string) {}
+  async sync(): Promise<GitSnapshot> {
+    this.syncs++;
+    if (this.delayMs) await new Promise((r) => setTimeout(r, this.delayMs));
+    return { revision: this.revision, branch: 'main', clusters: new Map(this.clusters), badFolders: [], workdir: this.workdir, firstSeenAt: new Date() };
+  }
+  async close(): Promise<void> {}
+}
+
+class FakeStore implements RecordStore {
+  records = new Map<string, ClusterRecord>();
+  private version = 0;
+  conflictsLeft = 0;
+  puts = 0;
+  state: ReconcilerState = {};
+  async list(): Promise<Map<string, ClusterRecord>> {
+    return new Map([...this.records].map(([k, v]) => [k, structuredClone(v)]));
+  }
+  async get(cluster: string): Promise<ClusterRecord | undefined> {
+    const r = this.records.get(cluster);
+    return r && structuredClone(r);
+  }
+  async put(record: ClusterRecord): Promise<ClusterRecord> {
+    const current = this.records.get(record.cluster);
+    if (this.conflictsLeft > 0) {
+      this.conflictsLeft--;
+      if (current) this.records.set(record.cluster, { ...current, resourceVersion: String(++this.version) });
+      throw new ConflictError('RECORD_CONFLICT', 'changed since read');
+    }
+    if ((current?.resourceVersion ?? undefined) !== record.resourceVersion) throw new ConflictError('RECORD_CONFLICT', 'stale resourceVersion');
+    this.puts++;
+    const stored = { ...structuredClone(record), resourceVersion: String(++this.version) };
+    this.records.set(record.cluster, stored);
+    return structuredClone(stored);
+  }
+  async readState(): Promise<ReconcilerState> {
+    return { ...this.state };
+  }
+  async writeState(state: ReconcilerState): Promise<ReconcilerState> {
+    this.state = { ...state, resourceVersion: String(++this.version) };
+    return this.state;
+  }
+}
+
+class FakeWorkflows implements WorkflowClient {
+  items = new Map<string, WorkflowView>();
+  requests: SubmitRequest[] = [];
+  failNextSubmit = false;
+  private listener: ((w: WorkflowView) => void) | undefined;
+  async submit(req: SubmitRequest): Promise<{ workflow: WorkflowView; created: boolean }> {
+    if (this.failNextSubmit) {
+      this.failNextSubmit = false;
+      throw new TransientError('KUBE_UNAVAILABLE', 'API server away');
+    }
+    this.requests.push(req);
+    const name = workflowName(req.kind, req.cluster, req.revision, req.attempt);
+    const existing = this.items.get(name);
+    if (existing) return { workflow: existing, created: false };
+    const view: WorkflowView = { name, kind: req.kind, cluster: req.cluster, revision: req.revision, specHash: req.specHash, attempt: req.attempt, phase: 'Pending' };
+    this.set(view);
+    return { workflow: view, created: true };
+  }
+  async get(name: string): Promise<WorkflowView | undefined> {
+    return this.items.get(name);
+  }
+  async list(): Promise<WorkflowView[]> {
+    return [...this.items.values()];
+  }
+  async watch(onChange: (w: WorkflowView) => void): Promise<() => Promise<void>> {
+    this.listener = onChange;
+    for (const w of this.items.values()) onChange(w);
+    return async () => {
+      this.listener = undefined;
+    };
+  }
+  set(view: WorkflowView): void {
+    this.items.set(view.name, view);
+    this.listener?.(view);
+  }
+  finish(name: string, phase: WorkflowView['phase'], extra: Partial<WorkflowView> = {}): void {
+    this.set({ ...this.items.get(name)!, phase, finishedAt: new Date().toISOString(), ...extra });
+  }
+  get watching(): boolean {
+    return this.listener !== undefined;
+  }
+}
+
+class FakeLeader implements LeaderElector {
+  leading = false;
+  private listeners: Array<(l: boolean) => void> = [];
+  async start(): Promise<void> {}
+  isLeader(): boolean {
+    return this.leading;
+  }
+  onChange(listener: (l: boolean) => void): void {
+    this.listeners.push(listener);
+  }
+  async stop(): Promise<void> {
+    this.set(false);
+  }
+  set(leading: boolean): void {
+    this.leading = leading;
+    for (const l of this.listeners) l(leading);
+  }
+}
+
+function fakeMetrics(): ReconcilerMetrics & { submissions: string[]; passes: string[] } {
+  const submissions: string[] = [];
+  const passes: string[] = [];
+  return {
+    submissions,
+    passes,
+    render: async () => ({ contentType: 'text/plain', body: '' }),
+    passCompleted: (result) => void passes.push(result),
+    submission: (kind, result) => void submissions.push(`${kind}:${result}`),
+    commitToSubmission: () => undefined,
+    webhook: () => undefined,
+    setClusters: () => undefined,
+    setLeader: () => undefined,
+  };
+}
+
+const OPTIONS: ReconcilerOptions = {
+  repoUrl: 'https://user:s3cret-token@git.example/gitops.git',
+  branch: 'main',
+  namespace: 'capflow-test',
+  pollIntervalMs: 3_600_000,
+  pollJitter: 0,
+  driftIntervalMs: 0,
+  driftPolicy: 'report',
+  allowDelete: false,
+  retryBaseMs: 60_000,
+  retryMaxMs: 600_000,
+  identity: 'test',
+  version: 'test',
+};
+
+describe('gitops reconciler (on fakes)', function () {
+  this.timeout(30_000);
+  let workdir = '';
+  let git: FakeGit;
+  let store: FakeStore;
+  let workflows: FakeWorkflows;
+  let metrics: ReturnType<typeof fakeMetrics>;
+  let log: ReturnType<typeof createMemoryLogger>;
+  const running: Reconciler[] = [];
+
+  async function addCluster(name: string, tree: string, files: Record<string, string> = minimalAws()): Promise<void> {
+    const dir = path.join(workdir, 'clusters', name);
+    await rm(dir, { recursive: true, force: true });
+    await mkdir(dir, { recursive: true });
+    for (const [file, text] of Object.entries(files)) await writeFile(path.join(dir, file), text);
+    git.clusters.set(name, { name, path: `clusters/${name}`, tree, deletionMarker: false });
+  }
+
+  function reconciler(over: Partial<ReconcilerOptions> = {}, leader?: LeaderElector): Reconciler {
+    const r = new Reconciler({ ...OPTIONS, ...over }, { git, records: store, workflows, metrics, log, ...(leader ? { leader } : {}) });
+    running.push(r);
+    return r;
+  }
+
+  beforeEach(async () => {
+    workdir = await mkdtemp(path.join(os.tmpdir(), 'capflow-reconciler-'));
+    git = new FakeGit(workdir);
+    store = new FakeStore();
+    workflows = new FakeWorkflows();
+    metrics = fakeMetrics();
+    log = createMemoryLogger();
+  });
+  afterEach(async () => {
+    await Promise.all(running.splice(0).map((r) => r.stop()));
+    await rm(workdir, { recursive: true, force: true });
+  });
+
+  it('a first pass submits one apply per cluster, without the URL’s credentials; the next pass loads and submits nothing', async () => {
+    await addCluster('c1', 't1');
+    await addCluster('c2', 't2');
+    const r = reconciler();
+    const first = await r.runPass();
+    expect(first?.submitted.map((s) => [s.cluster, s.kind, s.created])).to.deep.equal([
+      ['c1', 'apply', true],
+      ['c2', 'apply', true],
+    ]);
+    expect(first).to.include({ loaded: 2, unchanged: 0, revision: REV0 });
+    expect(workflows.requests.map((q) => q.repo)).to.deep.equal(['https://git.example/gitops.git', 'https://git.example/gitops.git']);
+    expect(JSON.stringify(workflows.requests)).to.not.include('s3cret');
+    expect(log.lines.filter((l) => l.message.includes('carries credentials'))).to.have.length(1);
+    expect(store.records.get('c1')).to.include({ phase: 'Running', gitTree: 't1' });
+    expect(store.records.get('c1')?.run).to.include({ phase: 'Pending', attempt: 1, revision: REV0 });
+    expect(store.state).to.include({ gitRevision: REV0, leader: 'test' });
+
+    const second = await r.runPass();
+    expect(second).to.include({ loaded: 0, unchanged: 2 });
+    expect(second?.submitted).to.deep.equal([]);
+    expect(r.isReady()).to.deep.equal({ ready: true });
+  });
+
+  it('an invalid spec is recorded with file:line problems relative to the repository root and submits nothing', async () => {
+    await addCluster('bad', 't1', minimalAws({ 'cluster.yaml': 'apiVersion: cluster.x-k8s.io/v1beta1\nkind: Cluster\nmetadata:\n  name: dev\nspec:\n  paused: "yes please"\n' }));
+    const report = await reconciler().runPass();
+    expect(report?.invalid).to.deep.equal(['bad']);
+    expect(report?.submitted).to.deep.equal([]);
+    const rec = store.records.get('bad')!;
+    expect(rec.phase).to.equal('Invalid');
+    expect(rec.errors?.[0]).to.match(/^clusters\/bad\/cluster\.yaml:\d+:\d+ /);
+  });
+
+  it('a record left Submitting by a crash is completed: adopted when the Workflow exists, created when not; never twice', async () => {
+    await addCluster('c1', 't1');
+    await addCluster('c2', 't2');
+    const r = reconciler();
+    await r.runPass();
+    // c1: the crash came after the create; c2: before it
+    for (const name of ['c1', 'c2']) {
+      const rec = store.records.get(name)!;
+      store.records.set(name, { ...rec, run: { ...rec.run!, phase: 'Submitting' } });
+    }
+    workflows.items.delete(store.records.get('c2')!.run!.workflow);
+    const before = workflows.requests.length;
+    const report = await reconciler().runPass();
+    expect(report?.submitted.map((s) => [s.cluster, s.created])).to.deep.equal([['c2', true]]);
+    expect(workflows.requests.length - before).to.equal(1);
+    expect(store.records.get('c1')?.run?.phase).to.equal('Pending');
+    expect(store.records.get('c2')?.run?.phase).to.equal('Pending');
+    expect(workflows.items.size).to.equal(2);
+  });
+
+  it('a failed create leaves the record Submitting; the next pass submits the same name', async () => {
+    await addCluster('c1', 't1');
+    const r = reconciler();
+    workflows.failNextSubmit = true;
+    const failed = await r.runPass();
+    expect(failed?.submitted).to.deep.equal([]);
+    expect(metrics.submissions).to.deep.equal(['apply:error']);
+    expect(metrics.passes).to.deep.equal(['error']);
+    const name = store.records.get('c1')!.run!.workflow;
+    expect(store.records.get('c1')?.run?.phase).to.equal('Submitting');
+    const again = await r.runPass();
+    expect(again?.submitted).to.deep.equal([{ cluster: 'c1', kind: 'apply', workflow: name, created: true }]);
+  });
+
+  it('a conflicting record write is read again and decided again: one submission', async () => {
+    await addCluster('c1', 't1');
+    const r = reconciler();
+    await r.runPass();
+    workflows.finish(store.records.get('c1')!.run!.workflow, 'Succeeded');
+    await r.runPass();
+    await addCluster('c1', 't2', minimalAws({ 'cluster.yaml': minimalAws()['cluster.yaml']!.replace('region: us-east-1', 'region: eu-west-1') }));
+    git.revision = REV1;
+    store.conflictsLeft = 1;
+    const report = await r.runPass();
+    expect(report?.submitted.map((s) => [s.cluster, s.workflow])).to.deep.equal([['c1', workflowName('apply', 'c1', REV1, 1)]]);
+    expect(workflows.items.size).to.equal(2);
+  });
+
+  it('triggers during a pass coalesce into exactly one more pass', async () => {
+    await addCluster('c1', 't1');
+    const r = reconciler();
+    await r.start();
+    await r.whenIdle();
+    const syncs = git.syncs;
+    git.delayMs = 100;
+    r.trigger('webhook 1');
+    await new Promise((res) => setTimeout(res, 20));
+    for (let i = 0; i < 10; i++) r.trigger(`webhook burst ${i}`);
+    await r.whenIdle();
+    expect(git.syncs - syncs).to.equal(2);
+  });
+
+  it('started, it watches: a finished run is recorded and a waiting change proceeds without a poll', async () => {
+    await addCluster('c1', 't1');
+    const r = reconciler();
+    await r.start();
+    await r.whenIdle();
+    expect(workflows.watching).to.equal(true);
+    const first = store.records.get('c1')!.run!.workflow;
+
+    await addCluster('c1', 't2', minimalAws({ 'cluster.yaml': minimalAws()['cluster.yaml']!.replace('region: us-east-1', 'region: eu-west-1') }));
+    git.revision = REV1;
+    r.trigger('webhook');
+    await r.whenIdle();
+    expect(store.records.get('c1')?.message).to.equal(`waiting for ${first}`);
+    expect(workflows.items.size).to.equal(1);
+
+    workflows.finish(first, 'Succeeded');
+    await r.whenIdle();
+    expect(store.records.get('c1')).to.include({ appliedRevision: REV0 });
+    expect([...workflows.items.keys()]).to.include(workflowName('apply', 'c1', REV1, 1));
+  });
+
+  it('a Workflow deleted before it finished (the watch does not say) is noticed at the next poll: failed, and retried', async () => {
+    await addCluster('c1', 't1');
+    const r = reconciler({ retryBaseMs: 1, retryMaxMs: 1 });
+    await r.start();
+    await r.whenIdle();
+    const first = store.records.get('c1')!.run!.workflow;
+    workflows.items.delete(first);
+    r.trigger('webhook');
+    await r.whenIdle();
+    expect(store.records.get('c1')?.run?.phase).to.equal('Pending');
+    r.trigger('poll');
+    await r.whenIdle();
+    expect(store.records.get('c1')?.run).to.include({ workflow: first, phase: 'Error', message: 'the Workflow was deleted before it finished' });
+    await new Promise((res) => setTimeout(res, 200));
+    await r.whenIdle();
+    expect([...workflows.items.keys()]).to.deep.equal([workflowName('apply', 'c1', REV0, 2)]);
+  });
+
+  it('a failed run is retried by itself once its backoff is over', async () => {
+    await addCluster('c1', 't1');
+    const r = reconciler({ retryBaseMs: 300, retryMaxMs: 1_000 });
+    await r.start();
+    await r.whenIdle();
+    const first = store.records.get('c1')!.run!.workflow;
+    workflows.finish(first, 'Failed', { failedStep: 'provision-vpc', message: 'no' });
+    await r.whenIdle();
+    expect(store.records.get('c1')).to.include({ phase: 'Failed', failures: 1 });
+    expect(workflows.items.size).to.equal(1);
+    await new Promise((res) => setTimeout(res, 600));
+    await r.whenIdle();
+    expect([...workflows.items.keys()]).to.include(workflowName('apply', 'c1', REV0, 2));
+  });
+
+  it('a replica that does not lead runs no pass and is ready once the election made its attempt; leading, it passes', async () => {
+    await addCluster('c1', 't1');
+    const leader = new FakeLeader();
+    const r = reconciler({}, leader);
+    expect(r.isReady().ready).to.equal(false);
+    await r.start();
+    expect(r.isReady().ready).to.equal(true);
+    expect(await r.runPass()).to.equal(undefined);
+    r.trigger('webhook');
+    await r.whenIdle();
+    expect(workflows.items.size).to.equal(0);
+
+    leader.set(true);
+    await r.whenIdle();
+    expect(workflows.items.size).to.equal(1);
+    expect(workflows.watching).to.equal(true);
+    leader.set(false);
+    await r.whenIdle();
+    expect(workflows.watching).to.equal(false);
+  });
+});
