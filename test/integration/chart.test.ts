@@ -12,6 +12,7 @@ import { AuthorizationV1Api, CoreV1Api, type KubeConfig } from '@kubernetes/clie
 import { parse, parseAllDocuments } from 'yaml';
 import { schemaPath, startEnvtest, type Envtest } from '../support/envtest.js';
 import { helmLint, helmTemplate, REPO_ROOT, run } from '../support/tools.js';
+import { parseReconcilerConfig } from '../../src/gitops/config.js';
 
 const CHART = join(REPO_ROOT, 'charts', 'capflow');
 const SOURCE_DIR = join(REPO_ROOT, 'workflow-templates');
@@ -259,6 +260,17 @@ describe('charts/capflow: the Helm chart (real helm, real kube-apiserver with Ar
       const svc = find(defaults, 'Service', RECONCILER);
       expect(svc.metadata.annotations).to.include({ 'prometheus.io/scrape': 'true', 'prometheus.io/port': '8080', 'prometheus.io/path': '/metrics' });
       expect((svc.spec as { ports: unknown[] }).ports).to.deep.equal([{ name: 'http', port: 8080, targetPort: 'http', protocol: 'TCP' }]);
+    });
+
+    it('passes arguments and environment that `capflow reconcile` itself accepts (its real flag parser)', () => {
+      const c = (find(hooked, 'Deployment', RECONCILER).spec as { template: { spec: { containers: Container[] } } }).template.spec.containers[0]!;
+      // Values from the downward API and Secrets are filled in as the kubelet would.
+      const env = Object.fromEntries(c.env!.map((e) => [e.name, e.value ?? (e.name === 'POD_NAME' ? 'capflow-reconciler-0' : 'from-a-secret')]));
+      const [command, ...args] = c.args!;
+      expect(command).to.equal('reconcile');
+      const config = parseReconcilerConfig(args, env);
+      expect(config).to.include({ repoUrl: hookValues.reconciler.repo, namespace: HOOK_NS, identity: 'capflow-reconciler-0', leaderElection: true, port: 8080, cacheDir: '/var/cache/capflow' });
+      expect(config.webhookSecrets).to.deep.equal({ github: 'from-a-secret', gitlab: 'from-a-secret', gitea: 'from-a-secret' });
     });
 
     it('takes the webhook secrets from the named Secret (optional keys) and the repository from values', () => {
