@@ -2,9 +2,10 @@ import { expect } from 'chai';
 import { CoordinationV1Api, CoreV1Api, KubeConfig, V1MicroTime, type V1Lease } from '@kubernetes/client-node';
 import { isCapflowError } from '../../src/core/errors.js';
 import { LeaseLeaderElector, type LeaseLeaderElectorOptions } from '../../src/gitops/leader.js';
+import { runChildScript } from '../support/child-script.js';
 import { startEnvtest, type Envtest } from '../support/envtest.js';
 import { startRelay } from '../support/tcp-relay.js';
-import { REPO_ROOT, run } from '../support/tools.js';
+import { REPO_ROOT } from '../support/tools.js';
 
 const NS = 'capflow-system';
 // short timings so that the tests take seconds: lease 2 s, renew deadline 1.5 s, retry 0.2 s
@@ -175,17 +176,9 @@ describe('gitops/leader: Lease leader election against a real kube-apiserver (en
       await elector.stop();
       console.log(JSON.stringify({ leading, stoppedAt: Date.now() }));
     `;
-    const res = await run(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], {
-      cwd: REPO_ROOT,
-      env: { ...process.env, TEST_KUBECONFIG: env.kubeconfigPath },
-      timeoutMs: 20_000,
-    });
-    const exitedAt = Date.now();
-    expect(res.signal, res.stderr).to.equal(null);
-    expect(res.code, res.stderr).to.equal(0);
-    const out = JSON.parse(res.stdout.trim()) as { leading: boolean; stoppedAt: number };
+    const { out, exitDelayMs } = await runChildScript<{ leading: boolean; stoppedAt: number }>(script, { TEST_KUBECONFIG: env.kubeconfigPath });
     expect(out.leading).to.equal(true);
-    expect(exitedAt - out.stoppedAt).to.be.below(1000);
+    expect(exitDelayMs).to.be.below(1000);
     expect((await lease('exiting')).spec?.holderIdentity).to.equal(undefined);
   });
 

@@ -4,9 +4,10 @@ import { isCapflowError } from '../../src/core/errors.js';
 import { createMemoryLogger } from '../../src/core/logger.js';
 import type { SubmitRequest, WorkflowView } from '../../src/gitops/types.js';
 import { KubeWorkflowClient, workflowName, type ArgoNode, type ArgoWorkflow } from '../../src/gitops/workflow-client.js';
+import { runChildScript } from '../support/child-script.js';
 import { schemaPath, startEnvtest, type Envtest } from '../support/envtest.js';
 import { startRelay } from '../support/tcp-relay.js';
-import { REPO_ROOT, run } from '../support/tools.js';
+import { REPO_ROOT } from '../support/tools.js';
 
 const NS = 'capflow-system';
 const REV = '0123456789abcdef0123456789abcdef01234567';
@@ -283,16 +284,8 @@ describe('gitops/workflow-client: Argo Workflows against a real kube-apiserver w
       await stop();
       console.log(JSON.stringify({ seen, stoppedAt: Date.now() }));
     `;
-    const res = await run(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], {
-      cwd: REPO_ROOT,
-      env: { ...process.env, TEST_KUBECONFIG: env.kubeconfigPath },
-      timeoutMs: 20_000,
-    });
-    const exitedAt = Date.now();
-    expect(res.signal, res.stderr).to.equal(null);
-    expect(res.code, res.stderr).to.equal(0);
-    const out = JSON.parse(res.stdout.trim()) as { seen: number; stoppedAt: number };
+    const { out, exitDelayMs } = await runChildScript<{ seen: number; stoppedAt: number }>(script, { TEST_KUBECONFIG: env.kubeconfigPath });
     expect(out.seen).to.be.above(0);
-    expect(exitedAt - out.stoppedAt).to.be.below(1000);
+    expect(exitDelayMs).to.be.below(1000);
   });
 });
