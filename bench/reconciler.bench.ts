@@ -9,10 +9,15 @@
  *   - a full pass with nothing changed (the same head, and a new commit that touches no cluster)
  *   - a full pass with one cluster changed (one submission)
  *   - webhook → Workflow object: from the POST until a watch sees the Workflow, over ~15 pushes
+ *   - the same steady-state passes in a second reconciler, restarted (fresh clone) over the records
+ *     the first one left: its first pass loads nothing, and its memory is the steady state's without
+ *     what the cold pass left behind
  *
  * Wall times are medians of N (webhook POST to the pass logged); memory is the reconciler's RSS
- * (VmRSS) after each kind of pass and its peak (VmHWM) so far. No Argo controller runs: the bench
+ * (VmRSS) after each kind of pass and its peak (VmHWM) so far, per process. No Argo controller runs: the bench
  * marks the cold pass's Workflows Succeeded itself, as the controller would. Prints; asserts nothing.
+ * The reconciler turns on V8's --optimize-for-size itself; CAPFLOW_OPTIMIZE_FOR_SIZE=false in the
+ * bench's environment leaves V8's defaults (to compare), BENCH_NODE_FLAGS adds node flags.
  *
  *   npm run build && node --import tsx bench/reconciler.bench.ts [clusters=1000] [runs=7] [pushes=15]
  */
@@ -36,6 +41,8 @@ const CLUSTERS = Number(process.argv[2] ?? 1000);
 const RUNS = Number(process.argv[3] ?? 7);
 const PUSHES = Number(process.argv[4] ?? 15);
 const NS = 'capflow-system';
+/** Extra node flags for the reconciler processes (e.g. heap settings), printed with the results. */
+const NODE_FLAGS = (process.env.BENCH_NODE_FLAGS ?? '').split(/\s+/).filter(Boolean);
 const SECRET = 'bench-secret';
 
 const median = (xs: number[]): number => {
@@ -48,14 +55,31 @@ const ms = (x: number): string => x.toFixed(0);
 const sleep = (t: number): Promise<void> => new Promise((r) => setTimeout(r, t));
 
 const names = Array.from({ length: CLUSTERS }, (_, i) => `c${String(i + 1).padStart(4, '0')}`);
-const rows: Array<{ what: string; n: number; wallMs: number; passMs: number; submitted: string; rss: number; peak: number }> = [];
+const rows: Array<{ proc: string; what: string; n: number; wallMs: number; passMs: number; submitted: string; loaded: string; rss: number; peak: number }> = [];
+
+interface Pass {
+  at: number;
+  reason: string;
+  durationMs: number;
+  submitted: number;
+  loaded: number;
+}
+interface ReconcilerProcess {
+  passes: Pass[];
+  /** VmRSS and VmHWM (peak) of the reconciler, bytes. */
+  memory(): { rss: number; peak: number };
+  /** Resolves with the next pass the reconciler logs after `from` passes. */
+  nextPass(from: number, timeoutMs?: number): Promise<Pass>;
+  /** SIGTERM, and the exit. */
+  stop(): Promise<void>;
+}
 
 const env = await startEnvtest({ crds: [schemaPath('argo', 'argoproj.io_workflows.yaml')] });
 const remote = await createGitRemote();
 const cacheDir = mkdtempSync(path.join(os.tmpdir(), 'capflow-bench-reconciler-'));
 const kc = env.makeKubeConfig();
 let stopChild: (() => void) | undefined;
-let stopping = false;
+const cacheDirs = [cacheDir];
 try {
   await kc.makeApiClient(CoreV1Api).createNamespace({ body: { metadata: { name: NS } } });
   const t0 = performance.now();
@@ -66,89 +90,111 @@ try {
   // the reconciler: the built command, as a child process, so its memory is its own
   const [port] = await freePorts(1);
   const url = `http://127.0.0.1:${port}`;
-  const passes: Array<{ at: number; reason: string; durationMs: number; submitted: number }> = [];
-  let onPass: (() => void) | undefined;
+  let proc = startReconciler(cacheDir);
   const tStart = performance.now();
-  const child = spawn(
-    process.execPath,
-    [bin, 'reconcile', '--repo', remote.url, '--namespace', NS, '--kubeconfig', env.kubeconfigPath, '--cache-dir', cacheDir, '--listen', `127.0.0.1:${port}`,
-      '--poll-interval', '1h', '--drift-interval', '0', '--no-leader-elect', '--retry-backoff', '1h', '--log-format', 'json', '--log-level', 'debug'],
-    { env: { ...process.env, CAPFLOW_WEBHOOK_GITHUB_SECRET: SECRET }, stdio: ['ignore', 'ignore', 'pipe'] },
-  );
-  stopChild = () => child.kill('SIGKILL');
-  let tail = '';
-  createInterface({ input: child.stderr }).on('line', (line) => {
-    tail = `${tail}\n${line}`.slice(-4000);
-    let entry: { message?: string; reason?: string; durationMs?: number; submitted?: number };
-    try {
-      entry = JSON.parse(line) as typeof entry;
-    } catch {
-      return;
-    }
-    if (typeof entry.message === 'string' && entry.message.startsWith('pass done')) {
-      passes.push({ at: performance.now(), reason: entry.reason ?? '', durationMs: entry.durationMs ?? NaN, submitted: entry.submitted ?? 0 });
-      onPass?.();
-    }
-  });
-  child.on('exit', (code) => {
-    if (!stopping) {
-      console.error(`the reconciler exited (${code}):${tail}`);
-      process.exit(1);
-    }
-  });
-  /** VmRSS and VmHWM (peak) of the reconciler, bytes. */
-  const memory = (): { rss: number; peak: number } => {
-    const status = readFileSync(`/proc/${child.pid}/status`, 'utf8');
-    const kb = (key: string): number => Number(new RegExp(`${key}:\\s+(\\d+) kB`).exec(status)?.[1] ?? NaN) * 1024;
-    return { rss: kb('VmRSS'), peak: kb('VmHWM') };
-  };
-  /** Resolves with the next pass the reconciler logs after `from` passes. */
-  const nextPass = (from: number, timeoutMs = 600_000): Promise<(typeof passes)[number]> =>
-    new Promise((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`no pass within ${timeoutMs} ms:${tail}`)), timeoutMs);
-      const check = (): void => {
-        if (passes.length > from) {
-          clearTimeout(timer);
-          onPass = undefined;
-          resolve(passes[from]!);
-        }
-      };
-      onPass = check;
-      check();
-    });
   const hook = async (after: string): Promise<void> => {
     const res = await postWebhook(`${url}/webhooks/github`, githubPush(SECRET, { after }));
     if (res.status !== 202) throw new Error(`webhook answered ${res.status}: ${res.body}`);
   };
+
+  /** `capflow reconcile` in its own process; its "pass done" log lines, memory, and a way to stop it. */
+  function startReconciler(cache: string): ReconcilerProcess {
+    const passes: Pass[] = [];
+    let onPass: (() => void) | undefined;
+    let stopping = false;
+    const child = spawn(
+      process.execPath,
+      [...NODE_FLAGS, bin, 'reconcile', '--repo', remote.url, '--namespace', NS, '--kubeconfig', env.kubeconfigPath, '--cache-dir', cache, '--listen', `127.0.0.1:${port}`,
+        '--poll-interval', '1h', '--drift-interval', '0', '--no-leader-elect', '--retry-backoff', '1h', '--log-format', 'json', '--log-level', 'debug'],
+      { env: { ...process.env, CAPFLOW_WEBHOOK_GITHUB_SECRET: SECRET }, stdio: ['ignore', 'ignore', 'pipe'] },
+    );
+    stopChild = () => {
+      stopping = true;
+      child.kill('SIGKILL');
+    };
+    let tail = '';
+    createInterface({ input: child.stderr }).on('line', (line) => {
+      tail = `${tail}\n${line}`.slice(-4000);
+      let entry: { message?: string; reason?: string; durationMs?: number; submitted?: number; loaded?: number };
+      try {
+        entry = JSON.parse(line) as typeof entry;
+      } catch {
+        return;
+      }
+      if (typeof entry.message === 'string' && entry.message.startsWith('pass done')) {
+        passes.push({ at: performance.now(), reason: entry.reason ?? '', durationMs: entry.durationMs ?? NaN, submitted: entry.submitted ?? 0, loaded: entry.loaded ?? 0 });
+        onPass?.();
+      }
+    });
+    const exited = new Promise<void>((resolve) =>
+      child.on('exit', (code) => {
+        if (!stopping) {
+          console.error(`the reconciler exited (${code}):${tail}`);
+          process.exit(1);
+        }
+        resolve();
+      }),
+    );
+    return {
+      passes,
+      memory: () => {
+        const status = readFileSync(`/proc/${child.pid}/status`, 'utf8');
+        const kb = (key: string): number => Number(new RegExp(`${key}:\\s+(\\d+) kB`).exec(status)?.[1] ?? NaN) * 1024;
+        return { rss: kb('VmRSS'), peak: kb('VmHWM') };
+      },
+      nextPass: (from, timeoutMs = 600_000) =>
+        new Promise((resolve, reject) => {
+          const timer = setTimeout(() => reject(new Error(`no pass within ${timeoutMs} ms:${tail}`)), timeoutMs);
+          const check = (): void => {
+            if (passes.length > from) {
+              clearTimeout(timer);
+              onPass = undefined;
+              resolve(passes[from]!);
+            }
+          };
+          onPass = check;
+          check();
+        }),
+      stop: async () => {
+        stopping = true;
+        child.kill('SIGTERM');
+        await exited;
+        stopChild = undefined;
+      },
+    };
+  }
   const idle = async (): Promise<void> => {
     // quiet for 300 ms: no pass queued behind the last one
-    for (let n = passes.length; ; n = passes.length) {
+    for (let n = proc.passes.length; ; n = proc.passes.length) {
       await sleep(300);
-      if (passes.length === n) return;
+      if (proc.passes.length === n) return;
     }
   };
 
   // cold: the first pass at start (clone, load and hash every spec, submit every cluster)
-  const cold = await nextPass(0);
-  rows.push({ what: 'first pass (cold, from process start)', n: 1, wallMs: cold.at - tStart, passMs: cold.durationMs, submitted: String(cold.submitted), ...memory() });
+  const cold = await proc.nextPass(0);
+  rows.push({ proc: 'A', what: 'first pass (cold, from process start)', n: 1, wallMs: cold.at - tStart, passMs: cold.durationMs, submitted: String(cold.submitted), loaded: String(cold.loaded), ...proc.memory() });
   await idle();
 
+  let procLabel = 'A';
   async function pass(what: string, prepare?: (i: number) => Promise<string>, n = RUNS): Promise<void> {
     const wall: number[] = [];
     const dur: number[] = [];
     const submitted = new Set<number>();
+    const loaded = new Set<number>();
     for (let i = 0; i < n; i++) {
       const after = prepare ? await prepare(i) : ((await remote.head()) as string);
-      const from = passes.length;
+      const from = proc.passes.length;
       const t = performance.now();
       await hook(after);
-      const p = await nextPass(from);
+      const p = await proc.nextPass(from);
       wall.push(p.at - t);
       dur.push(p.durationMs);
       submitted.add(p.submitted);
+      loaded.add(p.loaded);
       await idle();
     }
-    rows.push({ what, n, wallMs: median(wall), passMs: median(dur), submitted: [...submitted].join('/'), ...memory() });
+    rows.push({ proc: procLabel, what, n, wallMs: median(wall), passMs: median(dur), submitted: [...submitted].join('/'), loaded: [...loaded].join('/'), ...proc.memory() });
   }
 
   // play the controller: every cold-pass Workflow Succeeded, then wait for the records to follow
@@ -173,17 +219,21 @@ try {
   const followMs = performance.now() - tSucceed;
   await idle();
 
-  await pass('nothing changed (same head)');
-  await pass('nothing changed (new commit, no cluster touched)', async (i) => {
-    const sha = await remote.commitFiles({ 'README.md': `bench ${i}\n` }, `readme ${i}`);
-    await remote.push();
-    return sha;
-  });
-  await pass('one cluster changed', async (i) => {
-    const sha = await remote.commitFiles(withReplicas(names[i]!, 3), `${names[i]} changed`);
-    await remote.push();
-    return sha;
-  });
+  /** The three kinds of steady-state pass; `changed` picks the clusters the one-change passes change. */
+  const steadyPasses = async (changed: (i: number) => string): Promise<void> => {
+    await pass('nothing changed (same head)');
+    await pass('nothing changed (new commit, no cluster touched)', async (i) => {
+      const sha = await remote.commitFiles({ 'README.md': `bench ${procLabel} ${i}\n` }, `readme ${procLabel} ${i}`);
+      await remote.push();
+      return sha;
+    });
+    await pass('one cluster changed', async (i) => {
+      const sha = await remote.commitFiles(withReplicas(changed(i), 3), `${changed(i)} changed`);
+      await remote.push();
+      return sha;
+    });
+  };
+  await steadyPasses((i) => names[i]!);
 
   // webhook → Workflow object, seen by a watch
   const waiting = new Map<string, (t: number) => void>();
@@ -218,20 +268,40 @@ try {
     (watch as { abort(): void }).abort();
   }
 
+  // B: a reconciler restarted over the recorded clusters (a new pod: a fresh clone). Its first pass
+  // loads no spec, since every record holds its folder's tree id; this is the steady state's memory
+  // without what the cold pass left behind.
+  await proc.stop();
+  const cacheDirB = mkdtempSync(path.join(os.tmpdir(), 'capflow-bench-reconciler-'));
+  cacheDirs.push(cacheDirB);
+  const tRestart = performance.now();
+  proc = startReconciler(cacheDirB);
+  procLabel = 'B';
+  const warm = await proc.nextPass(0);
+  rows.push({ proc: 'B', what: 'first pass (restarted, records in place)', n: 1, wallMs: warm.at - tRestart, passMs: warm.durationMs, submitted: String(warm.submitted), loaded: String(warm.loaded), ...proc.memory() });
+  await idle();
+  await steadyPasses((i) => names[RUNS + PUSHES + i]!);
+
   console.log(`reconciler (capflow reconcile, its own process), ${CLUSTERS} clusters (byoh example renamed), git remote on disk, envtest with Argo CRDs`);
   console.log(`repository commit + push: ${ms(repoMs)} ms; records following ${CLUSTERS} Workflows marked Succeeded: ${ms(followMs)} ms`);
   console.log('');
-  console.log('pass                                              runs  wall ms (median)  pass ms  submitted  RSS MB  peak RSS MB');
+  console.log('A: the process that made the cold pass (and followed its 1,000 runs); B: a reconciler restarted afterwards (fresh clone, records in place).');
+  console.log('RSS: VmRSS once the pass is done; peak: VmHWM of that process so far.');
+  console.log(
+    `V8 heap settings: ${process.env.CAPFLOW_OPTIMIZE_FOR_SIZE === 'false' ? 'defaults (CAPFLOW_OPTIMIZE_FOR_SIZE=false)' : '--optimize-for-size, which `capflow reconcile` sets itself at start (CAPFLOW_OPTIMIZE_FOR_SIZE=false to compare)'}; ` +
+      `node flags: ${NODE_FLAGS.length > 0 ? NODE_FLAGS.join(' ') : 'none'} (BENCH_NODE_FLAGS).`,
+  );
+  console.log('');
+  console.log('   pass                                              runs  wall ms (median)  pass ms  submitted  loaded  RSS MB  peak RSS MB');
   for (const r of rows) {
-    console.log(`${r.what.padEnd(50)} ${String(r.n).padStart(4)}  ${ms(r.wallMs).padStart(16)}  ${ms(r.passMs).padStart(7)}  ${r.submitted.padStart(9)}  ${mb(r.rss).padStart(6)}  ${mb(r.peak).padStart(11)}`);
+    console.log(`${r.proc}  ${r.what.padEnd(50)} ${String(r.n).padStart(4)}  ${ms(r.wallMs).padStart(16)}  ${ms(r.passMs).padStart(7)}  ${r.submitted.padStart(9)}  ${r.loaded.padStart(6)}  ${mb(r.rss).padStart(6)}  ${mb(r.peak).padStart(11)}`);
   }
   console.log('');
   const sorted = [...latencies].sort((a, b) => a - b);
   console.log(`webhook → Workflow object (${latencies.length} pushes): median ${ms(median(latencies))} ms, min ${ms(sorted[0] ?? NaN)} ms, max ${ms(sorted[sorted.length - 1] ?? NaN)} ms`);
 } finally {
-  stopping = true;
   stopChild?.();
   await remote.stop();
   await env.stop();
-  rmSync(cacheDir, { recursive: true, force: true });
+  for (const dir of cacheDirs) rmSync(dir, { recursive: true, force: true });
 }

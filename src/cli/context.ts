@@ -3,7 +3,8 @@ import path from 'node:path';
 import type { Executor } from '../core/executor.js';
 
 export interface CliDeps {
-  executors: readonly Executor[];
+  /** Every step capflow ships; imported on demand (only `step` needs them, and they load the AWS SDK). */
+  loadExecutors: () => Promise<readonly Executor[]>;
   /** Absolute path of the running entry point (dist/bin/capflow.js). */
   entryPoint: string;
   stdout?: NodeJS.WritableStream;

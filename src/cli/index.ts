@@ -1,7 +1,9 @@
 /**
  * capflow's command line: a thin shell over the library. Each command parses
  * its flags, calls src/, prints, and returns an exit code; errors are printed
- * once here with their code and hint.
+ * once here with their code and hint. Commands are imported when run, so a
+ * command pays (in start time and memory) only for the modules it uses: the
+ * reconciler does not load the runner, and nothing but `step` loads executors.
  */
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
@@ -10,13 +12,6 @@ import type { LogFormat, LogLevel } from '../core/logger.js';
 import { redactString } from '../core/redact.js';
 import { SpecInvalidError, formatProblem } from '../spec/index.js';
 import { makeIo, type CliDeps, type CliIo } from './context.js';
-import { demoCommand, demoHelp } from './demo.js';
-import { reconcileCommand, reconcileHelp } from './reconcile.js';
-import { renderCommand, renderHelp } from './render.js';
-import { runCommand, runHelp } from './run.js';
-import { statusCommand, statusHelp } from './status.js';
-import { stepCommand, stepHelp } from './step.js';
-import { validateCommand, validateHelp } from './validate.js';
 
 export type { CliDeps } from './context.js';
 
@@ -79,19 +74,19 @@ export async function runCli(argv: string[], deps: CliDeps): Promise<number> {
         io.out(version(io));
         return ExitCode.ok;
       case 'validate':
-        return await validateCommand(args, io);
+        return await (await import('./validate.js')).validateCommand(args, io);
       case 'render':
-        return await renderCommand(args, io);
+        return await (await import('./render.js')).renderCommand(args, io);
       case 'run':
-        return await runCommand(args, io, globals);
+        return await (await import('./run.js')).runCommand(args, io, globals);
       case 'step':
-        return await stepCommand(args, io, globals);
+        return await (await import('./step.js')).stepCommand(args, io, globals);
       case 'demo':
-        return await demoCommand(args, io, globals);
+        return await (await import('./demo.js')).demoCommand(args, io, globals);
       case 'reconcile':
-        return await reconcileCommand(args, io, globals);
+        return await (await import('./reconcile.js')).reconcileCommand(args, io, globals);
       case 'status':
-        return await statusCommand(args, io);
+        return await (await import('./status.js')).statusCommand(args, io);
       default:
         io.err(`capflow: unknown command "${command}"\n`);
         io.err(usage);
@@ -102,9 +97,6 @@ export async function runCli(argv: string[], deps: CliDeps): Promise<number> {
     return exitCodeFor(err);
   }
 }
-
-/** Help texts by command, for tests and docs. */
-export const helpTexts = { validateHelp, renderHelp, runHelp, demoHelp, stepHelp, reconcileHelp, statusHelp };
 
 function printError(io: CliIo, err: unknown): void {
   if (err instanceof SpecInvalidError) {

@@ -1,3 +1,4 @@
+import v8 from 'node:v8';
 import { ExitCode } from '../core/errors.js';
 import { createLogger, type LogFormat, type LogLevel } from '../core/logger.js';
 import { parseReconcilerConfig, reconcileHelp } from '../gitops/config.js';
@@ -10,6 +11,11 @@ export { reconcileHelp };
 export async function reconcileCommand(argv: string[], io: CliIo, globals: { logFormat?: LogFormat; logLevel?: LogLevel }): Promise<number> {
   if (argv.includes('--help') || argv.includes('-h')) return io.out(reconcileHelp), ExitCode.ok;
   const config = parseReconcilerConfig(argv, io.env);
+  // V8 sizes its heap for throughput: after a few passes over 1,000 clusters the old generation
+  // grows to about twice what is live before it collects. Favouring size keeps the service near
+  // its live heap (bench/reconciler.bench.ts: steady RSS ~115-130 MB instead of 150-240 MB) for a
+  // little more GC time per pass. Set here, not as a node flag, so the image and `capflow` need none.
+  if (io.env.CAPFLOW_OPTIMIZE_FOR_SIZE !== 'false') v8.setFlagsFromString('--optimize-for-size');
   const logFormat = config.logFormat ?? globals.logFormat;
   const logLevel = config.logLevel ?? globals.logLevel;
   const log = createLogger({ stream: io.stderr, ...(logFormat ? { format: logFormat } : {}), ...(logLevel ? { level: logLevel } : {}) });

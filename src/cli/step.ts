@@ -4,10 +4,11 @@ import { ExitCode, InputError } from '../core/errors.js';
 import { createLogger, type LogFormat, type LogLevel } from '../core/logger.js';
 import { runStep } from '../core/step-host.js';
 import { parse, str, keyValues } from './args.js';
+import type { Executor } from '../core/executor.js';
 import type { CliIo } from './context.js';
 
-export function stepHelp(io: CliIo): string {
-  const steps = io.deps.executors.map((e) => `  ${e.id.padEnd(18)} ${e.description}`).join('\n');
+export function stepHelp(executors: readonly Executor[]): string {
+  const steps = executors.map((e) => `  ${e.id.padEnd(18)} ${e.description}`).join('\n');
   return `Usage: capflow step <step-id> --cluster-dir <dir> [options]
 
 Runs one executor directly: the same entry point the image and the runner use.
@@ -38,14 +39,15 @@ export async function stepCommand(argv: string[], io: CliIo, globals: { logForma
     'dry-run': { type: 'boolean' },
     delete: { type: 'boolean' },
   });
+  const executors = await io.deps.loadExecutors();
   if (values.help || positionals.length === 0) {
-    io.out(stepHelp(io));
+    io.out(stepHelp(executors));
     return values.help ? ExitCode.ok : ExitCode.invalidInput;
   }
   const id = positionals[0]!;
-  const executor = io.deps.executors.find((e) => e.id === id);
+  const executor = executors.find((e) => e.id === id);
   if (!executor) {
-    throw new InputError('STEP_UNKNOWN', `unknown step "${id}"`, { hint: `known steps: ${io.deps.executors.map((e) => e.id).join(', ')}` });
+    throw new InputError('STEP_UNKNOWN', `unknown step "${id}"`, { hint: `known steps: ${executors.map((e) => e.id).join(', ')}` });
   }
   const clusterDir = str(values['cluster-dir']);
   if (!clusterDir) throw new InputError('CLI_USAGE', 'step: --cluster-dir is required', { hint: 'see: capflow step --help' });

@@ -45,6 +45,9 @@ export const LABEL_RECORD = 'capflow.io/record';
 export const LABEL_PHASE = 'capflow.io/phase';
 export const LABEL_DRIFT = 'capflow.io/drift';
 
+/** Objects per list response: a page is parsed (twice: JSON, then the client's typed copy) and dropped before the next. */
+export const LIST_PAGE = 250;
+
 const DNS_LABEL = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
 
 const PHASES: ReadonlySet<string> = new Set<ClusterPhase>(['Pending', 'Running', 'Succeeded', 'Failed', 'Invalid', 'Removed', 'Deleted']);
@@ -210,18 +213,31 @@ export class ConfigMapRecordStore implements RecordStore {
     return { verb, resource: 'configmaps', namespace: this.namespace };
   }
 
+  /** Every record, read in pages (LIST_PAGE ConfigMaps a response) and decoded page by page. */
   async list(): Promise<Map<string, ClusterRecord>> {
-    let res;
-    try {
-      res = await this.api.listNamespacedConfigMap({ namespace: this.namespace, labelSelector: `${LABEL_RECORD}=cluster` });
-    } catch (err) {
-      throw wrapKubeError(err, `listing cluster records in ${this.namespace}`, this.rule('list'));
-    }
     const out = new Map<string, ClusterRecord>();
-    for (const cm of res.items) {
-      const record = decodeRecord(cm);
-      out.set(record.cluster, record);
-    }
+    let next: string | undefined;
+    let restarted = false;
+    do {
+      let res;
+      try {
+        res = await this.api.listNamespacedConfigMap({ namespace: this.namespace, labelSelector: `${LABEL_RECORD}=cluster`, limit: LIST_PAGE, ...(next ? { _continue: next } : {}) });
+      } catch (err) {
+        // 410: the continue token expired between pages; list again from the start, once
+        if (next && statusOf(err) === 410 && !restarted) {
+          restarted = true;
+          next = undefined;
+          out.clear();
+          continue;
+        }
+        throw wrapKubeError(err, `listing cluster records in ${this.namespace}`, this.rule('list'));
+      }
+      for (const cm of res.items) {
+        const record = decodeRecord(cm);
+        out.set(record.cluster, record);
+      }
+      next = res.metadata?._continue || undefined;
+    } while (next);
     return out;
   }
 

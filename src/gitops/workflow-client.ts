@@ -141,6 +141,20 @@ export function workflowView(wf: ArgoWorkflow): WorkflowView | undefined {
   return view;
 }
 
+/** Workflows per list response. */
+const LIST_PAGE = 250;
+
+/**
+ * Strips a Workflow the informer caches down to what its cache uses (namespace, name,
+ * resourceVersion): the client keeps every object it has seen, and a real Workflow carries its
+ * node tree, managed fields and often its whole stored template. Views are read before this.
+ */
+function slim(wf: ArgoWorkflow): void {
+  const { name, namespace, resourceVersion } = wf.metadata ?? {};
+  for (const key of Object.keys(wf)) if (key !== 'metadata') delete (wf as unknown as Record<string, unknown>)[key];
+  wf.metadata = { ...(name !== undefined ? { name } : {}), ...(namespace !== undefined ? { namespace } : {}), ...(resourceVersion !== undefined ? { resourceVersion } : {}) };
+}
+
 export interface KubeWorkflowClientOptions {
   /** The service account Workflows run as (spec.serviceAccountName); Argo's default when unset. */
   serviceAccountName?: string;
@@ -210,9 +224,16 @@ export class KubeWorkflowClient implements WorkflowClient {
     return workflowView(wf);
   }
 
+  /** Views of every capflow Workflow, read in pages: only the small views are kept, never the full objects. */
   async list(): Promise<WorkflowView[]> {
-    const items = (await this.listRaw()).items;
-    return items.map(workflowView).filter((v): v is WorkflowView => v !== undefined);
+    const views: WorkflowView[] = [];
+    await this.listPages((items) => {
+      for (const wf of items) {
+        const view = workflowView(wf);
+        if (view) views.push(view);
+      }
+    });
+    return views;
   }
 
   /**
@@ -220,12 +241,21 @@ export class KubeWorkflowClient implements WorkflowClient {
    * an error; this one does, after watchRestartMs, resuming from the last version it saw.
    */
   async watch(onChange: (workflow: WorkflowView) => void): Promise<() => Promise<void>> {
-    const informer = makeInformer<ArgoWorkflow>(
-      this.kc,
-      `/apis/${GROUP}/${VERSION}/namespaces/${this.namespace}/${PLURAL}`,
-      () => this.listRaw(),
-      `${LABEL_MANAGED_BY}=${MANAGED_BY}`,
-    );
+    // Listed objects are read (view) and slimmed page by page, so a list never holds every full
+    // Workflow at once; deliver() finds their views here.
+    const listedViews = new WeakMap<ArgoWorkflow, WorkflowView | undefined>();
+    const listAll = async (): Promise<KubernetesListObject<ArgoWorkflow>> => {
+      const items: ArgoWorkflow[] = [];
+      const metadata = await this.listPages((page) => {
+        for (const wf of page) {
+          listedViews.set(wf, workflowView(wf));
+          slim(wf);
+          items.push(wf);
+        }
+      });
+      return { apiVersion: 'v1', kind: 'List', metadata, items };
+    };
+    const informer = makeInformer<ArgoWorkflow>(this.kc, `/apis/${GROUP}/${VERSION}/namespaces/${this.namespace}/${PLURAL}`, listAll, `${LABEL_MANAGED_BY}=${MANAGED_BY}`);
     let stopped = false;
     let starting = true;
     let startError: unknown;
@@ -233,7 +263,8 @@ export class KubeWorkflowClient implements WorkflowClient {
     let restarted: Promise<void> | undefined;
 
     const deliver = (wf: ArgoWorkflow): void => {
-      const view = stopped ? undefined : workflowView(wf);
+      const view = stopped ? undefined : listedViews.has(wf) ? listedViews.get(wf) : workflowView(wf);
+      slim(wf);
       if (view) onChange(view);
     };
     informer.on('add', deliver);
@@ -270,11 +301,35 @@ export class KubeWorkflowClient implements WorkflowClient {
     return stop;
   }
 
-  private async listRaw(): Promise<KubernetesListObject<ArgoWorkflow>> {
-    try {
-      return (await this.api.listNamespacedCustomObject({ ...this.where, labelSelector: `${LABEL_MANAGED_BY}=${MANAGED_BY}` })) as KubernetesListObject<ArgoWorkflow>;
-    } catch (err) {
-      throw wrapKubeError(err, `listing Workflows in ${this.namespace}`, this.rule('list'));
+  /**
+   * Lists capflow's Workflows in pages of LIST_PAGE (one consistent snapshot; a full Workflow
+   * carries its node tree and often its stored template, tens of kB each), giving each page to `take`.
+   * Returns the list's metadata (its resourceVersion).
+   */
+  private async listPages(take: (items: ArgoWorkflow[]) => void): Promise<{ resourceVersion?: string }> {
+    let next: string | undefined;
+    let restarted = false;
+    for (;;) {
+      let res: KubernetesListObject<ArgoWorkflow>;
+      try {
+        res = (await this.api.listNamespacedCustomObject({
+          ...this.where,
+          labelSelector: `${LABEL_MANAGED_BY}=${MANAGED_BY}`,
+          limit: LIST_PAGE,
+          ...(next ? { _continue: next } : {}),
+        })) as KubernetesListObject<ArgoWorkflow>;
+      } catch (err) {
+        // 410: the continue token expired between pages; a consistent list starts again, once
+        if (next && statusOf(err) === 410 && !restarted) {
+          restarted = true;
+          next = undefined;
+          continue;
+        }
+        throw wrapKubeError(err, `listing Workflows in ${this.namespace}`, this.rule('list'));
+      }
+      take(res.items);
+      next = res.metadata?._continue || undefined;
+      if (!next) return { ...(res.metadata?.resourceVersion ? { resourceVersion: res.metadata.resourceVersion } : {}) };
     }
   }
 

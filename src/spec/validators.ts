@@ -7,7 +7,7 @@
  * runtime, which gives the same verdicts, only slower.
  */
 import { createHash } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type { Ajv as AjvInstance, ErrorObject } from 'ajv';
@@ -107,6 +107,32 @@ export function schemasFromSource(info: KindInfo, text: string, file: string): {
   };
 }
 
+/** A schema source's fingerprint, and its text when it was read for it. */
+interface SourceDigest {
+  sha256: string;
+  file: string;
+  text?: string;
+}
+
+/** Fingerprints of CRD files by path, valid while the file's identity, size and mtime stay the same. */
+const digests = new Map<string, { stamp: string; sha256: string }>();
+
+/**
+ * The fingerprint of a kind's schema source without reading and hashing the file again when it has
+ * not changed (a stat instead): every spec load asks for it, and CRD files are up to 300 kB each.
+ */
+async function sourceDigest(info: KindInfo, loc: SchemaLocations): Promise<SourceDigest> {
+  if (info.source === 'core') return schemaSource(info, loc);
+  const file = path.join(info.source === 'capi' ? loc.schemasDir : loc.capflowCrdsDir, info.crdFile ?? '');
+  const st = await stat(file).catch(() => undefined);
+  const stamp = st ? `${st.dev}:${st.ino}:${st.size}:${st.mtimeMs}:${st.ctimeMs}` : undefined;
+  const hit = digests.get(file);
+  if (stamp && hit?.stamp === stamp) return { sha256: hit.sha256, file };
+  const src = await schemaSource(info, loc); // read after the stat: a change in between shows in the next stat
+  if (stamp) digests.set(file, { stamp, sha256: src.sha256 });
+  return src;
+}
+
 const indexCache = new Map<string, Promise<GeneratedIndex | undefined>>();
 
 async function loadIndex(dir: string): Promise<GeneratedIndex | undefined> {
@@ -127,17 +153,17 @@ const parsedSources = new Map<string, ReturnType<typeof schemasFromSource>>();
 
 /** Resolves the validators a spec needs; one per load, caches shared across loads. */
 export class SchemaRegistry {
-  private readonly sources = new Map<string, Promise<{ text: string; sha256: string; file: string }>>();
+  private readonly sources = new Map<string, Promise<SourceDigest>>();
 
   constructor(
     readonly locations: SchemaLocations,
     readonly mode: ValidatorMode = 'auto',
   ) {}
 
-  private source(info: KindInfo): Promise<{ text: string; sha256: string; file: string }> {
+  private source(info: KindInfo): Promise<SourceDigest> {
     let p = this.sources.get(info.kind);
     if (!p) {
-      p = schemaSource(info, this.locations);
+      p = sourceDigest(info, this.locations);
       this.sources.set(info.kind, p);
     }
     return p;
@@ -159,10 +185,15 @@ export class SchemaRegistry {
   }
 
   private async parsed(info: KindInfo): Promise<ReturnType<typeof schemasFromSource>> {
-    const src = await this.source(info);
+    let src = await this.source(info);
     let p = parsedSources.get(src.sha256);
     if (!p) {
-      p = schemasFromSource(info, src.text, src.file);
+      if (src.text === undefined) {
+        // known by its fingerprint only: read it now, and go on with what was read
+        src = await schemaSource(info, this.locations);
+        this.sources.set(info.kind, Promise.resolve(src));
+      }
+      p = parsedSources.get(src.sha256) ?? schemasFromSource(info, src.text as string, src.file);
       parsedSources.set(src.sha256, p);
     }
     return p;

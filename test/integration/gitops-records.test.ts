@@ -189,7 +189,7 @@ describe('gitops/records: cluster records as ConfigMaps against a real kube-apis
     expect((err as Error).message).to.match(/^reading ConfigMap capflow-system\/capflow-cluster-dev: .*ECONNREFUSED/);
   });
 
-  it('lists 1,000 records with one call, quickly', async function () {
+  it('lists 1,000 records (in pages of LIST_PAGE), quickly', async function () {
     const names = Array.from({ length: 1000 }, (_, i) => `bulk-${String(i).padStart(4, '0')}`);
     const queue = [...names];
     await Promise.all(
