@@ -23,6 +23,7 @@ const PHASES = Object.keys({
 const RUN_KINDS: RunKind[] = ['apply', 'delete', 'plan'];
 const SUBMISSION_RESULTS = ['created', 'adopted', 'error'] as const;
 const WEBHOOK_RESULTS = ['accepted', 'ignored', 'unauthorized', 'bad-request'] as const;
+const HANDOVER_RESULTS = ['sent', 'failed', 'received'] as const;
 
 export function createMetrics(): ReconcilerMetrics {
   const registry = new Registry();
@@ -48,6 +49,12 @@ export function createMetrics(): ReconcilerMetrics {
     registers: [registry],
   });
   const webhooks = new Counter({ name: `${PREFIX}webhooks_total`, help: 'Webhook deliveries by provider and result.', labelNames: ['provider', 'result'], registers: [registry] });
+  const handovers = new Counter({
+    name: `${PREFIX}push_handovers_total`,
+    help: 'Push webhooks handed from a replica not leading to the leader, by result (sent, failed: on the replica that received the webhook; received: on the leader).',
+    labelNames: ['result'],
+    registers: [registry],
+  });
   const clusters = new Gauge({ name: `${PREFIX}clusters`, help: 'Clusters by phase.', labelNames: ['phase'], registers: [registry] });
   const drifted = new Gauge({ name: `${PREFIX}drifted_clusters`, help: 'Clusters whose last plan found differences.', registers: [registry] });
   const leader = new Gauge({ name: `${PREFIX}leader`, help: '1 while this replica holds the leader lease.', registers: [registry] });
@@ -56,6 +63,7 @@ export function createMetrics(): ReconcilerMetrics {
   for (const result of ['ok', 'error']) passes.inc({ result }, 0);
   for (const kind of RUN_KINDS) for (const result of SUBMISSION_RESULTS) submissions.inc({ kind, result }, 0);
   for (const provider of WEBHOOK_PROVIDERS) for (const result of WEBHOOK_RESULTS) webhooks.inc({ provider, result }, 0);
+  for (const result of HANDOVER_RESULTS) handovers.inc({ result }, 0);
   for (const phase of PHASES) clusters.set({ phase }, 0);
   leader.set(0);
 
@@ -75,6 +83,9 @@ export function createMetrics(): ReconcilerMetrics {
     },
     webhook(provider, result) {
       webhooks.inc({ provider, result });
+    },
+    pushHandover(result) {
+      handovers.inc({ result });
     },
     setClusters(byPhase, driftedCount) {
       for (const phase of PHASES) clusters.set({ phase }, byPhase[phase] ?? 0);

@@ -4,8 +4,10 @@
  * and writes and submits what decideCluster says, cluster by cluster. Passes
  * never overlap: triggers (poll timer, webhooks, finished Workflows) coalesce
  * into at most one pass waiting behind the running one. Only the leader runs
- * passes; a replica that loses the lease stops its watch and timers and
- * starts nothing new.
+ * passes; a replica that loses the lease stops its watches and timers and
+ * starts nothing new. A push webhook that reaches a replica not leading is
+ * handed to the leader through the state object (lastPush), which the leader
+ * watches.
  */
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -21,6 +23,8 @@ import {
   type GitSnapshot,
   type GitSource,
   type LeaderElector,
+  type PushEvent,
+  type PushHandover,
   type ReconcilerMetrics,
   type ReconcilerState,
   type RecordStore,
@@ -84,6 +88,8 @@ const STOP_WAIT_MS = 20_000;
 const CONCURRENT_LOADS = 4;
 /** A retry wake-up never comes sooner than this after a pass. */
 const MIN_WAKE_MS = 100;
+/** A handed-over push is read and written again this many times when the state changed in between. */
+const HANDOVER_ATTEMPTS = 5;
 
 /**
  * The repository URL for Workflow parameters: http(s) URLs lose their user info (`user:token@`),
@@ -128,6 +134,14 @@ export class Reconciler {
   private passSucceeded = false;
   private lastError: string | undefined;
   private state: ReconcilerState | undefined;
+  /** The state watch (handed-over pushes), while leading with an elector. */
+  private stopPushWatch: (() => Promise<void>) | undefined;
+  private pushWatchStart: Promise<void> | undefined;
+  /** The last handed-over push seen in the state, so that each triggers once. */
+  private seenPush: string | undefined;
+  /** Hand-overs run one after another; a push arriving while one waits replaces it. */
+  private handovers: Promise<void> = Promise.resolve();
+  private pendingPush: PushEvent | undefined;
   private loggedBadFolders = '';
   private readonly loadSlots = limiter(CONCURRENT_LOADS);
 
@@ -165,7 +179,7 @@ export class Reconciler {
     this.clearTimers();
     let timeout: NodeJS.Timeout | undefined;
     const waited = await Promise.race([
-      this.whenIdle().then(() => true),
+      Promise.all([this.whenIdle(), this.handovers]).then(() => true),
       new Promise<boolean>((resolve) => {
         timeout = setTimeout(() => resolve(false), STOP_WAIT_MS);
         timeout.unref();
@@ -174,6 +188,7 @@ export class Reconciler {
     clearTimeout(timeout);
     if (!waited) this.d.log.warn('stopping while a pass is still running', { waitedMs: STOP_WAIT_MS });
     await this.endWatch();
+    await this.endPushWatch();
     await this.d.leader?.stop();
     this.d.metrics.setLeader(false);
   }
@@ -190,6 +205,27 @@ export class Reconciler {
       } catch {
         // pass() logged it and counted it; the next trigger or poll tries again
       }
+    });
+  }
+
+  /**
+   * A verified push webhook for the watched branch: a pass when leading; else it is handed to the
+   * leader through the state object, whose watch triggers the leader's pass. A hand-over that cannot
+   * be written is logged: the leader's next poll picks the commit up.
+   */
+  push(event: PushEvent): void {
+    if (this.leads()) {
+      this.trigger(`webhook ${event.provider}${event.after ? ` ${event.after.slice(0, 12)}` : ''}`);
+      return;
+    }
+    if (this.stopped || !this.d.leader) return;
+    const waiting = this.pendingPush !== undefined;
+    this.pendingPush = event;
+    if (waiting) return;
+    this.handovers = this.handovers.then(async () => {
+      const next = this.pendingPush;
+      this.pendingPush = undefined;
+      if (next) await this.handOver(next);
     });
   }
 
@@ -233,6 +269,7 @@ export class Reconciler {
     this.d.log.info('leading: reconciling', { identity: this.o.identity, repo: this.repo, branch: this.o.branch });
     this.trigger('became leader');
     this.schedulePoll();
+    void this.ensurePushWatch();
   }
 
   private unlead(): void {
@@ -242,6 +279,7 @@ export class Reconciler {
     this.clearTimers();
     this.d.log.warn('lost leadership: no new passes or submissions', { identity: this.o.identity });
     void this.endWatch();
+    void this.endPushWatch();
   }
 
   private schedulePoll(): void {
@@ -298,6 +336,78 @@ export class Reconciler {
     }
   }
 
+  // ----------------------------------------------------------------------------------------------
+  // pushes handed over between replicas
+
+  /** Writes the push into the state's lastPush (keeping the other keys), again on a conflict. */
+  private async handOver(event: PushEvent): Promise<void> {
+    if (this.leads()) {
+      this.push(event); // became leader meanwhile
+      return;
+    }
+    const push: PushHandover = { provider: event.provider, after: event.after, at: this.now().toISOString(), by: this.o.identity };
+    const meta = { provider: event.provider, after: event.after, delivery: event.delivery };
+    for (let attempt = 1; ; attempt++) {
+      try {
+        const state = await this.d.records.readState();
+        await this.d.records.writeState({ ...state, lastPush: push });
+        this.d.metrics.pushHandover('sent');
+        this.d.log.info('not leading: push handed over to the leader', meta);
+        return;
+      } catch (err) {
+        if (isCapflowError(err) && err.code === 'RECORD_CONFLICT' && attempt < HANDOVER_ATTEMPTS) continue;
+        this.d.metrics.pushHandover('failed');
+        this.d.log.warn('not leading and cannot hand the push over: the leader picks it up at its next poll', { ...meta, error: errorText(err) });
+        return;
+      }
+    }
+  }
+
+  /** While leading (with an elector and a store that can watch), watches the state for handed-over pushes. */
+  private ensurePushWatch(): Promise<void> {
+    if (this.pushWatchStart) return this.pushWatchStart;
+    const { records } = this.d;
+    if (!this.d.leader || !records.watchState || this.stopPushWatch || !this.leading) return Promise.resolve();
+    this.pushWatchStart = (async () => {
+      let initial = true;
+      try {
+        // the push in the state when the watch starts is old news: becoming leader passed anyway
+        const stop = await records.watchState!((state) => this.onState(state, initial));
+        initial = false;
+        if (this.leading) this.stopPushWatch = stop;
+        else await stop();
+      } catch (err) {
+        this.d.log.warn('cannot watch the reconciler state: pushes that other replicas receive wait for the poll', { error: errorText(err) });
+      } finally {
+        this.pushWatchStart = undefined;
+      }
+    })();
+    return this.pushWatchStart;
+  }
+
+  private async endPushWatch(): Promise<void> {
+    await this.pushWatchStart;
+    const stop = this.stopPushWatch;
+    this.stopPushWatch = undefined;
+    try {
+      await stop?.();
+    } catch (err) {
+      this.d.log.warn('stopping the reconciler state watch failed', { error: errorText(err) });
+    }
+  }
+
+  private onState(state: ReconcilerState, initial: boolean): void {
+    const push = state.lastPush;
+    if (!push) return;
+    const key = [push.by, push.at, push.provider, push.after].join('\n');
+    if (key === this.seenPush) return;
+    this.seenPush = key;
+    if (initial || !this.leads()) return;
+    this.d.metrics.pushHandover('received');
+    this.d.log.info('push handed over by another replica', { by: push.by, provider: push.provider, after: push.after, at: push.at });
+    this.trigger(`push handed over by ${push.by}${push.after ? ` ${push.after.slice(0, 12)}` : ''}`);
+  }
+
   /**
    * The watch reports changes, not deletions: a Workflow deleted while unfinished would block its
    * cluster from the cache forever. Each poll drops what a fresh list no longer has (and adds what it
@@ -345,6 +455,7 @@ export class Reconciler {
   private async reconcileAll(reason: string, started: number): Promise<PassReport> {
     const snapshot = await this.d.git.sync();
     await this.ensureWatch();
+    await this.ensurePushWatch();
     const records = await this.d.records.list();
     const known = this.stopWatch ? this.known : new Map((await this.d.workflows.list()).map((w) => [w.name, w]));
     if (this.stopWatch && reason === 'poll') await this.pruneWatchCache();

@@ -31,12 +31,16 @@
  *   Absent optional fields are absent keys. Times are ISO 8601 strings as written.
  *
  *   ConfigMap capflow-reconciler-state (label capflow.io/record: state)
- *     data: gitRevision, lastPassAt, leader, each when set.
+ *     data: gitRevision, lastPassAt, leader, each when set;
+ *       lastPush.provider, lastPush.after, lastPush.at, lastPush.by   the last push webhook a
+ *                                                           replica not leading handed to the
+ *                                                           leader (which watches this object)
  */
-import { CoreV1Api, type KubeConfig, type V1ConfigMap } from '@kubernetes/client-node';
+import { CoreV1Api, ListWatch, Watch, type KubeConfig, type V1ConfigMap } from '@kubernetes/client-node';
 import { ConflictError, InputError } from '../core/errors.js';
+import type { Logger } from '../core/logger.js';
 import { statusOf, wrapKubeError } from './kube.js';
-import type { ClusterPhase, ClusterRecord, DriftState, ReconcilerState, RecordStore, RunKind, RunRecord } from './types.js';
+import type { ClusterPhase, ClusterRecord, DriftState, PushHandover, ReconcilerState, RecordStore, RunKind, RunRecord } from './types.js';
 import { LABEL_CLUSTER, LABEL_MANAGED_BY, MANAGED_BY } from './workflow.js';
 
 export const RECORD_PREFIX = 'capflow-cluster-';
@@ -54,6 +58,7 @@ const PHASES: ReadonlySet<string> = new Set<ClusterPhase>(['Pending', 'Running',
 const DRIFTS: ReadonlySet<string> = new Set<DriftState>(['Unknown', 'InSync', 'Drifted']);
 const RUN_KINDS: ReadonlySet<string> = new Set<RunKind>(['apply', 'delete', 'plan']);
 const RUN_PHASES: ReadonlySet<string> = new Set<RunRecord['phase']>(['Submitting', 'Pending', 'Running', 'Succeeded', 'Failed', 'Error']);
+const PUSH_PROVIDERS: ReadonlySet<string> = new Set<PushHandover['provider']>(['github', 'gitlab', 'gitea']);
 
 /** Optional string fields of ClusterRecord, stored under their own names. */
 const RECORD_STRINGS = [
@@ -196,15 +201,57 @@ export function decodeRecord(cm: V1ConfigMap): ClusterRecord {
   return record;
 }
 
+export function encodeState(state: ReconcilerState): Record<string, string> {
+  const data: Record<string, string> = {};
+  if (state.gitRevision !== undefined) data.gitRevision = state.gitRevision;
+  if (state.lastPassAt !== undefined) data.lastPassAt = state.lastPassAt;
+  if (state.leader !== undefined) data.leader = state.leader;
+  const push = state.lastPush;
+  if (push) {
+    data['lastPush.provider'] = push.provider;
+    data['lastPush.after'] = push.after;
+    data['lastPush.at'] = push.at;
+    data['lastPush.by'] = push.by;
+  }
+  return data;
+}
+
+export function decodeState(cm: V1ConfigMap): ReconcilerState {
+  const data = cm.data ?? {};
+  const r = new Reader(data, `ConfigMap ${cm.metadata?.namespace ?? ''}/${cm.metadata?.name ?? ''}`);
+  const state: ReconcilerState = {};
+  for (const k of ['gitRevision', 'lastPassAt', 'leader'] as const) {
+    const v = r.opt(k);
+    if (v !== undefined) state[k] = v;
+  }
+  if (Object.keys(data).some((k) => k.startsWith('lastPush.'))) {
+    state.lastPush = {
+      provider: r.oneOf<PushHandover['provider']>('lastPush.provider', PUSH_PROVIDERS),
+      after: r.opt('lastPush.after') ?? '',
+      at: r.req('lastPush.at'),
+      by: r.req('lastPush.by'),
+    };
+  }
+  if (cm.metadata?.resourceVersion) state.resourceVersion = cm.metadata.resourceVersion;
+  return state;
+}
+
 // ------------------------------------------------------------------------------------------------
 // the store
+
+export interface ConfigMapRecordStoreOptions {
+  log?: Logger;
+  /** Wait before restarting a state watch that failed. Default 1 s. */
+  watchRestartMs?: number;
+}
 
 export class ConfigMapRecordStore implements RecordStore {
   private readonly api: CoreV1Api;
 
   constructor(
-    kc: KubeConfig,
+    private readonly kc: KubeConfig,
     readonly namespace: string,
+    private readonly options: ConfigMapRecordStoreOptions = {},
   ) {
     this.api = kc.makeApiClient(CoreV1Api);
   }
@@ -268,29 +315,79 @@ export class ConfigMapRecordStore implements RecordStore {
 
   async readState(): Promise<ReconcilerState> {
     const cm = await this.read(STATE_NAME);
-    if (!cm) return {};
-    const data = cm.data ?? {};
-    const state: ReconcilerState = {};
-    if (data.gitRevision !== undefined) state.gitRevision = data.gitRevision;
-    if (data.lastPassAt !== undefined) state.lastPassAt = data.lastPassAt;
-    if (data.leader !== undefined) state.leader = data.leader;
-    if (cm.metadata?.resourceVersion) state.resourceVersion = cm.metadata.resourceVersion;
-    return state;
+    return cm ? decodeState(cm) : {};
   }
 
   async writeState(state: ReconcilerState): Promise<ReconcilerState> {
-    const data: Record<string, string> = {};
-    if (state.gitRevision !== undefined) data.gitRevision = state.gitRevision;
-    if (state.lastPassAt !== undefined) data.lastPassAt = state.lastPassAt;
-    if (state.leader !== undefined) data.leader = state.leader;
     const body: V1ConfigMap = {
       apiVersion: 'v1',
       kind: 'ConfigMap',
       metadata: { name: STATE_NAME, namespace: this.namespace, labels: { [LABEL_MANAGED_BY]: MANAGED_BY, [LABEL_RECORD]: 'state' } },
-      data,
+      data: encodeState(state),
     };
     const cm = await this.write(body, state.resourceVersion, 'reconciler state');
     return { ...state, resourceVersion: cm.metadata?.resourceVersion ?? '' };
+  }
+
+  /**
+   * An informer on the one state ConfigMap (fieldSelector metadata.name): list, then watch from
+   * that version. The client's informer does not restart after an error; this one does, after
+   * restartMs, resuming from the last version it saw.
+   */
+  async watchState(onChange: (state: ReconcilerState) => void): Promise<() => Promise<void>> {
+    const { options } = this;
+    const fieldSelector = `metadata.name=${STATE_NAME}`;
+    const listFn = () => this.api.listNamespacedConfigMap({ namespace: this.namespace, fieldSelector });
+    const informer = new ListWatch<V1ConfigMap>(`/api/v1/namespaces/${this.namespace}/configmaps`, new Watch(this.kc), listFn, false, undefined, fieldSelector);
+    let stopped = false;
+    let starting = true;
+    let startError: unknown;
+    let restart: NodeJS.Timeout | undefined;
+    let restarted: Promise<void> | undefined;
+
+    const deliver = (cm: V1ConfigMap): void => {
+      if (stopped) return;
+      let state: ReconcilerState;
+      try {
+        state = decodeState(cm);
+      } catch (err) {
+        options.log?.warn('the reconciler state does not parse; ignoring this version', { error: err instanceof Error ? err.message : String(err) });
+        return;
+      }
+      onChange(state);
+    };
+    informer.on('add', deliver);
+    informer.on('update', deliver);
+    informer.on('error', (err: unknown) => {
+      if (stopped) return; // stop() aborts the watch request, which reports as an error
+      if (starting) {
+        startError = err;
+        return;
+      }
+      options.log?.warn('reconciler state watch failed; restarting', { error: err instanceof Error ? err.message.split('\n')[0] : String(err) });
+      if (restart) return;
+      restart = setTimeout(() => {
+        restart = undefined;
+        if (!stopped) restarted = informer.start();
+      }, options.watchRestartMs ?? 1000);
+      restart.unref();
+    });
+
+    const stop = async (): Promise<void> => {
+      stopped = true;
+      clearTimeout(restart);
+      restart = undefined;
+      await informer.stop();
+      // a restart still connecting opens its watch after this stop: close that one when it is up
+      void restarted?.then(() => informer.stop());
+    };
+    await informer.start();
+    starting = false;
+    if (startError !== undefined) {
+      await stop();
+      throw wrapKubeError(startError, `watching ConfigMap ${this.namespace}/${STATE_NAME}`, this.rule('watch'));
+    }
+    return stop;
   }
 
   private async read(name: string): Promise<V1ConfigMap | undefined> {

@@ -62,7 +62,7 @@ export function createReconciler(config: ServiceConfig, log: Logger, leaderElect
     : undefined;
   const reconciler = new Reconciler(config, {
     git,
-    records: new ConfigMapRecordStore(kc, config.namespace),
+    records: new ConfigMapRecordStore(kc, config.namespace, { log: log.child({ part: 'records' }) }),
     workflows: new KubeWorkflowClient(kc, config.namespace, { log: log.child({ part: 'workflows' }) }),
     ...(leader ? { leader } : {}),
     metrics,
@@ -82,7 +82,7 @@ export async function startReconcilerService(config: ServiceConfig, log: Logger)
     ready: () => reconciler.isReady(),
     webhookSecrets: config.webhookSecrets,
     branch: config.branch,
-    onPush: (event) => reconciler.trigger(`webhook ${event.provider}${event.after ? ` ${event.after.slice(0, 12)}` : ''}`),
+    onPush: (event) => reconciler.push(event),
     log: log.child({ part: 'http' }),
   });
   try {

@@ -181,12 +181,28 @@ export interface ClusterRecord {
   resourceVersion?: string;
 }
 
+/**
+ * A verified push webhook that a replica not leading received and handed to the leader through the
+ * state object (the Service sends a webhook to either replica; the leader watches that object).
+ */
+export interface PushHandover {
+  provider: PushEvent['provider'];
+  /** Commit id after the push ('' when the payload had none). */
+  after: string;
+  /** When the replica received it (ISO 8601). */
+  at: string;
+  /** The replica that received it (its identity, the pod name). */
+  by: string;
+}
+
 /** The reconciler's own state, one object per namespace. */
 export interface ReconcilerState {
   /** The branch head of the last pass. */
   gitRevision?: string;
   lastPassAt?: string;
   leader?: string;
+  /** The last push handed over by a replica not leading; the leader passes when it changes. */
+  lastPush?: PushHandover;
   resourceVersion?: string;
 }
 
@@ -197,6 +213,11 @@ export interface RecordStore {
   put(record: ClusterRecord): Promise<ClusterRecord>;
   readState(): Promise<ReconcilerState>;
   writeState(state: ReconcilerState): Promise<ReconcilerState>;
+  /**
+   * Calls back with the state on every add and change (after an initial read); the returned function
+   * stops watching. Optional: without it, handed-over pushes wait for the leader's next poll.
+   */
+  watchState?(onChange: (state: ReconcilerState) => void): Promise<() => Promise<void>>;
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -223,6 +244,11 @@ export interface ReconcilerMetrics {
   /** Seconds from the commit first seen to its Workflow created. */
   commitToSubmission(seconds: number): void;
   webhook(provider: string, result: 'accepted' | 'ignored' | 'unauthorized' | 'bad-request'): void;
+  /**
+   * Pushes handed over between replicas: 'sent' and 'failed' count on the replica that does not
+   * lead (it received the webhook), 'received' on the leader (it passed for it).
+   */
+  pushHandover(result: 'sent' | 'failed' | 'received'): void;
   /** Current counts: clusters by phase, drifted clusters, leadership. */
   setClusters(byPhase: Partial<Record<ClusterPhase, number>>, drifted: number): void;
   setLeader(leading: boolean): void;

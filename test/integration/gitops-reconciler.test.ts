@@ -13,7 +13,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { Watch, type KubeConfig } from '@kubernetes/client-node';
+import { CoreV1Api, Watch, type KubeConfig } from '@kubernetes/client-node';
 import { createMemoryLogger } from '../../src/core/logger.js';
 import { specHash, validateClusterSpec } from '../../src/spec/index.js';
 import { startReconcilerService, type ServiceConfig } from '../../src/gitops/service.js';
@@ -574,6 +574,40 @@ describe('gitops reconciler: git remote → Workflows in a real kube-apiserver (
     expect(wf!.metadata.name).to.equal(runName('apply', 'c2', rev2, 1));
     await follower.reconciler.whenIdle();
     expect(await workflows(bed)).to.have.length(5);
+  });
+
+  it('two replicas on one Lease: a signed push sent only to the replica that does not lead is handed over (state ConfigMap) and gives one Workflow at once, long before the poll; the standby runs no pass', async () => {
+    const bed = await newBed(THREE);
+    // polling every 10 min: only the hand-over can bring the commit in within the test
+    const common = { leaderElection: true, leaseName: 'capflow-test-lease', pollIntervalMs: 600_000 };
+    const a = await startService(bed, { ...common, identity: 'replica-a' });
+    const b = await startService(bed, { ...common, identity: 'replica-b' });
+    const holder = await waitUntil('a leader', () => leaseHolder(kc, bed.ns, 'capflow-test-lease'));
+    const [leader, standby] = holder === 'replica-a' ? [a, b] : [b, a];
+    const standbyName = holder === 'replica-a' ? 'replica-b' : 'replica-a';
+
+    await leader.reconciler.runPass();
+    await waitForWorkflows(bed, 3);
+    await succeedAll(bed);
+    for (const c of THREE) await waitForRecord(bed, c, 'Succeeded', (d) => d.phase === 'Succeeded');
+    await leader.reconciler.whenIdle();
+
+    const rev1 = await commitAndPush(bed, withReplicas('c1', 3), 'c1 changed');
+    const sent = Date.now();
+    const res = await postWebhook(`${standby.url}${WEBHOOK_PATH}`, githubPush(SECRET, { after: rev1 }));
+    expect(res.status, res.body).to.be.within(200, 299);
+    const [wf] = await waitForWorkflows(bed, 1, `capflow.io/revision=${rev1}`);
+    expect(Date.now() - sent, 'push to Workflow').to.be.below(5_000);
+    expect(wf!.metadata.name).to.equal(runName('apply', 'c1', rev1, 1));
+    await Promise.all([a.reconciler.whenIdle(), b.reconciler.whenIdle()]);
+    expect(await workflows(bed)).to.have.length(4);
+    expect(standby.reconciler.lastPass()).to.equal(undefined);
+
+    const state = await kc.makeApiClient(CoreV1Api).readNamespacedConfigMap({ name: 'capflow-reconciler-state', namespace: bed.ns });
+    expect(state.data).to.include({ 'lastPush.provider': 'github', 'lastPush.after': rev1, 'lastPush.by': standbyName });
+    const metric = async (svc: Service): Promise<string> => (await (await fetch(`${svc.url}/metrics`)).text()).split('\n').filter((l) => l.startsWith('capflow_reconciler_push_handovers_total')).join('\n');
+    expect(await metric(standby)).to.contain('capflow_reconciler_push_handovers_total{result="sent"} 1');
+    expect(await metric(leader)).to.contain('capflow_reconciler_push_handovers_total{result="received"} 1');
   });
 
   it('drift, policy report: a plan reporting changes (the test plays the controller) marks the cluster Drifted and submits no apply', async () => {

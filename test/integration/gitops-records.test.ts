@@ -2,7 +2,7 @@ import { expect } from 'chai';
 import { CoreV1Api, KubeConfig } from '@kubernetes/client-node';
 import { isCapflowError } from '../../src/core/errors.js';
 import { ConfigMapRecordStore } from '../../src/gitops/records.js';
-import type { ClusterRecord } from '../../src/gitops/types.js';
+import type { ClusterRecord, ReconcilerState } from '../../src/gitops/types.js';
 import { startEnvtest, type Envtest } from '../support/envtest.js';
 
 const NS = 'capflow-system';
@@ -60,6 +60,14 @@ function withoutVersion(r: ClusterRecord | undefined): ClusterRecord {
   expect(r).to.not.equal(undefined);
   const { resourceVersion: _rv, ...rest } = r!;
   return rest;
+}
+
+async function waitFor(ok: () => boolean, timeoutMs = 5_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!ok()) {
+    if (Date.now() > deadline) throw new Error(`not so within ${timeoutMs} ms`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
 }
 
 async function expectRejected(p: Promise<unknown>): Promise<unknown> {
@@ -169,6 +177,28 @@ describe('gitops/records: cluster records as ConfigMaps against a real kube-apis
     const cm = await core.readNamespacedConfigMap({ name: 'capflow-reconciler-state', namespace: NS });
     expect(cm.metadata?.labels).to.include({ 'capflow.io/record': 'state' });
     expect((await store.list()).has('')).to.equal(false); // the state is not listed as a cluster
+  });
+
+  it('keeps a handed-over push (lastPush) in the state, round-tripped exactly; a watch on the state reports its changes', async () => {
+    const changes: Array<ReconcilerState['lastPush']> = [];
+    const stop = await store.watchState((state) => changes.push(state.lastPush));
+    try {
+      const before = await store.readState();
+      const lastPush = { provider: 'github' as const, after: 'a'.repeat(40), at: '2025-01-01T00:02:00.000Z', by: 'pod-b' };
+      const written = await store.writeState({ ...before, lastPush });
+      const read = await store.readState();
+      expect(read).to.deep.equal(written);
+      expect(read.lastPush).to.deep.equal(lastPush);
+      expect(read.leader).to.equal(before.leader); // the other keys are kept
+      const cm = await core.readNamespacedConfigMap({ name: 'capflow-reconciler-state', namespace: NS });
+      expect(cm.data).to.include({ 'lastPush.provider': 'github', 'lastPush.after': 'a'.repeat(40), 'lastPush.at': lastPush.at, 'lastPush.by': 'pod-b' });
+      await waitFor(() => changes.some((p) => p?.by === 'pod-b'));
+      // a state without lastPush drops its keys
+      await store.writeState({ ...read, lastPush: undefined });
+      expect((await store.readState()).lastPush).to.equal(undefined);
+    } finally {
+      await stop();
+    }
   });
 
   it('names the missing RBAC rule when the API answers 403', async () => {

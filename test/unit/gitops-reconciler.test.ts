@@ -149,6 +149,7 @@ function fakeMetrics(): ReconcilerMetrics & { submissions: string[]; passes: str
     submission: (kind, result) => void submissions.push(`${kind}:${result}`),
     commitToSubmission: () => undefined,
     webhook: () => undefined,
+    pushHandover: () => undefined,
     setClusters: () => undefined,
     setLeader: () => undefined,
   };
@@ -374,5 +375,20 @@ describe('gitops reconciler (on fakes)', function () {
     leader.set(false);
     await r.whenIdle();
     expect(workflows.watching).to.equal(false);
+  });
+
+  it('a replica that does not lead hands a push to the leader through the state (lastPush), keeping the other keys, and runs no pass', async () => {
+    await addCluster('c1', 't1');
+    store.state = { gitRevision: 'r0', leader: 'other', resourceVersion: '0' };
+    const leader = new FakeLeader();
+    const r = reconciler({ identity: 'standby' }, leader);
+    await r.start();
+    r.push({ provider: 'gitea', ref: 'refs/heads/main', after: 'b'.repeat(40) });
+    await r.whenIdle();
+    await r.stop(); // waits for the hand-over in flight
+    expect(store.state).to.include({ gitRevision: 'r0', leader: 'other' });
+    expect(store.state.lastPush).to.deep.include({ provider: 'gitea', after: 'b'.repeat(40), by: 'standby' });
+    expect(metrics.passes).to.deep.equal([]);
+    expect(workflows.items.size).to.equal(0);
   });
 });
