@@ -6,8 +6,9 @@
 import { createHash } from 'node:crypto';
 import type { Agent as HttpAgent } from 'node:http';
 import type { AgentOptions } from 'node:https';
-import { KubeConfig, type Cluster } from '@kubernetes/client-node';
+import { KubeConfig, type Cluster, type Informer, type KubernetesObject } from '@kubernetes/client-node';
 import { InputError } from '../core/errors.js';
+import type { Logger } from '../core/logger.js';
 
 export { apiStatus, statusOf, wrapKubeError, type RbacRule } from '../core/kube-errors.js';
 
@@ -89,4 +90,66 @@ function agentKey(cluster: Cluster | null, o: AgentOptions): string {
   };
   for (const v of [cluster?.server, cluster?.proxyUrl, cluster?.skipTLSVerify, o.ca, o.cert, o.key, o.pfx, o.passphrase, o.rejectUnauthorized, o.servername]) add(v);
   return h.digest('hex');
+}
+
+export interface InformerRun<T> {
+  /** Called for every add and update until the returned stop function is called. */
+  deliver: (object: T) => void;
+  /** What is watched, for the restart warning (e.g. "workflow watch"). */
+  what: string;
+  log?: Logger;
+  /** Pause before a failed watch is started again. Default 1 s. */
+  restartMs?: number;
+  /** Turns an error of the first start into the error start throws. */
+  startError: (err: unknown) => Error;
+}
+
+/**
+ * Starts an informer (list, then watch from that version) and keeps it running: the client's
+ * informer does not restart after an error; this one does, after restartMs, resuming from the last
+ * version it saw. An error while starting is thrown. The returned function stops it, leaving no
+ * timer or connection behind.
+ */
+export async function runInformer<T extends KubernetesObject>(informer: Informer<T>, run: InformerRun<T>): Promise<() => Promise<void>> {
+  let stopped = false;
+  let starting = true;
+  let startError: unknown;
+  let restart: NodeJS.Timeout | undefined;
+  let restarted: Promise<void> | undefined;
+
+  const deliver = (object: T): void => {
+    if (!stopped) run.deliver(object);
+  };
+  informer.on('add', deliver);
+  informer.on('update', deliver);
+  informer.on('error', (err: unknown) => {
+    if (stopped) return; // stop() aborts the watch request, which reports as an error
+    if (starting) {
+      startError = err;
+      return;
+    }
+    run.log?.warn(`${run.what} failed; restarting`, { error: err instanceof Error ? err.message.split('\n')[0] : String(err) });
+    if (restart) return;
+    restart = setTimeout(() => {
+      restart = undefined;
+      if (!stopped) restarted = informer.start();
+    }, run.restartMs ?? 1000);
+    restart.unref();
+  });
+
+  const stop = async (): Promise<void> => {
+    stopped = true;
+    clearTimeout(restart);
+    restart = undefined;
+    await informer.stop();
+    // a restart still connecting opens its watch after this stop: close that one when it is up
+    void restarted?.then(() => informer.stop());
+  };
+  await informer.start();
+  starting = false;
+  if (startError !== undefined) {
+    await stop();
+    throw run.startError(startError);
+  }
+  return stop;
 }

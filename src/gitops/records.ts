@@ -39,7 +39,7 @@
 import { CoreV1Api, ListWatch, Watch, type KubeConfig, type V1ConfigMap } from '@kubernetes/client-node';
 import { ConflictError, InputError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
-import { statusOf, wrapKubeError } from './kube.js';
+import { runInformer, statusOf, wrapKubeError } from './kube.js';
 import type { ClusterPhase, ClusterRecord, DriftState, PushHandover, ReconcilerState, RecordStore, RunKind, RunRecord } from './types.js';
 import { LABEL_CLUSTER, LABEL_MANAGED_BY, MANAGED_BY } from './workflow.js';
 
@@ -329,65 +329,28 @@ export class ConfigMapRecordStore implements RecordStore {
     return { ...state, resourceVersion: cm.metadata?.resourceVersion ?? '' };
   }
 
-  /**
-   * An informer on the one state ConfigMap (fieldSelector metadata.name): list, then watch from
-   * that version. The client's informer does not restart after an error; this one does, after
-   * restartMs, resuming from the last version it saw.
-   */
+  /** Follows the one state ConfigMap (fieldSelector metadata.name), restarting after a cut. */
   async watchState(onChange: (state: ReconcilerState) => void): Promise<() => Promise<void>> {
     const { options } = this;
     const fieldSelector = `metadata.name=${STATE_NAME}`;
     const listFn = () => this.api.listNamespacedConfigMap({ namespace: this.namespace, fieldSelector });
     const informer = new ListWatch<V1ConfigMap>(`/api/v1/namespaces/${this.namespace}/configmaps`, new Watch(this.kc), listFn, false, undefined, fieldSelector);
-    let stopped = false;
-    let starting = true;
-    let startError: unknown;
-    let restart: NodeJS.Timeout | undefined;
-    let restarted: Promise<void> | undefined;
-
-    const deliver = (cm: V1ConfigMap): void => {
-      if (stopped) return;
-      let state: ReconcilerState;
-      try {
-        state = decodeState(cm);
-      } catch (err) {
-        options.log?.warn('the reconciler state does not parse; ignoring this version', { error: err instanceof Error ? err.message : String(err) });
-        return;
-      }
-      onChange(state);
-    };
-    informer.on('add', deliver);
-    informer.on('update', deliver);
-    informer.on('error', (err: unknown) => {
-      if (stopped) return; // stop() aborts the watch request, which reports as an error
-      if (starting) {
-        startError = err;
-        return;
-      }
-      options.log?.warn('reconciler state watch failed; restarting', { error: err instanceof Error ? err.message.split('\n')[0] : String(err) });
-      if (restart) return;
-      restart = setTimeout(() => {
-        restart = undefined;
-        if (!stopped) restarted = informer.start();
-      }, options.watchRestartMs ?? 1000);
-      restart.unref();
+    return runInformer(informer, {
+      what: 'reconciler state watch',
+      ...(options.log ? { log: options.log } : {}),
+      ...(options.watchRestartMs !== undefined ? { restartMs: options.watchRestartMs } : {}),
+      startError: (err) => wrapKubeError(err, `watching ConfigMap ${this.namespace}/${STATE_NAME}`, this.rule('watch')),
+      deliver: (cm) => {
+        let state: ReconcilerState;
+        try {
+          state = decodeState(cm);
+        } catch (err) {
+          options.log?.warn('the reconciler state does not parse; ignoring this version', { error: err instanceof Error ? err.message : String(err) });
+          return;
+        }
+        onChange(state);
+      },
     });
-
-    const stop = async (): Promise<void> => {
-      stopped = true;
-      clearTimeout(restart);
-      restart = undefined;
-      await informer.stop();
-      // a restart still connecting opens its watch after this stop: close that one when it is up
-      void restarted?.then(() => informer.stop());
-    };
-    await informer.start();
-    starting = false;
-    if (startError !== undefined) {
-      await stop();
-      throw wrapKubeError(startError, `watching ConfigMap ${this.namespace}/${STATE_NAME}`, this.rule('watch'));
-    }
-    return stop;
   }
 
   private async read(name: string): Promise<V1ConfigMap | undefined> {

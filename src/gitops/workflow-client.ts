@@ -10,7 +10,7 @@ import { createHash } from 'node:crypto';
 import { CustomObjectsApi, makeInformer, type KubeConfig, type KubernetesListObject, type KubernetesObject } from '@kubernetes/client-node';
 import { ConflictError, InputError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
-import { statusOf, wrapKubeError, type RbacRule } from './kube.js';
+import { runInformer, statusOf, wrapKubeError, type RbacRule } from './kube.js';
 import { TEMPLATE_FOR, type RunKind, type SubmitRequest, type WorkflowClient, type WorkflowPhase, type WorkflowView } from './types.js';
 import {
   ANNOTATION_SPEC_HASH,
@@ -237,8 +237,8 @@ export class KubeWorkflowClient implements WorkflowClient {
   }
 
   /**
-   * An informer (list, then watch from that version). The client's informer does not restart after
-   * an error; this one does, after watchRestartMs, resuming from the last version it saw.
+   * Follows capflow's Workflows (list, then watch), restarting after a cut from the last version
+   * seen (runInformer).
    */
   async watch(onChange: (workflow: WorkflowView) => void): Promise<() => Promise<void>> {
     // Listed objects are read (view) and slimmed page by page, so a list never holds every full
@@ -256,49 +256,17 @@ export class KubeWorkflowClient implements WorkflowClient {
       return { apiVersion: 'v1', kind: 'List', metadata, items };
     };
     const informer = makeInformer<ArgoWorkflow>(this.kc, `/apis/${GROUP}/${VERSION}/namespaces/${this.namespace}/${PLURAL}`, listAll, `${LABEL_MANAGED_BY}=${MANAGED_BY}`);
-    let stopped = false;
-    let starting = true;
-    let startError: unknown;
-    let restart: NodeJS.Timeout | undefined;
-    let restarted: Promise<void> | undefined;
-
-    const deliver = (wf: ArgoWorkflow): void => {
-      const view = stopped ? undefined : listedViews.has(wf) ? listedViews.get(wf) : workflowView(wf);
-      slim(wf);
-      if (view) onChange(view);
-    };
-    informer.on('add', deliver);
-    informer.on('update', deliver);
-    informer.on('error', (err: unknown) => {
-      if (stopped) return; // stop() aborts the watch request, which reports as an error
-      if (starting) {
-        startError = err;
-        return;
-      }
-      this.options.log?.warn('workflow watch failed; restarting', { error: err instanceof Error ? err.message.split('\n')[0] : String(err) });
-      if (restart) return;
-      restart = setTimeout(() => {
-        restart = undefined;
-        if (!stopped) restarted = informer.start();
-      }, this.options.watchRestartMs ?? 1000);
-      restart.unref();
+    return runInformer(informer, {
+      what: 'workflow watch',
+      ...(this.options.log ? { log: this.options.log } : {}),
+      ...(this.options.watchRestartMs !== undefined ? { restartMs: this.options.watchRestartMs } : {}),
+      startError: (err) => wrapKubeError(err, `watching Workflows in ${this.namespace}`, this.rule('watch')),
+      deliver: (wf) => {
+        const view = listedViews.has(wf) ? listedViews.get(wf) : workflowView(wf);
+        slim(wf);
+        if (view) onChange(view);
+      },
     });
-
-    const stop = async (): Promise<void> => {
-      stopped = true;
-      clearTimeout(restart);
-      restart = undefined;
-      await informer.stop();
-      // a restart still connecting opens its watch after this stop: close that one when it is up
-      void restarted?.then(() => informer.stop());
-    };
-    await informer.start();
-    starting = false;
-    if (startError !== undefined) {
-      await stop();
-      throw wrapKubeError(startError, `watching Workflows in ${this.namespace}`, this.rule('watch'));
-    }
-    return stop;
   }
 
   /**
