@@ -1,10 +1,10 @@
 import { expect } from 'chai';
-import { spawn } from 'node:child_process';
 import { cpSync, existsSync, mkdtempSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parse as parseYaml } from 'yaml';
+import { spawnCapflow, type CliResult } from '../support/cli.js';
 import { createGitRemote, type GitRemote } from '../support/git-remote.js';
 import { awsTestEnv, startMoto, type Moto } from '../support/moto.js';
 
@@ -12,23 +12,9 @@ const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..'
 const bin = path.join(repoRoot, 'dist', 'bin', 'capflow.js');
 const examples = path.join(repoRoot, 'examples', 'clusters');
 
-interface Result { code: number | null; stdout: string; stderr: string }
-
 /** Runs the built capflow command as a user (or the image) would. */
-function capflow(args: string[], opts: { cwd?: string; env?: NodeJS.ProcessEnv } = {}): Promise<Result> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [bin, ...args], {
-      cwd: opts.cwd ?? repoRoot,
-      env: { ...process.env, CAPFLOW_LOG_FORMAT: 'json', ...opts.env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
+function capflow(args: string[], opts: { cwd?: string; env?: NodeJS.ProcessEnv } = {}): Promise<CliResult> {
+  return spawnCapflow(args, opts).done;
 }
 
 describe('capflow CLI (the built command, run as a child process)', function () {

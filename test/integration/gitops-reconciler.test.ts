@@ -9,7 +9,7 @@
  * from the API server, never from the reconciler's own report alone.
  */
 import { expect } from 'chai';
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -20,7 +20,7 @@ import { startReconcilerService, type ServiceConfig } from '../../src/gitops/ser
 import type { PassReport } from '../../src/gitops/reconciler.js';
 import { createGitRemote, type GitRemote } from '../support/git-remote.js';
 import { schemaPath, startEnvtest, type Envtest } from '../support/envtest.js';
-import { REPO_ROOT } from '../support/tools.js';
+import { spawnCapflow, CAPFLOW_BIN, type CliResult } from '../support/cli.js';
 import {
   ARGO,
   clusterFiles,
@@ -46,7 +46,6 @@ import {
   type WorkflowObj,
 } from '../support/gitops.js';
 
-const BIN = path.join(REPO_ROOT, 'dist', 'bin', 'capflow.js');
 const SECRET = 'test-webhook-secret';
 const WEBHOOK_PATH = '/webhooks/github';
 const THREE = ['c1', 'c2', 'c3'];
@@ -59,12 +58,6 @@ interface Bed {
   /** The first commit (every cluster added). */
   rev0: string;
   logs: ReturnType<typeof createMemoryLogger>[];
-}
-
-interface CliResult {
-  code: number | null;
-  stdout: string;
-  stderr: string;
 }
 
 describe('gitops reconciler: git remote → Workflows in a real kube-apiserver (envtest + Argo CRDs; no Argo controller runs, tests set Workflow status to play it)', function () {
@@ -223,27 +216,15 @@ describe('gitops reconciler: git remote → Workflows in a real kube-apiserver (
   }
 
   function capflow(args: string[], opts: { env?: NodeJS.ProcessEnv } = {}): { child: ChildProcess; done: Promise<CliResult> } {
-    const child = spawn(process.execPath, [BIN, ...args], {
-      cwd: REPO_ROOT,
-      env: { ...process.env, CAPFLOW_LOG_FORMAT: 'json', ...opts.env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    const done = new Promise<CliResult>((resolve, reject) => {
-      child.on('error', reject);
-      child.on('close', (code) => resolve({ code, stdout, stderr }));
-    });
+    const run = spawnCapflow(args, opts);
     cleanups.push(async () => {
-      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+      if (run.child.exitCode === null && run.child.signalCode === null) run.child.kill('SIGKILL');
     });
-    return { child, done };
+    return run;
   }
 
   function requireBuild(): void {
-    if (!existsSync(BIN)) throw new Error(`${BIN} is missing: run "npm run build" first`);
+    if (!existsSync(CAPFLOW_BIN)) throw new Error(`${CAPFLOW_BIN} is missing: run "npm run build" first`);
   }
 
   async function status(bed: Bed, json: boolean): Promise<CliResult> {
