@@ -7,7 +7,7 @@
  */
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import { describeChain, exitCodeFor, isCapflowError, ExitCode } from '../core/errors.js';
+import { describeChain, exitCodeFor, isCapflowError, ExitCode, toCapflowError } from '../core/errors.js';
 import type { LogFormat, LogLevel } from '../core/logger.js';
 import { redactString } from '../core/redact.js';
 import { SpecInvalidError, formatProblem } from '../spec/index.js';
@@ -105,9 +105,11 @@ function printError(io: CliIo, err: unknown): void {
     io.err(`${errors} ${errors === 1 ? 'error' : 'errors'} in the cluster spec, nothing was applied`);
     return;
   }
-  const [first, ...causes] = describeChain(err);
+  // Coded, so the code printed agrees with the exit code (exitCodeFor gives the same as coded.exitCode).
+  const coded = toCapflowError(err);
+  const [first, ...causes] = describeChain(coded);
   io.err(`capflow: ${redactString(first ?? 'unknown error')}`);
   for (const c of causes) io.err(`  caused by: ${redactString(c)}`);
-  if (isCapflowError(err) && err.hint) io.err(`  hint: ${err.hint}`);
+  if (coded.hint) io.err(`  hint: ${coded.hint}`);
   if (!isCapflowError(err) && err instanceof Error && process.env.CAPFLOW_LOG_LEVEL === 'debug') io.err(err.stack ?? '');
 }

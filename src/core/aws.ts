@@ -5,7 +5,8 @@
  * service, action and mutating/read, which every step reports in its summary.
  * AWS_ENDPOINT_URL (the local emulator) is honoured for every service.
  */
-import { withRetry, type RetryPolicy } from './retry.js';
+import { attachRetryContext } from './errors.js';
+import { isRetryable, retryPolicyFromEnv, withRetry, type RetryPolicy } from './retry.js';
 import type { Logger } from './logger.js';
 
 /** Actions that only read, whatever their prefix says. */
@@ -82,6 +83,7 @@ export interface AwsClientsOptions {
   region?: string;
   /** Overrides AWS_ENDPOINT_URL. */
   endpoint?: string;
+  /** Overrides the environment's CAPFLOW_AWS_RETRIES and CAPFLOW_AWS_RETRY_TIMEOUT (see retryPolicyFromEnv). */
   retry?: Partial<RetryPolicy>;
   log?: Logger;
   counter?: CallCounter;
@@ -115,7 +117,7 @@ export class AwsClients {
       ...(endpoint ? { endpoint } : {}),
       ...(this.options.clientConfig ?? {}),
     });
-    this.instrument(client);
+    this.instrument(client, region);
     this.clients.set(key, client);
     return client;
   }
@@ -125,25 +127,49 @@ export class AwsClients {
     this.clients.clear();
   }
 
-  private instrument(client: SdkClient): void {
+  private instrument(client: SdkClient, region: string): void {
     const counter = this.counter;
     const log = this.options.log;
-    const policy = this.options.retry;
-    type Ctx = { clientName?: string; commandName?: string };
+    const policy = { ...retryPolicyFromEnv(), ...this.options.retry };
+    type Ctx = { clientName?: string; commandName?: string; capflowEndpoint?: string };
     type Next = (args: unknown) => Promise<unknown>;
-    // Outermost: retry transient failures of the whole call.
+    // Outermost: retry transient failures of the whole call. The error it gives up on carries
+    // what was waited for (operation, endpoint, attempts, time), which is how it is reported.
     client.middlewareStack.add(
-      (next: Next, context: Ctx) => (args: unknown) =>
-        withRetry(() => next(args), policy, {
-          onRetry: (e) =>
-            log?.debug('Retrying AWS call', {
-              service: serviceName(context.clientName),
-              action: actionName(context.commandName),
-              attempt: e.attempt,
-              throttled: e.throttled,
-              error: (e.error as { name?: string }).name,
-            }),
-        }),
+      (next: Next, context: Ctx) => async (args: unknown) => {
+        const started = Date.now();
+        let attempts = 0;
+        try {
+          return await withRetry(
+            (attempt) => {
+              attempts = attempt;
+              return next(args);
+            },
+            policy,
+            {
+              onRetry: (e) =>
+                log?.debug('Retrying AWS call', {
+                  service: serviceName(context.clientName),
+                  action: actionName(context.commandName),
+                  attempt: e.attempt,
+                  throttled: e.throttled,
+                  error: (e.error as { name?: string }).name,
+                }),
+            },
+          );
+        } catch (err) {
+          if (isRetryable(err)) {
+            attachRetryContext(err, {
+              system: 'AWS',
+              operation: `${serviceName(context.clientName)} ${actionName(context.commandName)} in ${region}`,
+              ...(context.capflowEndpoint ? { endpoint: context.capflowEndpoint } : {}),
+              attempts,
+              elapsedMs: Date.now() - started,
+            });
+          }
+          throw err;
+        }
+      },
       { step: 'initialize', name: 'capflowRetry', priority: 'high' },
     );
     // Wraps the deserializer, so each attempt that went to the wire is counted
@@ -152,6 +178,7 @@ export class AwsClients {
       (next: Next, context: Ctx) => async (args: unknown) => {
         const service = serviceName(context.clientName);
         const action = actionName(context.commandName);
+        context.capflowEndpoint = endpointOf(args) ?? context.capflowEndpoint;
         try {
           const out = await next(args);
           counter.record(service, action);
@@ -164,6 +191,14 @@ export class AwsClients {
       { step: 'deserialize', name: 'capflowCallCounter', priority: 'high' },
     );
   }
+}
+
+/** `http://127.0.0.1:5000` from the HTTP request the deserialize step is given. */
+function endpointOf(args: unknown): string | undefined {
+  const req = (args as { request?: { protocol?: unknown; hostname?: unknown; port?: unknown } } | undefined)?.request;
+  if (typeof req?.hostname !== 'string') return undefined;
+  const protocol = typeof req.protocol === 'string' ? req.protocol.replace(/:?$/, ':') : 'https:';
+  return `${protocol}//${req.hostname}${typeof req.port === 'number' ? `:${req.port}` : ''}`;
 }
 
 function serviceName(clientName: string | undefined): string {

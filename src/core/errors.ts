@@ -133,7 +133,19 @@ const TRANSIENT_NAMES = new Set([
   'TimeoutError',
 ]);
 
-const TRANSIENT_NET_CODES = new Set(['ECONNRESET', 'ECONNREFUSED', 'ETIMEDOUT', 'EPIPE', 'EAI_AGAIN', 'ENOTFOUND', 'UND_ERR_SOCKET']);
+/** Node's codes for an endpoint that cannot be reached at all: nothing listens, no such host, no route. */
+const UNREACHABLE_NET_CODES = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH']);
+
+const TRANSIENT_NET_CODES = new Set([...UNREACHABLE_NET_CODES, 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'UND_ERR_SOCKET']);
+
+/** True for a connection that could not be made (ECONNREFUSED, ENOTFOUND, ...): the endpoint is unreachable. */
+export function isUnreachable(err: unknown): boolean {
+  if (typeof err !== 'object' || err === null) return false;
+  const e = err as { code?: unknown; errors?: unknown };
+  if (typeof e.code === 'string') return UNREACHABLE_NET_CODES.has(e.code);
+  // Node 20's happy-eyeballs connect fails with an AggregateError of one error per address.
+  return Array.isArray(e.errors) && e.errors.length > 0 && e.errors.every((x) => isUnreachable(x));
+}
 
 /** True for AWS throttling answers (by error name or HTTP 429). */
 export function isThrottling(err: unknown): boolean {
@@ -153,19 +165,115 @@ export function classifyError(err: unknown): ErrorKind {
   const e = err as { name?: string; code?: string; $metadata?: { httpStatusCode?: number }; $fault?: string };
   if (isThrottling(err)) return 'transient';
   if (TRANSIENT_NAMES.has(e.name ?? '')) return 'transient';
-  if (TRANSIENT_NET_CODES.has(e.code ?? '')) return 'transient';
+  if (TRANSIENT_NET_CODES.has(e.code ?? '') || isUnreachable(err)) return 'transient';
   const status = e.$metadata?.httpStatusCode;
   if (status !== undefined && status >= 500) return 'transient';
   if (e.$fault === 'server') return 'transient';
   return 'internal';
 }
 
-/** One line per error in the cause chain, outermost first. */
+/**
+ * What a retry loop waited for before it gave up, attached to the error it gave up on (the AWS
+ * clients do: src/core/aws.ts), so that the error says it when it is reported.
+ */
+export interface RetryContext {
+  /** The system called, the prefix of the code: `AWS` gives AWS_UNREACHABLE, AWS_THROTTLED, AWS_TRANSIENT. */
+  system: string;
+  /** The operation: `ec2 DescribeVpcs in us-east-1`. */
+  operation: string;
+  /** The endpoint the attempts went to (`https://ec2.us-east-1.amazonaws.com`). */
+  endpoint?: string;
+  attempts: number;
+  elapsedMs: number;
+}
+
+const RETRY_CONTEXT = Symbol.for('capflow.retryContext');
+
+/** Attaches what was waited for to the error a retry loop gives up on (a no-op for a frozen value). */
+export function attachRetryContext(err: unknown, context: RetryContext): void {
+  if (typeof err !== 'object' || err === null || !Object.isExtensible(err)) return;
+  Object.defineProperty(err, RETRY_CONTEXT, { value: context, enumerable: false, configurable: true });
+}
+
+export function retryContextOf(err: unknown): RetryContext | undefined {
+  if (typeof err !== 'object' || err === null) return undefined;
+  return (err as Record<symbol, RetryContext | undefined>)[RETRY_CONTEXT];
+}
+
+/** The code of an error that is not ours: INTERNAL (exit 1) unless it is transient (exit 75). */
+export const INTERNAL_CODE = 'INTERNAL';
+
+/**
+ * Codes of transient failures that are not ours (each exits 75), after an optional system
+ * prefix (AWS_UNREACHABLE): the endpoint could not be reached, it throttled, or another
+ * transient failure (5xx, a dropped connection, a timeout).
+ */
+export const TransientCode = { unreachable: 'UNREACHABLE', throttled: 'THROTTLED', transient: 'TRANSIENT' } as const;
+
+/**
+ * Anything thrown as a coded error, so that code and exit code always agree: coded errors as
+ * they are; a transient failure becomes a TransientError saying what it waited for (operation,
+ * endpoint, attempts and time, last error); anything else an InternalError `INTERNAL`.
+ */
+export function toCapflowError(err: unknown): CapflowError {
+  if (isCapflowError(err)) return err;
+  const cause = err instanceof Error ? err.cause : undefined;
+  const options = cause === undefined ? {} : { cause };
+  if (classifyError(err) !== 'transient') return new InternalError(INTERNAL_CODE, describeOne(err), options);
+  const ctx = retryContextOf(err);
+  const prefix = ctx ? `${ctx.system}_` : '';
+  const unreachable = isUnreachable(err);
+  const code = prefix + (unreachable ? TransientCode.unreachable : isThrottling(err) ? TransientCode.throttled : TransientCode.transient);
+  return new TransientError(code, describeTransient(err, ctx, unreachable), {
+    ...options,
+    hint: unreachable
+      ? `check that the endpoint is right and reachable from here${ctx?.system === 'AWS' ? ' (AWS_ENDPOINT_URL, the region)' : ''}`
+      : 'retrying later may pass',
+    details: { ...(ctx ?? {}), ...(unreachable ? { unreachable: true } : {}) },
+  });
+}
+
+/** `ec2 DescribeVpcs in us-east-1: endpoint http://127.0.0.1:9 is unreachable; gave up after 9 attempts over 56.8 s; last error: ...` */
+function describeTransient(err: unknown, ctx: RetryContext | undefined, unreachable: boolean): string {
+  const endpoint = ctx?.endpoint ?? endpointOf(err);
+  const what = unreachable
+    ? `${endpoint ? `endpoint ${endpoint}` : 'the endpoint'} is unreachable`
+    : isThrottling(err)
+      ? `throttled${endpoint ? ` by ${endpoint}` : ''}`
+      : `transient failure${endpoint ? ` at ${endpoint}` : ''}`;
+  const waited = ctx ? `; gave up after ${ctx.attempts} ${ctx.attempts === 1 ? 'attempt' : 'attempts'} over ${(ctx.elapsedMs / 1000).toFixed(1)} s` : '';
+  return `${ctx ? `${ctx.operation}: ` : ''}${what}${waited}; last error: ${describeOne(err)}`;
+}
+
+/** The address a failed connection went to, from Node's network error fields. */
+function endpointOf(err: unknown): string | undefined {
+  const e = err as { hostname?: unknown; address?: unknown; port?: unknown; errors?: unknown };
+  if (typeof e.hostname === 'string') return e.hostname;
+  if (typeof e.address === 'string') return typeof e.port === 'number' ? `${e.address}:${e.port}` : e.address;
+  return Array.isArray(e.errors) ? endpointOf(e.errors[0]) : undefined;
+}
+
+function describeOne(err: unknown): string {
+  if (err instanceof Error) {
+    const code = isCapflowError(err) ? `[${err.code}] ` : err.name && err.name !== 'Error' ? `${err.name}: ` : '';
+    return `${code}${err.message}`;
+  }
+  return typeof err === 'string' ? err : JSON.stringify(err) ?? String(err);
+}
+
+/** One line per error in the cause chain, outermost first; a retried error says what was waited for. */
 export function describeChain(err: unknown): string[] {
   const lines: string[] = [];
   let current: unknown = err;
   for (let depth = 0; current !== undefined && current !== null && depth < 10; depth++) {
     if (current instanceof Error) {
+      const retried = depth > 0 && !isCapflowError(current) && retryContextOf(current) !== undefined;
+      if (retried) {
+        const coded = toCapflowError(current);
+        lines.push(`[${coded.code}] ${coded.message}`);
+        current = current.cause;
+        continue;
+      }
       const code = isCapflowError(current) ? `[${current.code}] ` : current.name && current.name !== 'Error' ? `${current.name}: ` : '';
       lines.push(`${code}${current.message}`);
       current = current.cause;

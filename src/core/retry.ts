@@ -4,7 +4,7 @@
  * Anything else fails at once, so a bad request is never hammered.
  */
 import pRetry, { AbortError } from 'p-retry';
-import { classifyError, isThrottling } from './errors.js';
+import { classifyError, InputError, isThrottling } from './errors.js';
 
 export interface RetryPolicy {
   /** Retries after the first attempt. */
@@ -17,6 +17,28 @@ export interface RetryPolicy {
 }
 
 export const DEFAULT_RETRY: RetryPolicy = { retries: 8, minTimeoutMs: 200, maxTimeoutMs: 20_000, factor: 2, maxElapsedMs: 120_000 };
+
+/**
+ * The AWS clients' retry policy as the environment sets it: CAPFLOW_AWS_RETRIES (retries after the
+ * first attempt, default 8) and CAPFLOW_AWS_RETRY_TIMEOUT (stop retrying this long after the first
+ * attempt: 500ms, 30s, 2m; default 2m). Unset values are left out.
+ */
+export function retryPolicyFromEnv(env: NodeJS.ProcessEnv = process.env): Partial<RetryPolicy> {
+  const out: Partial<RetryPolicy> = {};
+  const retries = env.CAPFLOW_AWS_RETRIES;
+  if (retries !== undefined && retries !== '') {
+    if (!/^\d{1,3}$/.test(retries)) throw new InputError('ENV_INVALID', `CAPFLOW_AWS_RETRIES must be a whole number of retries (0-999), not "${retries}"`);
+    out.retries = Number(retries);
+  }
+  const timeout = env.CAPFLOW_AWS_RETRY_TIMEOUT;
+  if (timeout !== undefined && timeout !== '') {
+    const m = /^(\d{1,9})(ms|s|m)?$/.exec(timeout);
+    if (!m) throw new InputError('ENV_INVALID', `CAPFLOW_AWS_RETRY_TIMEOUT must be a duration like 500ms, 30s or 2m, not "${timeout}"`);
+    const n = Number(m[1]);
+    out.maxElapsedMs = m[2] === 'ms' ? n : m[2] === 'm' ? n * 60_000 : n * 1000;
+  }
+  return out;
+}
 
 export interface RetryEvent {
   attempt: number;

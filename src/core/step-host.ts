@@ -4,7 +4,7 @@
  * one JSON summary line on stdout and returns the exit code Argo acts on.
  */
 import { AwsClients } from './aws.js';
-import { describeChain, exitCodeFor, isCapflowError, ExitCode, InputError } from './errors.js';
+import { describeChain, isCapflowError, ExitCode, InputError, toCapflowError } from './errors.js';
 import type { Executor, StepOptions, StepContext } from './executor.js';
 import { createLogger, type Logger } from './logger.js';
 import { OutputsWriter } from './outputs.js';
@@ -68,13 +68,15 @@ export async function runStep(executor: Executor, options: StepOptions, deps: St
     await outputs.writeAll(result.outputs);
     extra = result.summary ?? {};
   } catch (err) {
-    exitCode = exitCodeFor(err);
-    const causes = describeChain(err);
+    // Coded first, so the code printed and the exit code always agree (INTERNAL is exit 1 only).
+    const coded = toCapflowError(err);
+    exitCode = coded.exitCode;
+    const causes = describeChain(coded);
     error = {
-      code: isCapflowError(err) ? err.code : 'INTERNAL',
-      kind: isCapflowError(err) ? err.kind : 'internal',
-      message: err instanceof Error ? err.message : String(err),
-      ...(isCapflowError(err) && err.hint ? { hint: err.hint } : {}),
+      code: coded.code,
+      kind: coded.kind,
+      message: coded.message,
+      ...(coded.hint ? { hint: coded.hint } : {}),
       causes: causes.slice(1),
     };
     log.error(`Step ${executor.id} failed`, { code: error.code, error: error.message, ...(error.hint ? { hint: error.hint } : {}) });

@@ -1,6 +1,7 @@
 import { expect } from 'chai';
 import { CreateTagsCommand, CreateVpcCommand, DescribeVpcsCommand, EC2Client } from '@aws-sdk/client-ec2';
 import { AwsClients } from '../../src/core/aws.js';
+import { toCapflowError } from '../../src/core/errors.js';
 import { clientConfig } from '../support/moto.js';
 import { useMotoBehindProxy, type FaultProxy } from '../support/fault-proxy.js';
 
@@ -57,6 +58,10 @@ describe('core/aws: clients, call counting and retries against moto', function (
     expect(failed?.$metadata?.httpStatusCode).to.equal(500);
     // 1 try + 6 retries, all answered 500.
     expect(bed.proxy.countBy('CreateTags')).to.equal(7);
+    // Reported, it says what it waited for (exit 75, not INTERNAL).
+    const coded = toCapflowError(failed);
+    expect(coded).to.include({ code: 'AWS_TRANSIENT', kind: 'transient' });
+    expect(coded.message).to.match(new RegExp(`^ec2 CreateTags in us-east-1: transient failure at ${bed.proxy.endpoint}; gave up after 7 attempts over [\\d.]+ s; last error: `));
     bed.proxy.setFaults({});
     const bad = aws.get(EC2Client).send(new CreateVpcCommand({ CidrBlock: 'not-a-cidr' }));
     const err = await bad.then(() => undefined, (e: unknown) => e as { name: string; $metadata?: { httpStatusCode?: number } });

@@ -67,6 +67,9 @@ describe('core/step-host: the executor contract', () => {
     ['a transient failure exits 75', () => { throw new TransientError('LATER', 'try later'); }, 75, 'LATER'],
     ['a conflict exits 3', () => { throw new ConflictError('NOT_OWNED', 'vpc-1 is not ours'); }, 3, 'NOT_OWNED'],
     ['an unexpected error exits 1', () => { throw new Error('bug'); }, 1, 'INTERNAL'],
+    // A raw transient error (not coded by the executor) exits 75 and never says INTERNAL.
+    ['an unreachable endpoint exits 75', () => { throw Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:9'), { code: 'ECONNREFUSED', address: '127.0.0.1', port: 9 }); }, 75, 'UNREACHABLE'],
+    ['a 503 exits 75', () => { throw Object.assign(new Error('unavailable'), { name: 'ServiceUnavailable', $metadata: { httpStatusCode: 503 } }); }, 75, 'TRANSIENT'],
   ];
   for (const [name, thrower, code, errorCode] of failures) {
     it(`${name}, with the error in the summary`, async () => {
