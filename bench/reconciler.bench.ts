@@ -92,8 +92,11 @@ try {
   const url = `http://127.0.0.1:${port}`;
   let proc = startReconciler(cacheDir);
   const tStart = performance.now();
+  // Each push a distinct body (its own `before`): the reconciler answers a body it has seen as a replay.
+  let pushes = 0;
   const hook = async (after: string): Promise<void> => {
-    const res = await postWebhook(`${url}/webhooks/github`, githubPush(SECRET, { after }));
+    const before = (++pushes).toString(16).padStart(40, '0');
+    const res = await postWebhook(`${url}/webhooks/github`, githubPush(SECRET, { after, before }));
     if (res.status !== 202) throw new Error(`webhook answered ${res.status}: ${res.body}`);
   };
 

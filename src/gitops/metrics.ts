@@ -22,7 +22,7 @@ const PHASES = Object.keys({
 
 const RUN_KINDS: RunKind[] = ['apply', 'delete', 'plan'];
 const SUBMISSION_RESULTS = ['created', 'adopted', 'error'] as const;
-const WEBHOOK_RESULTS = ['accepted', 'ignored', 'unauthorized', 'bad-request'] as const;
+const WEBHOOK_RESULTS = ['accepted', 'ignored', 'unauthorized', 'bad-request', 'replay'] as const;
 const HANDOVER_RESULTS = ['sent', 'failed', 'received'] as const;
 
 export function createMetrics(): ReconcilerMetrics {

@@ -7,7 +7,7 @@
 import http from 'node:http';
 import type { Logger } from '../core/logger.js';
 import type { PushEvent, ReconcilerMetrics } from './types.js';
-import { verifyWebhook, WEBHOOK_PROVIDERS, type WebhookProvider, type WebhookSecrets } from './webhooks.js';
+import { DeliveryMemory, verifyWebhook, WEBHOOK_PROVIDERS, type WebhookProvider, type WebhookSecrets } from './webhooks.js';
 
 export interface ServerOptions {
   /** Default 0.0.0.0. */
@@ -24,6 +24,8 @@ export interface ServerOptions {
   log: Logger;
   /** Larger bodies get 413; default 1 MiB (GitHub caps its payloads at 25 MB, pushes are far smaller). */
   maxBodyBytes?: number;
+  /** The pushes acted on recently, so a replay is answered and not acted on (default: 1,000 deliveries, 1 h). */
+  deliveries?: DeliveryMemory;
 }
 
 export interface RunningServer {
@@ -45,6 +47,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   const { metrics, log } = options;
   const maxBodyBytes = options.maxBodyBytes ?? 1024 * 1024;
   const watchedRef = `refs/heads/${options.branch}`;
+  const deliveries = options.deliveries ?? new DeliveryMemory();
   let closing = false;
 
   function send(res: http.ServerResponse, status: number, text: string, headers: http.OutgoingHttpHeaders = {}): void {
@@ -89,6 +92,14 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
           metrics.webhook(provider, 'ignored');
           log.debug('Webhook ignored', { ...context, reason });
           send(res, 202, `ignored: ${reason}`);
+          return;
+        }
+        // Verified, but sent before (the same delivery id, or the same signed body): answered, not acted on.
+        const seenAs = deliveries.check(result.replayKeys);
+        if (seenAs !== undefined) {
+          metrics.webhook(provider, 'replay');
+          log.warn('Webhook replay ignored', { ...context, ref: event.ref, after: event.after, seenBy: seenAs.includes(' body ') ? 'body' : 'delivery id' });
+          send(res, 200, 'replay: this delivery was received before; nothing done');
           return;
         }
         options.onPush(event);

@@ -18,9 +18,12 @@ export interface WebhookSecrets {
   gitea?: string;
 }
 
-/** The delivery id (sanitised) rides along so refusals can be logged with it. */
+/**
+ * The delivery id (sanitised) rides along so refusals can be logged with it. A push carries the
+ * keys a replay of it would be known by (see replayKeys and DeliveryMemory).
+ */
 export type WebhookResult =
-  | { outcome: 'push'; event: PushEvent; delivery?: string }
+  | { outcome: 'push'; event: PushEvent; delivery?: string; replayKeys: string[] }
   | { outcome: 'ignored'; reason: string; delivery?: string }
   | { outcome: 'unauthorized'; reason: string; delivery?: string }
   | { outcome: 'bad-request'; reason: string; delivery?: string };
@@ -29,6 +32,10 @@ interface ProviderRules {
   eventHeader: string;
   pushEvent: string;
   deliveryHeader: string;
+  /** Headers naming the event, the same on every redelivery of it, in order of preference. */
+  replayHeaders: string[];
+  /** True when the body is signed (HMAC): a signed body sent again is a replay whatever its id header says. */
+  signsBody: boolean;
   /** Events that are fine to receive and need nothing done (a hook's test delivery). */
   quiet: string[];
   /** undefined when the delivery is authentic, else why not. */
@@ -40,6 +47,9 @@ const RULES: Record<WebhookProvider, ProviderRules> = {
     eventHeader: 'x-github-event',
     pushEvent: 'push',
     deliveryHeader: 'x-github-delivery',
+    // Unique per event: a redelivery (UI or API) keeps it.
+    replayHeaders: ['x-github-delivery'],
+    signsBody: true,
     quiet: ['ping'],
     verify: (body, headers, secret) => verifyHmac(body, single(headers, 'x-hub-signature-256'), 'sha256=', 'X-Hub-Signature-256', secret),
   },
@@ -47,6 +57,11 @@ const RULES: Record<WebhookProvider, ProviderRules> = {
     eventHeader: 'x-gitlab-event',
     pushEvent: 'Push Hook',
     deliveryHeader: 'x-gitlab-event-uuid',
+    // GitLab 17.4+ keeps Idempotency-Key across retries; X-Gitlab-Event-UUID names the event.
+    // Its token is a static header, not a signature of the body: a body is not a replay key
+    // (two real pushes can have the same payload).
+    replayHeaders: ['idempotency-key', 'x-gitlab-event-uuid'],
+    signsBody: false,
     quiet: [],
     verify: (_body, headers, secret) => verifyToken(single(headers, 'x-gitlab-token'), secret),
   },
@@ -54,6 +69,8 @@ const RULES: Record<WebhookProvider, ProviderRules> = {
     eventHeader: 'x-gitea-event',
     pushEvent: 'push',
     deliveryHeader: 'x-gitea-delivery',
+    replayHeaders: ['x-gitea-delivery'],
+    signsBody: true,
     quiet: [],
     verify: (body, headers, secret) => verifyHmac(body, single(headers, 'x-gitea-signature'), '', 'X-Gitea-Signature', secret),
   },
@@ -133,5 +150,75 @@ export function verifyWebhook(provider: WebhookProvider, body: Buffer, headers: 
   const after = typeof afterField === 'string' ? afterField : '';
   if (payload.deleted === true || /^0+$/.test(after)) return { outcome: 'ignored', reason: `${printable(ref)} was deleted`, delivery };
   if (after !== '' && !COMMIT_ID.test(after)) return { outcome: 'bad-request', reason: 'payload "after" is not a commit id', delivery };
-  return { outcome: 'push', event: { provider, ref, after, ...(delivery === undefined ? {} : { delivery }) }, delivery };
+  return { outcome: 'push', event: { provider, ref, after, ...(delivery === undefined ? {} : { delivery }) }, delivery, replayKeys: replayKeys(provider, body, headers) };
+}
+
+/**
+ * The keys a delivery is remembered by: its event id header, and for a signed body (GitHub,
+ * Gitea) the body's digest, so a captured delivery sent again with another id (the id header is
+ * not signed) is still known. GitHub pushes carry `repository.pushed_at` and Gitea's the
+ * repository's `updated_at`, so two real pushes do not share a body.
+ */
+export function replayKeys(provider: WebhookProvider, body: Buffer, headers: IncomingHttpHeaders): string[] {
+  const rules = RULES[provider];
+  const keys: string[] = [];
+  const id = rules.replayHeaders.map((h) => single(headers, h)).find((v) => v !== undefined && v !== '');
+  if (id !== undefined) keys.push(`${provider} id ${printable(id, 200)}`);
+  if (rules.signsBody) keys.push(`${provider} body ${createHash('sha256').update(body).digest('hex')}`);
+  return keys;
+}
+
+export interface DeliveryMemoryOptions {
+  /** Most keys kept; the least recently seen go first. Default 1,000 deliveries' worth. */
+  maxKeys?: number;
+  /** How long a key is kept. Default 1 h. */
+  ttlMs?: number;
+  /** The clock, in ms (tests drive their own). */
+  now?: () => number;
+}
+
+/**
+ * The recent deliveries acted on, to answer a replay without acting on it again: bounded (LRU by
+ * last sight, with a time to live), in memory, per replica.
+ */
+export class DeliveryMemory {
+  private readonly keys = new Map<string, number>();
+  private readonly maxKeys: number;
+  private readonly ttlMs: number;
+  private readonly now: () => number;
+
+  constructor(options: DeliveryMemoryOptions = {}) {
+    this.maxKeys = options.maxKeys ?? 2_000;
+    this.ttlMs = options.ttlMs ?? 3_600_000;
+    this.now = options.now ?? Date.now;
+  }
+
+  /**
+   * The key under which this delivery was seen before (a replay), else undefined; either way its
+   * keys are remembered (again) as of now.
+   */
+  check(keys: readonly string[]): string | undefined {
+    const now = this.now();
+    this.expire(now);
+    const seen = keys.find((k) => this.keys.has(k));
+    for (const k of keys) {
+      this.keys.delete(k);
+      this.keys.set(k, now + this.ttlMs);
+    }
+    while (this.keys.size > this.maxKeys) this.keys.delete(this.keys.keys().next().value as string);
+    return seen;
+  }
+
+  get size(): number {
+    this.expire(this.now());
+    return this.keys.size;
+  }
+
+  /** Keys are in the order of their last sight, and all live equally long: the expired are first. */
+  private expire(now: number): void {
+    for (const [k, until] of this.keys) {
+      if (until > now) break;
+      this.keys.delete(k);
+    }
+  }
 }

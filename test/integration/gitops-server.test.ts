@@ -10,6 +10,7 @@ import { createLogger } from '../../src/core/logger.js';
 import { createMetrics } from '../../src/gitops/metrics.js';
 import { startServer, type RunningServer, type ServerOptions } from '../../src/gitops/server.js';
 import type { PushEvent } from '../../src/gitops/types.js';
+import { DeliveryMemory } from '../../src/gitops/webhooks.js';
 
 const SECRETS = { github: 'gh-server-key-7', gitlab: 'gl-server-key-8', gitea: 'gt-server-key-9' };
 const AFTER = '9f1c2e0d3b4a59687766554433221100ffeeddcc';
@@ -17,8 +18,8 @@ const AFTER = '9f1c2e0d3b4a59687766554433221100ffeeddcc';
 const MARKER = 'body-marker-a41c';
 
 const sign = (secret: string, body: Buffer) => createHmac('sha256', secret).update(body).digest('hex');
-const pushBody = (ref = 'refs/heads/main') =>
-  Buffer.from(JSON.stringify({ ref, before: '0'.repeat(39) + '1', after: AFTER, commits: [{ id: AFTER, message: MARKER }], repository: { full_name: 'acme/fleet' } }));
+const pushBody = (ref = 'refs/heads/main', after = AFTER) =>
+  Buffer.from(JSON.stringify({ ref, before: '0'.repeat(39) + '1', after, commits: [{ id: after, message: MARKER }], repository: { full_name: 'acme/fleet' } }));
 
 interface Harness {
   server: RunningServer;
@@ -125,6 +126,56 @@ describe('gitops/server: probes, metrics and webhooks over real HTTP', function 
     expect(h.pushes).to.deep.equal([{ provider: 'github', ref: 'refs/heads/main', after: AFTER, delivery: 'd-good-1' }]);
   });
 
+  it('answers a replayed delivery (same id, body and signature; or the same signed body under a new id) with 200 and does not act on it', async () => {
+    const body = pushBody();
+    const headers = { 'x-github-event': 'push', 'x-github-delivery': 'd-replayed-1', 'x-hub-signature-256': `sha256=${sign(SECRETS.github, body)}` };
+    expect(await post(h, '/webhooks/github', body, headers)).to.deep.equal({ status: 202, text: 'accepted\n' });
+    const replay = await post(h, '/webhooks/github', body, headers);
+    expect(replay).to.deep.equal({ status: 200, text: 'replay: this delivery was received before; nothing done\n' });
+    // The delivery id is not signed: a captured delivery sent with a fresh id is still the same body.
+    expect((await post(h, '/webhooks/github', body, { ...headers, 'x-github-delivery': 'd-forged-id' })).status).to.equal(200);
+    const { 'x-github-delivery': _id, ...noId } = headers;
+    expect((await post(h, '/webhooks/github', body, noId)).status).to.equal(200);
+    expect(h.pushes).to.have.length(1);
+    const logged = h.logLines().filter((l) => l.message === 'Webhook replay ignored');
+    expect(logged.map((l) => [l.delivery, l.seenBy])).to.deep.equal([
+      ['d-replayed-1', 'delivery id'],
+      ['d-forged-id', 'body'],
+      [undefined, 'body'],
+    ]);
+
+    // GitLab (a token, no signature): by Idempotency-Key (kept across GitLab's retries), else X-Gitlab-Event-UUID.
+    const gl = { 'x-gitlab-event': 'Push Hook', 'x-gitlab-token': SECRETS.gitlab, 'x-gitlab-event-uuid': 'ev-1', 'idempotency-key': 'idem-1' };
+    expect((await post(h, '/webhooks/gitlab', body, gl)).status).to.equal(202);
+    expect((await post(h, '/webhooks/gitlab', body, gl)).status).to.equal(200);
+    expect((await post(h, '/webhooks/gitlab', body, { ...gl, 'idempotency-key': 'idem-2' })).status, 'a new event with the same payload').to.equal(202);
+    // Gitea: X-Gitea-Delivery and the signed body.
+    const gt = { 'x-gitea-event': 'push', 'x-gitea-delivery': 'gt-1', 'x-gitea-signature': sign(SECRETS.gitea, body) };
+    expect((await post(h, '/webhooks/gitea', body, gt)).status).to.equal(202);
+    expect((await post(h, '/webhooks/gitea', body, gt)).status).to.equal(200);
+    expect(h.pushes.map((p) => p.provider)).to.deep.equal(['github', 'gitlab', 'gitlab', 'gitea']);
+  });
+
+  it('forgets a delivery after its time to live, and keeps no more than it is told', async () => {
+    let now = 0;
+    const own = await start({ deliveries: new DeliveryMemory({ ttlMs: 60_000, maxKeys: 2, now: () => now }) });
+    try {
+      const hook = (n: number) => {
+        const body = pushBody('refs/heads/main', String(n).repeat(40));
+        return [body, { 'x-github-event': 'push', 'x-github-delivery': `d-${n}`, 'x-hub-signature-256': `sha256=${sign(SECRETS.github, body)}` }] as const;
+      };
+      expect((await post(own, '/webhooks/github', ...hook(1))).status).to.equal(202);
+      expect((await post(own, '/webhooks/github', ...hook(1))).status).to.equal(200);
+      now = 60_000; // an hour's stand-in later: a redelivery is acted on again
+      expect((await post(own, '/webhooks/github', ...hook(1))).status).to.equal(202);
+      expect((await post(own, '/webhooks/github', ...hook(2))).status).to.equal(202); // 2 keys per delivery: d-1 goes
+      expect((await post(own, '/webhooks/github', ...hook(1))).status).to.equal(202);
+      expect(own.pushes).to.have.length(4);
+    } finally {
+      await own.server.close();
+    }
+  });
+
   it('refuses a bad signature with 401, calls nothing, and logs who and why but not the body or secrets', async () => {
     const body = pushBody();
     const res = await post(h, '/webhooks/github', body, {
@@ -166,7 +217,9 @@ describe('gitops/server: probes, metrics and webhooks over real HTTP', function 
     const body = pushBody();
     const headers = { 'x-github-event': 'push', 'x-hub-signature-256': `sha256=${sign(SECRETS.github, body)}` };
     await post(h, '/webhooks/github', body, headers);
-    await post(h, '/webhooks/github', body, headers);
+    await post(h, '/webhooks/github', body, headers); // the same signed body again: a replay
+    const other = pushBody('refs/heads/main', 'a'.repeat(40));
+    await post(h, '/webhooks/github', other, { ...headers, 'x-hub-signature-256': `sha256=${sign(SECRETS.github, other)}` });
     await post(h, '/webhooks/github', body, { ...headers, 'x-hub-signature-256': 'sha256=00' });
     await post(h, '/webhooks/gitea', body, { 'x-gitea-event': 'push' });
 
@@ -188,6 +241,8 @@ describe('gitops/server: probes, metrics and webhooks over real HTTP', function 
       expect(text).to.include(`# TYPE ${name} `);
     }
     expect(text).to.include('capflow_reconciler_webhooks_total{provider="github",result="accepted"} 2');
+    expect(text).to.include('capflow_reconciler_webhooks_total{provider="github",result="replay"} 1');
+    expect(text).to.include('capflow_reconciler_webhooks_total{provider="gitlab",result="replay"} 0');
     expect(text).to.include('capflow_reconciler_webhooks_total{provider="github",result="unauthorized"} 1');
     expect(text).to.include('capflow_reconciler_webhooks_total{provider="gitea",result="unauthorized"} 1');
     expect(text).to.include('capflow_reconciler_webhooks_total{provider="gitlab",result="accepted"} 0');

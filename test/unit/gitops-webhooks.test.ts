@@ -1,10 +1,10 @@
 /**
  * Webhook verification: real HMACs and tokens computed here, payloads shaped like each host's push event.
  */
-import { createHmac } from 'node:crypto';
+import { createHash, createHmac } from 'node:crypto';
 import type { IncomingHttpHeaders } from 'node:http';
 import { expect } from 'chai';
-import { verifyWebhook, type WebhookResult, type WebhookSecrets } from '../../src/gitops/webhooks.js';
+import { DeliveryMemory, replayKeys, verifyWebhook, type WebhookResult, type WebhookSecrets } from '../../src/gitops/webhooks.js';
 
 const SECRETS: WebhookSecrets = { github: 'gh-hook-key-1', gitlab: 'gl-hook-key-2', gitea: 'gt-hook-key-3' };
 const BEFORE = '28e1879d029cb852e4844d9c718537df08844e03';
@@ -112,6 +112,7 @@ describe('gitops/webhooks: push deliveries are verified before they are read', (
         outcome: 'push',
         event: { provider: 'github', ref: 'refs/heads/main', after: AFTER, delivery: '72d3162e-cc78-11e3-81ab-4c9367dc0958' },
         delivery: '72d3162e-cc78-11e3-81ab-4c9367dc0958',
+        replayKeys: ['github id 72d3162e-cc78-11e3-81ab-4c9367dc0958', `github body ${createHash('sha256').update(body).digest('hex')}`],
       });
     });
 
@@ -234,5 +235,49 @@ describe('gitops/webhooks: push deliveries are verified before they are read', (
     const result = verifyWebhook('github', body, { ...githubHeaders(body, 'wrong'), 'x-github-delivery': `a\u0007b${'c'.repeat(300)}` }, SECRETS);
     expect(result.delivery).to.have.length(100);
     expect(result.delivery?.startsWith('a?b')).to.equal(true);
+  });
+});
+
+describe('gitops/webhooks: a replayed delivery is known', () => {
+  it('by its event id header (GitHub, Gitea; GitLab: Idempotency-Key, else X-Gitlab-Event-UUID) and, for signed bodies, by the body', () => {
+    const gh = githubPush();
+    const [ghId, ghBody] = replayKeys('github', gh, githubHeaders(gh));
+    expect(ghId).to.equal('github id 72d3162e-cc78-11e3-81ab-4c9367dc0958');
+    expect(ghBody).to.match(/^github body [0-9a-f]{64}$/);
+    // The id header is not signed: the same body under another id has the same body key.
+    expect(replayKeys('github', gh, { ...githubHeaders(gh), 'x-github-delivery': 'another-id' })).to.include(ghBody);
+    const gt = giteaPush();
+    expect(replayKeys('gitea', gt, giteaHeaders(gt))).to.have.length(2).and.include('gitea id f6266f16-1bf3-46a5-9ea4-602e06ead473');
+    // GitLab's token signs nothing, and two real pushes may send the same payload: ids only.
+    const gl = gitlabPush();
+    expect(replayKeys('gitlab', gl, gitlabHeaders())).to.deep.equal(['gitlab id 13792a34-cac6-4fda-95a8-c58e00a3954e']);
+    expect(replayKeys('gitlab', gl, { ...gitlabHeaders(), 'idempotency-key': 'e5b4c9a1-idem' })).to.deep.equal(['gitlab id e5b4c9a1-idem']);
+    expect(replayKeys('gitlab', gl, { 'x-gitlab-token': 't' })).to.deep.equal([]);
+  });
+
+  it('DeliveryMemory: a key seen before is a replay; keys live 1 h (by default) and the least recently seen go first', () => {
+    let now = 0;
+    const memory = new DeliveryMemory({ maxKeys: 3, ttlMs: 1000, now: () => now });
+    expect(memory.check(['a id 1', 'a body x'])).to.equal(undefined);
+    expect(memory.check(['a id 1'])).to.equal('a id 1');
+    expect(memory.check(['a id 2', 'a body x'])).to.equal('a body x'); // same body, another id
+    expect(memory.check(['b id 3'])).to.equal(undefined);
+    expect(memory.size).to.equal(3); // 'a id 1' was the least recently seen: gone
+    expect(memory.check(['a id 1'])).to.equal(undefined);
+    now = 999;
+    expect(memory.check(['b id 3'])).to.equal('b id 3');
+    now = 1999;
+    // Every key was last seen 1000 ms (the time to live) or more ago: all expired.
+    expect(memory.check(['a body x'])).to.equal(undefined);
+    expect(memory.check(['b id 3'])).to.equal(undefined);
+    expect(new DeliveryMemory().check([])).to.equal(undefined);
+  });
+
+  it('DeliveryMemory stays bounded under a flood of new ids', () => {
+    const memory = new DeliveryMemory({ now: () => 0 });
+    for (let i = 0; i < 10_000; i++) memory.check([`github id ${i}`, `github body ${i}`]);
+    expect(memory.size).to.equal(2_000);
+    expect(memory.check(['github id 9999'])).to.equal('github id 9999');
+    expect(memory.check(['github id 0'])).to.equal(undefined);
   });
 });
