@@ -34,6 +34,8 @@ export interface RecordedCall {
   durationMs: number;
   /** Set when the proxy interfered: 'throttle', 'token-bucket', 'server-error', 'killed-before-response', 'killed-after-response', 'dropped-after-kill'. */
   faulted?: string;
+  /** The latency the proxy added to this call (latencyMs), if any. */
+  delayedMs?: number;
   /** Decoded parameters: query-protocol form fields, EKS path parameters, JSON top-level scalars. */
   params?: Record<string, string>;
 }
@@ -95,6 +97,11 @@ export interface Faults {
   onlyActions?: string[];
   /** EC2 token buckets: true for EC2_TOKEN_BUCKETS, or your own sizes. EC2 calls only. */
   tokenBuckets?: boolean | TokenBuckets;
+  /**
+   * The token buckets' clock in ms (default Date.now). A test of rates passes its own (see
+   * manualClock) and moves it, so what refills never depends on how fast the machine is.
+   */
+  clock?: () => number;
   killAfterMutating?: KillAfterMutating;
 }
 
@@ -313,14 +320,29 @@ function prng(seed: number): () => number {
   };
 }
 
+/** A clock for the token buckets that moves only when told to. */
+export function manualClock(start = 0): { now: () => number; advance: (ms: number) => void } {
+  let t = start;
+  return {
+    now: () => t,
+    advance: (ms) => {
+      t += ms;
+    },
+  };
+}
+
 class Bucket {
   private tokens: number;
-  private last = Date.now();
-  constructor(private readonly spec: TokenBucketSpec) {
+  private last: number;
+  constructor(
+    private readonly spec: TokenBucketSpec,
+    private readonly clock: () => number = Date.now,
+  ) {
     this.tokens = spec.burst;
+    this.last = clock();
   }
   take(): boolean {
-    const now = Date.now();
+    const now = this.clock();
     this.tokens = Math.min(this.spec.burst, this.tokens + ((now - this.last) / 1000) * this.spec.refill);
     this.last = now;
     if (this.tokens < 1) return false;
@@ -360,8 +382,9 @@ export async function startFaultProxy(opts: FaultProxyOptions): Promise<FaultPro
     faults = { ...f };
     random = prng(f.seed ?? Math.floor(Math.random() * 2 ** 32));
     const spec = f.tokenBuckets === true ? EC2_TOKEN_BUCKETS : f.tokenBuckets || undefined;
+    const clock = f.clock ?? Date.now;
     buckets = spec
-      ? { mutating: new Bucket(spec.mutating), nonMutating: new Bucket(spec.nonMutating), runInstances: new Bucket(spec.runInstances) }
+      ? { mutating: new Bucket(spec.mutating, clock), nonMutating: new Bucket(spec.nonMutating, clock), runInstances: new Bucket(spec.runInstances, clock) }
       : undefined;
     throttledFirst = 0;
     mutatingReached = 0;
@@ -426,7 +449,10 @@ export async function startFaultProxy(opts: FaultProxyOptions): Promise<FaultPro
       return;
     }
 
-    if (faults.latencyMs && matches(d)) await sleep(faults.latencyMs);
+    if (faults.latencyMs && matches(d)) {
+      call.delayedMs = faults.latencyMs;
+      await sleep(faults.latencyMs);
+    }
 
     const fault = chooseFault(d, mutating);
     if (fault) {

@@ -39,11 +39,10 @@ describe('runner: loading templates', function () {
   });
 
   it('the schema validator, should be compiled once per process', () => {
-    const started = Date.now();
+    // The same instance each time (not a timing, which a loaded machine would break).
     const a = workflowTemplateValidator();
     const b = workflowTemplateValidator();
     expect(a).to.equal(b);
-    expect(Date.now() - started).to.be.lessThan(50); // already compiled by fixtureTemplates()
   });
 
   it('unsupported fields, should be rejected before anything runs, naming template, path and reason', () => {
