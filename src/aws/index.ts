@@ -5,5 +5,5 @@
 export { makeScope, DEFAULT_TIMEOUTS, type ClusterScope } from './scope.js';
 export { Plan, type PlanAction, type PlanEntry } from './plan.js';
 export { reconcileNetwork, deleteNetwork, type NetworkResult, type ReconcileNetworkOptions, type DeleteNetworkOptions } from './network.js';
-export { networkSpecOf, checkNetworkSpec, NAT_GATEWAYS_ANNOTATION, type NetworkSpec, type NatMode } from './network-spec.js';
-export { defaultLayout, splitCidr, overlaps, contains, parseCidr } from './cidr.js';
+export { networkSpecOf, checkNetworkSpec, NAT_GATEWAYS_ANNOTATION, type NetworkSpec, type NatMode } from '../spec/index.js';
+export { defaultLayout, splitCidr, overlaps, contains, parseCidr } from '../core/cidr.js';

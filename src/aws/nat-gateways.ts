@@ -19,7 +19,7 @@ import {
 } from '@aws-sdk/client-ec2';
 import { ConflictError, TransientError } from '../core/errors.js';
 import { awsErrorName, expectAtMostOne, found, isNotFound, type Found } from './find.js';
-import type { NatMode } from './network-spec.js';
+import type { NatMode } from '../spec/index.js';
 import type { ClusterScope } from './scope.js';
 import type { SubnetResult } from './subnets.js';
 import { CAPFLOW_AZ_TAG, fromTagList, ownedFilters, ownedTags, tagSpecifications } from './tags.js';

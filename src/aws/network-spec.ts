@@ -1,51 +1,12 @@
 /**
- * The network an AWSCluster describes, read from the model, and the checks
- * on it that need no cloud (CIDR syntax, overlaps, containment, ids) or only
- * reads (the region's zones, a user-supplied VPC). Every problem names the
- * file:line:column of its field, so bad input fails before anything is made.
+ * The network provision-vpc makes: the subnets wanted (computed or listed),
+ * zone order, and the checks that need reads (the region's zones). The network
+ * an AWSCluster describes and its checks that need no cloud live with the spec
+ * (src/spec/aws-network.ts), so validation runs them everywhere.
  */
 import { createHash } from 'node:crypto';
-import { InputError } from '../core/errors.js';
-import { fieldLocation, formatPath, SpecInvalidError, type AWSCluster, type AWSClusterSpec, type ClusterModel, type ProblemCode, type SpecProblem } from '../spec/index.js';
-import { cidrProblem, contains, defaultLayout, firstFree, overlappingPairs, overlaps, parseCidr } from './cidr.js';
-
-/** AWSCluster annotation choosing one shared NAT gateway instead of one per zone (CAPA v2.9 has no field for it). */
-export const NAT_GATEWAYS_ANNOTATION = 'capflow.io/nat-gateways';
-export type NatMode = 'per-az' | 'single';
-
-export const DEFAULT_VPC_CIDR = '10.0.0.0/16';
-export const DEFAULT_AZ_LIMIT = 3;
-
-/** A subnet as spec.network.subnets lists it. */
-export interface ListedSubnet {
-  /** Index in spec.network.subnets (for problem locations). */
-  index: number;
-  /** A user-supplied subnet id (`subnet-...`): used, never owned. */
-  resourceId?: string;
-  /** The spec's `id` when it is a name rather than an AWS id. */
-  name?: string;
-  cidrBlock?: string;
-  availabilityZone?: string;
-  isPublic: boolean;
-  tags: Record<string, string>;
-}
-
-export interface NetworkSpec {
-  clusterName: string;
-  region: string;
-  /** The AWSCluster document, for problem locations. */
-  infra: { kind: 'AWSCluster'; name: string };
-  awsCluster: AWSCluster;
-  /** A user-supplied VPC id: capflow uses it and never tags or deletes it. */
-  vpcId?: string;
-  vpcCidr: string;
-  /** Listed subnets; undefined when capflow computes the layout. */
-  subnets?: ListedSubnet[];
-  azLimit: number;
-  azSelection: 'Ordered' | 'Random';
-  subnetSchema: 'PreferPrivate' | 'PreferPublic';
-  natMode: NatMode;
-}
+import { NetworkProblems, SUBNETS, VPC, type ClusterModel, type ListedSubnet, type NetworkSpec, type SpecProblem } from '../spec/index.js';
+import { defaultLayout, firstFree, overlaps, parseCidr } from '../core/cidr.js';
 
 /** A subnet capflow wants to exist (or, user-supplied, to use). */
 export interface DesiredSubnet {
@@ -71,138 +32,6 @@ export interface ExistingSubnet {
   owned: boolean;
   tags: Record<string, string>;
   mapPublicIpOnLaunch: boolean;
-}
-
-const SUBNET_ID = /^subnet-[0-9a-f]+$/;
-
-/** Reads the network part of an AWS cluster's model. */
-export function networkSpecOf(model: ClusterModel): NetworkSpec {
-  if (model.provider !== 'aws' || model.infrastructure.kind !== 'AWSCluster') {
-    throw new InputError('PROVIDER_NOT_AWS', `cluster ${model.name} is a ${model.provider} cluster; provision-vpc makes the network of an AWSCluster`);
-  }
-  const awsCluster = model.infrastructure;
-  const spec: AWSClusterSpec = awsCluster.spec;
-  const vpc = spec.network?.vpc ?? {};
-  const nat = awsCluster.metadata.annotations?.[NAT_GATEWAYS_ANNOTATION];
-  const listed = spec.network?.subnets;
-  return {
-    clusterName: model.name,
-    region: spec.region ?? 'us-east-1',
-    infra: { kind: 'AWSCluster', name: awsCluster.metadata.name },
-    awsCluster,
-    ...(vpc.id ? { vpcId: vpc.id } : {}),
-    vpcCidr: vpc.cidrBlock ?? DEFAULT_VPC_CIDR,
-    ...(listed && listed.length > 0
-      ? {
-          subnets: listed.map((s, index) => ({
-            index,
-            ...(s.id && SUBNET_ID.test(s.id) ? { resourceId: s.id } : {}),
-            ...(s.id && !SUBNET_ID.test(s.id) ? { name: s.id } : {}),
-            ...(s.cidrBlock ? { cidrBlock: s.cidrBlock } : {}),
-            ...(s.availabilityZone ? { availabilityZone: s.availabilityZone } : {}),
-            isPublic: s.isPublic === true,
-            tags: s.tags ?? {},
-          })),
-        }
-      : {}),
-    azLimit: vpc.availabilityZoneUsageLimit ?? DEFAULT_AZ_LIMIT,
-    azSelection: vpc.availabilityZoneSelection === 'Random' ? 'Random' : 'Ordered',
-    subnetSchema: (vpc as { subnetSchema?: string }).subnetSchema === 'PreferPublic' ? 'PreferPublic' : 'PreferPrivate',
-    natMode: nat === 'single' ? 'single' : 'per-az',
-  };
-}
-
-/** Builds problems located at fields of the AWSCluster. */
-export class NetworkProblems {
-  readonly list: SpecProblem[] = [];
-  constructor(
-    private readonly model: ClusterModel,
-    private readonly spec: Pick<NetworkSpec, 'infra'>,
-  ) {}
-
-  add(path: Array<string | number>, code: ProblemCode, message: string, hint?: string): void {
-    const loc = fieldLocation(this.model, this.spec.infra, path);
-    this.list.push({
-      severity: 'error',
-      code,
-      message,
-      ...(loc ? { file: loc.file, line: loc.line, column: loc.column } : {}),
-      kind: this.spec.infra.kind,
-      name: this.spec.infra.name,
-      path: formatPath(path),
-      ...(hint ? { hint } : {}),
-    });
-  }
-
-  /** Throws SpecInvalidError (exit 2) when any problem was added. */
-  throwIfAny(): void {
-    if (this.list.length > 0) throw new SpecInvalidError(this.list, this.model.dir);
-  }
-}
-
-const SUBNETS = ['spec', 'network', 'subnets'] as const;
-const VPC = ['spec', 'network', 'vpc'] as const;
-
-/** Checks that need no cloud: annotation, CIDR syntax, containment, overlaps, ids, zones named. */
-export function checkNetworkSpec(model: ClusterModel, spec: NetworkSpec): SpecProblem[] {
-  const p = new NetworkProblems(model, spec);
-  const nat = spec.awsCluster.metadata.annotations?.[NAT_GATEWAYS_ANNOTATION];
-  if (nat !== undefined && nat !== 'single' && nat !== 'per-az') {
-    p.add(['metadata', 'annotations', NAT_GATEWAYS_ANNOTATION], 'invalid-value', `must be "single" or "per-az", not "${nat}"`);
-  }
-  if (!Number.isInteger(spec.azLimit) || spec.azLimit < 1) {
-    p.add([...VPC, 'availabilityZoneUsageLimit'], 'invalid-value', 'must be at least 1');
-  }
-  if (spec.vpcId) {
-    if (!spec.subnets) {
-      p.add([...VPC, 'id'], 'invalid-value', 'a user-supplied VPC needs its subnets listed in spec.network.subnets (with their ids)', 'list each subnet as {id: subnet-...}');
-    }
-    for (const s of spec.subnets ?? []) {
-      if (!s.resourceId) p.add([...SUBNETS, s.index, 'id'], 'invalid-value', 'in a user-supplied VPC every subnet is named by its id (subnet-...)');
-    }
-    return p.list;
-  }
-  const vpcProblem = cidrProblem(spec.vpcCidr);
-  if (vpcProblem) p.add([...VPC, 'cidrBlock'], 'invalid-value', vpcProblem);
-  else if (parseCidr(spec.vpcCidr)!.prefix < 16 || parseCidr(spec.vpcCidr)!.prefix > 28) {
-    p.add([...VPC, 'cidrBlock'], 'invalid-value', `a VPC block must be between /16 and /28, not /${parseCidr(spec.vpcCidr)!.prefix}`);
-  }
-  if (!spec.subnets) return p.list;
-  const valid: Array<string | undefined> = [];
-  for (const s of spec.subnets) {
-    if (s.resourceId) {
-      p.add([...SUBNETS, s.index, 'id'], 'invalid-value', `subnet id ${s.resourceId} can only be used with a user-supplied VPC (spec.network.vpc.id); capflow creates the subnets of a VPC it creates`);
-      valid.push(undefined);
-      continue;
-    }
-    if (!s.availabilityZone) p.add([...SUBNETS, s.index], 'invalid-value', 'availabilityZone is required for a subnet capflow creates');
-    if (!s.cidrBlock) {
-      p.add([...SUBNETS, s.index], 'invalid-value', 'cidrBlock is required for a subnet capflow creates');
-      valid.push(undefined);
-      continue;
-    }
-    const bad = cidrProblem(s.cidrBlock);
-    if (bad) {
-      p.add([...SUBNETS, s.index, 'cidrBlock'], 'invalid-value', bad);
-      valid.push(undefined);
-      continue;
-    }
-    if (!vpcProblem && !contains(spec.vpcCidr, s.cidrBlock)) {
-      p.add([...SUBNETS, s.index, 'cidrBlock'], 'cidr-overlap', `${s.cidrBlock} is outside the VPC block ${spec.vpcCidr}`);
-      valid.push(undefined);
-      continue;
-    }
-    valid.push(s.cidrBlock);
-  }
-  for (const [i, j] of overlappingPairs(valid)) {
-    const a = spec.subnets[i]!;
-    const b = spec.subnets[j]!;
-    p.add([...SUBNETS, b.index, 'cidrBlock'], 'cidr-overlap', `${b.cidrBlock} overlaps ${a.cidrBlock} of spec.network.subnets[${a.index}]`);
-  }
-  if (spec.subnets.some((s) => !s.isPublic) && !spec.subnets.some((s) => s.isPublic)) {
-    p.add([...SUBNETS], 'invalid-value', 'private subnets need at least one public subnet (for the NAT gateways)', 'mark one subnet per zone isPublic: true');
-  }
-  return p.list;
 }
 
 /** Checks against the region's zones: enough for the usage limit, and every listed zone exists. */

@@ -9,24 +9,13 @@
  */
 import { DescribeAvailabilityZonesCommand } from '@aws-sdk/client-ec2';
 import { ConflictError } from '../core/errors.js';
-import type { ClusterModel } from '../spec/index.js';
+import { networkSpecOf, NetworkProblems, type ClusterModel, type NetworkSpec } from '../spec/index.js';
 import { deleteBastion, reconcileBastion, type BastionResult } from './bastion.js';
-import { overlaps } from './cidr.js';
+import { overlaps } from '../core/cidr.js';
 import { describeInternetGateways, deleteInternetGateways, reconcileInternetGateway } from './internet-gateway.js';
 import { deleteLoadBalancers, reconcileLoadBalancer, type LoadBalancerResult } from './load-balancers.js';
 import { deleteNatGateways, describeNatAddresses, describeNatGateways, natPlacements, reconcileNatGateways, releaseNatAddresses, type NatGatewayResult } from './nat-gateways.js';
-import {
-  checkNetworkSpec,
-  checkZones,
-  desiredSubnets,
-  layoutCovered,
-  networkSpecOf,
-  NetworkProblems,
-  userSubnets,
-  type DesiredSubnet,
-  type ExistingSubnet,
-  type NetworkSpec,
-} from './network-spec.js';
+import { checkZones, desiredSubnets, layoutCovered, userSubnets, type DesiredSubnet, type ExistingSubnet } from './network-spec.js';
 import { deleteRouteTables, describeOwnedRouteTables, describeVpcRouteTables, reconcileRouteTables, type RouteTableResult } from './route-tables.js';
 import type { ClusterScope } from './scope.js';
 import { deleteSecurityGroups, reconcileSecurityGroups, type SecurityGroupRole } from './security-groups.js';
@@ -89,9 +78,8 @@ function checkSubnetRoom(scope: ClusterScope, desired: DesiredSubnet[], existing
 
 export async function reconcileNetwork(scope: ClusterScope, model: ClusterModel, options: ReconcileNetworkOptions = {}): Promise<NetworkResult> {
   const spec = networkSpecOf(model);
+  // The checks that need no cloud ran when the spec was loaded (src/spec/aws-network.ts).
   const problems = new NetworkProblems(model, spec);
-  problems.list.push(...checkNetworkSpec(model, spec));
-  problems.throwIfAny();
   scope.log.info('Reconciling network', { cluster: scope.clusterName, region: scope.region, vpc: spec.vpcId ?? 'managed', dryRun: scope.dryRun });
   const tagUpdates = new TagUpdates();
 

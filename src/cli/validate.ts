@@ -1,6 +1,6 @@
 import path from 'node:path';
 import { ExitCode } from '../core/errors.js';
-import { formatProblem, specHash, validateClusterSpec } from '../spec/index.js';
+import { formatProblem, printable, specHash, validateClusterSpec } from '../spec/index.js';
 import { parse, str } from './args.js';
 import type { CliIo } from './context.js';
 
@@ -12,6 +12,7 @@ references and prints every problem as file:line:column kind/name field: message
 Options:
   --vars FILE   substitute clusterctl variables (\${VAR}, \${VAR:=default}) from FILE
   --env         substitute clusterctl variables from the environment
+                (both over <cluster-dir>/cluster.env, which is always read when present)
   --json        print the result as JSON
 Exit codes: 0 valid, 2 invalid.`;
 
@@ -45,9 +46,9 @@ export async function validateCommand(argv: string[], io: CliIo): Promise<number
   } else {
     for (const p of problems) io.err(formatProblem(p));
     if (valid) {
-      io.out(`${positionals[0]}: valid ${model.provider} cluster "${model.name}", ${model.documents.length} documents, spec hash ${specHash(model).slice(0, 12)}`);
+      io.out(`${printable(positionals[0]!)}: valid ${model.provider} cluster "${model.name}", ${model.documents.length} documents, spec hash ${specHash(model).slice(0, 12)}`);
     } else {
-      io.err(`${positionals[0]}: ${errors.length} ${errors.length === 1 ? 'error' : 'errors'}, nothing was applied`);
+      io.err(`${printable(positionals[0]!)}: ${errors.length} ${errors.length === 1 ? 'error' : 'errors'}, nothing was applied`);
     }
   }
   return valid ? ExitCode.ok : ExitCode.invalidInput;

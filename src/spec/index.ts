@@ -4,11 +4,25 @@
  * with every problem reported as file:line:column.
  */
 export { loadClusterSpec, validateClusterSpec, type LoadOptions, type ValidationResult } from './loader.js';
-export { formatProblem, isSpecInvalidError, SpecInvalidError, type ProblemCode, type Severity, type SpecProblem } from './problems.js';
+export { DEFAULT_SPEC_LIMITS, type SpecLimits } from './limits.js';
+export { formatProblem, isSpecInvalidError, printable, SpecInvalidError, type ProblemCode, type Severity, type SpecProblem } from './problems.js';
 export { specHash, canonicalJson } from './hash.js';
 export { fieldLocation, type FieldLocation } from './locations.js';
 export { formatPath } from './paths.js';
-export { parseVarsFile, parseVarsText, type VariableOptions } from './variables.js';
+export { FOLDER_VARS_FILE, isCredentialName, parseVarsFile, parseVarsText, varsFileWithin, type VariableOptions } from './variables.js';
 export { checkHostKey, selects } from './references.js';
 export type { ValidatorMode } from './validators.js';
 export type * from './model.js';
+export {
+  checkNetworkSpec,
+  networkSpecOf,
+  NetworkProblems,
+  DEFAULT_AZ_LIMIT,
+  DEFAULT_VPC_CIDR,
+  NAT_GATEWAYS_ANNOTATION,
+  SUBNETS,
+  VPC,
+  type ListedSubnet,
+  type NatMode,
+  type NetworkSpec,
+} from './aws-network.js';

@@ -32,11 +32,19 @@ export type ProblemCode =
   | 'variables-not-substituted'
   | 'variable-unset'
   | 'variable-syntax'
+  /** A variable's value would change the YAML structure (a line break, ": ", " #", quotes, brackets). */
+  | 'variable-value'
+  /** A variable whose name or value looks like a credential: never substituted. */
+  | 'variable-secret'
+  /** The cluster folder's own variables file (cluster.env) is refused. */
+  | 'vars-file'
   | 'invalid-value'
   /** Two CIDR blocks overlap, or one lies outside the block that must hold it. */
   | 'cidr-overlap'
   /** Something the spec names does not exist in the cloud (e.g. a user-supplied VPC). */
-  | 'not-found';
+  | 'not-found'
+  /** A file or folder over the size limits (bytes, documents): refused before parsing. */
+  | 'too-large';
 
 export interface SpecProblem {
   severity: Severity;
@@ -62,11 +70,26 @@ export interface SpecProblem {
  */
 export function formatProblem(p: SpecProblem): string {
   const parts: string[] = [];
-  if (p.file !== undefined) parts.push(p.line !== undefined ? `${p.file}:${p.line}:${p.column ?? 1}` : p.file);
-  if (p.kind !== undefined) parts.push(p.name !== undefined && p.name !== '' ? `${p.kind}/${p.name}` : p.kind);
+  if (p.file !== undefined) parts.push(p.line !== undefined ? `${printable(p.file)}:${p.line}:${p.column ?? 1}` : printable(p.file));
+  if (p.kind !== undefined) parts.push(printable(p.name !== undefined && p.name !== '' ? `${p.kind}/${p.name}` : p.kind));
   const text = `${p.path ? `${p.path}: ` : ''}${p.severity === 'warning' ? 'warning: ' : ''}${p.message}`;
-  parts.push(p.hint ? `${text} hint: ${p.hint}` : text);
+  parts.push(printable(p.hint ? `${text} hint: ${p.hint}` : text));
   return parts.join(' ');
+}
+
+/**
+ * Text from the user's files (names, kinds, values) made safe to print on one line: control
+ * characters, including newlines and the ESC that starts terminal escape sequences, are shown
+ * escaped, so a file name cannot forge a problem line and a kind cannot drive the terminal.
+ */
+export function printable(text: string): string {
+  // eslint-disable-next-line no-control-regex
+  return text.replace(/[\u0000-\u001f\u007f-\u009f\u2028\u2029]/g, (c) => {
+    if (c === '\n') return '\\n';
+    if (c === '\r') return '\\r';
+    if (c === '\t') return '\\t';
+    return `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`;
+  });
 }
 
 /** Orders problems by file, line and column (folder-wide problems first), keeping the found order otherwise. */
@@ -102,7 +125,7 @@ export class SpecInvalidError extends InputError {
     const lines = problems.map(formatProblem);
     super(
       'SPEC_INVALID',
-      `Cluster spec${dir ? ` ${dir}` : ''} is invalid (${errors} error${errors === 1 ? '' : 's'}):\n${lines.join('\n')}`,
+      `Cluster spec${dir ? ` ${printable(dir)}` : ''} is invalid (${errors} error${errors === 1 ? '' : 's'}):\n${lines.join('\n')}`,
       {
         hint: 'fix the problems listed (each names file:line:column) and run again',
         details: { ...(dir ? { dir } : {}), problems: problems.map((p) => ({ ...p })) },

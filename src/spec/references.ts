@@ -4,7 +4,7 @@
  * ClusterResourceSet resources and selectors, the BYOH host inventory and
  * AddonChart ordering. Then the typed model is assembled.
  */
-import { closest, type SpecProblem } from './problems.js';
+import { closest, hasErrors, type SpecProblem } from './problems.js';
 import { getPath, isRecord } from './paths.js';
 import { groupOf, kindInfo } from './kinds.js';
 import { DocumentReporter, type CheckedDocument } from './validate.js';
@@ -98,7 +98,9 @@ export function resolveSpec(
   problems: SpecProblem[],
   folder: { abs: string; display: string },
   rejected: readonly RejectedDocument[] = [],
+  options: { incomplete?: boolean } = {},
 ): ResolveResult {
+  const incomplete = options.incomplete === true;
   const rejectedKeys = new Set(rejected.map((d) => key(d.kind, d.namespace, d.name)));
   const reporters = new Map<CheckedDocument, DocumentReporter>();
   const rep = (d: CheckedDocument): DocumentReporter => {
@@ -111,7 +113,6 @@ export function resolveSpec(
     }
     return r;
   };
-  const errorsBefore = problems.filter((p) => p.severity === 'error').length;
 
   // Unique kind/namespace/name.
   const index = new Map<string, CheckedDocument>();
@@ -138,10 +139,17 @@ export function resolveSpec(
   ): CheckedDocument | undefined => {
     const ref = getPath(d.value, path);
     if (ref === undefined) {
-      if (options.required) rep(d).report('dangling-ref', path, `missing required field \`${String(path[path.length - 1])}\``, { at: 'start', ...(options.requiredHint ? { hint: options.requiredHint } : {}) });
+      // Only when the enclosing object exists: a misspelt ancestor (`spce`, `templte`) is reported
+      // once, as an unknown field, not again as every reference below it.
+      if (options.required && isRecord(getPath(d.value, path.slice(0, -1)))) rep(d).report('dangling-ref', path, `missing required field \`${String(path[path.length - 1])}\``, { at: 'start', ...(options.requiredHint ? { hint: options.requiredHint } : {}) });
       return undefined;
     }
-    if (!isRecord(ref) || typeof ref.kind !== 'string' || typeof ref.name !== 'string') return undefined;
+    if (!isRecord(ref)) return undefined;
+    if (typeof ref.kind !== 'string' || typeof ref.name !== 'string') {
+      const missing = typeof ref.kind !== 'string' ? 'kind' : 'name';
+      rep(d).report('dangling-ref', path, `a reference needs a kind and a name; \`${missing}\` is missing`, { at: 'key' });
+      return undefined;
+    }
     const kind = ref.kind;
     if (!expected.includes(kind)) {
       rep(d).report('ref-kind', [...path, 'kind'], `${kind} cannot be referenced here; expected ${expected.length === 1 ? expected[0] : `one of ${expected.join(', ')}`}`);
@@ -154,9 +162,13 @@ export function resolveSpec(
         rep(d).report('ref-group', [...path, 'apiVersion'], `apiVersion ${ref.apiVersion} does not match kind ${kind} (API group ${info.group})`);
       }
     }
+    // Cluster API v1beta2 references name the group alone.
+    if (typeof ref.apiGroup === 'string' && info && ref.apiGroup !== info.group) {
+      rep(d).report('ref-group', [...path, 'apiGroup'], `apiGroup ${ref.apiGroup} does not match kind ${kind} (API group ${info.group})`);
+    }
     const namespace = typeof ref.namespace === 'string' && ref.namespace !== '' ? ref.namespace : d.namespace;
     const target = index.get(key(kind, namespace, ref.name));
-    if (!target && rejectedKeys.has(key(kind, namespace, ref.name))) return undefined;
+    if (!target && (incomplete || rejectedKeys.has(key(kind, namespace, ref.name)))) return undefined;
     if (!target) {
       const guess = closest(ref.name, ofKind(kind).filter((t) => t.namespace === namespace).map((t) => t.name));
       rep(d).report('dangling-ref', [...path, 'name'], `${kind} "${ref.name}" is not defined in this folder${namespace !== 'default' ? ` (namespace ${namespace})` : ''}${guess ? `; did you mean \`${guess}\`?` : ''}`);
@@ -168,7 +180,7 @@ export function resolveSpec(
 
   // Exactly one Cluster.
   const clusters = ofKind('Cluster');
-  if (clusters.length === 0 && !rejected.some((d) => d.kind === 'Cluster')) {
+  if (clusters.length === 0 && !incomplete && !rejected.some((d) => d.kind === 'Cluster')) {
     problems.push({
       severity: 'error',
       code: 'cluster-count',
@@ -221,11 +233,14 @@ export function resolveSpec(
 
   // Control plane machine template.
   let cpTemplateDoc: CheckedDocument | undefined;
+  // v1beta2 (Cluster API v1.11) moved it to spec.machineTemplate.spec.infrastructureRef.
+  const kcpTemplateRef = (kcp: CheckedDocument): PathSegment[] =>
+    kcp.version === 'v1beta2' ? ['spec', 'machineTemplate', 'spec', 'infrastructureRef'] : ['spec', 'machineTemplate', 'infrastructureRef'];
   if (cpDoc?.kind === 'KubeadmControlPlane') {
-    cpTemplateDoc = resolveRef(cpDoc, ['spec', 'machineTemplate', 'infrastructureRef'], anyProvider(MACHINE_TEMPLATE));
+    cpTemplateDoc = resolveRef(cpDoc, kcpTemplateRef(cpDoc), anyProvider(MACHINE_TEMPLATE));
   }
   for (const kcp of ofKind('KubeadmControlPlane').filter((d) => d !== cpDoc)) {
-    resolveRef(kcp, ['spec', 'machineTemplate', 'infrastructureRef'], anyProvider(MACHINE_TEMPLATE));
+    resolveRef(kcp, kcpTemplateRef(kcp), anyProvider(MACHINE_TEMPLATE));
   }
 
   // MachineDeployments.
@@ -233,7 +248,10 @@ export function resolveSpec(
   for (const md of ofKind('MachineDeployment')) {
     checkClusterName(md, ['spec', 'clusterName']);
     checkClusterName(md, ['spec', 'template', 'spec', 'clusterName']);
-    const template = resolveRef(md, ['spec', 'template', 'spec', 'infrastructureRef'], anyProvider(MACHINE_TEMPLATE));
+    const template = resolveRef(md, ['spec', 'template', 'spec', 'infrastructureRef'], anyProvider(MACHINE_TEMPLATE), {
+      required: true,
+      requiredHint: 'a MachineDeployment names its machine template in spec.template.spec.infrastructureRef',
+    });
     const bootstrap = resolveRef(md, ['spec', 'template', 'spec', 'bootstrap', 'configRef'], anyProvider(BOOTSTRAP_TEMPLATE));
     checkBootstrapPresent(md, rep(md));
     mdModels.push({ md, ...(template ? { template } : {}), ...(bootstrap ? { bootstrap } : {}) });
@@ -248,7 +266,10 @@ export function resolveSpec(
     }
     checkClusterName(mp, ['spec', 'clusterName']);
     checkClusterName(mp, ['spec', 'template', 'spec', 'clusterName']);
-    const infra = resolveRef(mp, ['spec', 'template', 'spec', 'infrastructureRef'], anyProvider(POOL_INFRA));
+    const infra = resolveRef(mp, ['spec', 'template', 'spec', 'infrastructureRef'], anyProvider(POOL_INFRA), {
+      required: true,
+      requiredHint: 'a MachinePool names its AWSMachinePool or AWSManagedMachinePool in spec.template.spec.infrastructureRef',
+    });
     const bootstrap = resolveRef(mp, ['spec', 'template', 'spec', 'bootstrap', 'configRef'], anyProvider(POOL_BOOTSTRAP));
     if (infra?.kind !== 'AWSManagedMachinePool') checkBootstrapPresent(mp, rep(mp));
     mpModels.push({ mp, ...(infra ? { infra } : {}), ...(bootstrap ? { bootstrap } : {}) });
@@ -308,8 +329,10 @@ export function resolveSpec(
     rep(d).report('unused', ['metadata', 'name'], `${d.kind} "${d.name}" is not referenced by anything in this folder`, { severity: 'warning' });
   }
 
-  const errorsAfter = problems.filter((p) => p.severity === 'error').length;
-  if (errorsAfter > errorsBefore || !clusterDoc || !infraDoc || !cpDoc || !provider) return {};
+  // Any error, found here or by the per-document checks before, leaves no model: the assembly
+  // below trusts every reference to have resolved and every document to have its schema's shape.
+  if (hasErrors(problems) || !clusterDoc || !infraDoc || !cpDoc || !provider) return {};
+  if (mdModels.some((m) => !m.template) || mpModels.some((m) => !m.infra)) return {};
 
   // Assemble the model (every reference resolved, no errors so far).
   const obj = <T>(d: CheckedDocument): T => d.value as unknown as T;

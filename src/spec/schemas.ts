@@ -16,7 +16,7 @@
 import type { Options } from 'ajv';
 
 /** Bump when the conversion changes: generated validators carry it in their fingerprint. */
-export const CONVERTER_VERSION = '1';
+export const CONVERTER_VERSION = '2';
 
 export type JsonObject = Record<string, unknown>;
 
@@ -43,6 +43,12 @@ export const FORMAT_PATTERNS: Readonly<Record<string, string>> = {
 };
 
 const FORMAT_BY_PATTERN = new Map(Object.entries(FORMAT_PATTERNS).map(([f, p]) => [p, f]));
+
+/** Ranges of the integer formats; int64 is bounded by what a JavaScript number holds exactly. */
+const INTEGER_RANGES: Record<string, [number, number]> = {
+  int32: [-2147483648, 2147483647],
+  int64: [Number.MIN_SAFE_INTEGER, Number.MAX_SAFE_INTEGER],
+};
 
 /** The format a pattern stands for, when it came from a `format`. */
 export function formatOfPattern(pattern: string): string | undefined {
@@ -134,6 +140,14 @@ function convertNode(s: JsonObject, valueOnly: boolean): Converted {
   if (format !== undefined && (type === 'string' || intOrString)) {
     if (out.pattern === undefined) out.pattern = format;
     else out.allOf = [...(Array.isArray(out.allOf) ? (out.allOf as unknown[]) : []), { pattern: format }];
+  }
+
+  // Integer formats are ranges the API server enforces (int32 replicas, ports): 99999999999
+  // replicas must be refused here, not wrapped or rejected after the cloud was touched.
+  const range = type === 'integer' && typeof s.format === 'string' ? INTEGER_RANGES[s.format] : undefined;
+  if (range !== undefined) {
+    if (typeof out.minimum !== 'number' || out.minimum < range[0]) out.minimum = range[0];
+    if (typeof out.maximum !== 'number' || out.maximum > range[1]) out.maximum = range[1];
   }
 
   if (embedded) {

@@ -11,6 +11,8 @@ import path from 'node:path';
 import { isAlias, isCollection, isMap, isPair, isScalar, isSeq, parseAllDocuments } from 'yaml';
 import type { Document, Node as YamlNode, Pair, Tags } from 'yaml';
 import { originalOffset, type Replacement } from './variables.js';
+import { findDuplicateKeys } from './yaml-keys.js';
+import { checkStructure, isEmptyDocument, MAX_NESTING, toValue } from './yaml-checks.js';
 
 export type PathSegment = string | number;
 
@@ -28,6 +30,8 @@ export interface SpecFile {
   text: string;
   replacements: Replacement[];
   lineStarts: number[];
+  /** Set when the bytes are not UTF-8 text: the file is reported and not parsed. */
+  encodingProblem?: string;
 }
 
 export function makeSpecFile(absPath: string, display: string, original: string): SpecFile {
@@ -81,8 +85,9 @@ export class SourceDocument {
     /** 0-based index of the document in its file. */
     readonly index: number,
     private readonly doc: Document.Parsed,
+    value: unknown,
   ) {
-    this.value = doc.toJS({ maxAliasCount: 1000 });
+    this.value = value;
   }
 
   /** Where the document's content starts (its first key). */
@@ -104,10 +109,7 @@ export class SourceDocument {
       node = this.resolve(node);
       let next: { key?: YamlNode; value: unknown } | undefined;
       if (isMap(node)) {
-        const pair = node.items.find((p: Pair) => {
-          const k = this.resolve(p.key);
-          return isScalar(k) && String(k.value) === String(seg);
-        });
+        const pair = this.pairOf(node, String(seg));
         if (pair) next = { key: pair.key as YamlNode, value: pair.value };
       } else if (isSeq(node) && typeof seg === 'number') {
         if (seg < node.items.length) next = { value: node.items[seg] };
@@ -129,6 +131,24 @@ export class SourceDocument {
     return this.start;
   }
 
+  /** Key lookups per map, indexed on first use: a document with thousands of problems in one map stays linear. */
+  private readonly keyIndex = new WeakMap<object, Map<string, Pair>>();
+
+  private pairOf(map: { items: Pair[] }, key: string): Pair | undefined {
+    let index = this.keyIndex.get(map);
+    if (!index) {
+      index = new Map();
+      for (const p of map.items) {
+        const k = this.resolve(p.key);
+        if (!isScalar(k)) continue;
+        const name = String(k.value);
+        if (!index.has(name)) index.set(name, p);
+      }
+      this.keyIndex.set(map, index);
+    }
+    return index.get(key);
+  }
+
   private resolve(node: unknown): unknown {
     if (isAlias(node)) return node.resolve(this.doc) ?? node;
     if (isPair(node)) return node.value;
@@ -147,7 +167,8 @@ export function parseSpecFile(file: SpecFile): ParsedFile {
     version: '1.1',
     customTags: kubernetesTags,
     prettyErrors: false,
-    uniqueKeys: true,
+    // duplicate keys are found by findDuplicateKeys, in linear time (the package's own check is quadratic)
+    uniqueKeys: false,
   });
   const issues: YamlIssue[] = [];
   const documents: SourceDocument[] = [];
@@ -158,13 +179,34 @@ export function parseSpecFile(file: SpecFile): ParsedFile {
   }
   list.forEach((doc, index) => {
     if (doc.errors.length > 0) {
-      for (const e of doc.errors) issues.push({ offset: e.pos[0], message: e.message.split('\n')[0] ?? e.message });
+      for (const e of doc.errors) issues.push({ offset: e.pos[0], message: parserMessage(e.message) });
       return;
     }
-    if (doc.contents === null) return;
-    documents.push(new SourceDocument(file, index, doc));
+    if (isEmptyDocument(doc)) return;
+    const structure = checkStructure(doc);
+    if (structure.length > 0) {
+      issues.push(...structure);
+      return;
+    }
+    const duplicates = findDuplicateKeys(doc);
+    if (duplicates.length > 0) {
+      for (const d of duplicates) issues.push({ offset: d.offset, message: `Map keys must be unique: ${d.key} is already a key of this map at line ${positionOf(file, d.firstOffset).line}` });
+      return;
+    }
+    const built = toValue(doc);
+    if ('error' in built) {
+      issues.push({ offset: doc.contents?.range?.[0] ?? doc.range[0], message: built.error });
+      return;
+    }
+    documents.push(new SourceDocument(file, index, doc, built.value));
   });
   return { documents, issues };
+}
+
+/** The parser's message, first line only, with a stack overflow said as what it is. */
+function parserMessage(message: string): string {
+  if (message.startsWith('Maximum call stack size exceeded')) return `nesting deeper than ${MAX_NESTING} levels of maps and lists; no Kubernetes object needs that many`;
+  return message.split('\n')[0] ?? message;
 }
 
 /** The YAML files of a cluster folder (not recursive), sorted by name. */
@@ -177,8 +219,31 @@ export async function listSpecFiles(dir: string): Promise<string[]> {
 }
 
 export async function readSpecFile(absPath: string, displayRoot: string): Promise<SpecFile> {
-  const text = await readFile(absPath, 'utf8');
-  return makeSpecFile(absPath, displayPath(absPath, displayRoot), text);
+  const bytes = await readFile(absPath);
+  const display = displayPath(absPath, displayRoot);
+  const decoded = decodeUtf8(bytes);
+  if ('problem' in decoded) return { ...makeSpecFile(absPath, display, ''), encodingProblem: decoded.problem };
+  return makeSpecFile(absPath, display, decoded.text);
+}
+
+/**
+ * Kubernetes reads YAML as UTF-8 only. A UTF-16 file (what some Windows editors save) would
+ * otherwise parse as garbage and surface as knock-on problems elsewhere, so it is named first.
+ */
+function decodeUtf8(bytes: Buffer): { text: string } | { problem: string; offset?: number } {
+  const b0 = bytes[0];
+  const b1 = bytes[1];
+  if ((b0 === 0xff && b1 === 0xfe) || (b0 === 0xfe && b1 === 0xff) || (bytes.length >= 2 && (b0 === 0 || b1 === 0))) {
+    return { problem: 'the file is UTF-16 (or UTF-32) encoded; Kubernetes YAML must be UTF-8: save it as UTF-8' };
+  }
+  try {
+    return { text: new TextDecoder('utf-8', { fatal: true, ignoreBOM: false }).decode(bytes) };
+  } catch {
+    const text = bytes.toString('utf8');
+    const at = text.indexOf('\uFFFD');
+    const line = at < 0 ? 1 : text.slice(0, at).split('\n').length;
+    return { problem: `the file is not valid UTF-8 (first bad byte on line ${line}); Kubernetes YAML must be UTF-8` };
+  }
 }
 
 export function displayPath(absPath: string, displayRoot: string): string {

@@ -336,7 +336,41 @@ describe('provision-vpc: the network of an AWSCluster against moto (through the 
   });
 
   describe('bad input fails before any mutating call, naming file:line:column of the field', () => {
-    const cases: Array<{ name: string; edit: [string | RegExp, string]; expect: RegExp }> = [
+    // `static`: found by validation, which every command, step and the reconciler run, so not one AWS call is made.
+    const cases: Array<{ name: string; edit: [string | RegExp, string]; expect: RegExp; static?: boolean }> = [
+      {
+        name: 'a /28 VPC is too small for a public and a private subnet per zone',
+        edit: ['cidrBlock: 10.0.0.0/16', 'cidrBlock: 10.0.0.0/28'],
+        expect: /clusters\/dev\/cluster\.yaml:\d+:18 AWSCluster\/aws-dev spec\.network\.vpc\.cidrBlock: 10\.0\.0\.0\/28 is too small for a public and a private subnet in each of 3 zones: they would be \/32/,
+        static: true,
+      },
+      {
+        name: 'a listed subnet is smaller than AWS allows (/30)',
+        edit: [
+          '      availabilityZoneSelection: Ordered\n',
+          '      availabilityZoneSelection: Ordered\n    subnets:\n    - id: a-public\n      availabilityZone: us-east-1a\n      cidrBlock: 10.0.0.0/30\n      isPublic: true\n',
+        ],
+        expect: /spec\.network\.subnets\[0\]\.cidrBlock: a subnet block must be between \/16 and \/28, not \/30/,
+        static: true,
+      },
+      {
+        name: 'an ingress rule names the CIDR 999.0.0.0/8',
+        edit: ['    healthCheckProtocol: HTTPS\n', '    healthCheckProtocol: HTTPS\n    ingressRules:\n    - description: admins\n      protocol: tcp\n      fromPort: 6443\n      toPort: 6443\n      cidrBlocks:\n      - 999.0.0.0/8\n'],
+        expect: /clusters\/dev\/cluster\.yaml:\d+:9 AWSCluster\/aws-dev spec\.controlPlaneLoadBalancer\.ingressRules\[0\]\.cidrBlocks\[0\]: "999\.0\.0\.0\/8" is not a CIDR block/,
+        static: true,
+      },
+      {
+        name: 'the region does not exist (us-east-1x)',
+        edit: ['region: us-east-1\n', 'region: us-east-1x\n'],
+        expect: /clusters\/dev\/cluster\.yaml:\d+:11 AWSCluster\/aws-dev spec\.region: "us-east-1x" is not an AWS region name/,
+        static: true,
+      },
+      {
+        name: 'the region is not a region name at all',
+        edit: ['region: us-east-1\n', 'region: "not a region"\n'],
+        expect: /spec\.region: "not a region" is not an AWS region name/,
+        static: true,
+      },
       {
         name: 'two listed subnets overlap',
         edit: [
@@ -344,6 +378,7 @@ describe('provision-vpc: the network of an AWSCluster against moto (through the 
           '      availabilityZoneSelection: Ordered\n    subnets:\n    - id: a-public\n      availabilityZone: us-east-1a\n      cidrBlock: 10.0.0.0/20\n      isPublic: true\n    - id: a-private\n      availabilityZone: us-east-1a\n      cidrBlock: 10.0.8.0/24\n',
         ],
         expect: /clusters\/dev\/cluster\.yaml:\d+:18 AWSCluster\/aws-dev spec\.network\.subnets\[1\]\.cidrBlock: 10\.0\.8\.0\/24 overlaps 10\.0\.0\.0\/20/,
+        static: true,
       },
       {
         name: 'a listed subnet lies outside the VPC block',
@@ -352,6 +387,7 @@ describe('provision-vpc: the network of an AWSCluster against moto (through the 
           '      availabilityZoneSelection: Ordered\n    subnets:\n    - id: a-public\n      availabilityZone: us-east-1a\n      cidrBlock: 10.1.0.0/20\n      isPublic: true\n',
         ],
         expect: /clusters\/dev\/cluster\.yaml:\d+:18 AWSCluster\/aws-dev spec\.network\.subnets\[0\]\.cidrBlock: 10\.1\.0\.0\/20 is outside the VPC block 10\.0\.0\.0\/16/,
+        static: true,
       },
       {
         name: 'the region has fewer zones than the usage limit',
@@ -365,6 +401,7 @@ describe('provision-vpc: the network of an AWSCluster against moto (through the 
           '      availabilityZoneSelection: Ordered\n    subnets:\n    - id: a-public\n      availabilityZone: eu-west-1a\n      cidrBlock: 10.0.0.0/20\n      isPublic: true\n',
         ],
         expect: /clusters\/dev\/cluster\.yaml:\d+:25 AWSCluster\/aws-dev spec\.network\.subnets\[0\]\.availabilityZone: availability zone eu-west-1a is not in region us-east-1/,
+        static: true,
       },
       {
         name: 'the user-supplied VPC does not exist',
@@ -388,6 +425,7 @@ describe('provision-vpc: the network of an AWSCluster against moto (through the 
         expect(r.summary.error?.code).to.equal('SPEC_INVALID');
         expect(r.summary.error?.message).to.match(c.expect);
         expect(actions(mutating(r))).to.deep.equal([]);
+        if (c.static) expect(actions(r.calls), 'found by validation: no AWS call at all').to.deep.equal([]);
       });
     }
   });

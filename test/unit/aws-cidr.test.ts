@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { cidrProblem, contains, defaultLayout, firstFree, overlappingPairs, overlaps, parseCidr, splitCidr } from '../../src/aws/cidr.js';
+import { cidrProblem, contains, defaultLayout, firstFree, overlappingPairs, overlaps, parseCidr, splitCidr } from '../../src/core/cidr.js';
 
 describe('aws/cidr: subnet layouts as the AWS provider computes them', () => {
   describe('defaultLayout', () => {

@@ -1,7 +1,8 @@
 import { expect } from 'chai';
-import { desiredSubnets, checkNetworkSpec, checkZones, networkSpecOf, orderZones, type ExistingSubnet, type NetworkSpec } from '../../src/aws/network-spec.js';
-import { overlappingPairs } from '../../src/aws/cidr.js';
-import { fieldLocation, formatProblem, loadClusterSpec } from '../../src/spec/index.js';
+import { desiredSubnets, checkZones, orderZones, type ExistingSubnet } from '../../src/aws/network-spec.js';
+import { networkSpecOf, type NetworkSpec } from '../../src/spec/index.js';
+import { overlappingPairs } from '../../src/core/cidr.js';
+import { fieldLocation, formatProblem, loadClusterSpec, validateClusterSpec } from '../../src/spec/index.js';
 import { cleanupSpecFolders, CLUSTER, displayRootOf, minimalAws, specFolder } from '../fixtures/spec/support.js';
 
 const ZONES = ['us-east-1a', 'us-east-1b', 'us-east-1c', 'us-east-1d', 'us-east-1e', 'us-east-1f'];
@@ -98,16 +99,18 @@ describe('aws/network-spec: the network an AWSCluster asks for', function () {
   });
 
   describe('checks with file:line of the field', () => {
-    it('overlapping listed subnets, a subnet outside the VPC and a bad annotation are each reported at their field', async () => {
-      const model = await modelWith(
-        `  network:\n    vpc:\n      cidrBlock: 10.0.0.0/16\n    subnets:\n    - id: dev-a-public\n      availabilityZone: us-east-1a\n      cidrBlock: 10.0.0.0/20\n      isPublic: true\n    - id: dev-a-private\n      availabilityZone: us-east-1a\n      cidrBlock: 10.0.8.0/21\n    - id: dev-b-private\n      availabilityZone: us-east-1b\n      cidrBlock: 10.1.0.0/20\n`,
-        `  annotations:\n    capflow.io/nat-gateways: one\n`,
+    it('overlapping listed subnets, a subnet outside the VPC and a bad annotation are each reported at their field, by validation itself', async () => {
+      const dir = await specFolder(
+        minimalAws({
+          'cluster.yaml': `${CLUSTER}---\napiVersion: infrastructure.cluster.x-k8s.io/v1beta2\nkind: AWSCluster\nmetadata:\n  name: dev\n  annotations:\n    capflow.io/nat-gateways: one\nspec:\n  region: us-east-1\n  network:\n    vpc:\n      cidrBlock: 10.0.0.0/16\n    subnets:\n    - id: dev-a-public\n      availabilityZone: us-east-1a\n      cidrBlock: 10.0.0.0/20\n      isPublic: true\n    - id: dev-a-private\n      availabilityZone: us-east-1a\n      cidrBlock: 10.0.8.0/21\n    - id: dev-b-private\n      availabilityZone: us-east-1b\n      cidrBlock: 10.1.0.0/20\n`,
+        }),
       );
-      const lines = checkNetworkSpec(model, networkSpecOf(model)).map(formatProblem);
-      expect(lines).to.deep.equal([
+      const { model, problems } = await validateClusterSpec(dir, { displayRoot: displayRootOf(dir) });
+      expect(model).to.equal(undefined);
+      expect(problems.map(formatProblem)).to.deep.equal([
         'clusters/test/cluster.yaml:22:30 AWSCluster/dev metadata.annotations["capflow.io/nat-gateways"]: must be "single" or "per-az", not "one"',
-        'clusters/test/cluster.yaml:38:18 AWSCluster/dev spec.network.subnets[2].cidrBlock: 10.1.0.0/20 is outside the VPC block 10.0.0.0/16',
         'clusters/test/cluster.yaml:35:18 AWSCluster/dev spec.network.subnets[1].cidrBlock: 10.0.8.0/21 overlaps 10.0.0.0/20 of spec.network.subnets[0]',
+        'clusters/test/cluster.yaml:38:18 AWSCluster/dev spec.network.subnets[2].cidrBlock: 10.1.0.0/20 is outside the VPC block 10.0.0.0/16',
       ]);
     });
 

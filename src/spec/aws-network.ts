@@ -1,0 +1,224 @@
+/**
+ * The network an AWSCluster describes, and the checks on it that need no
+ * cloud: CIDR syntax and sizes AWS accepts, containment, overlaps, subnet ids,
+ * zones that belong to the region. Validation runs them for every command and
+ * step (so `capflow validate` and the reconciler refuse what provision-vpc
+ * would); provision-vpc adds the checks that need reads (the region's zones, a
+ * user-supplied VPC). Every problem names the file:line:column of its field.
+ */
+import { InputError } from '../core/errors.js';
+import { cidrProblem, contains, defaultLayout, overlappingPairs, parseCidr } from '../core/cidr.js';
+import { fieldLocation } from './locations.js';
+import { formatPath } from './paths.js';
+import { SpecInvalidError, type ProblemCode, type SpecProblem } from './problems.js';
+import type { AWSCluster, AWSClusterSpec, ClusterModel } from './model.js';
+
+/** AWSCluster annotation choosing one shared NAT gateway instead of one per zone (CAPA v2.9 has no field for it). */
+export const NAT_GATEWAYS_ANNOTATION = 'capflow.io/nat-gateways';
+export type NatMode = 'per-az' | 'single';
+
+export const DEFAULT_VPC_CIDR = '10.0.0.0/16';
+export const DEFAULT_AZ_LIMIT = 3;
+
+/** A subnet as spec.network.subnets lists it. */
+export interface ListedSubnet {
+  /** Index in spec.network.subnets (for problem locations). */
+  index: number;
+  /** A user-supplied subnet id (`subnet-...`): used, never owned. */
+  resourceId?: string;
+  /** The spec's `id` when it is a name rather than an AWS id. */
+  name?: string;
+  cidrBlock?: string;
+  availabilityZone?: string;
+  isPublic: boolean;
+  tags: Record<string, string>;
+}
+
+export interface NetworkSpec {
+  clusterName: string;
+  region: string;
+  /** The AWSCluster document, for problem locations. */
+  infra: { kind: 'AWSCluster'; name: string };
+  awsCluster: AWSCluster;
+  /** A user-supplied VPC id: capflow uses it and never tags or deletes it. */
+  vpcId?: string;
+  vpcCidr: string;
+  /** Listed subnets; undefined when capflow computes the layout. */
+  subnets?: ListedSubnet[];
+  azLimit: number;
+  azSelection: 'Ordered' | 'Random';
+  subnetSchema: 'PreferPrivate' | 'PreferPublic';
+  natMode: NatMode;
+}
+
+const SUBNET_ID = /^subnet-[0-9a-f]+$/;
+
+/** Reads the network part of an AWS cluster's model. */
+export function networkSpecOf(model: ClusterModel): NetworkSpec {
+  if (model.provider !== 'aws' || model.infrastructure.kind !== 'AWSCluster') {
+    throw new InputError('PROVIDER_NOT_AWS', `cluster ${model.name} is a ${model.provider} cluster; provision-vpc makes the network of an AWSCluster`);
+  }
+  const awsCluster = model.infrastructure;
+  const spec: AWSClusterSpec = awsCluster.spec;
+  const vpc = spec.network?.vpc ?? {};
+  const nat = awsCluster.metadata.annotations?.[NAT_GATEWAYS_ANNOTATION];
+  const listed = spec.network?.subnets;
+  return {
+    clusterName: model.name,
+    region: spec.region ?? 'us-east-1',
+    infra: { kind: 'AWSCluster', name: awsCluster.metadata.name },
+    awsCluster,
+    ...(vpc.id ? { vpcId: vpc.id } : {}),
+    vpcCidr: vpc.cidrBlock ?? DEFAULT_VPC_CIDR,
+    ...(listed && listed.length > 0
+      ? {
+          subnets: listed.map((s, index) => ({
+            index,
+            ...(s.id && SUBNET_ID.test(s.id) ? { resourceId: s.id } : {}),
+            ...(s.id && !SUBNET_ID.test(s.id) ? { name: s.id } : {}),
+            ...(s.cidrBlock ? { cidrBlock: s.cidrBlock } : {}),
+            ...(s.availabilityZone ? { availabilityZone: s.availabilityZone } : {}),
+            isPublic: s.isPublic === true,
+            tags: s.tags ?? {},
+          })),
+        }
+      : {}),
+    azLimit: vpc.availabilityZoneUsageLimit ?? DEFAULT_AZ_LIMIT,
+    azSelection: vpc.availabilityZoneSelection === 'Random' ? 'Random' : 'Ordered',
+    subnetSchema: (vpc as { subnetSchema?: string }).subnetSchema === 'PreferPublic' ? 'PreferPublic' : 'PreferPrivate',
+    natMode: nat === 'single' ? 'single' : 'per-az',
+  };
+}
+
+/** Builds problems located at fields of the AWSCluster. */
+export class NetworkProblems {
+  readonly list: SpecProblem[] = [];
+  constructor(
+    private readonly model: ClusterModel,
+    private readonly spec: Pick<NetworkSpec, 'infra'>,
+  ) {}
+
+  add(path: Array<string | number>, code: ProblemCode, message: string, hint?: string): void {
+    const loc = fieldLocation(this.model, this.spec.infra, path);
+    this.list.push({
+      severity: 'error',
+      code,
+      message,
+      ...(loc ? { file: loc.file, line: loc.line, column: loc.column } : {}),
+      kind: this.spec.infra.kind,
+      name: this.spec.infra.name,
+      path: formatPath(path),
+      ...(hint ? { hint } : {}),
+    });
+  }
+
+  /** Throws SpecInvalidError (exit 2) when any problem was added. */
+  throwIfAny(): void {
+    if (this.list.length > 0) throw new SpecInvalidError(this.list, this.model.dir);
+  }
+}
+
+/** The sizes AWS accepts for a VPC or subnet IPv4 block. */
+const MIN_SUBNET_PREFIX = 16;
+const MAX_SUBNET_PREFIX = 28;
+
+/** A zone (`us-east-1a`) or local zone (`us-east-1-bos-1a`) of the region, judged by its name. */
+function zoneOfRegion(zone: string, region: string): boolean {
+  if (!zone.startsWith(region)) return false;
+  const rest = zone.slice(region.length);
+  return /^[a-z]$/.test(rest) || /^-[a-z0-9-]+[a-z]$/.test(rest);
+}
+
+/** The prefix of the smallest subnet of the default layout (33 when the block cannot be split at all). */
+function smallestSubnetPrefix(vpcCidr: string, zones: string[], schema: NetworkSpec['subnetSchema']): number {
+  try {
+    return Math.max(...defaultLayout(vpcCidr, zones, schema).flatMap((z) => [z.public, z.private]).map((c) => parseCidr(c)?.prefix ?? 33));
+  } catch {
+    return 33;
+  }
+}
+
+/** Field paths of the AWSCluster's subnets and VPC, for problem locations. */
+export const SUBNETS = ['spec', 'network', 'subnets'] as const;
+export const VPC = ['spec', 'network', 'vpc'] as const;
+
+/** Checks that need no cloud: annotation, CIDR syntax, containment, overlaps, ids, zones named. */
+export function checkNetworkSpec(model: ClusterModel, spec: NetworkSpec): SpecProblem[] {
+  const p = new NetworkProblems(model, spec);
+  const nat = spec.awsCluster.metadata.annotations?.[NAT_GATEWAYS_ANNOTATION];
+  if (nat !== undefined && nat !== 'single' && nat !== 'per-az') {
+    p.add(['metadata', 'annotations', NAT_GATEWAYS_ANNOTATION], 'invalid-value', `must be "single" or "per-az", not "${nat}"`);
+  }
+  if (!Number.isInteger(spec.azLimit) || spec.azLimit < 1) {
+    p.add([...VPC, 'availabilityZoneUsageLimit'], 'invalid-value', 'must be at least 1');
+  }
+  if (spec.vpcId) {
+    if (!spec.subnets) {
+      p.add([...VPC, 'id'], 'invalid-value', 'a user-supplied VPC needs its subnets listed in spec.network.subnets (with their ids)', 'list each subnet as {id: subnet-...}');
+    }
+    for (const s of spec.subnets ?? []) {
+      if (!s.resourceId) p.add([...SUBNETS, s.index, 'id'], 'invalid-value', 'in a user-supplied VPC every subnet is named by its id (subnet-...)');
+    }
+    return p.list;
+  }
+  const vpcProblem = cidrProblem(spec.vpcCidr);
+  if (vpcProblem) p.add([...VPC, 'cidrBlock'], 'invalid-value', vpcProblem);
+  else if (parseCidr(spec.vpcCidr)!.prefix < 16 || parseCidr(spec.vpcCidr)!.prefix > 28) {
+    p.add([...VPC, 'cidrBlock'], 'invalid-value', `a VPC block must be between /16 and /28, not /${parseCidr(spec.vpcCidr)!.prefix}`);
+  }
+  if (!spec.subnets) {
+    // The AWS provider's layout halves the block per zone and again for public and private:
+    // a block too small for that gives subnets AWS refuses (smaller than /28).
+    const zones = Array.from({ length: Math.max(1, Math.min(spec.azLimit, 32)) }, (_, i) => `zone-${i}`);
+    const smallest = vpcProblem ? undefined : smallestSubnetPrefix(spec.vpcCidr, zones, spec.subnetSchema);
+    if (smallest !== undefined && smallest > MAX_SUBNET_PREFIX) {
+      p.add([...VPC, 'cidrBlock'], 'invalid-value', `${spec.vpcCidr} is too small for a public and a private subnet in each of ${zones.length} zones: they would be /${smallest}, and AWS subnets are /16 to /28`, 'use a larger block (a /24 or more for three zones), or lower availabilityZoneUsageLimit');
+    }
+    return p.list;
+  }
+  const valid: Array<string | undefined> = [];
+  for (const s of spec.subnets) {
+    if (s.resourceId) {
+      p.add([...SUBNETS, s.index, 'id'], 'invalid-value', `subnet id ${s.resourceId} can only be used with a user-supplied VPC (spec.network.vpc.id); capflow creates the subnets of a VPC it creates`);
+      valid.push(undefined);
+      continue;
+    }
+    if (!s.availabilityZone) p.add([...SUBNETS, s.index], 'invalid-value', 'availabilityZone is required for a subnet capflow creates');
+    else if (!zoneOfRegion(s.availabilityZone, spec.region)) {
+      p.add([...SUBNETS, s.index, 'availabilityZone'], 'invalid-value', `availability zone ${s.availabilityZone} is not in region ${spec.region}`, `zones of ${spec.region} are named ${spec.region}a, ${spec.region}b, ...`);
+    }
+    if (!s.cidrBlock) {
+      p.add([...SUBNETS, s.index], 'invalid-value', 'cidrBlock is required for a subnet capflow creates');
+      valid.push(undefined);
+      continue;
+    }
+    const bad = cidrProblem(s.cidrBlock);
+    if (bad) {
+      p.add([...SUBNETS, s.index, 'cidrBlock'], 'invalid-value', bad);
+      valid.push(undefined);
+      continue;
+    }
+    const prefix = parseCidr(s.cidrBlock)?.prefix ?? 0;
+    if (prefix < MIN_SUBNET_PREFIX || prefix > MAX_SUBNET_PREFIX) {
+      p.add([...SUBNETS, s.index, 'cidrBlock'], 'invalid-value', `a subnet block must be between /${MIN_SUBNET_PREFIX} and /${MAX_SUBNET_PREFIX}, not /${prefix}`);
+      valid.push(undefined);
+      continue;
+    }
+    if (!vpcProblem && !contains(spec.vpcCidr, s.cidrBlock)) {
+      p.add([...SUBNETS, s.index, 'cidrBlock'], 'cidr-overlap', `${s.cidrBlock} is outside the VPC block ${spec.vpcCidr}`);
+      valid.push(undefined);
+      continue;
+    }
+    valid.push(s.cidrBlock);
+  }
+  for (const [i, j] of overlappingPairs(valid)) {
+    const a = spec.subnets[i]!;
+    const b = spec.subnets[j]!;
+    p.add([...SUBNETS, b.index, 'cidrBlock'], 'cidr-overlap', `${b.cidrBlock} overlaps ${a.cidrBlock} of spec.network.subnets[${a.index}]`);
+  }
+  if (spec.subnets.some((s) => !s.isPublic) && !spec.subnets.some((s) => s.isPublic)) {
+    p.add([...SUBNETS], 'invalid-value', 'private subnets need at least one public subnet (for the NAT gateways)', 'mark one subnet per zone isPublic: true');
+  }
+  return p.list;
+}
+

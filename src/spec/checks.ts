@@ -1,0 +1,205 @@
+/**
+ * Checks on an assembled model that the CRD schemas cannot express and that
+ * need no cloud: what AWS or kubeadm would refuse only after capflow had
+ * started making things. The loader runs them for every command, step and
+ * the reconciler, so a spec that passes validation gets past every check a
+ * step can make without reading the cloud.
+ *
+ * - the AWS network (src/spec/aws-network.ts): CIDRs, sizes, overlaps, zones;
+ * - every CIDR-valued field of every document (security group rules, bastion
+ *   and API server allow-lists, pod and service ranges), found by field name;
+ * - region names, instance type names, Kubernetes versions (and the rule that
+ *   workers never run a newer version than the control plane), replica counts.
+ */
+import { isIP } from 'node:net';
+import { checkNetworkSpec, networkSpecOf } from './aws-network.js';
+import { fieldLocation } from './locations.js';
+import type { ClusterModel, SpecDocument } from './model.js';
+import { formatPath, isRecord } from './paths.js';
+import type { ProblemCode, SpecProblem } from './problems.js';
+import type { PathSegment } from './yaml-source.js';
+
+/** An AWS region name: `us-east-1`, `eu-central-2`, `us-gov-west-1`, `cn-north-1`, `us-isob-east-1`. */
+const REGION = /^[a-z]{2}(-(gov|iso[a-z]?))?-[a-z]+-[1-9][0-9]?$/;
+/** An EC2 instance type: family (with generation and attributes), a dot, a size (`m5.large`, `u-6tb1.metal`, `mac2-m2pro.metal`). */
+const INSTANCE_TYPE = /^[a-z][a-z0-9-]*[0-9][a-z0-9-]*\.[a-z0-9-]+$/;
+/** A Kubernetes release: v1.minor.patch with optional pre-release and build (kubeadm and Cluster API take semver). */
+const KUBERNETES_VERSION = /^v?(\d+)\.(\d+)\.(\d+)(-[0-9A-Za-z.-]+)?(\+[0-9A-Za-z.-]+)?$/;
+/** EKS takes `1.31` as well. */
+const EKS_VERSION = /^v?(\d+)\.(\d+)(\.(\d+))?$/;
+/**
+ * The newest Kubernetes minor capflow was tested with, and how far past it a version may go
+ * before it is taken for a typo: a release that cannot exist yet fails here, not on the machines.
+ */
+export const NEWEST_KNOWN_MINOR = 35;
+const MINOR_HEADROOM = 3;
+
+class ModelProblems {
+  constructor(
+    private readonly model: ClusterModel,
+    readonly list: SpecProblem[],
+  ) {}
+
+  add(doc: SpecDocument, path: PathSegment[], code: ProblemCode, message: string, hint?: string, severity: 'error' | 'warning' = 'error'): void {
+    const loc = fieldLocation(this.model, doc, path);
+    this.list.push({
+      severity,
+      code,
+      message,
+      ...(loc ? { file: loc.file, line: loc.line, column: loc.column } : {}),
+      kind: doc.kind,
+      name: doc.name,
+      path: formatPath(path),
+      ...(hint ? { hint } : {}),
+    });
+  }
+}
+
+/** Every problem of the model that needs no cloud to find. */
+export function checkModel(model: ClusterModel): SpecProblem[] {
+  const problems: SpecProblem[] = [];
+  const p = new ModelProblems(model, problems);
+  for (const doc of model.documents) {
+    walkFields(doc.object, (path, key, value) => checkField(p, doc, path, key, value));
+  }
+  checkVersions(model, p);
+  checkReplicas(model, p);
+  if (model.provider === 'aws' && model.infrastructure.kind === 'AWSCluster') {
+    problems.push(...checkNetworkSpec(model, networkSpecOf(model)));
+  }
+  return problems;
+}
+
+/** Calls `visit` for every map entry of the object, depth first, without recursion limits of its own. */
+function walkFields(root: unknown, visit: (path: PathSegment[], key: string, value: unknown) => void): void {
+  const stack: Array<{ node: unknown; path: PathSegment[] }> = [{ node: root, path: [] }];
+  while (stack.length > 0) {
+    const { node, path } = stack.pop() as { node: unknown; path: PathSegment[] };
+    if (Array.isArray(node)) {
+      node.forEach((item, i) => stack.push({ node: item, path: [...path, i] }));
+    } else if (isRecord(node)) {
+      for (const [k, v] of Object.entries(node)) {
+        visit([...path, k], k, v);
+        stack.push({ node: v, path: [...path, k] });
+      }
+    }
+  }
+}
+
+function checkField(p: ModelProblems, doc: SpecDocument, path: PathSegment[], key: string, value: unknown): void {
+  // ConfigMaps and Secrets carry other objects as text; their fields are not ours to judge.
+  if (doc.kind === 'ConfigMap' || doc.kind === 'Secret') return;
+  if (/cidr/i.test(key)) {
+    for (const { v, at } of stringsAt(value, path)) {
+      const bad = cidrSyntaxProblem(v);
+      if (bad) p.add(doc, at, 'invalid-value', bad);
+    }
+  }
+  if (doc.kind.startsWith('AWS') && (key === 'instanceType' || key === 'instanceTypes')) {
+    for (const { v, at } of stringsAt(value, path)) {
+      if (!INSTANCE_TYPE.test(v)) {
+        p.add(doc, at, 'invalid-value', `"${v}" is not an EC2 instance type`, 'instance types are written family.size, e.g. m5.large or t3a.xlarge');
+      }
+    }
+  }
+  if (key === 'region' && typeof value === 'string' && path.length === 2 && path[0] === 'spec' && doc.kind.startsWith('AWS')) {
+    if (!REGION.test(value)) p.add(doc, path, 'invalid-value', `"${value}" is not an AWS region name`, 'regions are written like us-east-1 or eu-central-1');
+  }
+}
+
+/** A string field, or each string of a list field, with its path. */
+function stringsAt(value: unknown, path: PathSegment[]): Array<{ v: string; at: PathSegment[] }> {
+  if (typeof value === 'string') return [{ v: value, at: path }];
+  if (!Array.isArray(value)) return [];
+  return value.flatMap((v: unknown, i) => (typeof v === 'string' ? [{ v, at: [...path, i] }] : []));
+}
+
+/** Why `text` is not an IPv4 or IPv6 CIDR block (syntax only: AWS itself decides about host bits here). */
+export function cidrSyntaxProblem(text: string): string | undefined {
+  const slash = text.indexOf('/');
+  const address = slash < 0 ? text : text.slice(0, slash);
+  const prefixText = slash < 0 ? '' : text.slice(slash + 1);
+  const family = isIP(address);
+  if (family === 0 || !/^\d{1,3}$/.test(prefixText)) return `"${text}" is not a CIDR block (a.b.c.d/n, or an IPv6 block)`;
+  const prefix = Number(prefixText);
+  if (prefix > (family === 4 ? 32 : 128)) return `"${text}" has a prefix longer than an IPv${family} address`;
+  return undefined;
+}
+
+interface ParsedVersion {
+  major: number;
+  minor: number;
+}
+
+function versionProblem(text: string, eks: boolean): { problem?: string; version?: ParsedVersion } {
+  const m = (eks ? EKS_VERSION : KUBERNETES_VERSION).exec(text);
+  if (!m) return { problem: eks ? `"${text}" is not a Kubernetes version (1.31 or v1.31.4)` : `"${text}" is not a Kubernetes version (v1.31.4)` };
+  const version = { major: Number(m[1]), minor: Number(m[2]) };
+  if (version.major !== 1) return { problem: `Kubernetes ${text} does not exist: every release is 1.x` };
+  if (version.minor > NEWEST_KNOWN_MINOR + MINOR_HEADROOM) {
+    return { problem: `Kubernetes ${text} does not exist (the newest release capflow knows is 1.${NEWEST_KNOWN_MINOR})` };
+  }
+  return { version };
+}
+
+function checkVersions(model: ClusterModel, p: ModelProblems): void {
+  const byKind = (kind: string): SpecDocument[] => model.documents.filter((d) => d.kind === kind);
+  let controlPlane: { version: ParsedVersion; text: string } | undefined;
+  for (const doc of [...byKind('KubeadmControlPlane'), ...byKind('AWSManagedControlPlane')]) {
+    const spec = isRecord(doc.object.spec) ? doc.object.spec : {};
+    if (typeof spec.version !== 'string') continue;
+    const { problem, version } = versionProblem(spec.version, doc.kind === 'AWSManagedControlPlane');
+    if (problem) p.add(doc, ['spec', 'version'], 'invalid-value', problem);
+    else if (version && doc.name === model.controlPlane.metadata.name) controlPlane = { version, text: spec.version };
+  }
+  for (const doc of [...byKind('MachineDeployment'), ...byKind('MachinePool')]) {
+    const path = ['spec', 'template', 'spec', 'version'];
+    const text = getString(doc.object, path);
+    if (text === undefined) continue;
+    const { problem, version } = versionProblem(text, false);
+    if (problem) {
+      p.add(doc, path, 'invalid-value', problem);
+      continue;
+    }
+    if (!version || !controlPlane) continue;
+    // Kubernetes' version skew policy: kubelets never newer than the API server.
+    if (version.minor > controlPlane.version.minor) {
+      p.add(doc, path, 'invalid-value', `workers on ${text} would be newer than the control plane (${controlPlane.text}); kubelets may not be newer than the API server`, 'upgrade the control plane first');
+    } else if (controlPlane.version.minor - version.minor > 3) {
+      p.add(doc, path, 'invalid-value', `workers on ${text} are more than three minor versions behind the control plane (${controlPlane.text}), which Kubernetes does not support`);
+    }
+  }
+}
+
+function checkReplicas(model: ClusterModel, p: ModelProblems): void {
+  for (const doc of model.documents) {
+    const spec = isRecord(doc.object.spec) ? doc.object.spec : undefined;
+    if (!spec) continue;
+    if (doc.kind === 'KubeadmControlPlane' && typeof spec.replicas === 'number' && spec.replicas < 1) {
+      p.add(doc, ['spec', 'replicas'], 'invalid-value', `a control plane needs at least 1 replica, not ${spec.replicas}`);
+    }
+    if ((doc.kind === 'MachineDeployment' || doc.kind === 'MachinePool') && typeof spec.replicas === 'number' && spec.replicas < 0) {
+      p.add(doc, ['spec', 'replicas'], 'invalid-value', `replicas cannot be negative (${spec.replicas})`);
+    }
+    if (doc.kind === 'AWSMachinePool' || doc.kind === 'AWSManagedMachinePool') {
+      const scaling = doc.kind === 'AWSManagedMachinePool' && isRecord(spec.scaling) ? spec.scaling : spec;
+      const base: PathSegment[] = doc.kind === 'AWSManagedMachinePool' ? ['spec', 'scaling'] : ['spec'];
+      const min = scaling.minSize;
+      const max = scaling.maxSize;
+      if (typeof min === 'number' && min < 0) p.add(doc, [...base, 'minSize'], 'invalid-value', `minSize cannot be negative (${min})`);
+      if (typeof max === 'number' && max < 0) p.add(doc, [...base, 'maxSize'], 'invalid-value', `maxSize cannot be negative (${max})`);
+      if (typeof min === 'number' && typeof max === 'number' && min > max) {
+        p.add(doc, [...base, 'maxSize'], 'invalid-value', `maxSize (${max}) is smaller than minSize (${min})`);
+      }
+    }
+  }
+}
+
+function getString(root: unknown, path: string[]): string | undefined {
+  let node = root;
+  for (const seg of path) {
+    if (!isRecord(node)) return undefined;
+    node = node[seg];
+  }
+  return typeof node === 'string' ? node : undefined;
+}
