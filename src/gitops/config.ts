@@ -13,6 +13,7 @@ import { InputError } from '../core/errors.js';
 import type { LogFormat, LogLevel } from '../core/logger.js';
 import { packageRoot } from '../core/package.js';
 import { parseDurationMs } from '../runner/durations.js';
+import { CAPI_LINES, isCapiLineChoice, type CapiLineChoice } from '../spec/kinds.js';
 import type { ServiceConfig } from './service.js';
 
 export const reconcileHelp = `Usage: capflow reconcile [options]
@@ -45,6 +46,16 @@ Options (environment variable in brackets; a flag wins over its variable):
   --retry-max DURATION       longest wait between retries (CAPFLOW_RETRY_MAX; default 1h)
   --max-concurrent-submissions N
                              clusters worked on at once in a pass (CAPFLOW_MAX_CONCURRENT_SUBMISSIONS; default 16)
+  --spec-load-timeout DURATION
+                             a cluster folder whose spec takes longer to load is recorded Invalid
+                             (CAPFLOW_SPEC_LOAD_TIMEOUT; default 60s)
+  --spec-load-memory MB      heap of the worker thread that loads specs; a folder needing more is recorded
+                             Invalid (CAPFLOW_SPEC_LOAD_MEMORY; default 256)
+  --spec-load-workers N      worker threads loading specs at once (CAPFLOW_SPEC_LOAD_WORKERS; default 1)
+  --capi-line LINE           the upstream schema line a cluster folder without the Cluster annotation
+                             capflow.io/capi-line is validated against: v1.10 (Cluster API v1.10, AWS provider
+                             v2.9), v1.11 (v1.11, v2.11) or auto: a document is accepted when a line serving its
+                             apiVersion accepts it (CAPFLOW_CAPI_LINE; default auto)
   --leader-elect, --no-leader-elect
                              only the holder of a Lease submits (CAPFLOW_LEADER_ELECT=true|false; default true)
   --lease-name NAME          the Lease (CAPFLOW_LEASE_NAME; default capflow-reconciler)
@@ -69,7 +80,8 @@ Exit codes: 0 stopped cleanly (--once: the pass completed and every spec is vali
 options (--once: some cluster spec is invalid, see "invalid" in the report), 1 or 75 the pass
 could not run (75: Git or the API server unreachable, retry).`;
 
-export type ReconcilerConfig = ServiceConfig & { once: boolean; logFormat?: LogFormat; logLevel?: LogLevel };
+/** capiLine: the spec loader's default line (it reads CAPFLOW_CAPI_LINE; `capflow reconcile` sets it from the flag). */
+export type ReconcilerConfig = ServiceConfig & { once: boolean; logFormat?: LogFormat; logLevel?: LogLevel; capiLine?: CapiLineChoice };
 
 const OPTIONS = {
   help: { type: 'boolean', short: 'h' },
@@ -88,6 +100,10 @@ const OPTIONS = {
   'retry-backoff': { type: 'string' },
   'retry-max': { type: 'string' },
   'max-concurrent-submissions': { type: 'string' },
+  'spec-load-timeout': { type: 'string' },
+  'spec-load-memory': { type: 'string' },
+  'spec-load-workers': { type: 'string' },
+  'capi-line': { type: 'string' },
   'leader-elect': { type: 'boolean' },
   'no-leader-elect': { type: 'boolean' },
   'lease-name': { type: 'string' },
@@ -120,6 +136,10 @@ const ENV_OF: Partial<Record<keyof typeof OPTIONS, string>> = {
   'retry-backoff': 'CAPFLOW_RETRY_BACKOFF',
   'retry-max': 'CAPFLOW_RETRY_MAX',
   'max-concurrent-submissions': 'CAPFLOW_MAX_CONCURRENT_SUBMISSIONS',
+  'spec-load-timeout': 'CAPFLOW_SPEC_LOAD_TIMEOUT',
+  'spec-load-memory': 'CAPFLOW_SPEC_LOAD_MEMORY',
+  'spec-load-workers': 'CAPFLOW_SPEC_LOAD_WORKERS',
+  'capi-line': 'CAPFLOW_CAPI_LINE',
   'leader-elect': 'CAPFLOW_LEADER_ELECT',
   'lease-name': 'CAPFLOW_LEASE_NAME',
   'lease-duration': 'CAPFLOW_LEASE_DURATION',
@@ -184,6 +204,13 @@ export function parseReconcilerConfig(argv: string[], env: NodeJS.ProcessEnv): R
   const maxConcurrentSubmissions = Number(concurrencyText);
   if (!/^\d+$/.test(concurrencyText.trim()) || maxConcurrentSubmissions < 1) bad('max-concurrent-submissions', `must be a whole number ≥ 1, not "${concurrencyText}"`);
 
+  const whole = (name: Name, fallback: string, min: number): number => {
+    const value = text(name, fallback);
+    const n = Number(value);
+    return /^\d+$/.test(value.trim()) && n >= min ? n : bad(name, `must be a whole number ≥ ${min}, not "${value}"`);
+  };
+  const specLoad = { timeoutMs: positive('spec-load-timeout', '60s'), maxHeapMb: whole('spec-load-memory', '256', 32), workers: whole('spec-load-workers', '1', 1) };
+
   if (values['leader-elect'] === true && values['no-leader-elect'] === true) bad('leader-elect', 'and --no-leader-elect contradict each other');
   const leaderElection = values['no-leader-elect'] === true ? false : flagOrEnvBool('leader-elect', true);
 
@@ -195,6 +222,9 @@ export function parseReconcilerConfig(argv: string[], env: NodeJS.ProcessEnv): R
   if (logFormat !== undefined && logFormat !== 'json' && logFormat !== 'pretty') bad('log-format', `must be json or pretty, not "${logFormat}"`);
   const logLevel = typeof values['log-level'] === 'string' ? values['log-level'] : undefined;
   if (logLevel !== undefined && !['error', 'warn', 'info', 'debug'].includes(logLevel)) bad('log-level', `must be error, warn, info or debug, not "${logLevel}"`);
+
+  const capiLine = raw('capi-line');
+  if (capiLine !== undefined && !isCapiLineChoice(capiLine)) bad('capi-line', `must be ${CAPI_LINES.map((l) => l.line).join(', ')} or auto, not "${capiLine}"`);
 
   const kubeconfig = raw('kubeconfig');
   const config: ReconcilerConfig = {
@@ -211,6 +241,7 @@ export function parseReconcilerConfig(argv: string[], env: NodeJS.ProcessEnv): R
     identity: text('identity', `${os.hostname()}-${process.pid}`),
     version: capflowVersion(),
     maxConcurrentSubmissions,
+    specLoad,
     clustersDir: text('clusters-dir', 'clusters'),
     cacheDir: path.resolve(text('cache-dir', defaultCacheDir(env))),
     ...listenAddress(text('listen', '0.0.0.0:8080'), (why) => bad('listen', why)),
@@ -222,6 +253,7 @@ export function parseReconcilerConfig(argv: string[], env: NodeJS.ProcessEnv): R
     retryPeriodSeconds: positive('lease-retry-period', '2s') / 1000,
     once: values.once === true,
     ...(kubeconfig ? { kubeconfig } : {}),
+    ...(capiLine !== undefined ? { capiLine: capiLine as CapiLineChoice } : {}),
     ...(logFormat ? { logFormat: logFormat as LogFormat } : {}),
     ...(logLevel ? { logLevel: logLevel as LogLevel } : {}),
   };

@@ -13,7 +13,7 @@ import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { isCapflowError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
-import { formatProblem, specHash, validateClusterSpec } from '../spec/index.js';
+import { SpecLoadPool, type SpecLoader, type SpecLoadPoolOptions } from './spec-loads.js';
 import { decideCluster, isRunFinished, needsLoad, observeWorkflow, type ClusterDecision, type DecideContext, type SpecResult } from './decide.js';
 import {
   FINISHED_PHASES,
@@ -53,6 +53,8 @@ export interface ReconcilerOptions {
   version: string;
   /** Clusters worked on at once in a pass (loads, writes, submissions). Default 16. */
   maxConcurrentSubmissions?: number;
+  /** The worker threads that load specs (count, time and heap limits), when deps.specs is not given. */
+  specLoad?: SpecLoadPoolOptions;
 }
 
 export interface ReconcilerDeps {
@@ -64,6 +66,8 @@ export interface ReconcilerDeps {
   metrics: ReconcilerMetrics;
   log: Logger;
   now?: () => Date;
+  /** Loads cluster folders off the event loop; default a SpecLoadPool of its own (ended by stop()). */
+  specs?: SpecLoader;
 }
 
 export interface PassReport {
@@ -144,6 +148,9 @@ export class Reconciler {
   private pendingPush: PushEvent | undefined;
   private loggedBadFolders = '';
   private readonly loadSlots = limiter(CONCURRENT_LOADS);
+  private readonly specs: SpecLoader;
+  /** The pool this reconciler made (not given): stop() ends it. */
+  private readonly ownSpecs: SpecLoader | undefined;
 
   constructor(
     private readonly o: ReconcilerOptions,
@@ -155,6 +162,8 @@ export class Reconciler {
     }
     this.now = d.now ?? (() => new Date());
     this.concurrency = Math.max(1, o.maxConcurrentSubmissions ?? 16);
+    this.ownSpecs = d.specs ? undefined : new SpecLoadPool(o.specLoad);
+    this.specs = d.specs ?? (this.ownSpecs as SpecLoader);
   }
 
   /** Campaigns for leadership (if elected) and, while leading, watches, polls and runs passes. */
@@ -191,6 +200,7 @@ export class Reconciler {
     await this.endPushWatch();
     await this.d.leader?.stop();
     this.d.metrics.setLeader(false);
+    await this.ownSpecs?.close();
   }
 
   /** Asks for a pass; triggers while one is queued join it, so a burst yields one more pass. */
@@ -628,11 +638,10 @@ export class Reconciler {
   }
 
   private async loadSpec(snapshot: GitSnapshot, folder: ClusterFolder): Promise<SpecResult> {
-    const { model, problems } = await validateClusterSpec(path.join(snapshot.workdir, folder.path), { displayRoot: snapshot.workdir });
-    const warnings = problems.filter((p) => p.severity === 'warning').map(formatProblem);
+    // in a worker thread: parsing and validating never hold up probes, webhooks or the Lease
+    const { warnings, ...result } = await this.specs.load(path.join(snapshot.workdir, folder.path), snapshot.workdir);
     if (warnings.length > 0) this.d.log.info('cluster spec warnings', { cluster: folder.name, warnings });
-    if (model) return { specHash: specHash(model) };
-    return { errors: problems.filter((p) => p.severity === 'error').map(formatProblem) };
+    return result;
   }
 
   private logRunResults(before: ClusterRecord, after: ClusterRecord): void {

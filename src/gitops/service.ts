@@ -12,6 +12,7 @@ import { createMetrics } from './metrics.js';
 import { Reconciler, type ReconcilerOptions } from './reconciler.js';
 import { ConfigMapRecordStore } from './records.js';
 import { startServer } from './server.js';
+import { SpecLoadPool } from './spec-loads.js';
 import type { ReconcilerMetrics } from './types.js';
 import { KubeWorkflowClient } from './workflow-client.js';
 
@@ -40,7 +41,7 @@ export interface ReconcilerService {
 export interface ReconcilerParts {
   reconciler: Reconciler;
   metrics: ReconcilerMetrics;
-  /** Releases what the parts hold (the Git source); call after reconciler.stop() or a last pass. */
+  /** Releases what the parts hold (the Git source, the spec-loading threads); call after reconciler.stop() or a last pass. */
   close: () => Promise<void>;
 }
 
@@ -49,6 +50,7 @@ export function createReconciler(config: ServiceConfig, log: Logger, leaderElect
   const kc = loadKubeConfig(config.kubeconfig);
   const git = createGitSource({ url: config.repoUrl, branch: config.branch, clustersDir: config.clustersDir, cacheDir: config.cacheDir, log: log.child({ part: 'git' }) });
   const metrics = createMetrics();
+  const specs = new SpecLoadPool(config.specLoad);
   const leader = leaderElection
     ? new LeaseLeaderElector(kc, {
         namespace: config.namespace,
@@ -67,8 +69,9 @@ export function createReconciler(config: ServiceConfig, log: Logger, leaderElect
     ...(leader ? { leader } : {}),
     metrics,
     log,
+    specs,
   });
-  return { reconciler, metrics, close: () => git.close() };
+  return { reconciler, metrics, close: async () => void (await Promise.all([git.close(), specs.close()])) };
 }
 
 /** Starts the HTTP server, then the reconciler (leader election, watch, first pass, polling). */

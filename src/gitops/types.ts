@@ -243,7 +243,8 @@ export interface ReconcilerMetrics {
   submission(kind: RunKind, result: 'created' | 'adopted' | 'error'): void;
   /** Seconds from the commit first seen to its Workflow created. */
   commitToSubmission(seconds: number): void;
-  webhook(provider: string, result: 'accepted' | 'ignored' | 'unauthorized' | 'bad-request'): void;
+  /** replay: a verified push received before (same delivery id or signed body), answered and not acted on. */
+  webhook(provider: string, result: 'accepted' | 'ignored' | 'unauthorized' | 'bad-request' | 'replay'): void;
   /**
    * Pushes handed over between replicas: 'sent' and 'failed' count on the replica that does not
    * lead (it received the webhook), 'received' on the leader (it passed for it).

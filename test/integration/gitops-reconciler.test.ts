@@ -206,6 +206,8 @@ describe('gitops reconciler: git remote → Workflows in a real kube-apiserver (
     return sha;
   }
 
+  const randomHex40 = (): string => Array.from({ length: 40 }, () => Math.floor(Math.random() * 16).toString(16)).join('');
+
   const runName = (kind: string, cluster: string, revision: string, attempt: number): string => `cluster-${kind}-${cluster}-${revision.slice(0, 10)}-${attempt}`;
 
   async function expectedHash(bed: Bed, cluster: string): Promise<string> {
@@ -589,6 +591,68 @@ describe('gitops reconciler: git remote → Workflows in a real kube-apiserver (
     const metric = async (svc: Service): Promise<string> => (await (await fetch(`${svc.url}/metrics`)).text()).split('\n').filter((l) => l.startsWith('capflow_reconciler_push_handovers_total')).join('\n');
     expect(await metric(standby)).to.contain('capflow_reconciler_push_handovers_total{result="sent"} 1');
     expect(await metric(leader)).to.contain('capflow_reconciler_push_handovers_total{result="received"} 1');
+  });
+
+  // Issue 10 item 5: specs load in a worker thread. While the leader parses a huge folder (two
+  // 1.9 MB key-dense ConfigMaps, inside the limits: seconds of CPU) and refuses one over the limits,
+  // both replicas answer /healthz and webhooks within a second and the leader keeps renewing its
+  // Lease (renew deadline 1.5 s here: a stalled event loop would lose it to the other replica).
+  it('a huge folder and one over the limits delay neither /healthz, a webhook nor the Lease; the other clusters are submitted, the hostile one is Invalid', async () => {
+    const configMap = (name: string, keys: number): string =>
+      ['apiVersion: v1', 'kind: ConfigMap', 'metadata:', `  name: ${name}`, 'data:', ...Array.from({ length: keys }, (_, i) => `  key${i}: "value-${i}-${'x'.repeat(30)}"`), ''].join('\n');
+    const bed = await newBed(THREE);
+    await commitAndPush(
+      bed,
+      {
+        ...clusterFiles('huge'),
+        'clusters/huge/big-a.yaml': configMap('big-a', 36_000),
+        'clusters/huge/big-b.yaml': configMap('big-b', 36_000),
+        ...clusterFiles('hostile'),
+        'clusters/hostile/big.yaml': configMap('big', 50_000),
+      },
+      'a huge cluster folder and one over the limits',
+    );
+    const common = { leaderElection: true, leaseName: 'capflow-test-lease' };
+    const a = await startService(bed, { ...common, identity: 'replica-a' });
+    const b = await startService(bed, { ...common, identity: 'replica-b' });
+
+    // from here on, both replicas are watched: the leader's first pass (on becoming leader) loads the folders
+    const answers: Array<{ what: string; ms: number; status: number }> = [];
+    const holders = new Set<string | undefined>();
+    const timed = async (what: string, call: () => Promise<number>): Promise<void> => {
+      const t0 = performance.now();
+      const status = await call();
+      answers.push({ what, ms: performance.now() - t0, status });
+    };
+    let passing = true;
+    const watching = (async () => {
+      for (let i = 0; passing; i++) {
+        const before = randomHex40();
+        await Promise.all([
+          timed('replica-a /healthz', async () => (await fetch(`${a.url}/healthz`)).status),
+          timed('replica-b /healthz', async () => (await fetch(`${b.url}/healthz`)).status),
+          i % 10 === 3 ? timed('replica-a webhook', async () => (await postWebhook(`${a.url}${WEBHOOK_PATH}`, githubPush(SECRET, { after: bed.rev0, before }))).status) : undefined,
+          i % 10 === 8 ? timed('replica-b webhook', async () => (await postWebhook(`${b.url}${WEBHOOK_PATH}`, githubPush(SECRET, { after: bed.rev0, before }))).status) : undefined,
+          leaseHolder(kc, bed.ns, 'capflow-test-lease').then((h) => h !== undefined && holders.add(h)),
+        ]);
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    })();
+    const hostile = await waitForRecord(bed, 'hostile', 'Invalid', (d) => d.phase === 'Invalid');
+    await waitForWorkflows(bed, 4);
+    for (const c of [...THREE, 'huge']) await waitForRecord(bed, c, 'Running', (d) => d.phase === 'Running');
+    await Promise.all([a.reconciler.whenIdle(), b.reconciler.whenIdle()]);
+    passing = false;
+    await watching;
+
+    expect(hostile.errors).to.match(/^clusters\/hostile\/big\.yaml the file is 2\.\d MiB, over the limit of 2 MiB per file; it was not read/);
+    expect((await applies(bed)).map((w) => w.metadata.labels?.['capflow.io/cluster']).sort()).to.deep.equal(['c1', 'c2', 'c3', 'huge']);
+    expect(holders.size, `Lease holders seen while the folders loaded: ${[...holders].join(', ')}`).to.equal(1);
+    expect(answers.filter((x) => x.status < 200 || x.status > 299), 'answers that were not 2xx').to.deep.equal([]);
+    expect(answers.filter((x) => x.what.endsWith('/healthz')).length, 'probes during the pass').to.be.above(5);
+    expect(answers.filter((x) => x.what.endsWith('webhook')).length, 'webhooks during the pass').to.be.above(1);
+    const slowest = answers.reduce((m, x) => (x.ms > m.ms ? x : m));
+    expect(slowest.ms, `slowest answer (${slowest.what})`).to.be.below(1_000);
   });
 
   it('drift, policy report: a plan reporting changes (the test plays the controller) marks the cluster Drifted and submits no apply', async () => {

@@ -159,6 +159,7 @@ describe('gitops config (capflow reconcile flags)', () => {
     ['zero concurrent submissions', [...REPO, '--max-concurrent-submissions', '0'], {}, /--max-concurrent-submissions .* whole number/],
     ['both --leader-elect and --no-leader-elect', [...REPO, '--leader-elect', '--no-leader-elect'], {}, /contradict/],
     ['an unknown log level', [...REPO, '--log-level', 'loud'], {}, /--log-level must be error/],
+    ['an unknown schema line', REPO, { CAPFLOW_CAPI_LINE: '1.11' }, /--capi-line \(CAPFLOW_CAPI_LINE\) must be v1.10, v1.11 or auto, not "1.11"/],
   ];
   for (const [what, argv, env, message] of bad) {
     it(`refuses ${what}, naming the flag and its variable`, () => {
@@ -167,6 +168,23 @@ describe('gitops config (capflow reconcile flags)', () => {
       expect(err.message).to.match(message);
     });
   }
+
+  it('--capi-line (CAPFLOW_CAPI_LINE) names the schema line of folders without the Cluster annotation; unset by default', () => {
+    expect(parseReconcilerConfig(REPO, ENV).capiLine).to.equal(undefined);
+    expect(parseReconcilerConfig([...REPO, '--capi-line', 'v1.11'], ENV).capiLine).to.equal('v1.11');
+    expect(parseReconcilerConfig(REPO, { ...ENV, CAPFLOW_CAPI_LINE: 'v1.10' }).capiLine).to.equal('v1.10');
+    expect(parseReconcilerConfig([...REPO, '--capi-line=auto'], { ...ENV, CAPFLOW_CAPI_LINE: 'v1.10' }).capiLine).to.equal('auto');
+    expect(reconcileHelp).to.include('--capi-line').and.include('CAPFLOW_CAPI_LINE');
+  });
+
+  it('--spec-load-timeout, --spec-load-memory, --spec-load-workers (the worker threads that load specs): defaults 60s, 256 MB, 1; bad values refused', () => {
+    expect(parseReconcilerConfig(REPO, ENV).specLoad).to.deep.equal({ timeoutMs: 60_000, maxHeapMb: 256, workers: 1 });
+    expect(parseReconcilerConfig([...REPO, '--spec-load-timeout', '2m', '--spec-load-memory=512'], { ...ENV, CAPFLOW_SPEC_LOAD_WORKERS: '2' }).specLoad).to.deep.equal({ timeoutMs: 120_000, maxHeapMb: 512, workers: 2 });
+    expect(failure(() => parseReconcilerConfig([...REPO, '--spec-load-memory', '8'], ENV)).message).to.match(/--spec-load-memory \(CAPFLOW_SPEC_LOAD_MEMORY\) must be a whole number ≥ 32, not "8"/);
+    expect(failure(() => parseReconcilerConfig(REPO, { ...ENV, CAPFLOW_SPEC_LOAD_WORKERS: '0' })).message).to.match(/--spec-load-workers \(CAPFLOW_SPEC_LOAD_WORKERS\) must be a whole number ≥ 1/);
+    expect(failure(() => parseReconcilerConfig([...REPO, '--spec-load-timeout', '0'], ENV)).message).to.match(/--spec-load-timeout .* must be longer than 0/);
+    for (const text of ['--spec-load-timeout', 'CAPFLOW_SPEC_LOAD_TIMEOUT', '--spec-load-memory', 'CAPFLOW_SPEC_LOAD_MEMORY', '--spec-load-workers', 'CAPFLOW_SPEC_LOAD_WORKERS']) expect(reconcileHelp).to.include(text);
+  });
 
   it('--help lists every flag with its variable and default', () => {
     for (const text of ['--repo', 'CAPFLOW_REPO', '--poll-interval', 'default 60s', '--drift-interval', 'default 1h', '--drift-policy', '--allow-delete', '--retry-backoff', 'default 1m', '--retry-max', '--leader-elect', '--no-leader-elect', '--lease-name', 'capflow-reconciler', '--lease-duration', 'default 15s', '--identity', 'POD_NAME', '--listen', 'default 0.0.0.0:8080', '--cache-dir', 'XDG_CACHE_HOME', '--namespace', 'default capflow-system', '--kubeconfig', 'KUBECONFIG', '--once', 'CAPFLOW_WEBHOOK_GITHUB_SECRET', '--webhook-gitlab-token-file', 'CAPFLOW_WEBHOOK_GITEA_SECRET', '--poll-jitter', 'default 0.1', '--max-concurrent-submissions']) {
