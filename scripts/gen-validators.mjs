@@ -1,5 +1,6 @@
 #!/usr/bin/env node
-// Generates ajv standalone validators for every supported kind into
+// Generates ajv standalone validators for every supported kind (upstream kinds
+// once per schema line: capi/ and capi-v1.11/) into
 // dist/src/spec/generated/ (run by `npm run build` after tsc). The conversion
 // code lives in src/spec (compiled to dist/src/spec) so it is tested.
 import { generateValidators } from '../dist/src/spec/codegen.js';

@@ -11,6 +11,9 @@ export { reconcileHelp };
 export async function reconcileCommand(argv: string[], io: CliIo, globals: { logFormat?: LogFormat; logLevel?: LogLevel }): Promise<number> {
   if (argv.includes('--help') || argv.includes('-h')) return io.out(reconcileHelp), ExitCode.ok;
   const config = parseReconcilerConfig(argv, io.env);
+  // The spec loader takes its default schema line from CAPFLOW_CAPI_LINE wherever it runs (here, or
+  // a worker started later); the Cluster annotation capflow.io/capi-line still wins per folder.
+  if (config.capiLine !== undefined) process.env.CAPFLOW_CAPI_LINE = config.capiLine;
   // V8 sizes its heap for throughput: after a few passes over 1,000 clusters the old generation
   // grows to about twice what is live before it collects. Favouring size keeps the service near
   // its live heap (bench/reconciler.bench.ts: steady RSS ~115-130 MB instead of 150-240 MB) for a

@@ -57,26 +57,81 @@ export function kindInfo(kind: string): KindInfo | undefined {
   return BY_KIND.get(kind);
 }
 
-/** Kinds we recognise but do not take in a cluster folder (yet), with what to do instead. */
+/**
+ * Kinds we recognise but do not take in a cluster folder (yet), with what to do instead. Every
+ * upstream kind of both schema lines (shared/schemas/capi/ and capi-v1.11/) that capflow does not
+ * act on is listed, plus the upstream kinds whose CRDs we do not carry (ROSA, runtime, IPAM): they
+ * all get the same `unsupported-kind` problem ("kind X is not supported yet"), never "unknown kind,
+ * did you mean…". A test keeps this list complete against the schema folders.
+ */
 export const UNSUPPORTED_KINDS: Readonly<Record<string, string>> = {
   ByoHost: 'ByoHost objects are registered by the BYOH host agent; list the hosts in a capflow.io/v1alpha1 ByoHostInventory instead',
   ClusterClass: 'ClusterClass (managed topologies) is not supported yet; write the Cluster and its templates explicitly',
   AWSClusterTemplate: 'ClusterClass templates are not supported yet; write an AWSCluster',
+  AWSManagedClusterTemplate: 'ClusterClass templates are not supported yet; write an AWSManagedCluster',
   KubeadmControlPlaneTemplate: 'ClusterClass templates are not supported yet; write a KubeadmControlPlane',
   AWSManagedControlPlaneTemplate: 'ClusterClass templates are not supported yet; write an AWSManagedControlPlane',
   Machine: 'single Machines are not supported; use a MachineDeployment (or the KubeadmControlPlane for control plane nodes)',
   MachineSet: 'MachineSets are managed by MachineDeployments; write a MachineDeployment',
+  MachineDrainRule: 'MachineDrainRules are not supported yet; capflow drains nodes with its own defaults',
   AWSMachine: 'AWSMachines are created from an AWSMachineTemplate; write an AWSMachineTemplate',
   ByoMachine: 'ByoMachines are created from a ByoMachineTemplate; write a ByoMachineTemplate',
   ClusterResourceSetBinding: 'ClusterResourceSetBindings are created by the controller; write only the ClusterResourceSet',
   AWSClusterControllerIdentity: 'AWS identities (identityRef) are not supported yet; capflow uses the executor credentials',
   AWSClusterRoleIdentity: 'AWS identities (identityRef) are not supported yet; capflow uses the executor credentials',
   AWSClusterStaticIdentity: 'AWS identities (identityRef) are not supported yet; capflow uses the executor credentials',
-  ROSACluster: 'ROSA is not supported',
-  ROSAControlPlane: 'ROSA is not supported',
-  ROSAMachinePool: 'ROSA is not supported',
-  AWSFargateProfile: 'EKS Fargate profiles are not supported yet',
+  AWSFargateProfile: 'EKS Fargate profiles are not supported yet; use an AWSManagedMachinePool',
+  NodeadmConfig: 'nodeadm (AL2023 EKS) bootstrap is not supported yet; use an EKSConfig',
+  NodeadmConfigTemplate: 'nodeadm (AL2023 EKS) bootstrap is not supported yet; use an EKSConfigTemplate',
+  ROSACluster: 'ROSA (Red Hat OpenShift Service on AWS) is not supported yet',
+  ROSAControlPlane: 'ROSA (Red Hat OpenShift Service on AWS) is not supported yet',
+  ROSAMachinePool: 'ROSA (Red Hat OpenShift Service on AWS) is not supported yet',
+  ROSANetwork: 'ROSA (Red Hat OpenShift Service on AWS) is not supported yet',
+  ROSARoleConfig: 'ROSA (Red Hat OpenShift Service on AWS) is not supported yet',
+  ExtensionConfig: 'Runtime SDK extensions are not supported yet',
+  IPAddress: 'IPAM objects are not supported yet',
+  IPAddressClaim: 'IPAM objects are not supported yet',
 };
+
+/**
+ * The upstream schema lines capflow judges specs against, oldest first: each is a folder of CRDs
+ * under the schemas root (shared/schemas or $CAPFLOW_SCHEMAS_DIR). The AWS provider serves its
+ * kinds as v1beta2 in both lines, with more fields in v2.11; Cluster API v1.11 adds v1beta2
+ * (a new shape) beside v1beta1.
+ */
+export const CAPI_LINES = [
+  { line: 'v1.10', folder: 'capi', label: 'Cluster API v1.10 / AWS provider v2.9' },
+  { line: 'v1.11', folder: 'capi-v1.11', label: 'Cluster API v1.11 / AWS provider v2.11' },
+] as const;
+
+export type CapiLine = (typeof CAPI_LINES)[number]['line'];
+
+/** Which line(s) a folder targets: one line, or 'auto' (every line, see validate.ts). */
+export type CapiLineChoice = CapiLine | 'auto';
+
+/** The Cluster annotation that names the line a folder targets. */
+export const CAPI_LINE_ANNOTATION = 'capflow.io/capi-line';
+
+export function isCapiLineChoice(v: unknown): v is CapiLineChoice {
+  return v === 'auto' || CAPI_LINES.some((l) => l.line === v);
+}
+
+/**
+ * Cluster API kinds whose v1beta2 shape (Cluster API v1.11) differs from v1beta1 in fields the
+ * model acts on (references as apiGroup, KubeadmControlPlane.spec.machineTemplate.spec, rollout
+ * and deletion settings, kubeadm extraArgs as lists, health check conditions): such documents are
+ * judged by their v1beta2 schema, then refused as 'unsupported-feature' until the model reads them.
+ */
+export const V1BETA2_NOT_ACTED_ON: ReadonlySet<string> = new Set([
+  'Cluster',
+  'MachineDeployment',
+  'MachinePool',
+  'MachineHealthCheck',
+  'KubeadmControlPlane',
+  'KubeadmConfig',
+  'KubeadmConfigTemplate',
+  'ClusterResourceSet',
+]);
 
 export function groupOf(apiVersion: string): { group: string; version: string } {
   const slash = apiVersion.lastIndexOf('/');

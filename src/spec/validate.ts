@@ -3,12 +3,14 @@
  * (kind known and supported, group right, version served), ObjectMeta, then
  * the CRD's structural schema (nulls pruned, defaults applied, unknown fields
  * reported as likely typos), then features capflow does not support yet.
+ * Upstream kinds are judged by the schema line(s) the folder targets (see
+ * CAPI_LINES and checkDocument).
  */
 import { closest, type ProblemCode, type Severity, type SpecProblem } from './problems.js';
 import { formatPath, getPath, isRecord, pointerToPath } from './paths.js';
-import { groupOf, kindInfo, SUPPORTED_KINDS, UNSUPPORTED_KINDS, type KindInfo } from './kinds.js';
+import { CAPI_LINE_ANNOTATION, CAPI_LINES, groupOf, kindInfo, SUPPORTED_KINDS, UNSUPPORTED_KINDS, V1BETA2_NOT_ACTED_ON, type CapiLine, type CapiLineChoice, type KindInfo } from './kinds.js';
 import { formatOfPattern, type SchemaShape } from './schemas.js';
-import type { SchemaRegistry } from './validators.js';
+import type { KindValidator, SchemaRegistry } from './validators.js';
 import type { PathSegment, SourceDocument } from './yaml-source.js';
 
 /** A document that passed the type-meta checks, with its normalized value. */
@@ -25,6 +27,8 @@ export interface CheckedDocument {
   value: Record<string, unknown>;
   /** False when the schema or metadata checks failed. */
   valid: boolean;
+  /** The schema line whose CRD judged the document (capflow's and core kinds: the oldest). */
+  schemaLine: CapiLine;
 }
 
 /** Reports problems located in one document. */
@@ -177,7 +181,7 @@ function typeMessage(t: unknown): string {
 }
 
 /** Checks one parsed document. Returns undefined when its kind/version cannot be judged at all. */
-export async function checkDocument(src: SourceDocument, registry: SchemaRegistry, problems: SpecProblem[]): Promise<CheckedDocument | undefined> {
+export async function checkDocument(src: SourceDocument, registry: SchemaRegistry, problems: SpecProblem[], line: CapiLineChoice = 'auto'): Promise<CheckedDocument | undefined> {
   const r = new DocumentReporter(problems, src);
   const raw = src.value;
   if (!isRecord(raw)) {
@@ -218,30 +222,73 @@ export async function checkDocument(src: SourceDocument, registry: SchemaRegistr
     r.report('wrong-group', ['apiVersion'], `${kind} belongs to API group ${info.group === '' ? 'core (apiVersion v1)' : info.group}, not ${group === '' ? 'core' : group}`);
     return undefined;
   }
-  const versions = await registry.versions(info);
-  if (!versions.served.includes(version)) {
-    const served = versions.served.map((v) => (group === '' ? v : `${group}/${v}`)).join(', ');
-    const known = versions.all.includes(version);
-    r.report('unserved-version', ['apiVersion'], `${apiVersion} is ${known ? 'not served for' : 'not a version of'} ${kind}; served: ${served}`, {
-      hint: known ? `convert the object to ${served} (clusterctl upgrade / the provider's conversion)` : `use ${served}`,
+  // The schema lines that may judge this document: the one the folder targets, or every line
+  // ('auto'). capflow's own and core kinds have one schema for all lines.
+  const lines: CapiLine[] = info.source !== 'capi' ? [CAPI_LINES[0].line] : line === 'auto' ? CAPI_LINES.map((l) => l.line) : [line];
+  const serving: CapiLine[] = [];
+  const served = new Set<string>();
+  const all = new Set<string>();
+  for (const l of lines) {
+    const v = await registry.versions(info, l);
+    v.served.forEach((x) => served.add(x));
+    v.all.forEach((x) => all.add(x));
+    if (v.served.includes(version)) serving.push(l);
+  }
+  if (serving.length === 0) {
+    const servedText = [...served].map((v) => (group === '' ? v : `${group}/${v}`)).join(', ');
+    const known = all.has(version);
+    let elsewhere: CapiLine | undefined;
+    if (info.source === 'capi' && line !== 'auto') {
+      for (const l of CAPI_LINES) if (l.line !== line && (await registry.versions(info, l.line)).served.includes(version)) elsewhere = l.line;
+    }
+    const target = line !== 'auto' && info.source === 'capi' ? ` in ${lineLabel(line)} (the line this folder targets)` : '';
+    r.report('unserved-version', ['apiVersion'], `${apiVersion} is ${known || elsewhere ? 'not served for' : 'not a version of'} ${kind}${target}; served: ${servedText}`, {
+      hint: elsewhere
+        ? `${lineLabel(elsewhere)} serves it: set the Cluster annotation ${CAPI_LINE_ANNOTATION}: ${elsewhere} (or auto), or write ${servedText}`
+        : known
+          ? `convert the object to ${servedText} (clusterctl upgrade / the provider's conversion)`
+          : `use ${servedText}`,
     });
     return undefined;
   }
 
   const value = structuredClone(raw);
   const { name, namespace } = checkMetadata(value, r);
-  const validator = await registry.validator(info, version);
-  pruneNulls(value, validator.shape);
   if ('status' in value) {
     r.report('ignored-field', ['status'], '`status` is written by controllers; capflow ignores it', { at: 'key', severity: 'warning' });
     delete value.status;
   }
-  const ok = validator.validate(value);
-  if (!ok) reportSchemaErrors(validator.validate.errors ?? [], value, validator.shape, r);
-  checkFeatures(kind, value, r);
-  if (isRecord(value.metadata)) value.metadata.namespace = namespace;
-  else value.metadata = { namespace };
-  return { src, info, kind, apiVersion, group, version, name: name ?? '', namespace, value, valid: r.errors === 0 && name !== undefined };
+  // Judged by each serving line, oldest first; the first that accepts the document gives its
+  // normalized value (nulls pruned, that line's defaults applied). Oldest first keeps the defaults,
+  // and so the spec hash, of a folder written for v1.10/v2.9 what they were before v1.11 was known;
+  // a field only a newer line has (targetGroupIPType, assignPrimaryIPv6, ...) is accepted by that
+  // line. When no line accepts it, the problems reported are those of the line with the fewest
+  // (ties: the newest, what users run now).
+  let judged: { line: CapiLine; value: Record<string, unknown>; validator: KindValidator; errors: AjvError[] } | undefined;
+  for (const l of serving) {
+    const validator = await registry.validator(info, version, l);
+    const candidate = serving.length === 1 ? value : structuredClone(value);
+    pruneNulls(candidate, validator.shape);
+    const ok = validator.validate(candidate);
+    const errors = ok ? [] : [...((validator.validate.errors ?? []) as AjvError[])];
+    if (judged === undefined || errors.length <= judged.errors.length || ok) judged = { line: l, value: candidate, validator, errors };
+    if (ok) break;
+  }
+  const j = judged as NonNullable<typeof judged>;
+  if (j.errors.length > 0) reportSchemaErrors(j.errors, j.value, j.validator.shape, r);
+  checkFeatures(kind, j.value, r);
+  if (info.source === 'capi' && version === 'v1beta2' && V1BETA2_NOT_ACTED_ON.has(kind)) {
+    r.report('unsupported-feature', ['apiVersion'], `${kind} ${apiVersion} (${lineLabel('v1.11')}) was checked against its schema, but capflow cannot act on the v1beta2 shape yet`, {
+      hint: `write ${group}/v1beta1, which Cluster API v1.11 still serves (the AWS provider v2.11 templates do)`,
+    });
+  }
+  if (isRecord(j.value.metadata)) j.value.metadata.namespace = namespace;
+  else j.value.metadata = { namespace };
+  return { src, info, kind, apiVersion, group, version, name: name ?? '', namespace, value: j.value, valid: r.errors === 0 && name !== undefined, schemaLine: j.line };
+}
+
+function lineLabel(line: CapiLine): string {
+  return CAPI_LINES.find((l) => l.line === line)?.label ?? line;
 }
 
 interface AjvError {

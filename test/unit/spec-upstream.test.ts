@@ -1,8 +1,11 @@
+import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { expect } from 'chai';
-import { formatProblem, validateClusterSpec } from '../../src/spec/index.js';
-import type { KubeadmControlPlane } from '../../src/spec/index.js';
-import { fixturesDir } from '../fixtures/spec/support.js';
+import { parse as parseYaml } from 'yaml';
+import { formatProblem, specHash, validateClusterSpec } from '../../src/spec/index.js';
+import type { AWSCluster, KubeadmControlPlane, SpecProblem } from '../../src/spec/index.js';
+import { CAPI_LINES, kindInfo, UNSUPPORTED_KINDS } from '../../src/spec/kinds.js';
+import { cleanupSpecFolders, displayRootOf, fixturesDir, minimalAws, repoRoot, specFolder } from '../fixtures/spec/support.js';
 
 const upstream = path.join(fixturesDir, 'upstream');
 
@@ -25,5 +28,301 @@ describe('upstream clusterctl template (CAPA v2.9.3 templates/cluster-template.y
     const { problems } = await validateClusterSpec(upstream);
     expect(problems).to.have.length(1);
     expect(problems[0]?.code).to.equal('variables-not-substituted');
+  });
+});
+
+const v211 = path.join(fixturesDir, 'upstream-v2.11');
+const v211Vars = { varsFile: path.join(v211, 'cluster.vars') };
+const schemasRoot = process.env.CAPFLOW_SCHEMAS_DIR ?? path.resolve(repoRoot, '..', 'shared', 'schemas');
+
+const codes = (problems: SpecProblem[]): string[] => problems.map((p) => p.code);
+
+describe('upstream clusterctl templates of the current line (CAPA v2.11.1 templates/, verbatim; Cluster API v1.11)', function () {
+  this.timeout(60_000);
+  after(cleanupSpecFolders);
+
+  const valid: Array<[folder: string, provider: string]> = [
+    ['default', 'aws'],
+    ['machinepool', 'aws'],
+    ['eks', 'eks'],
+    ['dualstack-ipv4-primary', 'aws'],
+    ['dualstack-ipv6-primary', 'aws'],
+    ['ipv6', 'aws'],
+  ];
+  for (const [folder, provider] of valid) {
+    it(`${folder} validates unchanged (no problem at all) by default, and when the folder targets v1.11`, async () => {
+      for (const capiLine of [undefined, 'v1.11'] as const) {
+        const { model, problems } = await validateClusterSpec(path.join(v211, folder), { ...v211Vars, ...(capiLine ? { capiLine } : {}) });
+        expect(problems.map(formatProblem), `capiLine ${capiLine ?? 'default'}`).to.deep.equal([]);
+        expect(model?.provider).to.equal(provider);
+        expect(model?.name).to.equal('capa-v211');
+      }
+    });
+  }
+
+  it('the v2.11 fields (targetGroupIPType, assignPrimaryIPv6, httpProtocolIpv6) reach the model', async () => {
+    const { model } = await validateClusterSpec(path.join(v211, 'dualstack-ipv4-primary'), v211Vars);
+    expect((model?.infrastructure as AWSCluster).spec.controlPlaneLoadBalancer?.targetGroupIPType).to.equal('ipv4');
+    expect(model?.controlPlaneMachineTemplate?.spec.template.spec.assignPrimaryIPv6).to.equal('disabled');
+    const ipv6 = await validateClusterSpec(path.join(v211, 'ipv6'), v211Vars);
+    expect(ipv6.model?.controlPlaneMachineTemplate?.spec.template.spec.instanceMetadataOptions).to.deep.include({ httpProtocolIpv6: 'enabled' });
+  });
+
+  it('a folder that targets v1.10 (v2.9) has the v2.11 fields reported as unknown, at their file:line:column', async () => {
+    const { problems } = await validateClusterSpec(path.join(v211, 'dualstack-ipv4-primary'), { ...v211Vars, capiLine: 'v1.10' });
+    const unknown = problems.filter((p) => p.code === 'unknown-field').map((p) => `${p.file}:${p.line}:${p.column} ${p.path ?? ''}`);
+    const file = 'test/fixtures/spec/upstream-v2.11/dualstack-ipv4-primary/cluster-template-dualstack-ipv4-primary.yaml';
+    expect(unknown).to.include(`${file}:36:5 spec.controlPlaneLoadBalancer.targetGroupIPType`);
+    expect(unknown).to.include(`${file}:90:7 spec.template.spec.assignPrimaryIPv6`);
+  });
+
+  it('the Cluster annotation capflow.io/capi-line wins over the option; a bad value is reported at the annotation', async () => {
+    const text = await readFile(path.join(v211, 'dualstack-ipv4-primary', 'cluster-template-dualstack-ipv4-primary.yaml'), 'utf8');
+    const annotated = (value: string): string => text.replace(/^kind: Cluster\nmetadata:\n/m, `kind: Cluster\nmetadata:\n  annotations:\n    capflow.io/capi-line: ${value}\n`);
+    expect(annotated('v1.11')).to.not.equal(text);
+    const dir = await specFolder({ 'cluster.yaml': annotated('v1.11') });
+    const ok = await validateClusterSpec(dir, { ...v211Vars, capiLine: 'v1.10', displayRoot: displayRootOf(dir) });
+    expect(ok.problems.map(formatProblem)).to.deep.equal([]);
+    const bad = await specFolder({ 'cluster.yaml': annotated('"1.11"') });
+    const { problems } = await validateClusterSpec(bad, { ...v211Vars, displayRoot: displayRootOf(bad) });
+    expect(problems.map(formatProblem)).to.deep.equal([
+      'clusters/test/cluster.yaml:6:27 Cluster/capa-v211 metadata.annotations["capflow.io/capi-line"]: "1.11" is not a schema line capflow knows; use v1.10, v1.11, auto',
+    ]);
+  });
+
+  it('CAPFLOW_CAPI_LINE sets the line when neither the option nor the annotation does; a bad value is an input error', async () => {
+    const before = process.env.CAPFLOW_CAPI_LINE;
+    try {
+      process.env.CAPFLOW_CAPI_LINE = 'v1.10';
+      const { problems } = await validateClusterSpec(path.join(v211, 'dualstack-ipv4-primary'), v211Vars);
+      expect(problems.filter((p) => p.code === 'unknown-field').map((p) => p.path)).to.include('spec.controlPlaneLoadBalancer.targetGroupIPType');
+      const explicit = await validateClusterSpec(path.join(v211, 'dualstack-ipv4-primary'), { ...v211Vars, capiLine: 'auto' });
+      expect(explicit.problems).to.deep.equal([]);
+      process.env.CAPFLOW_CAPI_LINE = 'newest';
+      const err = await validateClusterSpec(path.join(v211, 'default'), v211Vars).then(
+        () => undefined,
+        (e: unknown) => e as { code?: string; message?: string },
+      );
+      expect(err?.code).to.equal('CONFIG_INVALID');
+      expect(err?.message).to.equal('CAPFLOW_CAPI_LINE must be one of v1.10, v1.11, auto, not "newest"');
+    } finally {
+      if (before === undefined) delete process.env.CAPFLOW_CAPI_LINE;
+      else process.env.CAPFLOW_CAPI_LINE = before;
+    }
+  });
+
+  it('the v1.10 templates keep their normalized model (and spec hash) whichever line is asked for', async () => {
+    const vars = { varsFile: path.join(upstream, 'capa-cluster-template.vars') };
+    const hashes = new Set<string>();
+    for (const capiLine of ['auto', 'v1.10'] as const) {
+      const { model, problems } = await validateClusterSpec(upstream, { ...vars, capiLine });
+      expect(problems.map(formatProblem), capiLine).to.deep.equal([]);
+      hashes.add(specHash(model as NonNullable<typeof model>));
+    }
+    expect(hashes.size).to.equal(1);
+    const v111 = await validateClusterSpec(upstream, { ...vars, capiLine: 'v1.11' });
+    expect(v111.problems.map(formatProblem)).to.deep.equal([]);
+  });
+
+  it('eks-fargate: the AWSFargateProfile is "not supported yet", the only problem', async () => {
+    const { problems } = await validateClusterSpec(path.join(v211, 'eks-fargate'), v211Vars);
+    expect(problems.map((p) => [p.code, p.kind, p.message, `${p.line}:${p.column}`])).to.deep.equal([
+      ['unsupported-kind', 'AWSFargateProfile', 'kind AWSFargateProfile is not supported yet', '35:7'],
+    ]);
+  });
+
+  it('eks-nodeadm-clusterclass: ClusterClass and its templates and NodeadmConfigTemplate are each "not supported yet"', async () => {
+    const { problems } = await validateClusterSpec(path.join(v211, 'eks-nodeadm-clusterclass'), v211Vars);
+    expect(codes(problems)).to.not.include('unknown-kind');
+    expect(problems.filter((p) => p.code === 'unsupported-kind').map((p) => p.message)).to.deep.equal(
+      ['ClusterClass', 'AWSManagedClusterTemplate', 'AWSManagedControlPlaneTemplate', 'NodeadmConfigTemplate'].map((k) => `kind ${k} is not supported yet`),
+    );
+  });
+});
+
+describe('upstream kinds capflow does not act on', function () {
+  this.timeout(60_000);
+  after(cleanupSpecFolders);
+
+  it('every kind in both schema folders is either supported or listed as not supported yet', async () => {
+    const missing: string[] = [];
+    for (const { folder } of CAPI_LINES) {
+      for (const file of (await readdir(path.join(schemasRoot, folder))).filter((f) => f.endsWith('.yaml'))) {
+        const crd = parseYaml(await readFile(path.join(schemasRoot, folder, file), 'utf8')) as { spec: { names: { kind: string } } };
+        const kind = crd.spec.names.kind;
+        if (!kindInfo(kind) && UNSUPPORTED_KINDS[kind] === undefined) missing.push(`${folder}/${file}: ${kind}`);
+      }
+    }
+    expect(missing).to.deep.equal([]);
+  });
+
+  const kinds: Array<[kind: string, apiVersion: string]> = [
+    ['ClusterClass', 'cluster.x-k8s.io/v1beta2'],
+    ['ClusterClass', 'cluster.x-k8s.io/v1beta1'],
+    ['MachineDrainRule', 'cluster.x-k8s.io/v1beta2'],
+    ['AWSFargateProfile', 'infrastructure.cluster.x-k8s.io/v1beta2'],
+    ['NodeadmConfigTemplate', 'bootstrap.cluster.x-k8s.io/v1beta2'],
+    ['NodeadmConfig', 'bootstrap.cluster.x-k8s.io/v1beta2'],
+    ['AWSManagedClusterTemplate', 'infrastructure.cluster.x-k8s.io/v1beta2'],
+    ['AWSClusterTemplate', 'infrastructure.cluster.x-k8s.io/v1beta2'],
+    ['AWSManagedControlPlaneTemplate', 'controlplane.cluster.x-k8s.io/v1beta2'],
+    ['KubeadmControlPlaneTemplate', 'controlplane.cluster.x-k8s.io/v1beta2'],
+    ['AWSClusterControllerIdentity', 'infrastructure.cluster.x-k8s.io/v1beta2'],
+    ['AWSClusterRoleIdentity', 'infrastructure.cluster.x-k8s.io/v1beta2'],
+    ['AWSClusterStaticIdentity', 'infrastructure.cluster.x-k8s.io/v1beta2'],
+    ['ROSACluster', 'infrastructure.cluster.x-k8s.io/v1beta2'],
+    ['ROSAControlPlane', 'controlplane.cluster.x-k8s.io/v1beta2'],
+    ['ROSAMachinePool', 'infrastructure.cluster.x-k8s.io/v1beta2'],
+    ['ROSANetwork', 'infrastructure.cluster.x-k8s.io/v1beta2'],
+    ['ROSARoleConfig', 'infrastructure.cluster.x-k8s.io/v1beta2'],
+  ];
+  it('each gets the same "kind X is not supported yet" problem (unsupported-kind) at its kind, never "unknown kind"', async () => {
+    const docs = kinds.map(([kind, apiVersion], i) => `apiVersion: ${apiVersion}\nkind: ${kind}\nmetadata:\n  name: x${i}\nspec: {}\n`).join('---\n');
+    const dir = await specFolder(minimalAws({ 'upstream.yaml': docs }));
+    const { problems } = await validateClusterSpec(dir, { displayRoot: displayRootOf(dir) });
+    expect(codes(problems)).to.not.include('unknown-kind');
+    const got = problems.filter((p) => p.file === 'clusters/test/upstream.yaml').map((p) => `${p.line}:${p.column} ${p.code} ${p.message}`);
+    expect(got).to.deep.equal(kinds.map(([kind], i) => `${i * 6 + 2}:7 unsupported-kind kind ${kind} is not supported yet`));
+    for (const p of problems.filter((q) => q.code === 'unsupported-kind')) expect(p.hint, p.kind).to.be.a('string').and.not.equal('');
+  });
+});
+
+const V1BETA2_CLUSTER = `apiVersion: cluster.x-k8s.io/v1beta2
+kind: Cluster
+metadata:
+  name: dev
+spec:
+  infrastructureRef:
+    apiGroup: infrastructure.cluster.x-k8s.io
+    kind: AWSCluster
+    name: dev
+  controlPlaneRef:
+    apiGroup: controlplane.cluster.x-k8s.io
+    kind: KubeadmControlPlane
+    name: dev-control-plane
+---
+apiVersion: infrastructure.cluster.x-k8s.io/v1beta2
+kind: AWSCluster
+metadata:
+  name: dev
+spec:
+  region: us-east-1
+`;
+
+describe('Cluster API kinds written as v1beta2 (Cluster API v1.11)', function () {
+  this.timeout(60_000);
+  after(cleanupSpecFolders);
+
+  it('a v1beta2 Cluster is judged by its v1beta2 schema: a v1beta1 field in it is an unknown field at its file:line:column', async () => {
+    const cluster = V1BETA2_CLUSTER.replace('    apiGroup: controlplane.cluster.x-k8s.io\n', '    apiVersion: controlplane.cluster.x-k8s.io/v1beta1\n');
+    const dir = await specFolder(minimalAws({ 'cluster.yaml': cluster }));
+    const { problems } = await validateClusterSpec(dir, { displayRoot: displayRootOf(dir) });
+    expect(problems.filter((p) => p.file === 'clusters/test/cluster.yaml' && p.severity === 'error').map(formatProblem)).to.deep.equal([
+      'clusters/test/cluster.yaml:1:1 Cluster/dev spec.controlPlaneRef.apiGroup: missing required field `apiGroup`',
+      'clusters/test/cluster.yaml:1:13 Cluster/dev apiVersion: Cluster cluster.x-k8s.io/v1beta2 (Cluster API v1.11 / AWS provider v2.11) was checked against its schema, but capflow cannot act on the v1beta2 shape yet hint: write cluster.x-k8s.io/v1beta1, which Cluster API v1.11 still serves (the AWS provider v2.11 templates do)',
+      'clusters/test/cluster.yaml:11:5 Cluster/dev spec.controlPlaneRef.apiVersion: unknown field `apiVersion` (the API server would silently drop it)',
+    ]);
+  });
+
+  it('a v1beta2 Cluster valid by its schema is refused only as not acted on yet (unsupported-feature), not as garbage', async () => {
+    const dir = await specFolder(minimalAws({ 'cluster.yaml': V1BETA2_CLUSTER }));
+    const { model, problems } = await validateClusterSpec(dir, { displayRoot: displayRootOf(dir) });
+    expect(model).to.equal(undefined);
+    expect(problems.filter((p) => p.severity === 'error').map((p) => [p.code, p.file, p.line, p.column])).to.deep.equal([
+      ['unsupported-feature', 'clusters/test/cluster.yaml', 1, 13],
+    ]);
+  });
+
+  it('a v1beta2 KubeadmControlPlane and MachineDeployment are judged by their schemas: fields in their v1beta1 places are unknown fields at file:line:column', async () => {
+    const kcp = `apiVersion: controlplane.cluster.x-k8s.io/v1beta2
+kind: KubeadmControlPlane
+metadata:
+  name: dev-cp-v1beta2
+spec:
+  replicas: 3
+  version: v1.33.4
+  machineTemplate:
+    infrastructureRef:
+      apiGroup: infrastructure.cluster.x-k8s.io
+      kind: AWSMachineTemplate
+      name: dev-control-plane
+  kubeadmConfigSpec: {}
+`;
+    const md = `apiVersion: cluster.x-k8s.io/v1beta2
+kind: MachineDeployment
+metadata:
+  name: dev-md-1
+spec:
+  clusterName: dev
+  replicas: 2
+  strategy:
+    type: RollingUpdate
+  selector:
+    matchLabels: {}
+  template:
+    spec:
+      clusterName: dev
+      bootstrap:
+        dataSecretName: boot
+      infrastructureRef:
+        apiGroup: infrastructure.cluster.x-k8s.io
+        kind: AWSMachineTemplate
+        name: dev-md-0
+`;
+    const dir = await specFolder(minimalAws({ 'v1beta2.yaml': `${kcp}---\n${md}` }));
+    const { problems } = await validateClusterSpec(dir, { displayRoot: displayRootOf(dir) });
+    const mine = problems.filter((p) => p.file === 'clusters/test/v1beta2.yaml' && p.code === 'unknown-field').map(formatProblem);
+    expect(mine, problems.map(formatProblem).join("\n")).to.deep.equal([
+      'clusters/test/v1beta2.yaml:9:5 KubeadmControlPlane/dev-cp-v1beta2 spec.machineTemplate.infrastructureRef: unknown field `infrastructureRef` (the API server would silently drop it)',
+      'clusters/test/v1beta2.yaml:22:3 MachineDeployment/dev-md-1 spec.strategy: unknown field `strategy` (the API server would silently drop it)',
+    ]);
+    expect(problems.filter((p) => p.code === 'unsupported-feature').map((p) => `${p.kind} ${p.line}:${p.column}`)).to.deep.equal([
+      'KubeadmControlPlane 1:13',
+      'MachineDeployment 15:13',
+    ]);
+  });
+
+  it('v1beta2 references are resolved: a wrong apiGroup and a missing KubeadmControlPlane machine template are located', async () => {
+    const cluster = V1BETA2_CLUSTER.replace('    apiGroup: infrastructure.cluster.x-k8s.io\n', '    apiGroup: controlplane.cluster.x-k8s.io\n');
+    const kcp = `apiVersion: controlplane.cluster.x-k8s.io/v1beta2
+kind: KubeadmControlPlane
+metadata:
+  name: dev-control-plane
+spec:
+  replicas: 3
+  version: v1.33.4
+  machineTemplate:
+    spec:
+      infrastructureRef:
+        apiGroup: infrastructure.cluster.x-k8s.io
+        kind: AWSMachineTemplate
+        name: dev-control-plan
+  kubeadmConfigSpec:
+    format: cloud-config
+---
+apiVersion: infrastructure.cluster.x-k8s.io/v1beta2
+kind: AWSMachineTemplate
+metadata:
+  name: dev-control-plane
+spec:
+  template:
+    spec:
+      instanceType: t3.large
+`;
+    const dir = await specFolder(minimalAws({ 'cluster.yaml': cluster, 'control-plane.yaml': kcp }));
+    const { problems } = await validateClusterSpec(dir, { displayRoot: displayRootOf(dir) });
+    expect(problems.filter((p) => p.code === 'ref-group' || p.code === 'dangling-ref').map(formatProblem)).to.deep.equal([
+      'clusters/test/cluster.yaml:7:15 Cluster/dev spec.infrastructureRef.apiGroup: apiGroup controlplane.cluster.x-k8s.io does not match kind AWSCluster (API group infrastructure.cluster.x-k8s.io)',
+      'clusters/test/control-plane.yaml:13:15 KubeadmControlPlane/dev-control-plane spec.machineTemplate.spec.infrastructureRef.name: AWSMachineTemplate "dev-control-plan" is not defined in this folder; did you mean `dev-control-plane`?',
+    ]);
+  });
+
+  it('a folder that targets v1.10 is told which line serves v1beta2', async () => {
+    const dir = await specFolder(minimalAws({ 'cluster.yaml': V1BETA2_CLUSTER }));
+    const { problems } = await validateClusterSpec(dir, { displayRoot: displayRootOf(dir), capiLine: 'v1.10' });
+    const p = problems.find((q) => q.code === 'unserved-version');
+    expect(p && formatProblem(p)).to.equal(
+      'clusters/test/cluster.yaml:1:13 Cluster/dev apiVersion: cluster.x-k8s.io/v1beta2 is not served for Cluster in Cluster API v1.10 / AWS provider v2.9 (the line this folder targets); served: cluster.x-k8s.io/v1beta1 hint: Cluster API v1.11 / AWS provider v2.11 serves it: set the Cluster annotation capflow.io/capi-line: v1.11 (or auto), or write cluster.x-k8s.io/v1beta1',
+    );
   });
 });

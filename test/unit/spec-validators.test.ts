@@ -63,13 +63,15 @@ describe('spec schemas (CRD → ajv)', () => {
   });
 
   it('every served version of every supported kind converts and compiles', async function () {
-    this.timeout(30_000);
+    this.timeout(90_000);
     const registry = new SchemaRegistry(defaultLocations(), 'compile');
     for (const kind of ['Cluster', 'KubeadmControlPlane', 'AWSCluster', 'AWSManagedControlPlane', 'ByoHostInventory', 'ConfigMap']) {
       const info = kindInfo(kind) as KindInfo;
-      const { served } = await registry.versions(info);
-      expect(served.length, kind).to.be.greaterThan(0);
-      for (const v of served) expect((await registry.validator(info, v)).origin).to.equal('compiled');
+      for (const line of ['v1.10', 'v1.11'] as const) {
+        const { served } = await registry.versions(info, line);
+        expect(served.length, `${kind} ${line}`).to.be.greaterThan(0);
+        for (const v of served) expect((await registry.validator(info, v, line)).origin).to.equal('compiled');
+      }
     }
   });
 });
@@ -92,10 +94,14 @@ describe('generated standalone validators', function () {
     path.join(examplesDir, 'byoh'),
     path.join(fixturesDir, 'broken'),
   ];
+  // The CAPA v2.11 templates, judged by the v1.11 line (their variables from the fixture's vars file).
+  const v211 = path.join(fixturesDir, 'upstream-v2.11');
+  const varsFor = (dir: string): { varsFile?: string } => (dir.startsWith(v211) ? { varsFile: path.join(v211, 'cluster.vars') } : {});
+  folders.push(path.join(v211, 'dualstack-ipv4-primary'), path.join(v211, 'ipv6'), path.join(v211, 'eks'));
   for (const dir of folders) {
     it(`give the same verdict as the runtime compiler for ${path.relative(path.join(examplesDir, '..', '..'), dir)}`, async () => {
-      const generated = await validateClusterSpec(dir, { validators: 'generated', generatedDir });
-      const compiled = await validateClusterSpec(dir, { validators: 'compile' });
+      const generated = await validateClusterSpec(dir, { validators: 'generated', generatedDir, ...varsFor(dir) });
+      const compiled = await validateClusterSpec(dir, { validators: 'compile', ...varsFor(dir) });
       expect(generated.problems.map(formatProblem)).to.deep.equal(compiled.problems.map(formatProblem));
       expect(generated.model && specHash(generated.model)).to.equal(compiled.model && specHash(compiled.model));
     });
@@ -106,13 +112,28 @@ describe('generated standalone validators', function () {
     expect((await registry.validator(kindInfo('Cluster') as KindInfo, 'v1beta1')).origin).to.equal('generated');
   });
 
+  it('exist for both schema lines, each judged by its own CRD (v1beta2 Cluster only in v1.11)', async () => {
+    const registry = new SchemaRegistry(defaultLocations({ generatedDir }), 'generated');
+    const cluster = kindInfo('Cluster') as KindInfo;
+    expect((await registry.versions(cluster, 'v1.10')).served).to.deep.equal(['v1beta1']);
+    expect((await registry.versions(cluster, 'v1.11')).served).to.deep.equal(['v1beta1', 'v1beta2']);
+    const v1beta2 = await registry.validator(cluster, 'v1beta2', 'v1.11');
+    expect(v1beta2.origin).to.equal('generated');
+    expect(Object.keys(v1beta2.shape.p?.spec?.p?.controlPlaneRef?.p ?? {})).to.deep.equal(['apiGroup', 'kind', 'name']);
+    const aws = kindInfo('AWSCluster') as KindInfo;
+    const lb = async (line: 'v1.10' | 'v1.11'): Promise<string[]> =>
+      Object.keys((await registry.validator(aws, 'v1beta2', line)).shape.p?.spec?.p?.controlPlaneLoadBalancer?.p ?? {});
+    expect(await lb('v1.10')).to.not.include('targetGroupIPType');
+    expect(await lb('v1.11')).to.include('targetGroupIPType');
+  });
+
   it('a stale fingerprint falls back to compiling only that kind', async () => {
     const staleDir = await mkdtemp(path.join(os.tmpdir(), 'capflow-gen-stale-'));
     try {
       await cp(generatedDir, staleDir, { recursive: true });
       const indexFile = path.join(staleDir, 'index.json');
       const index = JSON.parse(await readFile(indexFile, 'utf8')) as GeneratedIndex;
-      (index.kinds.Cluster as { sha256: string }).sha256 = '0'.repeat(64);
+      (index.kinds['Cluster@v1.10'] as { sha256: string }).sha256 = '0'.repeat(64);
       await writeFile(indexFile, JSON.stringify(index));
       const registry = new SchemaRegistry(defaultLocations({ generatedDir: staleDir }), 'auto');
       expect((await registry.validator(kindInfo('Cluster') as KindInfo, 'v1beta1')).origin).to.equal('compiled');
