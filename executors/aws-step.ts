@@ -6,7 +6,8 @@
 import path from 'node:path';
 import type { StepContext } from '../src/core/executor.js';
 import { InputError, isCapflowError } from '../src/core/errors.js';
-import { loadClusterSpec, type ClusterModel } from '../src/spec/index.js';
+import type { StepOptions } from '../src/core/executor.js';
+import { loadClusterSpec, type ClusterModel, type LoadOptions } from '../src/spec/index.js';
 
 /** JSON-schema pattern of a duration parameter: 600, 600s, 10m, 500ms. */
 export const DURATION_PATTERN = '^(\\d+(ms|s|m)?)?$';
@@ -26,12 +27,17 @@ export function parseDuration(value: string | undefined, name: string): number |
   return m[2] === 'ms' ? n : m[2] === 'm' ? n * 60_000 : n * 1000;
 }
 
+/** How a step loads its cluster spec: the folder's cluster.env, plus `capflow step --vars` when given. */
+export function specLoadOptions(options: StepOptions): LoadOptions {
+  return options.varsFile !== undefined ? { varsFile: options.varsFile } : {};
+}
+
 /** Loads the AWS self-managed cluster; for --delete a removed folder is fine when cluster-name is given. */
 export async function loadAwsClusterForDelete(ctx: StepContext): Promise<{ model?: ClusterModel; clusterName: string; region: string }> {
   const { repoDir, clusterPath, params } = ctx.options;
   const fallbackRegion = params.region || ctx.aws.defaultRegion;
   try {
-    const model = await loadClusterSpec(path.resolve(repoDir, clusterPath));
+    const model = await loadClusterSpec(path.resolve(repoDir, clusterPath), specLoadOptions(ctx.options));
     if (model.provider !== 'aws' || model.infrastructure.kind !== 'AWSCluster') {
       throw new InputError('PROVIDER_NOT_AWS', `cluster ${model.name} is not an AWS self-managed cluster`);
     }

@@ -9,7 +9,7 @@
  */
 import path from 'node:path';
 import type { Executor, StepContext } from '../src/core/executor.js';
-import { DELETE_TARGET_PARAMS, DURATION_PATTERN, loadAwsClusterForDelete, parseDuration } from './aws-step.js';
+import { DELETE_TARGET_PARAMS, DURATION_PATTERN, loadAwsClusterForDelete, parseDuration, specLoadOptions } from './aws-step.js';
 import { InputError } from '../src/core/errors.js';
 import { readStepStatus, removeStepStatus, writeStepStatus } from '../src/core/status.js';
 import { makeScope, type ClusterScope } from '../src/aws/index.js';
@@ -108,7 +108,7 @@ export function makeLaunchNodes(options: LaunchNodesOptions = {}): Executor {
         return { outputs: { machines: '[]' }, summary: { plan: scope.plan.counts(), terminated: gone.length } };
       }
 
-      const model = await loadClusterSpec(path.resolve(ctx.options.repoDir, ctx.options.clusterPath));
+      const model = await loadClusterSpec(path.resolve(ctx.options.repoDir, ctx.options.clusterPath), specLoadOptions(ctx.options));
       if (model.infrastructure.kind !== 'AWSCluster' || model.controlPlane.kind !== 'KubeadmControlPlane') {
         throw new InputError('PROVIDER_NOT_AWS', `cluster ${model.name} is a ${model.provider} cluster; launch-nodes launches the machines of an AWS self-managed cluster (AWSCluster + KubeadmControlPlane)`);
       }

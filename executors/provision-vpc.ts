@@ -7,7 +7,7 @@
  */
 import path from 'node:path';
 import type { Executor, StepContext } from '../src/core/executor.js';
-import { DELETE_TARGET_PARAMS, DURATION_PATTERN, loadAwsClusterForDelete, parseDuration } from './aws-step.js';
+import { DELETE_TARGET_PARAMS, DURATION_PATTERN, loadAwsClusterForDelete, parseDuration, specLoadOptions } from './aws-step.js';
 import { InputError } from '../src/core/errors.js';
 import { readStepStatus, removeStepStatus, writeStepStatus } from '../src/core/status.js';
 import { deleteNetwork, makeScope, reconcileNetwork, type ClusterScope, type NetworkResult } from '../src/aws/index.js';
@@ -128,7 +128,7 @@ export const provisionVpc: Executor = {
       return { outputs: { ...Object.fromEntries(OUTPUTS.map((o) => [o, ''])), changes: changesOf(scope) }, summary: { plan: scope.plan.counts() } };
     }
 
-    const model = await loadClusterSpec(path.resolve(ctx.options.repoDir, ctx.options.clusterPath));
+    const model = await loadClusterSpec(path.resolve(ctx.options.repoDir, ctx.options.clusterPath), specLoadOptions(ctx.options));
     if (model.provider !== 'aws' || model.infrastructure.kind !== 'AWSCluster') {
       throw new InputError('PROVIDER_NOT_AWS', `cluster ${model.name} is a ${model.provider} cluster; provision-vpc makes the network of an AWS self-managed cluster (AWSCluster)`);
     }

@@ -5,7 +5,8 @@
  */
 import path from 'node:path';
 import type { Executor } from '../src/core/executor.js';
-import { formatProblem, specHash, validateClusterSpec, SpecInvalidError } from '../src/spec/index.js';
+import { InputError } from '../src/core/errors.js';
+import { formatProblem, isCredentialName, specHash, validateClusterSpec, varsFileWithin, SpecInvalidError } from '../src/spec/index.js';
 
 export const validateSpec: Executor = {
   id: 'validate-spec',
@@ -16,8 +17,8 @@ export const validateSpec: Executor = {
     type: 'object',
     additionalProperties: false,
     properties: {
-      'vars-file': { type: 'string', description: 'clusterctl variables file (KEY=value lines), relative to the repository' },
-      'use-env': { type: 'string', enum: ['true', 'false'], default: 'false', description: 'substitute ${VAR} from the environment' },
+      'vars-file': { type: 'string', description: 'clusterctl variables file (KEY=value lines) over the cluster.env of the folder; inside the repository, relative to it' },
+      'use-env': { type: 'string', enum: ['true', 'false'], default: 'false', description: 'substitute ${VAR} from the environment (never credential variables)' },
     },
   },
   outputSchema: {
@@ -35,11 +36,21 @@ export const validateSpec: Executor = {
     const { repoDir, clusterPath, params } = ctx.options;
     const dir = path.resolve(repoDir, clusterPath);
     ctx.log.info('Validating cluster spec', { clusterPath });
-    const varsFile = params['vars-file'] ? path.resolve(repoDir, params['vars-file']) : undefined;
+    // vars-file stays inside the checkout: a path (or a symlink on its way) leading out is refused
+    // before anything is read, and a malformed line is reported by file:line, never quoted.
+    // (`capflow step --vars` gives a file of the operator's own choosing instead.)
+    const varsFile = params['vars-file'] ? await varsFileWithin(repoDir, params['vars-file']) : ctx.options.varsFile;
+    const useEnv = params['use-env'] === 'true';
     const { model, problems } = await validateClusterSpec(dir, {
       ...(varsFile ? { varsFile } : {}),
-      useEnv: params['use-env'] === 'true',
+      useEnv,
     });
+    // use-env: the loader never substitutes a variable named like a credential nor a value shaped
+    // like one (refusing is the only safe choice: once pasted into the spec a secret reaches the
+    // model, problem messages on stderr and stdout, and output parameters, where redaction cannot
+    // recognise it). As a last net, nothing this step prints or outputs may carry the value of a
+    // credential variable of its environment under another name (CLUSTER_NAME=$AWS_SECRET_ACCESS_KEY).
+    if (useEnv) refuseEnvCredentials([...problems.map(formatProblem), ...(model ? [model.name, model.kubernetesVersion ?? ''] : [])]);
     const errors = problems.filter((p) => p.severity === 'error');
     for (const p of problems) {
       if (p.severity === 'error') ctx.log.error(formatProblem(p));
@@ -59,3 +70,15 @@ export const validateSpec: Executor = {
     };
   },
 };
+
+/** Throws when a text carries the value of a credential variable of the environment (never naming the value). */
+function refuseEnvCredentials(texts: readonly string[]): void {
+  for (const [name, value] of Object.entries(process.env)) {
+    if (value === undefined || value.length < 8 || !isCredentialName(name)) continue;
+    if (texts.some((t) => t.includes(value))) {
+      throw new InputError('VARIABLE_SECRET', `the spec carries the value of the credential variable ${name} (through another variable); refusing to print or output it`, {
+        hint: 'use-env substitutes non-secret values only; secrets travel as Kubernetes Secrets named in the spec',
+      });
+    }
+  }
+}

@@ -3,7 +3,7 @@ import { stringify } from 'yaml';
 import { gitTopLevel, resolveCheckout } from '../core/checkout.js';
 import { ExitCode } from '../core/errors.js';
 import { buildWorkflow } from '../gitops/workflow.js';
-import { loadClusterSpec, specHash } from '../spec/index.js';
+import { FOLDER_VARS_FILE, loadClusterSpec, specHash } from '../spec/index.js';
 import { parse, str, keyValues } from './args.js';
 import type { CliIo } from './context.js';
 
@@ -19,7 +19,8 @@ Options:
   --revision REV     Git revision to pin (default: HEAD of the repository holding the folder)
   --namespace NS     namespace of the Workflow (default capflow-system)
   -p, --param K=V    extra workflow parameter (repeatable)
-  --vars FILE, --env clusterctl variable substitution, as for validate
+  --vars FILE, --env clusterctl variable substitution, as for validate (the Workflow's
+                     steps read only the folder's cluster.env: put the values there)
   -o, --output FMT   yaml (default) or json`;
 
 export async function renderCommand(argv: string[], io: CliIo): Promise<number> {
@@ -42,6 +43,9 @@ export async function renderCommand(argv: string[], io: CliIo): Promise<number> 
   const dir = path.resolve(positionals[0]!);
   const vars = str(values.vars);
   const model = await loadClusterSpec(dir, { ...(vars ? { varsFile: path.resolve(vars) } : {}), useEnv: values.env === true });
+  if ((vars && path.resolve(vars) !== path.join(dir, FOLDER_VARS_FILE)) || values.env === true) {
+    io.err(`warning: the Workflow carries no variable values: its steps read ${FOLDER_VARS_FILE} in the cluster folder, not --vars or --env`);
+  }
   const checkout = await resolveCheckout(dir);
   const repoRoot = (await gitTopLevel(dir)) ?? dir;
   const revision = str(values.revision) ?? checkout.revision;

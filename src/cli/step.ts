@@ -24,6 +24,7 @@ Options:
   --revision REV     Git revision the run is pinned to (default: HEAD)
   --outputs DIR      output parameter directory (default: $CAPFLOW_OUTPUTS_DIR)
   -p, --param K=V    step parameter (repeatable)
+  --vars FILE        clusterctl variable values (KEY=value lines) over the folder's cluster.env
   --dry-run          print the plan, change nothing
   --delete           remove what the step owns, in reverse dependency order
 Exit codes: 0 ok, 2 invalid input (do not retry), 3 conflict or drift, 75 transient (retry).`;
@@ -36,6 +37,7 @@ export async function stepCommand(argv: string[], io: CliIo, globals: { logForma
     revision: { type: 'string' },
     outputs: { type: 'string' },
     param: { type: 'string', short: 'p', multiple: true },
+    vars: { type: 'string' },
     'dry-run': { type: 'boolean' },
     delete: { type: 'boolean' },
   });
@@ -63,6 +65,7 @@ export async function stepCommand(argv: string[], io: CliIo, globals: { logForma
       dryRun: values['dry-run'] === true,
       delete: values.delete === true,
       params: keyValues('step', values.param as string[] | undefined),
+      ...(str(values.vars) ? { varsFile: path.resolve(str(values.vars)!) } : {}),
     },
     { log, stdout: io.stdout, ...(str(values.outputs) ?? io.env.CAPFLOW_OUTPUTS_DIR ? { outputsDir: str(values.outputs) ?? io.env.CAPFLOW_OUTPUTS_DIR } : {}) },
   );

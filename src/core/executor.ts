@@ -20,6 +20,11 @@ export interface StepOptions {
   delete: boolean;
   /** Step-specific parameters (validated against the step's input schema). */
   params: Record<string, string>;
+  /**
+   * A clusterctl variables file (KEY=value lines) over the folder's own cluster.env, for loading
+   * the spec: `capflow step --vars` only (a Workflow's steps read the folder's cluster.env).
+   */
+  varsFile?: string;
 }
 
 export interface StepContext {

@@ -7,6 +7,7 @@ import { parse as parseYaml } from 'yaml';
 import { spawnCapflow, type CliResult } from '../support/cli.js';
 import { createGitRemote, type GitRemote } from '../support/git-remote.js';
 import { awsTestEnv, startMoto, type Moto } from '../support/moto.js';
+import { freePort } from '../support/ports.js';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const bin = path.join(repoRoot, 'dist', 'bin', 'capflow.js');
@@ -99,6 +100,24 @@ describe('capflow CLI (the built command, run as a child process)', function () 
     expect(readFileSync(path.join(outputs, 'spec-hash'), 'utf8')).to.equal(summary.outputs['spec-hash']);
     expect(readFileSync(path.join(outputs, 'provider'), 'utf8')).to.equal('aws');
     for (const line of res.stderr.trim().split('\n')) expect(() => JSON.parse(line) as unknown, line).to.not.throw();
+  });
+
+  it('a step against an unreachable AWS endpoint exits 75 with a code that is not INTERNAL, naming the endpoint and what it waited for', async function () {
+    this.timeout(30_000);
+    const port = await freePort(); // free a moment ago, so nothing listens: connections are refused
+    const endpoint = `http://127.0.0.1:${port}`;
+    const res = await capflow(['step', 'provision-vpc', '--repo', remote.workdir, '--cluster-dir', 'clusters/dev', '--outputs', mkdtempSync(path.join(os.tmpdir(), 'capflow-out-'))], {
+      // Two quick retries, so the test takes a second or two, not the default two minutes.
+      env: { ...awsTestEnv(endpoint), CAPFLOW_SECRETS_DIR: secretsDir, CAPFLOW_AWS_RETRIES: '2', CAPFLOW_AWS_RETRY_TIMEOUT: '3s' },
+    });
+    expect(res.code, res.stderr).to.equal(75);
+    const summary = JSON.parse(res.stdout.trim().split('\n').at(-1)!) as { exitCode: number; error: { code: string; kind: string; message: string } };
+    expect(summary.exitCode).to.equal(75);
+    expect(summary.error).to.include({ code: 'AWS_UNREACHABLE', kind: 'transient' });
+    expect(summary.error.message).to.include(`endpoint ${endpoint} is unreachable`).and.match(/gave up after 3 attempts over [\d.]+ s; last error: .*ECONNREFUSED/);
+    expect(summary.error.message).to.match(/^ec2 \w+ in us-east-1: /);
+    const failed = res.stderr.trim().split('\n').map((l) => JSON.parse(l) as { message: string; code?: string }).find((l) => l.message === 'Step provision-vpc failed');
+    expect(failed?.code).to.equal('AWS_UNREACHABLE');
   });
 
   it('runs the cluster-apply template through the local runner against moto and prints a summary table', async () => {
