@@ -9,7 +9,11 @@
  * - aliases that name no anchor before them in the same document (anchors do
  *   not cross `---`), and merge keys (`<<`) whose source is not a map;
  * - nesting deeper than MAX_NESTING, which no Cluster API object needs and which
- *   would otherwise end in a stack overflow somewhere later.
+ *   would otherwise end in a stack overflow somewhere later;
+ * - duplicate keys, with one Set per map (the `yaml` package's own `uniqueKeys`
+ *   check compares each key with every key before it: a 2 MB ConfigMap took half
+ *   a minute). Keys are compared as the JSON they become (`1` and `"1"` are one
+ *   key); merge keys (`<<`) and collection keys are never duplicates.
  *
  * Alias bombs (a few lines that expand to millions of nodes) are caught when
  * the value is built: see toValue.
@@ -49,7 +53,8 @@ function shortTag(tag: string): string {
   return tag.startsWith('tag:yaml.org,2002:') ? `!!${tag.slice('tag:yaml.org,2002:'.length)}` : tag;
 }
 
-export function checkStructure(doc: Document.Parsed): StructureIssue[] {
+/** Every problem of the document, in document order; `lineOf` gives the line of an offset (for a duplicate key's first occurrence). */
+export function checkStructure(doc: Document.Parsed, lineOf: (offset: number) => number): StructureIssue[] {
   const issues: StructureIssue[] = [];
   const anchors = new Set<string>();
   let tooDeep = false;
@@ -77,9 +82,16 @@ export function checkStructure(doc: Document.Parsed): StructureIssue[] {
       continue;
     }
     const children: Array<{ node: unknown; depth: number }> = [];
+    const seen = new Map<string, number>();
     for (const item of n.items as unknown[]) {
       if (isPair(item)) {
         const key = item.key as YamlNode | null;
+        if (isScalar(key) && key.range && typeof key.value !== 'symbol') {
+          const name = String(key.value);
+          const first = seen.get(name);
+          if (first === undefined) seen.set(name, key.range[0]);
+          else issues.push({ offset: key.range[0], message: `Map keys must be unique: ${printableKey(name)} is already a key of this map at line ${lineOf(first)}` });
+        }
         if (isScalar(key) && (key.value === '<<' || (typeof key.value === 'symbol' && key.source === '<<')) && isMap(n)) {
           const source = isAlias(item.value) ? item.value.resolve(doc) : item.value;
           const sources = isSeq(source) ? source.items.map((s) => (isAlias(s) ? s.resolve(doc) : s)) : [source];
@@ -94,7 +106,12 @@ export function checkStructure(doc: Document.Parsed): StructureIssue[] {
     }
     for (let i = children.length - 1; i >= 0; i--) stack.push(children[i] as { node: unknown; depth: number });
   }
-  return issues;
+  return issues.sort((a, b) => a.offset - b.offset);
+}
+
+function printableKey(name: string): string {
+  const text = JSON.stringify(name);
+  return text.length > 80 ? `${text.slice(0, 76)}..."` : text;
 }
 
 /** The document's value as Kubernetes would read it, or the reason it cannot be built. */

@@ -11,7 +11,6 @@ import path from 'node:path';
 import { isAlias, isCollection, isMap, isPair, isScalar, isSeq, parseAllDocuments } from 'yaml';
 import type { Document, Node as YamlNode, Pair, Tags } from 'yaml';
 import { originalOffset, type Replacement } from './variables.js';
-import { findDuplicateKeys } from './yaml-keys.js';
 import { checkStructure, isEmptyDocument, MAX_NESTING, toValue } from './yaml-checks.js';
 
 export type PathSegment = string | number;
@@ -167,7 +166,7 @@ export function parseSpecFile(file: SpecFile): ParsedFile {
     version: '1.1',
     customTags: kubernetesTags,
     prettyErrors: false,
-    // duplicate keys are found by findDuplicateKeys, in linear time (the package's own check is quadratic)
+    // duplicate keys are found by checkStructure, in linear time (the package's own check is quadratic)
     uniqueKeys: false,
   });
   const issues: YamlIssue[] = [];
@@ -183,14 +182,9 @@ export function parseSpecFile(file: SpecFile): ParsedFile {
       return;
     }
     if (isEmptyDocument(doc)) return;
-    const structure = checkStructure(doc);
+    const structure = checkStructure(doc, (offset) => positionOf(file, offset).line);
     if (structure.length > 0) {
       issues.push(...structure);
-      return;
-    }
-    const duplicates = findDuplicateKeys(doc);
-    if (duplicates.length > 0) {
-      for (const d of duplicates) issues.push({ offset: d.offset, message: `Map keys must be unique: ${d.key} is already a key of this map at line ${positionOf(file, d.firstOffset).line}` });
       return;
     }
     const built = toValue(doc);
