@@ -68,6 +68,31 @@ describe('capflow CLI (the built command, run as a child process)', function () 
     expect(lines.at(-1)).to.match(/errors?, nothing was applied/);
   });
 
+  describe('a corpus of hostile folders: each exits 2 with file:line:column lines on stderr, never a crash or a raw parser message', () => {
+    const corpus: Array<{ name: string; file: string; edit: (text: string) => string | Buffer; expect: RegExp }> = [
+      { name: 'a misspelt spec on a MachineDeployment (once a TypeError)', file: 'workers.yaml', edit: (t) => t.replace(/^spec:/m, 'spce:'), expect: /workers\.yaml:\d+:1 MachineDeployment\/aws-dev-md-0 spce: unknown field/ },
+      { name: 'an unresolved alias (once a ReferenceError)', file: 'cluster.yaml', edit: (t) => t.replace('team: platform', 'team: *platform'), expect: /cluster\.yaml:\d+:\d+ YAML: alias \*platform names no anchor/ },
+      { name: 'CloudFormation !Ref (once accepted)', file: 'cluster.yaml', edit: (t) => t.replace('team: platform', 'team: !Ref Team'), expect: /cluster\.yaml:\d+:\d+ YAML: YAML tag !Ref is not supported/ },
+      { name: 'a UTF-16 file', file: 'cluster.yaml', edit: (t) => Buffer.concat([Buffer.from([0xff, 0xfe]), Buffer.from(t, 'utf16le')]), expect: /cluster\.yaml:1:1 the file is UTF-16/ },
+      { name: 'a /28 VPC (once failed after AWS calls)', file: 'cluster.yaml', edit: (t) => t.replace('10.0.0.0/16', '10.0.0.0/28'), expect: /cluster\.yaml:\d+:\d+ AWSCluster\/aws-dev spec\.network\.vpc\.cidrBlock: 10\.0\.0\.0\/28 is too small/ },
+      { name: 'an ANSI escape in a kind', file: 'addons.yaml', edit: (t) => `${t}---\napiVersion: v1\nkind: "X\\e[2J"\nmetadata:\n  name: x\n`, expect: /addons\.yaml:\d+:\d+ X\\u001b\[2J\/x kind: unknown kind/ },
+    ];
+    for (const c of corpus) {
+      it(c.name, async () => {
+        const dir = mkdtempSync(path.join(os.tmpdir(), 'capflow-hostile-'));
+        cpSync(path.join(examples, 'aws-self-managed'), dir, { recursive: true });
+        writeFileSync(path.join(dir, c.file), c.edit(readFileSync(path.join(dir, c.file), 'utf8')));
+        const res = await capflow(['validate', dir]);
+        expect(res.code, res.stderr).to.equal(2);
+        expect(res.stderr).to.match(c.expect);
+        expect(res.stderr).to.not.match(/TypeError|ReferenceError|RangeError|^capflow: /m);
+        expect(res.stderr).to.not.include('\u001b');
+        const lines = res.stderr.trim().split('\n');
+        for (const line of lines.slice(0, -1)) expect(line, 'every problem line is located').to.match(/^\S+:\d+:\d+ /);
+      });
+    }
+  });
+
   it('renders the Workflow it would submit, pinned to the repository HEAD', async () => {
     const res = await capflow(['render', path.join(remote.workdir, 'clusters', 'dev')]);
     expect(res.code, res.stderr).to.equal(0);
