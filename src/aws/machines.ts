@@ -14,7 +14,7 @@
  * tell. Everything the rounds decide is derived from AWS (tags), so a run killed at any point resumes.
  */
 import { InputError, TransientError } from '../core/errors.js';
-import { fieldLocation, formatPath, SpecInvalidError, type AWSMachineSpec, type ClusterModel, type SpecProblem } from '../spec/index.js';
+import { fieldLocation, formatPath, rolloutLimit, SpecInvalidError, type AWSMachineSpec, type ClusterModel, type SpecProblem } from '../spec/index.js';
 import { resolveImageId } from './images.js';
 import {
   describeMachines,
@@ -76,7 +76,6 @@ export interface ReconcileMachinesOptions {
   sshKeyName?: string;
 }
 
-export const INSTANCE_TYPE_PATTERN = /^[a-z][a-z0-9-]*\.[a-z0-9]+$/;
 const NEW_INSTANCE = '(new instance)';
 
 // --- desired state from the spec ------------------------------------------------------------
@@ -92,20 +91,6 @@ export function clusterFailureDomains(vpc: VpcInputs): string[] {
   const out: string[] = [];
   for (const s of vpc.subnets) if (!s.public && !out.includes(s.az)) out.push(s.az);
   return out;
-}
-
-/** maxSurge / maxUnavailable: an int, or a percent of replicas (surge rounds up, unavailable down, as Cluster API). */
-export function resolveIntOrPercent(value: unknown, replicas: number, roundUp: boolean): number | undefined {
-  if (typeof value === 'number' && Number.isInteger(value) && value >= 0) return value;
-  if (typeof value === 'string') {
-    const m = /^(\d+)%$/.exec(value);
-    if (m) {
-      const exact = (Number(m[1]) * replicas) / 100;
-      return roundUp ? Math.ceil(exact) : Math.floor(exact);
-    }
-    if (/^\d+$/.test(value)) return Number(value);
-  }
-  return undefined;
 }
 
 class Problems {
@@ -132,27 +117,22 @@ function awsSpecOf(t: { kind: string; spec: unknown } | undefined): AWSMachineSp
 }
 
 /**
- * The control plane and MachineDeployment groups of `model`, checked before any AWS call: instance
- * types, failure domains (must be among the cluster's), rolling update parameters. Problems are
- * thrown together as SpecInvalidError with file:line:column.
+ * The control plane and MachineDeployment groups of `model`. Validation has checked what needs no
+ * cloud (instance types, rolling update parameters); here failure domains are checked against the
+ * cluster's zones (from provision-vpc), before any AWS call, thrown as SpecInvalidError with
+ * file:line:column.
  */
 export function desiredGroups(model: ClusterModel, vpc: VpcInputs): MachineGroup[] {
   const problems = new Problems(model);
   const azs = clusterFailureDomains(vpc);
   const groups: MachineGroup[] = [];
   const sg = vpc.securityGroupIds;
-  const checkType = (name: string, spec: AWSMachineSpec): void => {
-    if (typeof spec.instanceType !== 'string' || !INSTANCE_TYPE_PATTERN.test(spec.instanceType)) {
-      problems.add({ kind: 'AWSMachineTemplate', name }, ['spec', 'template', 'spec', 'instanceType'], `instance type "${String(spec.instanceType)}" is not of the form family.size (e.g. m6i.large)`);
-    }
-  };
 
   if (model.controlPlane.kind === 'KubeadmControlPlane') {
     const kcp = model.controlPlane;
     const tpl = model.controlPlaneMachineTemplate;
     const spec = awsSpecOf(tpl);
     if (!tpl || !spec) throw new InputError('CONTROL_PLANE_TEMPLATE', `KubeadmControlPlane/${kcp.metadata.name} needs an AWSMachineTemplate`);
-    checkType(tpl.metadata.name, spec);
     const version = kcp.spec.version;
     groups.push({
       name: 'control-plane',
@@ -177,7 +157,6 @@ export function desiredGroups(model: ClusterModel, vpc: VpcInputs): MachineGroup
     const doc = { kind: 'MachineDeployment', name: d.metadata.name };
     const spec = awsSpecOf(md.machineTemplate);
     if (!spec) continue;
-    checkType(md.machineTemplate.metadata.name, spec);
     const replicas = d.spec.replicas ?? 1;
     const fd = d.spec.template.spec.failureDomain;
     if (fd !== undefined && !azs.includes(fd)) {
@@ -185,16 +164,10 @@ export function desiredGroups(model: ClusterModel, vpc: VpcInputs): MachineGroup
     }
     const strategy = (d.spec.strategy ?? {}) as { rollingUpdate?: { maxSurge?: unknown; maxUnavailable?: unknown; deletePolicy?: unknown }; type?: string };
     const ru = strategy.rollingUpdate ?? {};
-    const surge = ru.maxSurge === undefined ? 1 : resolveIntOrPercent(ru.maxSurge, replicas, true);
-    const unavailable = ru.maxUnavailable === undefined ? 0 : resolveIntOrPercent(ru.maxUnavailable, replicas, false);
-    const ruPath = ['spec', 'strategy', 'rollingUpdate'];
-    if (surge === undefined) problems.add(doc, [...ruPath, 'maxSurge'], `maxSurge must be a non-negative integer or a percentage, not ${JSON.stringify(ru.maxSurge)}`);
-    if (unavailable === undefined) problems.add(doc, [...ruPath, 'maxUnavailable'], `maxUnavailable must be a non-negative integer or a percentage, not ${JSON.stringify(ru.maxUnavailable)}`);
-    if (surge === 0 && unavailable === 0) {
-      problems.add(doc, [...ruPath, 'maxSurge'], 'maxSurge and maxUnavailable are both 0: a rolling update could never make progress', 'set maxSurge to 1 (or maxUnavailable to 1)');
-    }
+    // Validation refused rolling update parameters that cannot work (src/spec/checks.ts).
+    const surge = rolloutLimit(ru.maxSurge, replicas, 'surge');
+    const unavailable = rolloutLimit(ru.maxUnavailable, replicas, 'unavailable');
     const policy = (ru.deletePolicy ?? 'Random') as string;
-    if (!['Random', 'Newest', 'Oldest'].includes(policy)) problems.add(doc, [...ruPath, 'deletePolicy'], `deletePolicy must be Random, Newest or Oldest, not ${policy}`);
     const version = d.spec.template.spec.version ?? model.kubernetesVersion;
     groups.push({
       name: d.metadata.name,

@@ -123,7 +123,7 @@ const MIN_SUBNET_PREFIX = 16;
 const MAX_SUBNET_PREFIX = 28;
 
 /** A zone (`us-east-1a`) or local zone (`us-east-1-bos-1a`) of the region, judged by its name. */
-function zoneOfRegion(zone: string, region: string): boolean {
+export function zoneOfRegion(zone: string, region: string): boolean {
   if (!zone.startsWith(region)) return false;
   const rest = zone.slice(region.length);
   return /^[a-z]$/.test(rest) || /^-[a-z0-9-]+[a-z]$/.test(rest);

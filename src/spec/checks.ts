@@ -9,14 +9,16 @@
  * - every CIDR-valued field of every document (security group rules, bastion
  *   and API server allow-lists, pod and service ranges), found by field name;
  * - region names, instance type names, Kubernetes versions (and the rule that
- *   workers never run a newer version than the control plane), replica counts.
+ *   workers never run a newer version than the control plane), replica counts,
+ *   rolling update limits, delete policies, failure domains of the region.
  */
 import { isIP } from 'node:net';
-import { checkNetworkSpec, networkSpecOf } from './aws-network.js';
+import { checkNetworkSpec, networkSpecOf, zoneOfRegion } from './aws-network.js';
 import { fieldLocation } from './locations.js';
 import type { ClusterModel, SpecDocument } from './model.js';
 import { formatPath, isRecord } from './paths.js';
 import type { ProblemCode, SpecProblem } from './problems.js';
+import { DELETE_POLICIES, rolloutLimit } from './rollout.js';
 import type { PathSegment } from './yaml-source.js';
 
 /** An AWS region name: `us-east-1`, `eu-central-2`, `us-gov-west-1`, `cn-north-1`, `us-isob-east-1`. */
@@ -64,6 +66,7 @@ export function checkModel(model: ClusterModel): SpecProblem[] {
   }
   checkVersions(model, p);
   checkReplicas(model, p);
+  checkRollouts(model, p);
   if (model.provider === 'aws' && model.infrastructure.kind === 'AWSCluster') {
     problems.push(...checkNetworkSpec(model, networkSpecOf(model)));
   }
@@ -191,6 +194,32 @@ function checkReplicas(model: ClusterModel, p: ModelProblems): void {
       if (typeof min === 'number' && typeof max === 'number' && min > max) {
         p.add(doc, [...base, 'maxSize'], 'invalid-value', `maxSize (${max}) is smaller than minSize (${min})`);
       }
+    }
+  }
+}
+
+/** Rolling update limits that could never make progress, unknown delete policies, failure domains outside the region. */
+function checkRollouts(model: ClusterModel, p: ModelProblems): void {
+  const region = model.provider === 'aws' && model.infrastructure.kind === 'AWSCluster' ? networkSpecOf(model).region : undefined;
+  for (const doc of model.documents.filter((d) => d.kind === 'MachineDeployment')) {
+    const spec = isRecord(doc.object.spec) ? doc.object.spec : {};
+    const replicas = typeof spec.replicas === 'number' ? spec.replicas : 1;
+    const strategy = isRecord(spec.strategy) ? spec.strategy : {};
+    const ru = isRecord(strategy.rollingUpdate) ? strategy.rollingUpdate : {};
+    const at: PathSegment[] = ['spec', 'strategy', 'rollingUpdate'];
+    const surge = rolloutLimit(ru.maxSurge, replicas, 'surge');
+    const unavailable = rolloutLimit(ru.maxUnavailable, replicas, 'unavailable');
+    if (surge === undefined) p.add(doc, [...at, 'maxSurge'], 'invalid-value', `maxSurge must be a non-negative integer or a percentage, not ${JSON.stringify(ru.maxSurge)}`);
+    if (unavailable === undefined) p.add(doc, [...at, 'maxUnavailable'], 'invalid-value', `maxUnavailable must be a non-negative integer or a percentage, not ${JSON.stringify(ru.maxUnavailable)}`);
+    if (surge === 0 && unavailable === 0) {
+      p.add(doc, [...at, 'maxSurge'], 'invalid-value', 'maxSurge and maxUnavailable are both 0: a rolling update could never make progress', 'set maxSurge to 1 (or maxUnavailable to 1)');
+    }
+    if (ru.deletePolicy !== undefined && !(DELETE_POLICIES as readonly unknown[]).includes(ru.deletePolicy)) {
+      p.add(doc, [...at, 'deletePolicy'], 'invalid-value', `deletePolicy must be ${DELETE_POLICIES.join(', ')}, not ${JSON.stringify(ru.deletePolicy)}`);
+    }
+    const fd = getString(doc.object, ['spec', 'template', 'spec', 'failureDomain']);
+    if (fd !== undefined && region !== undefined && !zoneOfRegion(fd, region)) {
+      p.add(doc, ['spec', 'template', 'spec', 'failureDomain'], 'invalid-value', `failure domain ${fd} is not a zone of region ${region}`);
     }
   }
 }

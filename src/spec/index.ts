@@ -26,3 +26,4 @@ export {
   type NatMode,
   type NetworkSpec,
 } from './aws-network.js';
+export { DELETE_POLICIES, resolveIntOrPercent, rolloutLimit } from './rollout.js';

@@ -315,17 +315,24 @@ describe('launch-nodes: control plane and MachineDeployment machines against mot
     expect(JSON.stringify(r.summary.error)).to.include('AWSMachineTemplate/aws-dev-md-0');
   });
 
-  it('rejects bad input (instance type, failure domain, maxSurge and maxUnavailable both 0) with file:line and zero AWS calls', async () => {
+  it('rejects bad input (instance type, maxSurge and maxUnavailable both 0: found by validation; a failure domain the cluster lacks: by the step) with file:line and zero AWS calls', async () => {
     edit('workers.yaml', 'instanceType: m6i.large', 'instanceType: M6I_LARGE');
     edit('workers.yaml', 'maxSurge: 1\n      maxUnavailable: 0', 'maxSurge: 0\n      maxUnavailable: 0');
-    edit('workers.yaml', '      version: v1.31.4\n      bootstrap:', '      version: v1.31.4\n      failureDomain: us-east-1z\n      bootstrap:');
     const r = await run();
     expect(r.exitCode).to.equal(2);
     expect(r.calls).to.deep.equal([]);
     const message = String((r.summary.error as { message?: string } | undefined)?.message ?? '');
     expect(message).to.match(/workers\.yaml:\d+:\d+ AWSMachineTemplate\/aws-dev-md-0 spec\.template\.spec\.instanceType/);
-    expect(message).to.match(/workers\.yaml:\d+:\d+ MachineDeployment\/aws-dev-md-0 spec\.template\.spec\.failureDomain/);
     expect(message).to.match(/workers\.yaml:\d+:\d+ MachineDeployment\/aws-dev-md-0 spec\.strategy\.rollingUpdate\.maxSurge/);
+    edit('workers.yaml', 'instanceType: M6I_LARGE', 'instanceType: m6i.large');
+    edit('workers.yaml', 'maxSurge: 0\n      maxUnavailable: 0', 'maxSurge: 1\n      maxUnavailable: 0');
+    // us-east-1z is a zone of the region by name, but not one the cluster's network has
+    edit('workers.yaml', '      version: v1.31.4\n      bootstrap:', '      version: v1.31.4\n      failureDomain: us-east-1z\n      bootstrap:');
+    const r2 = await run();
+    expect(r2.exitCode).to.equal(2);
+    expect(r2.calls).to.deep.equal([]);
+    const message2 = String((r2.summary.error as { message?: string } | undefined)?.message ?? '');
+    expect(message2).to.match(/workers\.yaml:\d+:\d+ MachineDeployment\/aws-dev-md-0 spec\.template\.spec\.failureDomain: failure domain us-east-1z is not one of the cluster's/);
   });
 
   it('fails with an input error when the bootstrap secret is missing, and when provision-vpc has not run', async () => {

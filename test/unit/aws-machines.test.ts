@@ -3,7 +3,8 @@ import { expect } from 'chai';
 import type { AWSMachineSpec } from '../../src/spec/model.js';
 import { instanceParams, templateHash } from '../../src/aws/machine-params.js';
 import { architectureOf, imageNamePattern, newestImage } from '../../src/aws/images.js';
-import { decideRound, freeRange, orderForRemoval, resolveIntOrPercent, spread, type MachineGroup } from '../../src/aws/machines.js';
+import { decideRound, freeRange, orderForRemoval, spread, type MachineGroup } from '../../src/aws/machines.js';
+import { resolveIntOrPercent } from '../../src/spec/index.js';
 import { batchToken, type Batch, type Machine } from '../../src/aws/instances.js';
 
 const spec: AWSMachineSpec = { instanceType: 'm6i.large', rootVolume: { size: 80, type: 'gp3', encrypted: true }, sshKeyName: 'k', additionalSecurityGroups: [{ id: 'sg-extra' }, { filters: [] }] };

@@ -130,6 +130,9 @@ describe('hostile and broken cluster folders', function () {
       { name: 'Kubernetes v9.99.99', change: (d) => edit(d, 'control-plane.yaml', 'version: v1.31.4', 'version: v9.99.99'), expect: /spec\.version: Kubernetes v9\.99\.99 does not exist: every release is 1\.x/ },
       { name: 'Kubernetes v1.99.0', change: (d) => edit(d, 'control-plane.yaml', 'version: v1.31.4', 'version: v1.99.0'), expect: /Kubernetes v1\.99\.0 does not exist/ },
       { name: 'a Kubernetes version that is not semver', change: (d) => edit(d, 'control-plane.yaml', 'version: v1.31.4', 'version: latest'), expect: /"latest" is not a Kubernetes version/ },
+      { name: 'maxSurge and maxUnavailable both 0, a rollout that could never progress', change: (d) => edit(d, 'workers.yaml', 'maxSurge: 1\n      maxUnavailable: 0', 'maxSurge: 0\n      maxUnavailable: 0'), expect: /MachineDeployment\/aws-dev-md-0 spec\.strategy\.rollingUpdate\.maxSurge: maxSurge and maxUnavailable are both 0/ },
+      { name: 'maxSurge that is neither a number nor a percentage', change: (d) => edit(d, 'workers.yaml', 'maxSurge: 1\n', 'maxSurge: one\n'), expect: /spec\.strategy\.rollingUpdate\.maxSurge: maxSurge must be a non-negative integer or a percentage, not "one"/ },
+      { name: 'a failure domain in another region', change: (d) => edit(d, 'workers.yaml', '      version: v1.31.4\n      bootstrap:', '      version: v1.31.4\n      failureDomain: eu-west-1a\n      bootstrap:'), expect: /spec\.template\.spec\.failureDomain: failure domain eu-west-1a is not a zone of region us-east-1/ },
       { name: 'workers newer than the control plane', change: (d) => edit(d, 'workers.yaml', 'version: v1.31.4', 'version: v1.32.0'), expect: /workers on v1\.32\.0 would be newer than the control plane \(v1\.31\.4\)/ },
       {
         name: 'subnets that overlap, lie outside the VPC and name another region\'s zone, each at its field',
