@@ -14,7 +14,7 @@
  * tell. Everything the rounds decide is derived from AWS (tags), so a run killed at any point resumes.
  */
 import { InputError, TransientError } from '../core/errors.js';
-import { fieldLocation, formatPath, rolloutLimit, SpecInvalidError, type AWSMachineSpec, type ClusterModel, type SpecProblem } from '../spec/index.js';
+import { FieldProblems, rolloutLimit, type AWSMachineSpec, type ClusterModel } from '../spec/index.js';
 import { resolveImageId } from './images.js';
 import {
   describeMachines,
@@ -93,24 +93,6 @@ export function clusterFailureDomains(vpc: VpcInputs): string[] {
   return out;
 }
 
-class Problems {
-  readonly list: SpecProblem[] = [];
-  constructor(private readonly model: ClusterModel) {}
-  add(doc: { kind: string; name: string }, path: Array<string | number>, message: string, hint?: string): void {
-    const loc = fieldLocation(this.model, doc, path);
-    this.list.push({
-      severity: 'error',
-      code: 'invalid-value',
-      message,
-      ...(loc ? { file: loc.file, line: loc.line, column: loc.column } : {}),
-      kind: doc.kind,
-      name: doc.name,
-      path: formatPath(path),
-      ...(hint ? { hint } : {}),
-    });
-  }
-}
-
 function awsSpecOf(t: { kind: string; spec: unknown } | undefined): AWSMachineSpec | undefined {
   if (t?.kind !== 'AWSMachineTemplate') return undefined;
   return (t.spec as { template: { spec: AWSMachineSpec } }).template.spec;
@@ -123,7 +105,7 @@ function awsSpecOf(t: { kind: string; spec: unknown } | undefined): AWSMachineSp
  * file:line:column.
  */
 export function desiredGroups(model: ClusterModel, vpc: VpcInputs): MachineGroup[] {
-  const problems = new Problems(model);
+  const problems = new FieldProblems(model);
   const azs = clusterFailureDomains(vpc);
   const groups: MachineGroup[] = [];
   const sg = vpc.securityGroupIds;
@@ -160,7 +142,7 @@ export function desiredGroups(model: ClusterModel, vpc: VpcInputs): MachineGroup
     const replicas = d.spec.replicas ?? 1;
     const fd = d.spec.template.spec.failureDomain;
     if (fd !== undefined && !azs.includes(fd)) {
-      problems.add(doc, ['spec', 'template', 'spec', 'failureDomain'], `failure domain ${fd} is not one of the cluster's (${azs.join(', ')})`, 'use an availability zone where the AWSCluster has a private subnet');
+      problems.add(doc, ['spec', 'template', 'spec', 'failureDomain'], 'invalid-value', `failure domain ${fd} is not one of the cluster's (${azs.join(', ')})`, 'use an availability zone where the AWSCluster has a private subnet');
     }
     const strategy = (d.spec.strategy ?? {}) as { rollingUpdate?: { maxSurge?: unknown; maxUnavailable?: unknown; deletePolicy?: unknown }; type?: string };
     const ru = strategy.rollingUpdate ?? {};
@@ -186,7 +168,7 @@ export function desiredGroups(model: ClusterModel, vpc: VpcInputs): MachineGroup
       registerWithLoadBalancer: false,
     });
   }
-  if (problems.list.length > 0) throw new SpecInvalidError(problems.list, model.dir);
+  problems.throwIfAny();
   return groups;
 }
 

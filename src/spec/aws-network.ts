@@ -8,9 +8,8 @@
  */
 import { InputError } from '../core/errors.js';
 import { cidrProblem, contains, defaultLayout, overlappingPairs, parseCidr } from '../core/cidr.js';
-import { fieldLocation } from './locations.js';
-import { formatPath } from './paths.js';
-import { SpecInvalidError, type ProblemCode, type SpecProblem } from './problems.js';
+import { FieldProblems } from './locations.js';
+import type { ProblemCode, SpecProblem } from './problems.js';
 import type { AWSCluster, AWSClusterSpec, ClusterModel } from './model.js';
 
 /** AWSCluster annotation choosing one shared NAT gateway instead of one per zone (CAPA v2.9 has no field for it). */
@@ -90,31 +89,27 @@ export function networkSpecOf(model: ClusterModel): NetworkSpec {
   };
 }
 
-/** Builds problems located at fields of the AWSCluster. */
+/** Problems located at fields of the AWSCluster. */
 export class NetworkProblems {
-  readonly list: SpecProblem[] = [];
+  private readonly problems: FieldProblems;
   constructor(
-    private readonly model: ClusterModel,
+    model: ClusterModel,
     private readonly spec: Pick<NetworkSpec, 'infra'>,
-  ) {}
+  ) {
+    this.problems = new FieldProblems(model);
+  }
+
+  get list(): SpecProblem[] {
+    return this.problems.list;
+  }
 
   add(path: Array<string | number>, code: ProblemCode, message: string, hint?: string): void {
-    const loc = fieldLocation(this.model, this.spec.infra, path);
-    this.list.push({
-      severity: 'error',
-      code,
-      message,
-      ...(loc ? { file: loc.file, line: loc.line, column: loc.column } : {}),
-      kind: this.spec.infra.kind,
-      name: this.spec.infra.name,
-      path: formatPath(path),
-      ...(hint ? { hint } : {}),
-    });
+    this.problems.add(this.spec.infra, path, code, message, hint);
   }
 
   /** Throws SpecInvalidError (exit 2) when any problem was added. */
   throwIfAny(): void {
-    if (this.list.length > 0) throw new SpecInvalidError(this.list, this.model.dir);
+    this.problems.throwIfAny();
   }
 }
 

@@ -14,10 +14,10 @@
  */
 import { isIP } from 'node:net';
 import { checkNetworkSpec, networkSpecOf, zoneOfRegion } from './aws-network.js';
-import { fieldLocation } from './locations.js';
+import { FieldProblems } from './locations.js';
 import type { ClusterModel, SpecDocument } from './model.js';
-import { formatPath, isRecord } from './paths.js';
-import type { ProblemCode, SpecProblem } from './problems.js';
+import { isRecord } from './paths.js';
+import type { SpecProblem } from './problems.js';
 import { DELETE_POLICIES, rolloutLimit } from './rollout.js';
 import type { PathSegment } from './yaml-source.js';
 
@@ -36,31 +36,10 @@ const EKS_VERSION = /^v?(\d+)\.(\d+)(\.(\d+))?$/;
 export const NEWEST_KNOWN_MINOR = 35;
 const MINOR_HEADROOM = 3;
 
-class ModelProblems {
-  constructor(
-    private readonly model: ClusterModel,
-    readonly list: SpecProblem[],
-  ) {}
-
-  add(doc: SpecDocument, path: PathSegment[], code: ProblemCode, message: string, hint?: string, severity: 'error' | 'warning' = 'error'): void {
-    const loc = fieldLocation(this.model, doc, path);
-    this.list.push({
-      severity,
-      code,
-      message,
-      ...(loc ? { file: loc.file, line: loc.line, column: loc.column } : {}),
-      kind: doc.kind,
-      name: doc.name,
-      path: formatPath(path),
-      ...(hint ? { hint } : {}),
-    });
-  }
-}
-
 /** Every problem of the model that needs no cloud to find. */
 export function checkModel(model: ClusterModel): SpecProblem[] {
-  const problems: SpecProblem[] = [];
-  const p = new ModelProblems(model, problems);
+  const p = new FieldProblems(model);
+  const problems = p.list;
   for (const doc of model.documents) {
     walkFields(doc.object, (path, key, value) => checkField(p, doc, path, key, value));
   }
@@ -89,7 +68,7 @@ function walkFields(root: unknown, visit: (path: PathSegment[], key: string, val
   }
 }
 
-function checkField(p: ModelProblems, doc: SpecDocument, path: PathSegment[], key: string, value: unknown): void {
+function checkField(p: FieldProblems, doc: SpecDocument, path: PathSegment[], key: string, value: unknown): void {
   // ConfigMaps and Secrets carry other objects as text; their fields are not ours to judge.
   if (doc.kind === 'ConfigMap' || doc.kind === 'Secret') return;
   if (/cidr/i.test(key)) {
@@ -145,7 +124,7 @@ function versionProblem(text: string, eks: boolean): { problem?: string; version
   return { version };
 }
 
-function checkVersions(model: ClusterModel, p: ModelProblems): void {
+function checkVersions(model: ClusterModel, p: FieldProblems): void {
   const byKind = (kind: string): SpecDocument[] => model.documents.filter((d) => d.kind === kind);
   let controlPlane: { version: ParsedVersion; text: string } | undefined;
   for (const doc of [...byKind('KubeadmControlPlane'), ...byKind('AWSManagedControlPlane')]) {
@@ -174,7 +153,7 @@ function checkVersions(model: ClusterModel, p: ModelProblems): void {
   }
 }
 
-function checkReplicas(model: ClusterModel, p: ModelProblems): void {
+function checkReplicas(model: ClusterModel, p: FieldProblems): void {
   for (const doc of model.documents) {
     const spec = isRecord(doc.object.spec) ? doc.object.spec : undefined;
     if (!spec) continue;
@@ -199,7 +178,7 @@ function checkReplicas(model: ClusterModel, p: ModelProblems): void {
 }
 
 /** Rolling update limits that could never make progress, unknown delete policies, failure domains outside the region. */
-function checkRollouts(model: ClusterModel, p: ModelProblems): void {
+function checkRollouts(model: ClusterModel, p: FieldProblems): void {
   const region = model.provider === 'aws' && model.infrastructure.kind === 'AWSCluster' ? networkSpecOf(model).region : undefined;
   for (const doc of model.documents.filter((d) => d.kind === 'MachineDeployment')) {
     const spec = isRecord(doc.object.spec) ? doc.object.spec : {};

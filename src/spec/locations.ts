@@ -6,6 +6,8 @@
  * unaffected.
  */
 import type { ClusterModel, SpecDocument } from './model.js';
+import { formatPath } from './paths.js';
+import { SpecInvalidError, type ProblemCode, type SpecProblem } from './problems.js';
 import type { PathSegment, SourceDocument } from './yaml-source.js';
 
 const sources = new WeakMap<SpecDocument, SourceDocument>();
@@ -36,4 +38,29 @@ export function fieldLocation(model: ClusterModel, doc: { kind: string; name: st
   if (!src) return { file: document.source.file, line: document.source.line, column: document.source.column };
   const pos = src.position(path);
   return { file: src.file.display, line: pos.line, column: pos.column };
+}
+
+/** Problems found in a loaded model (by validation's model checks or a step), each at its field. */
+export class FieldProblems {
+  readonly list: SpecProblem[] = [];
+  constructor(private readonly model: ClusterModel) {}
+
+  add(doc: { kind: string; name: string }, path: readonly PathSegment[], code: ProblemCode, message: string, hint?: string, severity: SpecProblem['severity'] = 'error'): void {
+    const loc = fieldLocation(this.model, doc, path);
+    this.list.push({
+      severity,
+      code,
+      message,
+      ...(loc ? { file: loc.file, line: loc.line, column: loc.column } : {}),
+      kind: doc.kind,
+      name: doc.name,
+      path: formatPath([...path]),
+      ...(hint ? { hint } : {}),
+    });
+  }
+
+  /** Throws SpecInvalidError (exit 2) when any error was added. */
+  throwIfAny(): void {
+    if (this.list.some((p) => p.severity === 'error')) throw new SpecInvalidError(this.list, this.model.dir);
+  }
 }
