@@ -2,7 +2,8 @@
 # Installs the test bed's local peers and tools (see testbed/README.md):
 #   Debian packages: openssh-server, cloud-init, openssl, iproute2, procps
 #   Python:          moto_server (pip 'moto[server]')
-#   Go, built here:  etcd, kube-apiserver, kubeadm (wrapper module testbed/go.mod), kwok, helm, argo
+#   Go, built here:  etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubeadm, kubectl
+#                    (wrapper module testbed/go.mod), kwok, helm, argo
 # Each Go tool lands in ${CAPFLOW_TESTBED_CACHE:-$HOME/.cache/capflow-testbed}/<tool>/<version>/bin/<tool>
 # (skipped when present) and is symlinked into ${CAPFLOW_TESTBED_BIN:-$HOME/.cache/capflow-testbed/bin}.
 # Idempotent: a second run only checks. GOCACHE/GOMODCACHE are left at Go's defaults.
@@ -125,16 +126,18 @@ go_env_ok() {
   command -v go >/dev/null 2>&1 || { echo "go is not on PATH: install Go >= 1.26" >&2; return 1; }
 }
 
-# etcd, kube-apiserver, kubeadm: one `go build` of the wrapper module.
+# etcd and the Kubernetes binaries: one `go build` of the wrapper module.
+KUBE_TOOLS=(kube-apiserver kube-controller-manager kube-scheduler kubeadm kubectl)
+kube_tools() { local t; for t in "${KUBE_TOOLS[@]}"; do echo "$t:$KUBERNETES_VERSION"; done; echo "etcd:$ETCD_VERSION"; }
 build_kube() {
   local need=0 t
-  for t in "kube-apiserver:$KUBERNETES_VERSION" "kubeadm:$KUBERNETES_VERSION" "etcd:$ETCD_VERSION"; do
+  for t in $(kube_tools); do
     if have_tool "${t%%:*}" "${t#*:}"; then link_tool "${t%%:*}" "${t#*:}"; log "${t%%:*} ${t#*:}: present"
     else need=1; fi
   done
   [ "$need" = 1 ] || return 0
   if [ "$CHECK" = 1 ]; then
-    for t in "kube-apiserver:$KUBERNETES_VERSION" "kubeadm:$KUBERNETES_VERSION" "etcd:$ETCD_VERSION"; do
+    for t in $(kube_tools); do
       have_tool "${t%%:*}" "${t#*:}" || { MISSING+=("${t%%:*}@${t#*:}"); log "MISSING ${t%%:*} ${t#*:}"; }
     done
     return 0
@@ -155,11 +158,12 @@ build_kube() {
   ldflags+=" -X $pv.gitTreeState=clean -X $pv.buildDate=1970-01-01T00:00:00Z"
   ldflags+=" -X $pv/verflag.programName=kubernetes"
   local out; out="$(mktemp -d "${TMPDIR:-/tmp}/capflow-kube-build.XXXXXX")"
-  log "etcd $ETCD_VERSION + kube-apiserver/kubeadm $KUBERNETES_VERSION: go build (wrapper module; cold takes a long while)"
-  (cd "$HERE" && timed "go build etcd kube-apiserver kubeadm" \
-    go build -trimpath -ldflags "$ldflags" -o "$out/" \
-      ./cmd/etcd k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kubeadm)
-  for t in "kube-apiserver:$KUBERNETES_VERSION" "kubeadm:$KUBERNETES_VERSION" "etcd:$ETCD_VERSION"; do
+  log "etcd $ETCD_VERSION + ${KUBE_TOOLS[*]} $KUBERNETES_VERSION: go build (wrapper module; cold takes a long while)"
+  local pkgs=() name
+  for name in "${KUBE_TOOLS[@]}"; do pkgs+=("k8s.io/kubernetes/cmd/$name"); done
+  (cd "$HERE" && timed "go build etcd ${KUBE_TOOLS[*]}" \
+    go build -trimpath -ldflags "$ldflags" -o "$out/" ./cmd/etcd "${pkgs[@]}")
+  for t in $(kube_tools); do
     local name=${t%%:*} ver=${t#*:}
     mkdir -p "$CACHE/$name/$ver/bin"
     mv -f "$out/$name" "$(tool_path "$name" "$ver")"

@@ -43,7 +43,7 @@ describe('test bed: tool lookup', function () {
   it('every test bed tool is installed, at the pinned version', async function () {
     this.timeout(30_000);
     const v = testbedVersions();
-    const missing = ['etcd', 'kube-apiserver', 'kubeadm', 'kwok', 'helm', 'argo', 'cloud-init', 'sshd', 'openssl']
+    const missing = ['etcd', 'kube-apiserver', 'kube-controller-manager', 'kube-scheduler', 'kubeadm', 'kubectl', 'kwok', 'helm', 'argo', 'cloud-init', 'sshd', 'openssl']
       .filter((t) => findTool(t) === undefined);
     expect(missing, `missing tools; install them with: ${INSTALL_COMMAND}`).to.deep.equal([]);
 
@@ -53,6 +53,10 @@ describe('test bed: tool lookup', function () {
     };
     expect(await out('kube-apiserver', ['--version'])).to.contain(v.KUBERNETES_VERSION);
     expect(await out('kubeadm', ['version', '-o', 'short'])).to.contain(v.KUBERNETES_VERSION);
+    // the control plane binaries kubeadm's static pods name, and kubectl, from the same module graph
+    expect(await out('kube-controller-manager', ['--version'])).to.contain(v.KUBERNETES_VERSION);
+    expect(await out('kube-scheduler', ['--version'])).to.contain(v.KUBERNETES_VERSION);
+    expect(await out('kubectl', ['version', '--client'])).to.contain(`Client Version: ${v.KUBERNETES_VERSION}`);
     expect(await out('etcd', ['--version'])).to.contain(v.ETCD_VERSION!.replace(/^v/, ''));
     expect(await out('helm', ['version', '--short'])).to.contain(v.HELM_VERSION);
     expect(await out('argo', ['version', '--short'])).to.contain(v.ARGO_VERSION);

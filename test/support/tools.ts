@@ -18,7 +18,10 @@ export const INSTALL_COMMAND = 'bash testbed/install.sh';
 export type ToolName =
   | 'etcd'
   | 'kube-apiserver'
+  | 'kube-controller-manager'
+  | 'kube-scheduler'
   | 'kubeadm'
+  | 'kubectl'
   | 'kwok'
   | 'helm'
   | 'argo'
