@@ -164,22 +164,12 @@ class ExpressionParser {
       return e;
     }
     if (c === '^' || c === ',') {
-      let op = c;
-      this.pos++;
-      if (this.peek() === c) {
-        op += c;
-        this.pos++;
-      }
+      const op = this.operator(c);
       this.close();
       return expr(op, []);
     }
     if (c === '#' || c === '%') {
-      let op = c;
-      this.pos++;
-      if (this.peek() === c) {
-        op += c;
-        this.pos++;
-      }
+      const op = this.operator(c);
       const pattern = this.word(depth, '}');
       if (pattern.length === 0) throw new SyntaxProblem(`\${${name}${op}pattern} needs a pattern`, this.pos);
       this.close();
@@ -227,6 +217,14 @@ class ExpressionParser {
 
   private peek(): string | undefined {
     return this.text[this.pos];
+  }
+
+  /** Reads `c` or `cc` (`^`/`^^`, `#`/`##`, ...): the one- and two-character forms of an operator. */
+  private operator(c: string): string {
+    this.pos++;
+    if (this.peek() !== c) return c;
+    this.pos++;
+    return c + c;
   }
 
   private name(): string {

@@ -5,7 +5,7 @@ import { parse as parseYaml } from 'yaml';
 import { formatProblem, specHash, validateClusterSpec } from '../../src/spec/index.js';
 import type { AWSCluster, KubeadmControlPlane, SpecProblem } from '../../src/spec/index.js';
 import { CAPI_LINES, kindInfo, UNSUPPORTED_KINDS } from '../../src/spec/kinds.js';
-import { cleanupSpecFolders, displayRootOf, fixturesDir, minimalAws, repoRoot, specFolder } from '../fixtures/spec/support.js';
+import { cleanupSpecFolders, CONTROL_PLANE_MACHINE_TEMPLATE, displayRootOf, fixturesDir, minimalAws, repoRoot, specFolder } from '../fixtures/spec/support.js';
 
 const upstream = path.join(fixturesDir, 'upstream');
 
@@ -300,15 +300,7 @@ spec:
   kubeadmConfigSpec:
     format: cloud-config
 ---
-apiVersion: infrastructure.cluster.x-k8s.io/v1beta2
-kind: AWSMachineTemplate
-metadata:
-  name: dev-control-plane
-spec:
-  template:
-    spec:
-      instanceType: t3.large
-`;
+${CONTROL_PLANE_MACHINE_TEMPLATE}`;
     const dir = await specFolder(minimalAws({ 'cluster.yaml': cluster, 'control-plane.yaml': kcp }));
     const { problems } = await validateClusterSpec(dir, { displayRoot: displayRootOf(dir) });
     expect(problems.filter((p) => p.code === 'ref-group' || p.code === 'dangling-ref').map(formatProblem)).to.deep.equal([
