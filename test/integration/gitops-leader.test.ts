@@ -119,7 +119,9 @@ describe('gitops/leader: Lease leader election against a real kube-apiserver (en
     await b.elector.start();
     expect(b.elector.isLeader()).to.equal(false);
     await until('replica-b leading after the ghost’s lease expired', () => b.elector.isLeader());
-    expect(Date.now() - startedAt).to.be.within(1500, 3500);
+    // not before the ghost's 2 s lease ran out; the upper bound is loose because CI machines are shared
+    expect(Date.now() - startedAt, 'waited for the lease to expire').to.be.at.least(1500);
+    expect(Date.now() - startedAt, 'took over soon after').to.be.at.most(8000);
     expect((await lease('held')).spec).to.include({ holderIdentity: 'replica-b', leaseTransitions: 1 });
   });
 

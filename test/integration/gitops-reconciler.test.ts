@@ -431,8 +431,11 @@ describe('gitops reconciler: git remote → Workflows in a real kube-apiserver (
     const rec = await waitForRecord(bed, 'c1', 'Failed', (d) => d.phase === 'Failed' && d.nextRetryAt !== undefined);
     expect(rec).to.include({ 'run.workflow': first!.metadata.name, 'run.phase': 'Failed', 'run.failedStep': 'provision-vpc', failures: '1' });
     expect(rec['run.message']).to.include('VpcLimitExceeded');
+    const recordReadAt = Date.now();
     const retryAt = Date.parse(rec.nextRetryAt!);
-    expect(retryAt - Date.parse(rec['run.finishedAt'] ?? rec['run.submittedAt']!)).to.be.within(2_000, 4_000);
+    // the backoff (3 s ± 33 %) counts from when the reconciler saw the failure: after the run finished, before the record was read
+    expect(retryAt - Date.parse(rec['run.finishedAt'] ?? rec['run.submittedAt']!), 'from the finish').to.be.at.least(2_000);
+    expect(retryAt - recordReadAt, 'from the read').to.be.at.most(4_000);
     // `capflow status --json` shows the failure while the retry waits (read concurrently with the passes below)
     const statusRead = status(bed, true);
 
