@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs the test bed's local peers and tools (see testbed/README.md):
-#   Debian packages: openssh-server, cloud-init, openssl, iproute2, procps
+#   Debian packages: openssh-server, cloud-init, openssl, iproute2, procps, util-linux, curl, hostname
 #   Python:          moto_server (pip 'moto[server]')
 #   Go, built here:  etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubeadm, kubectl
 #                    (wrapper module testbed/go.mod), kwok, helm, argo
@@ -36,7 +36,7 @@ timed() { # timed LABEL CMD...: runs CMD, prints how long it took
 }
 
 # ---------------------------------------------------------------- Debian packages
-DEB_PACKAGES=(openssh-server cloud-init openssl iproute2 procps python3-pip)
+DEB_PACKAGES=(openssh-server cloud-init openssl iproute2 procps util-linux curl hostname python3-pip)
 deb_missing() {
   local p out=()
   for p in "${DEB_PACKAGES[@]}"; do

@@ -43,6 +43,9 @@ export interface Envtest {
   dir: string;
   /** PEM of the cluster CA (serving and client certificates are signed by it). */
   caCert: string;
+  /** The cluster CA's certificate and key files, for a signer such as kube-controller-manager's csrsigning. */
+  caCertPath: string;
+  caKeyPath: string;
   /** Milliseconds from start to a ready API (CRDs and kwok included). */
   startupMs: number;
   /** A fresh @kubernetes/client-node KubeConfig for the admin user. */
@@ -565,6 +568,8 @@ export async function startEnvtest(opts: EnvtestOptions = {}): Promise<Envtest> 
       kubeconfig,
       dir,
       caCert: readFileSync(pki.caCert, 'utf8'),
+      caCertPath: pki.caCert,
+      caKeyPath: pki.caKey,
       startupMs: Date.now() - started,
       makeKubeConfig,
       logTail,

@@ -1,0 +1,209 @@
+/**
+ * The test bed's booting machines (issue "Machines that boot"), without Kubernetes: instances in the
+ * AWS emulator (moto) become machines in network and mount namespaces that run their user data; the
+ * load balancer stand-in forwards to registered targets. Needs root, iproute2 and util-linux: without
+ * them the suite fails, naming what is missing.
+ */
+import { CreateAutoScalingGroupCommand, AutoScalingClient, UpdateAutoScalingGroupCommand } from '@aws-sdk/client-auto-scaling';
+import { CreateLaunchTemplateCommand, CreateSubnetCommand, CreateVpcCommand, DescribeInstancesCommand, EC2Client, RunInstancesCommand, TerminateInstancesCommand } from '@aws-sdk/client-ec2';
+import {
+  CreateListenerCommand,
+  CreateLoadBalancerCommand,
+  CreateTargetGroupCommand,
+  DeregisterTargetsCommand,
+  ElasticLoadBalancingV2Client,
+  RegisterTargetsCommand,
+} from '@aws-sdk/client-elastic-load-balancing-v2';
+import { expect } from 'chai';
+import { existsSync, readFileSync } from 'node:fs';
+import { connect } from 'node:net';
+import { listNetns } from '../../src/emulator/network.js';
+import { MachineSupervisor } from '../../src/emulator/supervisor.js';
+import type { Machine } from '../../src/emulator/machine.js';
+import { sleep } from '../support/kubeadm-world.js';
+import { clientConfig, startMoto, TEST_REGION, type Moto } from '../support/moto.js';
+import { requireTool, testbedBinDir, testbedVersions } from '../support/tools.js';
+
+const SERVE = (text: string): string => `#cloud-config
+runcmd:
+  - [sh, -c, "nohup python3 -c 'import http.server,socketserver;h=type(\\"H\\",(http.server.BaseHTTPRequestHandler,),{\\"do_GET\\":lambda s:(s.send_response(200),s.end_headers(),s.wfile.write(b\\"${text}\\"))});socketserver.TCPServer((\\"0.0.0.0\\",8080),h).serve_forever()' >/dev/null 2>&1 &"]
+`;
+
+async function until<T>(what: string, probe: () => Promise<T | undefined> | T | undefined, timeoutMs = 30_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await probe();
+    if (value !== undefined && value !== false) return value;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await sleep(100);
+  }
+}
+
+function httpVia(port: number): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const socket = connect({ host: '127.0.0.1', port });
+    let data = '';
+    socket.on('data', (d: Buffer) => (data += d.toString()));
+    socket.on('end', () => resolve(data));
+    socket.on('error', reject);
+    socket.setTimeout(3000, () => socket.destroy(new Error('timeout')));
+    socket.write('GET / HTTP/1.0\r\n\r\n');
+  });
+}
+
+describe('test bed machines: emulator instances boot in network and mount namespaces (kubelet and load balancers are stand-ins)', function () {
+  this.timeout(120_000);
+  let moto: Moto;
+  let sup: MachineSupervisor;
+  let ec2: EC2Client;
+  let elbv2: ElasticLoadBalancingV2Client;
+
+  before(async () => {
+    moto = await startMoto();
+    sup = await MachineSupervisor.start({
+      endpoint: moto.endpoint,
+      region: TEST_REGION,
+      kubeBinDir: testbedBinDir(),
+      cloudInitBinary: requireTool('cloud-init'),
+      kubeletVersion: testbedVersions().KUBERNETES_VERSION!,
+      pollMs: 200,
+      log: (line) => void (process.env.CAPFLOW_TEST_LOG ? console.log(line) : undefined),
+    });
+    ec2 = new EC2Client(clientConfig(moto.endpoint));
+    elbv2 = new ElasticLoadBalancingV2Client(clientConfig(moto.endpoint));
+  });
+
+  after(async () => {
+    await sup?.stop();
+    ec2?.destroy();
+    elbv2?.destroy();
+    await moto?.stop();
+  });
+
+  async function vpcWithSubnet(cidr: string): Promise<{ vpcId: string; subnetId: string }> {
+    const vpc = await ec2.send(new CreateVpcCommand({ CidrBlock: cidr }));
+    const subnet = await ec2.send(new CreateSubnetCommand({ VpcId: vpc.Vpc!.VpcId!, CidrBlock: cidr.replace(/\/\d+$/, '/24'), AvailabilityZone: 'us-east-1a' }));
+    return { vpcId: vpc.Vpc!.VpcId!, subnetId: subnet.Subnet!.SubnetId! };
+  }
+
+  async function launch(subnetId: string, userData: string): Promise<Machine> {
+    const res = await ec2.send(new RunInstancesCommand({ ImageId: 'ami-12c6146b', InstanceType: 't3.small', MinCount: 1, MaxCount: 1, SubnetId: subnetId, UserData: Buffer.from(userData).toString('base64') }));
+    const id = res.Instances![0]!.InstanceId!;
+    await sup.syncNow();
+    return until(`a machine for ${id}`, () => sup.machine(id) ?? (sup.problem(id) ? Promise.reject(new Error(sup.problem(id))) : undefined));
+  }
+
+  async function booted(m: Machine): Promise<{ ok: boolean; errors: string[] }> {
+    return until(`${m.instanceId} to finish booting`, () => (existsSync(`${m.dir}/boot-result.json`) ? (JSON.parse(readFileSync(`${m.dir}/boot-result.json`, 'utf8')) as { ok: boolean; errors: string[] }) : undefined));
+  }
+
+  it('a running instance becomes a machine with its private IP, hostname and own /etc/kubernetes; user data runs; the host stays untouched', async () => {
+    const { subnetId } = await vpcWithSubnet('10.0.0.0/16');
+    const m = await launch(subnetId, '#cloud-config\nwrite_files:\n  - path: /etc/kubernetes/marker\n    content: mine\nruncmd:\n  - systemctl restart kubelet\n  - [sh, -c, "hostname > /root/who"]\n');
+    const report = await booted(m);
+    expect(report, m.bootLog()).to.deep.include({ ok: true });
+    expect((await m.exec(['cat', '/etc/kubernetes/marker'])).stdout).to.equal('mine');
+    expect((await m.exec(['cat', '/root/who'])).stdout.trim()).to.match(/^ip-10-0-0-\d+\.ec2\.internal$/);
+    expect((await m.exec(['ip', '-o', '-4', 'addr', 'show', 'dev', 'eth0'])).stdout).to.include(`inet ${m.privateIp}/16`);
+    expect((await m.exec(['ip', 'route', 'show', 'default'])).stdout).to.include('via 10.0.0.1');
+    expect(existsSync('/etc/kubernetes/marker'), 'the host has no such file').to.equal(false);
+    expect(existsSync('/root/who')).to.equal(false);
+    expect((await m.exec(['cat', '/var/log/capflow/stand-in-calls.jsonl'])).stdout, 'systemctl is a recording stand-in').to.include('"restart","kubelet"');
+    expect(m.bootLog()).to.include('cloud-init');
+  });
+
+  it('machines of one VPC reach each other; a second VPC with the same CIDR is a separate network', async () => {
+    const a = await vpcWithSubnet('10.20.0.0/16');
+    const b = await vpcWithSubnet('10.20.0.0/16');
+    const [a1, a2, b1] = await Promise.all([launch(a.subnetId, SERVE('a1')), launch(a.subnetId, '#cloud-config\n{}\n'), launch(b.subnetId, '#cloud-config\n{}\n')]);
+    await Promise.all([booted(a1), booted(a2), booted(b1)]);
+    const fromA2 = await until('a1 serving', async () => {
+      const r = await a2.exec(['curl', '-s', '--max-time', '2', `http://${a1.privateIp}:8080/`]);
+      return r.code === 0 ? r.stdout : undefined;
+    });
+    expect(fromA2).to.equal('a1');
+    const fromB1 = await b1.exec(['curl', '-s', '--max-time', '2', `http://${a1.privateIp}:8080/`]);
+    expect(fromB1.stdout, 'the other VPC reaches only its own addresses').to.not.equal('a1');
+    const noRouteOut = await a2.exec(['ip', 'route', 'get', '192.0.2.1']);
+    expect(noRouteOut.stdout, 'the default route ends at the VPC router, which routes nowhere').to.include('via 10.20.0.1');
+  });
+
+  it('user data that fails `cloud-init schema` fails the boot before any module runs, in the boot log', async () => {
+    const { subnetId } = await vpcWithSubnet('10.30.0.0/16');
+    const m = await launch(subnetId, '#cloud-config\nruncmd: 5\nwrite_files:\n  - path: /root/never\n    content: x\n');
+    const report = await booted(m);
+    expect(report.ok).to.equal(false);
+    expect(report.errors.join('\n')).to.match(/schema|runcmd/i);
+    expect((await m.exec(['test', '-e', '/root/never'])).code, 'no module ran').to.not.equal(0);
+    expect(m.bootLog()).to.match(/schema/i);
+  });
+
+  it('a network load balancer forwards to its healthy registered targets within a second of (de)registration; its name resolves inside machines', async () => {
+    const { vpcId, subnetId } = await vpcWithSubnet('10.40.0.0/16');
+    const [t1, t2, client] = await Promise.all([launch(subnetId, SERVE('one')), launch(subnetId, SERVE('two')), launch(subnetId, '#cloud-config\n{}\n')]);
+    await Promise.all([booted(t1), booted(t2), booted(client)]);
+    const lb = await elbv2.send(new CreateLoadBalancerCommand({ Name: 'web', Type: 'network', Subnets: [subnetId] }));
+    const tg = await elbv2.send(new CreateTargetGroupCommand({ Name: 'web', Protocol: 'TCP', Port: 8080, VpcId: vpcId, HealthCheckProtocol: 'TCP', HealthCheckIntervalSeconds: 10 }));
+    const tgArn = tg.TargetGroups![0]!.TargetGroupArn!;
+    await elbv2.send(new CreateListenerCommand({ LoadBalancerArn: lb.LoadBalancers![0]!.LoadBalancerArn!, Protocol: 'TCP', Port: 80, DefaultActions: [{ Type: 'forward', TargetGroupArn: tgArn }] }));
+    await elbv2.send(new RegisterTargetsCommand({ TargetGroupArn: tgArn, Targets: [{ Id: t1.instanceId }] }));
+    const dns = lb.LoadBalancers![0]!.DNSName!;
+    const port = await until('the listener on the host', () => sup.hostEndpoint(dns, 80)?.port);
+    const body = async (): Promise<string> => (await httpVia(port).catch(() => '')).split('\r\n\r\n')[1] ?? '';
+    expect(await until('t1 through the load balancer', async () => ((await body()) === 'one' ? 'one' : undefined))).to.equal('one');
+
+    const registeredAt = Date.now();
+    await elbv2.send(new RegisterTargetsCommand({ TargetGroupArn: tgArn, Targets: [{ Id: t2.instanceId }] }));
+    await until('t2 taking traffic', async () => ((await body()) === 'two' ? true : undefined), 5_000);
+    const registerMs = Date.now() - registeredAt;
+    await elbv2.send(new DeregisterTargetsCommand({ TargetGroupArn: tgArn, Targets: [{ Id: t1.instanceId }] }));
+    const deregisteredAt = Date.now();
+    await until('only t2 answering', async () => {
+      const seen = new Set<string>();
+      for (let i = 0; i < 6; i++) seen.add(await body());
+      return seen.size === 1 && seen.has('two') ? true : undefined;
+    }, 5_000);
+    const deregisterMs = Date.now() - deregisteredAt;
+    expect(registerMs, 'registration took effect').to.be.below(3_000);
+    expect(deregisterMs, 'deregistration took effect').to.be.below(3_000);
+
+    const inside = await until('the name inside a machine', async () => {
+      const r = await client.exec(['curl', '-s', '--max-time', '2', `http://${dns}/`]);
+      return r.code === 0 ? r.stdout : undefined;
+    });
+    expect(inside).to.equal('two');
+  });
+
+  it('instances an Auto Scaling group launches boot from its launch template; terminating one stops its machine and removes its namespace and files', async () => {
+    const { subnetId } = await vpcWithSubnet('10.50.0.0/16');
+    const lt = await ec2.send(
+      new CreateLaunchTemplateCommand({
+        LaunchTemplateName: 'pool',
+        LaunchTemplateData: { ImageId: 'ami-12c6146b', InstanceType: 't3.small', UserData: Buffer.from('#cloud-config\nruncmd:\n  - [sh, -c, "echo from-template > /root/origin"]\n').toString('base64') },
+      }),
+    );
+    const asg = new AutoScalingClient(clientConfig(moto.endpoint));
+    try {
+      await asg.send(new CreateAutoScalingGroupCommand({ AutoScalingGroupName: 'pool', MinSize: 1, MaxSize: 1, DesiredCapacity: 1, VPCZoneIdentifier: subnetId, LaunchTemplate: { LaunchTemplateId: lt.LaunchTemplate!.LaunchTemplateId!, Version: '$Latest' } }));
+      const reservations = await ec2.send(new DescribeInstancesCommand({ Filters: [{ Name: 'subnet-id', Values: [subnetId] }, { Name: 'instance-state-name', Values: ['running'] }] }));
+      const id = reservations.Reservations![0]!.Instances![0]!.InstanceId!;
+      await sup.syncNow();
+      const m = await until('the ASG instance machine', () => sup.machine(id));
+      expect((await booted(m)).ok, m.bootLog()).to.equal(true);
+      expect((await m.exec(['cat', '/root/origin'])).stdout.trim()).to.equal('from-template');
+
+      const netns = (await listNetns()).filter((n) => n.endsWith(id));
+      expect(netns).to.have.length(1);
+      await asg.send(new UpdateAutoScalingGroupCommand({ AutoScalingGroupName: 'pool', MinSize: 0, DesiredCapacity: 0 }));
+      await ec2.send(new TerminateInstancesCommand({ InstanceIds: [id] }));
+      await until('the machine gone', async () => {
+        await sup.syncNow();
+        return sup.machine(id) === undefined ? true : undefined;
+      });
+      expect((await listNetns()).filter((n) => n.endsWith(id)), 'namespace removed').to.deep.equal([]);
+      expect(existsSync(m.dir), 'files removed').to.equal(false);
+    } finally {
+      asg.destroy();
+    }
+  });
+});
