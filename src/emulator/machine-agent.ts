@@ -35,6 +35,8 @@ export async function runMachineAgent(configPath: string): Promise<void> {
 
   mountPrivateLayers(config, log);
   installImage(config);
+  // from now on the host may enter this process's namespaces (Machine.exec): the layers are in place
+  process.send?.({ type: 'ready', pid: process.pid });
   process.on('message', (message: { type?: string; hosts?: Record<string, string> }) => {
     if (message?.type === 'hosts' && message.hosts) {
       writeHosts(config, message.hosts);

@@ -9,7 +9,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { appendFileSync, closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { attachMachine, deleteNetns, pidsIn, type VpcNetwork } from './network.js';
-import type { MachineConfig } from './machine-config.js';
+import { MACHINE_PATH, type MachineConfig } from './machine-config.js';
 
 export interface MachineOptions {
   config: MachineConfig;
@@ -33,6 +33,8 @@ export class Machine {
   private agent: ChildProcess | undefined;
   private exited: Promise<void> = Promise.resolve();
   private stopping = false;
+  /** The agent's own pid once its disk layers are mounted (undefined: it exited first). */
+  private ready: Promise<number | undefined> = Promise.resolve(undefined);
   readonly startedAt = Date.now();
 
   constructor(readonly options: MachineOptions) {}
@@ -67,6 +69,12 @@ export class Machine {
         { stdio: ['ignore', logFd, logFd, 'ipc'], detached: true },
       );
       this.agent = agent;
+      this.ready = new Promise((resolve) => {
+        agent.on('message', (m: { type?: string; pid?: number }) => {
+          if (m?.type === 'ready' && m.pid) resolve(m.pid);
+        });
+        agent.once('exit', () => resolve(undefined));
+      });
       this.exited = new Promise((resolve) =>
         agent.once('exit', (code, signal) => {
           // a crash (every process killed) is what the boot log of a real instance would end with
@@ -93,24 +101,27 @@ export class Machine {
     return existsSync(file) ? readFileSync(file, 'utf8') : '';
   }
 
-  /** Runs a command inside the machine (its network, mount and UTS namespaces), as root on the instance. */
-  exec(argv: string[], opts: { timeoutMs?: number; input?: string } = {}): Promise<RunResult> {
-    const pid = this.pid;
-    if (pid === undefined || !this.running) return Promise.resolve({ code: 255, stdout: '', stderr: `machine ${this.instanceId} is not running` });
-    // the agent is `ip netns exec` → unshare → node; the namespaces to enter are node's, the last in that chain
+  /**
+   * Runs a command inside the machine (its network, mount and UTS namespaces), as root on the
+   * instance. Waits until the machine's disk layers are in place: entering it earlier would write
+   * to the host's own directories.
+   */
+  async exec(argv: string[], opts: { timeoutMs?: number; input?: string } = {}): Promise<RunResult> {
+    const timeoutMs = opts.timeoutMs ?? 60_000;
+    const pid = await Promise.race([this.ready, new Promise<undefined>((resolve) => setTimeout(() => resolve(undefined), timeoutMs).unref())]);
+    if (pid === undefined || !this.running) return { code: 255, stdout: '', stderr: `machine ${this.instanceId} is not running` };
     return new Promise((resolve) => {
-      const child = spawn('sh', ['-c', 'p=$1; shift; while c=$(cat /proc/$p/task/$p/children 2>/dev/null) && [ -n "$c" ]; do p=${c%% *}; done; exec nsenter --target "$p" --mount --uts --net -- env PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root "$@"', 'sh', String(pid), ...argv], {
-        stdio: ['pipe', 'pipe', 'pipe'],
-      });
+      const child = spawn('nsenter', ['--target', String(pid), '--mount', '--uts', '--net', '--', 'env', `PATH=${MACHINE_PATH}`, 'HOME=/root', ...argv], { stdio: ['pipe', 'pipe', 'pipe'] });
       let stdout = '';
       let stderr = '';
       child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
       child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-      const timer = setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs ?? 60_000);
+      const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
       child.once('close', (code) => {
         clearTimeout(timer);
         resolve({ code: code ?? 255, stdout, stderr });
       });
+      child.stdin.on('error', () => undefined);
       child.stdin.end(opts.input ?? '');
     });
   }

@@ -100,6 +100,10 @@ describe('test bed machines: emulator instances boot in network and mount namesp
   it('a running instance becomes a machine with its private IP, hostname and own /etc/kubernetes; user data runs; the host stays untouched', async () => {
     const { subnetId } = await vpcWithSubnet('10.0.0.0/16');
     const m = await launch(subnetId, '#cloud-config\nwrite_files:\n  - path: /etc/kubernetes/marker\n    content: mine\nruncmd:\n  - systemctl restart kubelet\n  - [sh, -c, "hostname > /root/who"]\n');
+    // entered at once, before the machine's layers are mounted: exec waits for them, so the write lands on the machine
+    const early = await m.exec(['sh', '-c', 'mkdir -p /etc/cni/net.d && echo early > /etc/cni/net.d/early.conf']);
+    expect(early.code, early.stderr).to.equal(0);
+    expect(existsSync('/etc/cni/net.d/early.conf'), 'the host never sees a write made through exec').to.equal(false);
     const report = await booted(m);
     expect(report, m.bootLog()).to.deep.include({ ok: true });
     expect((await m.exec(['cat', '/etc/kubernetes/marker'])).stdout).to.equal('mine');
