@@ -13,6 +13,8 @@ const PATTERNS: Array<[RegExp, string]> = [
   [/\b(client-key-data|client-certificate-data|token|password|secret|aws_secret_access_key|aws_session_token)(\s*[:=]\s*)("?)([^\s"',}]{4,})\3/gi, `$1$2$3${REDACTED}$3`],
   // HTTP authorization headers and bearer tokens.
   [/\b(Bearer|Basic)\s+[A-Za-z0-9._~+/=-]{8,}/g, `$1 ${REDACTED}`],
+  // kubeadm's certificate key (decrypts the uploaded control plane certificates), as a flag or a field.
+  [/\b(certificate-key|certificateKey)(\s*[:=]?\s*)("?)([0-9a-fA-F]{64})\3/g, `$1$2$3${REDACTED}$3`],
   // kubeadm bootstrap tokens: [a-z0-9]{6}.[a-z0-9]{16}.
   [/\b[a-z0-9]{6}\.[a-z0-9]{16}\b/g, REDACTED],
   // AWS access key ids.

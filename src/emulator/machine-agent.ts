@@ -18,6 +18,7 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { appendFileSync, chmodSync, existsSync, mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
+import { REDACTED, redactString } from '../core/redact.js';
 import { boot } from './cloud-init.js';
 import { startCriStandIn } from './cri-stand-in.js';
 import { decodeUserData } from './user-data.js';
@@ -30,7 +31,14 @@ export const KUBE_BINARIES = ['kubeadm', 'kubectl', 'etcd', 'kube-apiserver', 'k
 export async function runMachineAgent(configPath: string): Promise<void> {
   const config = JSON.parse(readFileSync(configPath, 'utf8')) as MachineConfig;
   const bootLog = join(config.machineDir, 'boot.log');
-  const log = (line: string): void => appendFileSync(bootLog, `${new Date().toISOString()} ${line}\n`);
+  // the boot log is read by tests and humans: kubeadm prints its join token and certificate key,
+  // the key once on a line of its own after "Using certificate key:"
+  let keyFollows = false;
+  const log = (line: string): void => {
+    const text = keyFollows && /^[\s|]*[0-9a-fA-F]{64}\s*$/.test(line) ? line.replace(/[0-9a-fA-F]{64}/, REDACTED) : redactString(line);
+    keyFollows = /certificate key:\s*$/i.test(line);
+    appendFileSync(bootLog, `${new Date().toISOString()} ${text}\n`);
+  };
   log(`machine ${config.instanceId} (${config.hostname}, ${config.privateIp}) starting`);
 
   mountPrivateLayers(config, log);

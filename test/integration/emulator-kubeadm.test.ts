@@ -121,6 +121,7 @@ describe('test bed machines: a real kubeadm control plane on emulator instances 
     const commands = (await pidsIn(cp.options.netns)).map(commandOf);
     for (const c of ['etcd', 'kube-apiserver', 'kube-controller-manager', 'kube-scheduler']) expect(commands, 'processes in the machine').to.include(c);
     expect(cp.bootLog()).to.include('Your Kubernetes control-plane has initialized successfully');
+    expect(cp.bootLog(), 'kubeadm prints the join token and certificate key; the boot log redacts them').to.not.include(world.token).and.not.include(world.certificateKey);
 
     const sentinel = await until('kubeadm join to finish on the worker', async () => {
       const r = await worker.exec(['cat', '/run/cluster-api/bootstrap-success.complete']);

@@ -14,6 +14,7 @@ import {
   ElasticLoadBalancingV2Client,
   RegisterTargetsCommand,
 } from '@aws-sdk/client-elastic-load-balancing-v2';
+import { ConfigureHealthCheckCommand, CreateLoadBalancerCommand as CreateClassicCommand, ElasticLoadBalancingClient, RegisterInstancesWithLoadBalancerCommand } from '@aws-sdk/client-elastic-load-balancing';
 import { expect } from 'chai';
 import { existsSync, readFileSync } from 'node:fs';
 import { connect } from 'node:net';
@@ -142,7 +143,7 @@ describe('test bed machines: emulator instances boot in network and mount namesp
     expect(m.bootLog()).to.match(/schema/i);
   });
 
-  it('a network load balancer forwards to its healthy registered targets within a second of (de)registration; its name resolves inside machines', async () => {
+  it('a network load balancer forwards to its healthy registered targets soon after (de)registration (0.1–0.5 s measured here; under 2 s asserted, for shared CI machines); its name resolves inside machines', async () => {
     const { vpcId, subnetId } = await vpcWithSubnet('10.40.0.0/16');
     const [t1, t2, client] = await Promise.all([launch(subnetId, SERVE('one')), launch(subnetId, SERVE('two')), launch(subnetId, '#cloud-config\n{}\n')]);
     await Promise.all([booted(t1), booted(t2), booted(client)]);
@@ -168,14 +169,36 @@ describe('test bed machines: emulator instances boot in network and mount namesp
       return seen.size === 1 && seen.has('two') ? true : undefined;
     }, 5_000);
     const deregisterMs = Date.now() - deregisteredAt;
-    expect(registerMs, 'registration took effect').to.be.below(3_000);
-    expect(deregisterMs, 'deregistration took effect').to.be.below(3_000);
+    expect(registerMs, 'registration took effect').to.be.below(2_000);
+    expect(deregisterMs, 'deregistration took effect').to.be.below(2_000);
 
     const inside = await until('the name inside a machine', async () => {
       const r = await client.exec(['curl', '-s', '--max-time', '2', `http://${dns}/`]);
       return r.code === 0 ? r.stdout : undefined;
     });
     expect(inside).to.equal('two');
+  });
+
+  it('a classic load balancer forwards its listener to the registered instances that pass its health check', async () => {
+    const { subnetId } = await vpcWithSubnet('10.60.0.0/16');
+    const [healthy, down] = await Promise.all([launch(subnetId, SERVE('classic')), launch(subnetId, '#cloud-config\n{}\n')]);
+    await Promise.all([booted(healthy), booted(down)]);
+    const elb = new ElasticLoadBalancingClient(clientConfig(moto.endpoint));
+    try {
+      const lb = await elb.send(new CreateClassicCommand({ LoadBalancerName: 'legacy', Listeners: [{ Protocol: 'TCP', LoadBalancerPort: 8443, InstanceProtocol: 'TCP', InstancePort: 8080 }], Subnets: [subnetId] }));
+      await elb.send(new ConfigureHealthCheckCommand({ LoadBalancerName: 'legacy', HealthCheck: { Target: 'HTTP:8080/', Interval: 5, Timeout: 2, HealthyThreshold: 2, UnhealthyThreshold: 2 } }));
+      await elb.send(new RegisterInstancesWithLoadBalancerCommand({ LoadBalancerName: 'legacy', Instances: [{ InstanceId: healthy.instanceId }, { InstanceId: down.instanceId }] }));
+      const port = await until('the classic listener on the host', () => sup.hostEndpoint(lb.DNSName!, 8443)?.port);
+      const states = await until('health checks to settle', () => {
+        const view = sup.loadBalancers().find((l) => l.name === 'legacy');
+        const byId = Object.fromEntries((view?.listeners[0]?.targets ?? []).map((t) => [t.id, t.state]));
+        return byId[healthy.instanceId] === 'healthy' && byId[down.instanceId] === 'unhealthy' ? byId : undefined;
+      });
+      expect(states, 'the instance without a server fails the HTTP check').to.deep.equal({ [healthy.instanceId]: 'healthy', [down.instanceId]: 'unhealthy' });
+      for (let i = 0; i < 4; i++) expect((await httpVia(port)).split('\r\n\r\n')[1], 'only the healthy instance answers').to.equal('classic');
+    } finally {
+      elb.destroy();
+    }
   });
 
   it('instances an Auto Scaling group launches boot from its launch template; terminating one stops its machine and removes its namespace and files', async () => {

@@ -20,6 +20,9 @@ users:
     client-key-data: LS0tLS1CRUdJTiBSU0EgUFJJVkFURSBLRVktLS0t
 `;
 
+// assembled at run time, so no key-shaped text is committed
+const CERT_KEY = ['a3', 'cb'].join('').repeat(16);
+
 describe('core/redact: secrets never reach logs', () => {
   const cases: Array<[string, string, string]> = [
     ['a PEM private key block', `key is ${PEM} done`, 'MIIEowIBAAKCAQEA'],
@@ -29,6 +32,8 @@ describe('core/redact: secrets never reach logs', () => {
     ['a token field', 'token: 0123456789abcdefdeadbeef', '0123456789abcdefdeadbeef'],
     ['client-key-data in YAML', 'client-key-data: LS0tLS1CRUdJTiBSU0E=', 'LS0tLS1CRUdJTiBSU0E='],
     ['a JWT', 'sa token eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJzeXN0ZW0ifQ.c2lnbmF0dXJlLXZhbHVl', 'eyJhbGciOiJSUzI1NiJ9'],
+    ['a kubeadm certificate key flag', `--control-plane --certificate-key ${CERT_KEY}`, CERT_KEY],
+    ['a kubeadm certificateKey field', `certificateKey: "${CERT_KEY}"`, CERT_KEY],
     ['a GitHub token', 'push with ghp_abcdefghijklmnopqrstuvwxyz0123', 'ghp_abcdefghijklmnopqrstuvwxyz0123'],
   ];
   for (const [what, input, secret] of cases) {
