@@ -11,23 +11,15 @@
  *   npm run build && node --import tsx bench/machines.bench.ts [workers=10]
  */
 import { readFileSync, readlinkSync } from 'node:fs';
-import { MachineSupervisor } from '../src/emulator/supervisor.js';
 import { pidsIn } from '../src/emulator/network.js';
 import type { Machine } from '../src/emulator/machine.js';
 import { KubeadmWorld, sleep } from '../test/support/kubeadm-world.js';
-import { startMoto, TEST_REGION } from '../test/support/moto.js';
-import { requireTool, testbedBinDir, testbedVersions } from '../test/support/tools.js';
+import { startTestSupervisor } from '../test/support/machines.js';
+import { startMoto } from '../test/support/moto.js';
 
 const workers = Number(process.argv[2] ?? 10);
 const moto = await startMoto();
-const sup = await MachineSupervisor.start({
-  endpoint: moto.endpoint,
-  region: TEST_REGION,
-  kubeBinDir: testbedBinDir(),
-  cloudInitBinary: requireTool('cloud-init'),
-  kubeletVersion: testbedVersions().KUBERNETES_VERSION!,
-  pollMs: 250,
-});
+const sup = await startTestSupervisor(moto.endpoint);
 const world = await KubeadmWorld.create(moto.endpoint, sup, { name: 'bench', cidr: '10.0.0.0/16' });
 const launchedAt = new Map<string, number>();
 const readyAfter = new Map<string, number>();

@@ -45,6 +45,11 @@ export interface SupervisorOptions {
   kubeletRestartSeconds?: number;
   kubeletHeartbeatSeconds?: number;
   keepFiles?: boolean;
+  /**
+   * Host loopback ports the machines may reach, at their VPC router's address and the same port
+   * (the AWS emulator's, say, for a cloud controller). Nothing else on the host is reachable.
+   */
+  publishHostPorts?: number[];
   log?: (line: string) => void;
 }
 
@@ -264,6 +269,7 @@ export class MachineSupervisor {
     }
     const net = await ensureVpcNetwork(`${NETNS_PREFIX}${this.id}-${shortId(vpcId)}`, vpcId, cidr);
     const router = await VpcRouter.start(net, entry('capflow-vpc-router'), join(this.stateDir, 'vpc', shortId(vpcId)), this.log);
+    if (this.opts.publishHostPorts?.length) await router.publish(net.routerAddress, this.opts.publishHostPorts);
     const state: VpcState = { net, router, addresses: new Map(), hosts: {} };
     this.vpcs.set(vpcId, state);
     this.log(`supervisor: VPC ${vpcId} (${cidr}) is namespace ${net.netns}, router ${net.routerAddress}`);

@@ -1,10 +1,11 @@
 /**
  * The supervisor's side of a VPC router (vpc-router.ts): starts it inside the VPC's namespace, sends
  * it the listeners, and gives each listener a port on the host's loopback that relays to the
- * listener's unix socket: the way tests and the demo reach a load balancer.
+ * listener's unix socket: the way tests and the demo reach a load balancer. The other way, host
+ * ports published in the VPC reach the host's loopback (publish()).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { closeSync, mkdirSync, openSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, rmSync } from 'node:fs';
 import { connect, createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { join } from 'node:path';
 import type { VpcNetwork } from './network.js';
@@ -21,6 +22,7 @@ interface Relay {
 export class VpcRouter {
   private seq = 0;
   private readonly relays = new Map<string, Relay>();
+  private readonly hostRelays = new Map<number, Relay>();
   private readonly healthByKey = new Map<string, Map<string, string>>();
   private readonly waiting = new Map<number, (errors: Record<string, string>) => void>();
   private count = 0;
@@ -106,7 +108,27 @@ export class VpcRouter {
     return ports;
   }
 
+  /**
+   * Publishes host loopback ports in the VPC at `address` (the router's): a machine's connection to
+   * address:port reaches 127.0.0.1:port on the host. Nothing is routed; each port is one relay.
+   */
+  async publish(address: string, ports: number[]): Promise<void> {
+    const items: Array<{ port: number; socket: string }> = [];
+    for (const port of ports) {
+      const socket = join(this.dir, `host-${port}.sock`);
+      if (!this.hostRelays.has(port)) this.hostRelays.set(port, await openHostRelay(socket, port));
+      items.push({ port, socket });
+    }
+    const seq = ++this.seq;
+    const applied = new Promise<Record<string, string>>((resolve) => this.waiting.set(seq, resolve));
+    this.child.send({ type: 'publish', seq, address, ports: items });
+    const errors = await Promise.race([applied, new Promise<Record<string, string>>((resolve) => setTimeout(() => resolve({ router: 'no answer within 10 s' }), 10_000).unref())]);
+    for (const [port, error] of Object.entries(errors)) this.log(`supervisor: publishing host port ${port} in the VPC: ${error}`);
+  }
+
   async stop(): Promise<void> {
+    for (const relay of this.hostRelays.values()) await closeRelay(relay);
+    this.hostRelays.clear();
     for (const relay of this.relays.values()) await closeRelay(relay);
     this.relays.clear();
     if (this.child.exitCode !== null || this.child.signalCode !== null) return;
@@ -147,6 +169,29 @@ async function openRelay(socketPath: string): Promise<Relay> {
   });
   server.unref();
   return { server, port: (server.address() as AddressInfo).port, sockets };
+}
+
+/** A unix socket in the supervisor's directory → 127.0.0.1:port on the host (a published host port). */
+async function openHostRelay(socketPath: string, port: number): Promise<Relay> {
+  const sockets = new Set<Socket>();
+  const server = createServer({ allowHalfOpen: true }, (client) => {
+    const upstream = connect({ host: '127.0.0.1', port, allowHalfOpen: true });
+    for (const s of [client, upstream]) {
+      sockets.add(s);
+      s.once('close', () => sockets.delete(s));
+    }
+    client.pipe(upstream);
+    upstream.pipe(client);
+    client.once('error', () => upstream.destroy());
+    upstream.once('error', () => client.destroy());
+  });
+  rmSync(socketPath, { force: true });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(socketPath, () => resolve());
+  });
+  server.unref();
+  return { server, port, sockets };
 }
 
 async function closeRelay(relay: Relay): Promise<void> {

@@ -6,9 +6,11 @@
  * namespaces; nothing needs routing between the host and the VPC).
  *
  * Messages from the supervisor: { type: 'listeners', seq, listeners: RouterListener[] } (the whole
- * set; the router converges to it). Replies: { type: 'applied', seq, errors } and, every second,
+ * set; the router converges to it) and { type: 'publish', seq, address, ports } (host ports the
+ * machines may reach at the router's address, through unix sockets the host relays to loopback). Replies: { type: 'applied', seq, errors } and, every second,
  * { type: 'health', health: { [key]: [{ id, state, reason }] } }.
  */
+import { connect, createServer, type Server } from 'node:net';
 import { ListenerProxy, type HealthCheck, type Target } from './load-balancer-proxy.js';
 
 export interface RouterListener {
@@ -64,8 +66,23 @@ export function runVpcRouter(): void {
     send({ type: 'applied', seq: message.seq, errors });
   };
 
-  process.on('message', (message: RouterMessage) => {
+  const published = new Map<number, Server>();
+  const publish = async (message: PublishMessage): Promise<void> => {
+    const errors: Record<string, string> = {};
+    for (const p of message.ports) {
+      if (published.has(p.port)) continue;
+      try {
+        published.set(p.port, await relayToSocket(message.address, p.port, p.socket));
+      } catch (err) {
+        errors[String(p.port)] = (err as Error).message;
+      }
+    }
+    send({ type: 'applied', seq: message.seq, errors });
+  };
+
+  process.on('message', (message: RouterMessage | PublishMessage) => {
     if (message?.type === 'listeners') queue = queue.then(() => apply(message));
+    else if (message?.type === 'publish') queue = queue.then(() => publish(message));
   });
   const timer = setInterval(() => {
     const health: Record<string, Array<{ id: string; state: string; reason?: string }>> = {};
@@ -74,10 +91,33 @@ export function runVpcRouter(): void {
   }, 1000);
   const stop = (): void => {
     clearInterval(timer);
+    for (const server of published.values()) server.close();
     void Promise.all([...running.values()].map((r) => r.proxy.close())).finally(() => process.exit(0));
   };
   process.on('SIGTERM', stop);
   process.on('disconnect', stop);
+}
+
+/** A host port published in the VPC: machines connect to routerAddress:port, the host's relay takes it to 127.0.0.1:port. */
+export interface PublishMessage {
+  type: 'publish';
+  seq: number;
+  address: string;
+  ports: Array<{ port: number; socket: string }>;
+}
+
+function relayToSocket(address: string, port: number, socket: string): Promise<Server> {
+  const server = createServer({ allowHalfOpen: true }, (client) => {
+    const upstream = connect({ path: socket, allowHalfOpen: true });
+    client.pipe(upstream);
+    upstream.pipe(client);
+    client.once('error', () => upstream.destroy());
+    upstream.once('error', () => client.destroy());
+  });
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, address, () => resolve(server));
+  });
 }
 
 /** What needs a new listener (the rest, the targets, changes in place). */

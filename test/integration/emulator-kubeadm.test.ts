@@ -11,11 +11,11 @@ import { expect } from 'chai';
 import { readFileSync } from 'node:fs';
 import { basename } from 'node:path';
 import { pidsIn } from '../../src/emulator/network.js';
-import { MachineSupervisor } from '../../src/emulator/supervisor.js';
+import type { MachineSupervisor } from '../../src/emulator/supervisor.js';
 import type { Machine } from '../../src/emulator/machine.js';
 import { KubeadmWorld, tail } from '../support/kubeadm-world.js';
-import { startMoto, TEST_REGION, type Moto } from '../support/moto.js';
-import { requireTool, testbedBinDir, testbedVersions } from '../support/tools.js';
+import { startMoto, type Moto } from '../support/moto.js';
+import { startTestSupervisor, until } from '../support/machines.js';
 
 const BOOT_MS = 240_000;
 
@@ -27,21 +27,6 @@ function commandOf(pid: number): string {
   }
 }
 
-async function until<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 30_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const value = await probe();
-      if (value !== undefined) return value;
-    } catch (err) {
-      last = err;
-    }
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${last ? ` (last: ${(last as Error).message})` : ''}`);
-    await new Promise((resolve) => setTimeout(resolve, 250));
-  }
-}
-
 describe('test bed machines: a real kubeadm control plane on emulator instances (kubelet, container runtime, CNI and load balancer are stand-ins)', function () {
   this.timeout(600_000);
   let moto: Moto;
@@ -50,17 +35,7 @@ describe('test bed machines: a real kubeadm control plane on emulator instances 
 
   before(async () => {
     moto = await startMoto();
-    sup = await MachineSupervisor.start({
-      endpoint: moto.endpoint,
-      region: TEST_REGION,
-      kubeBinDir: testbedBinDir(),
-      cloudInitBinary: requireTool('cloud-init'),
-      kubeletVersion: testbedVersions().KUBERNETES_VERSION!,
-      pollMs: 250,
-      kubeletHeartbeatSeconds: 2,
-      keepFiles: process.env.CAPFLOW_KEEP_MACHINES === '1',
-      log: (line) => void (process.env.CAPFLOW_TEST_LOG ? console.log(line) : undefined),
-    });
+    sup = await startTestSupervisor(moto.endpoint, { kubeletHeartbeatSeconds: 2 });
   });
 
   afterEach(function () {

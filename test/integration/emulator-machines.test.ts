@@ -17,28 +17,18 @@ import {
 import { ConfigureHealthCheckCommand, CreateLoadBalancerCommand as CreateClassicCommand, ElasticLoadBalancingClient, RegisterInstancesWithLoadBalancerCommand } from '@aws-sdk/client-elastic-load-balancing';
 import { expect } from 'chai';
 import { existsSync, readFileSync } from 'node:fs';
-import { connect } from 'node:net';
+import { createServer, type Server } from 'node:http';
+import { connect, type AddressInfo } from 'node:net';
 import { listNetns } from '../../src/emulator/network.js';
-import { MachineSupervisor } from '../../src/emulator/supervisor.js';
+import type { MachineSupervisor } from '../../src/emulator/supervisor.js';
 import type { Machine } from '../../src/emulator/machine.js';
-import { sleep } from '../support/kubeadm-world.js';
-import { clientConfig, startMoto, TEST_REGION, type Moto } from '../support/moto.js';
-import { requireTool, testbedBinDir, testbedVersions } from '../support/tools.js';
+import { clientConfig, startMoto, type Moto } from '../support/moto.js';
+import { startTestSupervisor, until } from '../support/machines.js';
 
 const SERVE = (text: string): string => `#cloud-config
 runcmd:
   - [sh, -c, "nohup python3 -c 'import http.server,socketserver;h=type(\\"H\\",(http.server.BaseHTTPRequestHandler,),{\\"do_GET\\":lambda s:(s.send_response(200),s.end_headers(),s.wfile.write(b\\"${text}\\"))});socketserver.TCPServer((\\"0.0.0.0\\",8080),h).serve_forever()' >/dev/null 2>&1 &"]
 `;
-
-async function until<T>(what: string, probe: () => Promise<T | undefined> | T | undefined, timeoutMs = 30_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined && value !== false) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(100);
-  }
-}
 
 function httpVia(port: number): Promise<string> {
   return new Promise((resolve, reject) => {
@@ -58,18 +48,13 @@ describe('test bed machines: emulator instances boot in network and mount namesp
   let sup: MachineSupervisor;
   let ec2: EC2Client;
   let elbv2: ElasticLoadBalancingV2Client;
+  let hostService: Server;
 
   before(async () => {
     moto = await startMoto();
-    sup = await MachineSupervisor.start({
-      endpoint: moto.endpoint,
-      region: TEST_REGION,
-      kubeBinDir: testbedBinDir(),
-      cloudInitBinary: requireTool('cloud-init'),
-      kubeletVersion: testbedVersions().KUBERNETES_VERSION!,
-      pollMs: 200,
-      log: (line) => void (process.env.CAPFLOW_TEST_LOG ? console.log(line) : undefined),
-    });
+    hostService = createServer((_req, res) => res.end('from the host'));
+    await new Promise<void>((resolve) => hostService.listen(0, '127.0.0.1', resolve));
+    sup = await startTestSupervisor(moto.endpoint, { pollMs: 200, publishHostPorts: [(hostService.address() as AddressInfo).port] });
     ec2 = new EC2Client(clientConfig(moto.endpoint));
     elbv2 = new ElasticLoadBalancingV2Client(clientConfig(moto.endpoint));
   });
@@ -79,6 +64,7 @@ describe('test bed machines: emulator instances boot in network and mount namesp
     ec2?.destroy();
     elbv2?.destroy();
     await moto?.stop();
+    hostService?.close();
   });
 
   async function vpcWithSubnet(cidr: string): Promise<{ vpcId: string; subnetId: string }> {
@@ -131,6 +117,19 @@ describe('test bed machines: emulator instances boot in network and mount namesp
     expect(fromB1.stdout, 'the other VPC reaches only its own addresses').to.not.equal('a1');
     const noRouteOut = await a2.exec(['ip', 'route', 'get', '192.0.2.1']);
     expect(noRouteOut.stdout, 'the default route ends at the VPC router, which routes nowhere').to.include('via 10.20.0.1');
+  });
+
+  it('machines reach the host only on the ports published for them, at their VPC router address; nothing else of the host', async () => {
+    const { subnetId } = await vpcWithSubnet('10.70.0.0/16');
+    const m = await launch(subnetId, '#cloud-config\n{}\n');
+    await booted(m);
+    const published = (hostService.address() as AddressInfo).port;
+    const answer = await m.exec(['curl', '-s', '--max-time', '3', `http://10.70.0.1:${published}/`]);
+    expect(answer.stdout, answer.stderr).to.equal('from the host');
+    const other = await m.exec(['curl', '-s', '--max-time', '3', `http://10.70.0.1:${moto.port}/`]);
+    expect(other.code, 'an unpublished host port (moto) is not reachable').to.not.equal(0);
+    const loopback = await m.exec(['curl', '-s', '--max-time', '3', `http://127.0.0.1:${published}/`]);
+    expect(loopback.code, "the machine's loopback is its own").to.not.equal(0);
   });
 
   it('user data that fails `cloud-init schema` fails the boot before any module runs, in the boot log', async () => {
