@@ -12,11 +12,16 @@ import { statusOf, wrapKubeError } from './kube-errors.js';
 
 export type SecretData = Record<string, string>;
 
+export interface PutOptions {
+  /** The Secret's type; `Opaque` when not given. Cluster API's own are `cluster.x-k8s.io/secret`. */
+  type?: string;
+}
+
 export interface SecretStore {
   readonly kind: 'local' | 'kubernetes';
   get(name: string): Promise<SecretData | undefined>;
   /** Creates or replaces the whole secret. */
-  put(name: string, data: SecretData, labels?: Record<string, string>): Promise<void>;
+  put(name: string, data: SecretData, labels?: Record<string, string>, options?: PutOptions): Promise<void>;
   delete(name: string): Promise<void>;
   list(prefix?: string): Promise<string[]>;
 }
@@ -33,7 +38,7 @@ export function defaultLocalSecretsDir(): string {
   return process.env.CAPFLOW_SECRETS_DIR ?? path.join(os.homedir(), '.capflow', 'secrets');
 }
 
-/** One JSON file per secret, 0600 in a 0700 directory, written atomically. */
+/** One JSON file per secret ({type, labels, data}), 0600 in a 0700 directory, written atomically. */
 export class LocalSecretStore implements SecretStore {
   readonly kind = 'local' as const;
   constructor(readonly dir: string = defaultLocalSecretsDir()) {}
@@ -53,12 +58,12 @@ export class LocalSecretStore implements SecretStore {
     }
   }
 
-  async put(name: string, data: SecretData, labels: Record<string, string> = {}): Promise<void> {
+  async put(name: string, data: SecretData, labels: Record<string, string> = {}, options: PutOptions = {}): Promise<void> {
     await fs.mkdir(this.dir, { recursive: true, mode: 0o700 });
     await fs.chmod(this.dir, 0o700);
     const target = this.file(name);
     const tmp = `${target}.${process.pid}.tmp`;
-    await fs.writeFile(tmp, JSON.stringify({ labels, data }, null, 2), { mode: 0o600 });
+    await fs.writeFile(tmp, JSON.stringify({ type: options.type ?? 'Opaque', labels, data }, null, 2), { mode: 0o600 });
     await fs.rename(tmp, target);
   }
 
@@ -77,7 +82,7 @@ export class LocalSecretStore implements SecretStore {
   }
 }
 
-/** Kubernetes Secrets of type Opaque in one namespace, labelled as capflow's. */
+/** Kubernetes Secrets in one namespace (type Opaque unless told), labelled as capflow's. */
 export class KubernetesSecretStore implements SecretStore {
   readonly kind = 'kubernetes' as const;
   private api: Promise<CoreV1Api> | undefined;
@@ -110,13 +115,14 @@ export class KubernetesSecretStore implements SecretStore {
     }
   }
 
-  async put(name: string, data: SecretData, labels: Record<string, string> = {}): Promise<void> {
+  async put(name: string, data: SecretData, labels: Record<string, string> = {}, options: PutOptions = {}): Promise<void> {
     checkName(name);
     const api = await this.core();
     const body = {
       apiVersion: 'v1',
       kind: 'Secret',
-      type: 'Opaque',
+      // immutable once created: a replace with another type is refused by the API server
+      type: options.type ?? 'Opaque',
       metadata: { name, namespace: this.namespace, labels: { 'app.kubernetes.io/managed-by': 'capflow', ...labels } },
       stringData: data,
     };

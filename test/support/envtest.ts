@@ -1,6 +1,7 @@
 // A real Kubernetes API for integration tests: etcd + kube-apiserver (and optionally kwok, which plays
 // the kubelets), all on 127.0.0.1, on free ports, in a throwaway directory. Binaries come from
-// `bash testbed/install.sh` (see test/support/tools.ts); certificates are made with the openssl CLI.
+// `bash testbed/install.sh` (see test/support/tools.ts); certificates are made with the openssl CLI,
+// or brought by the caller (`pki`).
 //
 //   const env = await startEnvtest({ crds: [schemaPath('capi', 'cluster.x-k8s.io_clusters.yaml')], kwok: true });
 //   const kc = env.makeKubeConfig();  // @kubernetes/client-node KubeConfig for the admin (system:masters)
@@ -30,6 +31,12 @@ export interface EnvtestOptions {
   apiserverArgs?: string[];
   /** How long to wait for etcd + kube-apiserver to be ready. Default 90 s. */
   startTimeoutMs?: number;
+  /**
+   * The API server's certificates, made by the caller, in kubeadm's file names under `dir`: ca.crt
+   * and ca.key (the client CA, which also signs envtest's own system:masters admin certificate),
+   * apiserver.crt/.key (serving) and sa.pub/sa.key. Made with openssl when not given.
+   */
+  pki?: { dir: string };
 }
 
 export interface Envtest {
@@ -217,30 +224,35 @@ interface Pki {
   saPub: string;
 }
 
-/** CA, apiserver serving cert, admin client cert (O=system:masters), service-account key pair (P-256). */
-async function makePki(dir: string): Promise<Pki> {
+/**
+ * CA, apiserver serving cert, admin client cert (O=system:masters), service-account key pair (P-256).
+ * With `given`, only the admin certificate is made here, signed by the given CA.
+ */
+async function makePki(dir: string, given?: { dir: string }): Promise<Pki> {
   const cnf = join(dir, 'openssl.cnf');
   writeFileSync(cnf, OPENSSL_CNF);
-  const p = (f: string): string => join(dir, f);
+  const p = (f: string): string => join(given?.dir ?? dir, f);
   const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'];
-  await openssl(dir, ['req', '-x509', '-config', cnf, '-extensions', 'ca_ext', ...ec,
-    '-keyout', p('ca.key'), '-out', p('ca.crt'), '-days', '7', '-subj', '/CN=capflow-testbed-ca']);
+  if (!given) {
+    await openssl(dir, ['req', '-x509', '-config', cnf, '-extensions', 'ca_ext', ...ec,
+      '-keyout', p('ca.key'), '-out', p('ca.crt'), '-days', '7', '-subj', '/CN=capflow-testbed-ca']);
+  }
   const leaf = (ext: string, subj: string, base: string): Promise<void> =>
     openssl(dir, ['req', '-x509', '-config', cnf, '-extensions', ext, ...ec, '-CA', p('ca.crt'), '-CAkey', p('ca.key'),
-      '-keyout', p(`${base}.key`), '-out', p(`${base}.crt`), '-days', '7', '-subj', subj]);
+      '-keyout', join(dir, `${base}.key`), '-out', join(dir, `${base}.crt`), '-days', '7', '-subj', subj]);
   await Promise.all([
-    leaf('server_ext', '/CN=kube-apiserver', 'apiserver'),
+    given ? undefined : leaf('server_ext', '/CN=kube-apiserver', 'apiserver'),
     leaf('client_ext', '/O=system:masters/CN=capflow-testbed-admin', 'admin'),
-    openssl(dir, ['genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-256', '-out', p('sa.key')]),
+    given ? undefined : openssl(dir, ['genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-256', '-out', p('sa.key')]),
   ]);
-  await openssl(dir, ['pkey', '-in', p('sa.key'), '-pubout', '-out', p('sa.pub')]);
+  if (!given) await openssl(dir, ['pkey', '-in', p('sa.key'), '-pubout', '-out', p('sa.pub')]);
   return {
     caCert: p('ca.crt'),
     caKey: p('ca.key'),
     serverCert: p('apiserver.crt'),
     serverKey: p('apiserver.key'),
-    adminCert: p('admin.crt'),
-    adminKey: p('admin.key'),
+    adminCert: join(dir, 'admin.crt'),
+    adminKey: join(dir, 'admin.key'),
     saKey: p('sa.key'),
     saPub: p('sa.pub'),
   };
@@ -446,7 +458,7 @@ export async function startEnvtest(opts: EnvtestOptions = {}): Promise<Envtest> 
 
   try {
     const [etcdClientPort, etcdPeerPort, securePort] = (await freePorts(3)) as [number, number, number];
-    const pki = await makePki(dir);
+    const pki = await makePki(dir, opts.pki);
 
     const etcdUrl = `http://127.0.0.1:${etcdClientPort}`;
     const peerUrl = `http://127.0.0.1:${etcdPeerPort}`;

@@ -25,6 +25,17 @@ describe('core/secrets: the local store keeps secrets in 0600 files', () => {
     expect(await store.list()).to.deep.equal(['dev-kubeconfig']);
   });
 
+  it('records the Secret type it is given, Opaque otherwise', async () => {
+    const dir = tmp();
+    const store = new LocalSecretStore(dir);
+    const typeOf = (name: string): string => (JSON.parse(readFileSync(path.join(dir, `${name}.json`), 'utf8')) as { type: string }).type;
+    await store.put('dev-ca', { 'tls.crt': 'cert' }, {}, { type: 'cluster.x-k8s.io/secret' });
+    await store.put('dev-status', { a: 'b' });
+    expect(typeOf('dev-ca')).to.equal('cluster.x-k8s.io/secret');
+    expect(typeOf('dev-status')).to.equal('Opaque');
+    expect(await store.get('dev-ca')).to.deep.equal({ 'tls.crt': 'cert' });
+  });
+
   it('refuses names that are not DNS-1123 (no path tricks)', async () => {
     const store = new LocalSecretStore(tmp());
     for (const name of ['../etc/passwd', 'UPPER', '']) {
