@@ -5,19 +5,13 @@
  * ports published in the VPC reach the host's loopback (publish()).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { closeSync, mkdirSync, openSync, rmSync } from 'node:fs';
-import { connect, createServer, type AddressInfo, type Server, type Socket } from 'node:net';
+import { closeSync, mkdirSync, openSync } from 'node:fs';
+import { startRelay, type Relay } from './relay.js';
 import { join } from 'node:path';
 import type { VpcNetwork } from './network.js';
 import type { RouterListener, RouterMessage } from './vpc-router.js';
 
 export type { RouterListener } from './vpc-router.js';
-
-interface Relay {
-  server: Server;
-  port: number;
-  sockets: Set<Socket>;
-}
 
 export class VpcRouter {
   private seq = 0;
@@ -94,13 +88,13 @@ export class VpcRouter {
     for (const [key, relay] of this.relays) {
       if (keep.has(key)) continue;
       this.relays.delete(key);
-      await closeRelay(relay);
+      await relay.close();
     }
     for (const l of withSockets) {
       if (errors[l.key]) continue;
       let relay = this.relays.get(l.key);
       if (!relay) {
-        relay = await openRelay(l.socket);
+        relay = await startRelay({ host: '127.0.0.1', port: 0 }, { path: l.socket });
         this.relays.set(l.key, relay);
       }
       ports.set(l.key, relay.port);
@@ -116,7 +110,7 @@ export class VpcRouter {
     const items: Array<{ port: number; socket: string }> = [];
     for (const port of ports) {
       const socket = join(this.dir, `host-${port}.sock`);
-      if (!this.hostRelays.has(port)) this.hostRelays.set(port, await openHostRelay(socket, port));
+      if (!this.hostRelays.has(port)) this.hostRelays.set(port, await startRelay({ path: socket }, { host: '127.0.0.1', port }));
       items.push({ port, socket });
     }
     const seq = ++this.seq;
@@ -127,9 +121,9 @@ export class VpcRouter {
   }
 
   async stop(): Promise<void> {
-    for (const relay of this.hostRelays.values()) await closeRelay(relay);
+    for (const relay of this.hostRelays.values()) await relay.close();
     this.hostRelays.clear();
-    for (const relay of this.relays.values()) await closeRelay(relay);
+    for (const relay of this.relays.values()) await relay.close();
     this.relays.clear();
     if (this.child.exitCode !== null || this.child.signalCode !== null) return;
     const exited = new Promise((resolve) => this.child.once('exit', resolve));
@@ -147,54 +141,4 @@ export class VpcRouter {
   private socketPath(key: string): string {
     return join(this.dir, `${key.replace(/[^A-Za-z0-9.-]/g, '_')}.sock`);
   }
-}
-
-/** 127.0.0.1:<free port> → the listener's unix socket, both ways, half-close kept. */
-async function openRelay(socketPath: string): Promise<Relay> {
-  const sockets = new Set<Socket>();
-  const server = createServer({ allowHalfOpen: true }, (client) => {
-    const upstream = connect({ path: socketPath, allowHalfOpen: true });
-    for (const s of [client, upstream]) {
-      sockets.add(s);
-      s.once('close', () => sockets.delete(s));
-    }
-    client.pipe(upstream);
-    upstream.pipe(client);
-    client.once('error', () => upstream.destroy());
-    upstream.once('error', () => client.destroy());
-  });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => resolve());
-  });
-  server.unref();
-  return { server, port: (server.address() as AddressInfo).port, sockets };
-}
-
-/** A unix socket in the supervisor's directory → 127.0.0.1:port on the host (a published host port). */
-async function openHostRelay(socketPath: string, port: number): Promise<Relay> {
-  const sockets = new Set<Socket>();
-  const server = createServer({ allowHalfOpen: true }, (client) => {
-    const upstream = connect({ host: '127.0.0.1', port, allowHalfOpen: true });
-    for (const s of [client, upstream]) {
-      sockets.add(s);
-      s.once('close', () => sockets.delete(s));
-    }
-    client.pipe(upstream);
-    upstream.pipe(client);
-    client.once('error', () => upstream.destroy());
-    upstream.once('error', () => client.destroy());
-  });
-  rmSync(socketPath, { force: true });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(socketPath, () => resolve());
-  });
-  server.unref();
-  return { server, port, sockets };
-}
-
-async function closeRelay(relay: Relay): Promise<void> {
-  for (const s of relay.sockets) s.destroy();
-  await new Promise<void>((resolve) => relay.server.close(() => resolve()));
 }

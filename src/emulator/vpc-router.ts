@@ -10,8 +10,8 @@
  * machines may reach at the router's address, through unix sockets the host relays to loopback). Replies: { type: 'applied', seq, errors } and, every second,
  * { type: 'health', health: { [key]: [{ id, state, reason }] } }.
  */
-import { connect, createServer, type Server } from 'node:net';
 import { ListenerProxy, type HealthCheck, type Target } from './load-balancer-proxy.js';
+import { startRelay, type Relay } from './relay.js';
 
 export interface RouterListener {
   /** `<load balancer name>:<port>` */
@@ -66,13 +66,13 @@ export function runVpcRouter(): void {
     send({ type: 'applied', seq: message.seq, errors });
   };
 
-  const published = new Map<number, Server>();
+  const published = new Map<number, Relay>();
   const publish = async (message: PublishMessage): Promise<void> => {
     const errors: Record<string, string> = {};
     for (const p of message.ports) {
       if (published.has(p.port)) continue;
       try {
-        published.set(p.port, await relayToSocket(message.address, p.port, p.socket));
+        published.set(p.port, await startRelay({ host: message.address, port: p.port }, { path: p.socket }));
       } catch (err) {
         errors[String(p.port)] = (err as Error).message;
       }
@@ -91,7 +91,7 @@ export function runVpcRouter(): void {
   }, 1000);
   const stop = (): void => {
     clearInterval(timer);
-    for (const server of published.values()) server.close();
+    for (const relay of published.values()) void relay.close();
     void Promise.all([...running.values()].map((r) => r.proxy.close())).finally(() => process.exit(0));
   };
   process.on('SIGTERM', stop);
@@ -104,20 +104,6 @@ export interface PublishMessage {
   seq: number;
   address: string;
   ports: Array<{ port: number; socket: string }>;
-}
-
-function relayToSocket(address: string, port: number, socket: string): Promise<Server> {
-  const server = createServer({ allowHalfOpen: true }, (client) => {
-    const upstream = connect({ path: socket, allowHalfOpen: true });
-    client.pipe(upstream);
-    upstream.pipe(client);
-    client.once('error', () => upstream.destroy());
-    upstream.once('error', () => client.destroy());
-  });
-  return new Promise((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(port, address, () => resolve(server));
-  });
 }
 
 /** What needs a new listener (the rest, the targets, changes in place). */
