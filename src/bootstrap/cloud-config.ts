@@ -12,16 +12,16 @@
  */
 import { stringify } from 'yaml';
 import { InputError } from '../core/errors.js';
-import type { KubeadmConfigSpec, Rest } from '../spec/index.js';
+import type { Rest } from '../spec/index.js';
+import { bootstrapSpecProblems } from '../spec/kubeadm-spec.js';
 import {
-  kubeadmSpecProblems,
   renderKubeadmConfig,
   throwIfProblems,
   where,
-  type BootstrapProblem,
-  type BootstrapRole,
   type KubeadmRenderInput,
 } from './kubeadm-config.js';
+
+export { bootstrapSpecProblems };
 
 export const CLOUD_CONFIG_HEADER = '## template: jinja\n#cloud-config\n';
 export const KUBEADM_INIT_CONFIG_PATH = '/run/kubeadm/kubeadm.yaml';
@@ -62,7 +62,7 @@ export interface UserDataInput extends KubeadmRenderInput {
   resolveSecret?: SecretResolver;
 }
 
-interface WriteFile {
+export interface WriteFile {
   path: string;
   content: string;
   owner?: string;
@@ -73,6 +73,22 @@ interface WriteFile {
 
 /** The role's user data: `## template: jinja`, then `#cloud-config` YAML. */
 export async function renderUserData(input: UserDataInput): Promise<string> {
+  return cloudConfigText(await renderCloudConfig(input));
+}
+
+/** The cloud-config modules capflow writes; `write_files` and `runcmd` always. */
+export interface CloudConfig {
+  write_files: WriteFile[];
+  runcmd: Array<string | string[]>;
+  [module: string]: unknown;
+}
+
+export function cloudConfigText(body: CloudConfig): string {
+  return CLOUD_CONFIG_HEADER + stringify(body, { version: '1.1', lineWidth: 0 });
+}
+
+/** The role's cloud-config, as an object (for sealing: see sealed-user-data.ts). */
+export async function renderCloudConfig(input: UserDataInput): Promise<CloudConfig> {
   throwIfProblems(bootstrapSpecProblems(input.spec, input.role), input.origin);
   const spec = input.spec;
   const configPath = input.role === 'init' ? KUBEADM_INIT_CONFIG_PATH : KUBEADM_JOIN_CONFIG_PATH;
@@ -85,7 +101,7 @@ export async function renderUserData(input: UserDataInput): Promise<string> {
     // CABPK makes /run/cluster-api this way rather than with mkdir, so the sentinel below has a home.
     { path: '/run/cluster-api/placeholder', owner: 'root:root', permissions: '0640', content: 'Makes the /run/cluster-api directory for the bootstrap success sentinel' },
   ];
-  const body = defined({
+  return defined({
     write_files: writeFiles,
     bootcmd: nonEmptyList(spec.bootCommands),
     runcmd: [...(spec.preKubeadmCommands ?? []), kubeadmCommand(input, configPath), ...(spec.postKubeadmCommands ?? [])],
@@ -95,33 +111,6 @@ export async function renderUserData(input: UserDataInput): Promise<string> {
     fs_setup: fsSetup(record(spec.diskSetup)),
     mounts: nonEmptyList(spec.mounts),
   });
-  return CLOUD_CONFIG_HEADER + stringify(body, { version: '1.1', lineWidth: 0 });
-}
-
-/** Everything in the spec this renderer refuses, each at its field (relative to the KubeadmConfigSpec). */
-export function bootstrapSpecProblems(spec: KubeadmConfigSpec, role: BootstrapRole): BootstrapProblem[] {
-  const problems: BootstrapProblem[] = [];
-  if (spec.format === 'ignition') {
-    problems.push({ path: ['format'], code: 'unsupported-feature', message: 'format ignition is not supported yet: capflow renders cloud-config user data only' });
-  }
-  (spec.files ?? []).forEach((file, i) => {
-    if (file.content !== undefined && file.contentFrom !== undefined) {
-      problems.push({ path: ['files', i], code: 'invalid-value', message: `file ${file.path} has both content and contentFrom; keep one` });
-    }
-  });
-  (spec.users ?? []).forEach((user, i) => {
-    if (user.passwd !== undefined && user.passwdFrom !== undefined) {
-      problems.push({ path: ['users', i], code: 'invalid-value', message: `user ${String(user.name)} has both passwd and passwdFrom; keep one` });
-    }
-    if (user.inactive !== undefined) {
-      problems.push({
-        path: ['users', i, 'inactive'],
-        code: 'unsupported-feature',
-        message: "inactive is not supported: cloud-init expects a number of days there, and Cluster API's boolean fails cloud-init's schema",
-      });
-    }
-  });
-  return [...problems, ...kubeadmSpecProblems(spec, role)];
 }
 
 function kubeadmCommand(input: UserDataInput, configPath: string): string {

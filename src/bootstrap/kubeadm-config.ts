@@ -14,14 +14,16 @@
  */
 import { stringify } from 'yaml';
 import { InputError } from '../core/errors.js';
-import { formatPath, type APIEndpoint, type ClusterNetwork, type KubeadmConfigSpec, type ProblemCode, type Rest } from '../spec/index.js';
+import { formatPath, type APIEndpoint, type ClusterNetwork, type KubeadmConfigSpec, type Rest } from '../spec/index.js';
+import { kubeadmSpecProblems, type BootstrapProblem, type BootstrapRole } from '../spec/kubeadm-spec.js';
 
 export const KUBEADM_V1BETA4 = 'kubeadm.k8s.io/v1beta4';
 export const KUBEADM_V1BETA3 = 'kubeadm.k8s.io/v1beta3';
 export type KubeadmApiVersion = typeof KUBEADM_V1BETA4 | typeof KUBEADM_V1BETA3;
 
-/** `init`: the first control plane; `control-plane-join`: the other replicas; `worker-join`: MachineDeployments and MachinePools. */
-export type BootstrapRole = 'init' | 'control-plane-join' | 'worker-join';
+export type { BootstrapProblem, BootstrapRole } from '../spec/kubeadm-spec.js';
+export { bootstrapSpecProblems } from '../spec/kubeadm-spec.js';
+export { kubeadmSpecProblems };
 
 type PathSegment = string | number;
 
@@ -32,12 +34,6 @@ export interface SpecOrigin {
   path: PathSegment[];
 }
 
-/** A field the renderer cannot render, relative to the KubeadmConfigSpec (codes as the spec loader's). */
-export interface BootstrapProblem {
-  path: PathSegment[];
-  code: ProblemCode;
-  message: string;
-}
 
 export interface KubeadmRenderInput {
   role: BootstrapRole;
@@ -90,24 +86,6 @@ export function kubeadmApiVersion(kubernetesVersion: string): KubeadmApiVersion 
     throw new InputError('BOOTSTRAP_VERSION_UNSUPPORTED', `Kubernetes ${kubernetesVersion} is older than v1.${OLDEST_MINOR}, the oldest version kubeadm bootstrap supports`);
   }
   return minor >= V1BETA4_MINOR ? KUBEADM_V1BETA4 : KUBEADM_V1BETA3;
-}
-
-/** What the kubeadm part of a spec asks that cannot be rendered for this role. */
-export function kubeadmSpecProblems(spec: KubeadmConfigSpec, role: BootstrapRole): BootstrapProblem[] {
-  const problems: BootstrapProblem[] = [];
-  const join = spec.joinConfiguration;
-  if (role === 'worker-join' && join?.controlPlane !== undefined) {
-    // CABPK refuses it too: a worker that joins as a control plane would need the cluster's keys.
-    problems.push({ path: ['joinConfiguration', 'controlPlane'], code: 'invalid-value', message: 'a worker cannot join as a control plane; remove joinConfiguration.controlPlane' });
-  }
-  if (role !== 'init' && record(record(join?.discovery).file).kubeConfig !== undefined) {
-    problems.push({
-      path: ['joinConfiguration', 'discovery', 'file', 'kubeConfig'],
-      code: 'unsupported-feature',
-      message: 'discovery by a generated kubeconfig file is not supported yet; use bootstrap token discovery (the default) or kubeConfigPath',
-    });
-  }
-  return problems;
 }
 
 /** Throws one InputError naming every problem at its field. */

@@ -6,7 +6,7 @@
  * AWS_ENDPOINT_URL (the local emulator) is honoured for every service.
  */
 import { attachRetryContext } from './errors.js';
-import { isRetryable, retryPolicyFromEnv, withRetry, type RetryPolicy } from './retry.js';
+import { DEFAULT_RETRY, isRetryable, retryPolicyFromEnv, withRetry, type RetryPolicy } from './retry.js';
 import type { Logger } from './logger.js';
 
 /** Actions that only read, whatever their prefix says. */
@@ -83,7 +83,7 @@ export interface AwsClientsOptions {
   region?: string;
   /** Overrides AWS_ENDPOINT_URL. */
   endpoint?: string;
-  /** Overrides the environment's CAPFLOW_AWS_RETRIES and CAPFLOW_AWS_RETRY_TIMEOUT (see retryPolicyFromEnv). */
+  /** Overrides the environment's CAPFLOW_AWS_RETRIES, CAPFLOW_AWS_RETRY_TIMEOUT and CAPFLOW_AWS_ATTEMPT_TIMEOUT (see retryPolicyFromEnv). */
   retry?: Partial<RetryPolicy>;
   log?: Logger;
   counter?: CallCounter;
@@ -110,14 +110,21 @@ export class AwsClients {
     const existing = this.clients.get(key);
     if (existing) return existing as C;
     const endpoint = this.options.endpoint ?? process.env.AWS_ENDPOINT_URL;
+    const policy = { ...DEFAULT_RETRY, ...retryPolicyFromEnv(), ...this.options.retry };
+    const attemptMs = policy.attemptTimeoutMs;
     const client = new Client({
       region,
       // Our retry middleware owns retries; one SDK attempt per try.
       maxAttempts: 1,
+      // An attempt with no answer fails (TimeoutError: transient, so retried, then reported with what
+      // was waited for) instead of hanging the step: the SDK's handler has no timeout by default.
+      ...(attemptMs !== undefined && attemptMs > 0
+        ? { requestHandler: { connectionTimeout: Math.min(attemptMs, 10_000), requestTimeout: attemptMs, throwOnRequestTimeout: true } }
+        : {}),
       ...(endpoint ? { endpoint } : {}),
       ...(this.options.clientConfig ?? {}),
     });
-    this.instrument(client, region);
+    this.instrument(client, region, policy);
     this.clients.set(key, client);
     return client;
   }
@@ -127,10 +134,9 @@ export class AwsClients {
     this.clients.clear();
   }
 
-  private instrument(client: SdkClient, region: string): void {
+  private instrument(client: SdkClient, region: string, policy: RetryPolicy): void {
     const counter = this.counter;
     const log = this.options.log;
-    const policy = { ...retryPolicyFromEnv(), ...this.options.retry };
     type Ctx = { clientName?: string; commandName?: string; capflowEndpoint?: string };
     type Next = (args: unknown) => Promise<unknown>;
     // Outermost: retry transient failures of the whole call. The error it gives up on carries

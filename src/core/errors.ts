@@ -240,9 +240,17 @@ function describeTransient(err: unknown, ctx: RetryContext | undefined, unreacha
     ? `${endpoint ? `endpoint ${endpoint}` : 'the endpoint'} is unreachable`
     : isThrottling(err)
       ? `throttled${endpoint ? ` by ${endpoint}` : ''}`
-      : `transient failure${endpoint ? ` at ${endpoint}` : ''}`;
+      : isTimeout(err)
+        ? `no answer in time from ${endpoint ?? 'the endpoint'}`
+        : `transient failure${endpoint ? ` at ${endpoint}` : ''}`;
   const waited = ctx ? `; gave up after ${ctx.attempts} ${ctx.attempts === 1 ? 'attempt' : 'attempts'} over ${(ctx.elapsedMs / 1000).toFixed(1)} s` : '';
   return `${ctx ? `${ctx.operation}: ` : ''}${what}${waited}; last error: ${describeOne(err)}`;
+}
+
+/** An attempt that got no answer in time (the AWS SDK's TimeoutError, a socket's ETIMEDOUT). */
+function isTimeout(err: unknown): boolean {
+  const e = err as { name?: unknown; code?: unknown };
+  return e.name === 'TimeoutError' && e.code === 'ETIMEDOUT';
 }
 
 /** The address a failed connection went to, from Node's network error fields. */

@@ -14,14 +14,21 @@ export interface RetryPolicy {
   factor: number;
   /** Stop retrying once this much time has passed since the first attempt. */
   maxElapsedMs?: number;
+  /**
+   * One attempt that has no complete answer this long after it was sent fails as a transient
+   * TimeoutError (and is retried): an endpoint that accepts connections and never answers cannot
+   * hang a step. Used by the AWS clients (src/core/aws.ts); withRetry itself does not time attempts.
+   */
+  attemptTimeoutMs?: number;
 }
 
-export const DEFAULT_RETRY: RetryPolicy = { retries: 8, minTimeoutMs: 200, maxTimeoutMs: 20_000, factor: 2, maxElapsedMs: 120_000 };
+export const DEFAULT_RETRY: RetryPolicy = { retries: 8, minTimeoutMs: 200, maxTimeoutMs: 20_000, factor: 2, maxElapsedMs: 120_000, attemptTimeoutMs: 60_000 };
 
 /**
  * The AWS clients' retry policy as the environment sets it: CAPFLOW_AWS_RETRIES (retries after the
- * first attempt, default 8) and CAPFLOW_AWS_RETRY_TIMEOUT (stop retrying this long after the first
- * attempt: 500ms, 30s, 2m; default 2m). Unset values are left out.
+ * first attempt, default 8), CAPFLOW_AWS_RETRY_TIMEOUT (stop retrying this long after the first
+ * attempt: 500ms, 30s, 2m; default 2m) and CAPFLOW_AWS_ATTEMPT_TIMEOUT (one attempt without an
+ * answer fails after this long; default 60s). Unset values are left out.
  */
 export function retryPolicyFromEnv(env: NodeJS.ProcessEnv = process.env): Partial<RetryPolicy> {
   const out: Partial<RetryPolicy> = {};
@@ -30,14 +37,21 @@ export function retryPolicyFromEnv(env: NodeJS.ProcessEnv = process.env): Partia
     if (!/^\d{1,3}$/.test(retries)) throw new InputError('ENV_INVALID', `CAPFLOW_AWS_RETRIES must be a whole number of retries (0-999), not "${retries}"`);
     out.retries = Number(retries);
   }
-  const timeout = env.CAPFLOW_AWS_RETRY_TIMEOUT;
-  if (timeout !== undefined && timeout !== '') {
-    const m = /^(\d{1,9})(ms|s|m)?$/.exec(timeout);
-    if (!m) throw new InputError('ENV_INVALID', `CAPFLOW_AWS_RETRY_TIMEOUT must be a duration like 500ms, 30s or 2m, not "${timeout}"`);
-    const n = Number(m[1]);
-    out.maxElapsedMs = m[2] === 'ms' ? n : m[2] === 'm' ? n * 60_000 : n * 1000;
-  }
+  const timeout = durationFromEnv(env, 'CAPFLOW_AWS_RETRY_TIMEOUT', 0);
+  if (timeout !== undefined) out.maxElapsedMs = timeout;
+  const attempt = durationFromEnv(env, 'CAPFLOW_AWS_ATTEMPT_TIMEOUT', 1);
+  if (attempt !== undefined) out.attemptTimeoutMs = attempt;
   return out;
+}
+
+/** A duration variable (`500ms`, `30s`, `2m`; a bare number is seconds) in ms, undefined when unset; below `min` ms is an InputError. */
+function durationFromEnv(env: NodeJS.ProcessEnv, name: string, min: number): number | undefined {
+  const text = env[name];
+  if (text === undefined || text === '') return undefined;
+  const m = /^(\d{1,9})(ms|s|m)?$/.exec(text);
+  const n = m ? Number(m[1]) * (m[2] === 'ms' ? 1 : m[2] === 'm' ? 60_000 : 1000) : NaN;
+  if (!(n >= min)) throw new InputError('ENV_INVALID', `${name} must be a duration like 500ms, 30s or 2m${min > 0 ? ' (not 0)' : ''}, not "${text}"`);
+  return n;
 }
 
 export interface RetryEvent {

@@ -130,7 +130,7 @@ export class SpecLoadPool implements SpecLoader {
     const job = slot.job;
     if (!job) return;
     slot.timer = setTimeout(() => {
-      this.settle(slot, { errors: [`${displayOf(job.req)}: loading the spec took longer than ${seconds(this.o.timeoutMs)}; refused (a folder that slow to read is huge or hostile)`], warnings: [] });
+      this.settle(slot, { errors: [`${displayOf(job.req)}: loading the spec took longer than ${seconds(this.o.timeoutMs)}; refused (a folder that slow to read is huge or hostile; if it is meant, raise --spec-load-timeout)`], warnings: [] });
       void this.end(slot);
     }, this.o.timeoutMs);
   }
@@ -153,7 +153,7 @@ export class SpecLoadPool implements SpecLoader {
     worker.on('error', (err: Error & { code?: string }) => {
       const job = slot.job;
       if (job && err.code === 'ERR_WORKER_OUT_OF_MEMORY') {
-        this.settle(slot, { errors: [`${displayOf(job.req)}: loading the spec needed more than ${this.o.maxHeapMb} MB of memory; refused (a folder that large to read is huge or hostile)`], warnings: [] });
+        this.settle(slot, { errors: [`${displayOf(job.req)}: loading the spec needed more than ${this.o.maxHeapMb} MB of memory; refused (a folder that large to read is huge or hostile; if it is meant, raise --spec-load-memory: a folder of short keys at the spec size limits needs about 300 MB)`], warnings: [] });
       } else if (job) {
         this.settle(slot, undefined, new Error(`the spec-loading worker failed: ${err.message}`, { cause: err }));
       }

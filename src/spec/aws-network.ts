@@ -51,6 +51,8 @@ export interface NetworkSpec {
 }
 
 const SUBNET_ID = /^subnet-[0-9a-f]+$/;
+const VPC_ID = /^vpc-([0-9a-f]{8}|[0-9a-f]{17})$/;
+const SECURITY_GROUP_ID = /^sg-([0-9a-f]{8}|[0-9a-f]{17})$/;
 
 /** Reads the network part of an AWS cluster's model. */
 export function networkSpecOf(model: ClusterModel): NetworkSpec {
@@ -58,7 +60,7 @@ export function networkSpecOf(model: ClusterModel): NetworkSpec {
     throw new InputError('PROVIDER_NOT_AWS', `cluster ${model.name} is a ${model.provider} cluster; provision-vpc makes the network of an AWSCluster`);
   }
   const awsCluster = model.infrastructure;
-  const spec: AWSClusterSpec = awsCluster.spec;
+  const spec: AWSClusterSpec = awsCluster.spec ?? {};
   const vpc = spec.network?.vpc ?? {};
   const nat = awsCluster.metadata.annotations?.[NAT_GATEWAYS_ANNOTATION];
   const listed = spec.network?.subnets;
@@ -124,6 +126,37 @@ export function zoneOfRegion(zone: string, region: string): boolean {
   return /^[a-z]$/.test(rest) || /^-[a-z0-9-]+[a-z]$/.test(rest);
 }
 
+/**
+ * The API server load balancer as provision-vpc makes it (src/aws/load-balancers.ts): an NLB or a
+ * classic ELB, a health check protocol that type takes, subnets named by id.
+ */
+function checkLoadBalancer(spec: NetworkSpec, p: NetworkProblems): void {
+  const lb = spec.awsCluster.spec.controlPlaneLoadBalancer;
+  if (lb === undefined) return;
+  const at = ['spec', 'controlPlaneLoadBalancer'];
+  const type = lb.loadBalancerType === undefined ? 'nlb' : lb.loadBalancerType === 'elb' || lb.loadBalancerType === 'classic' ? 'classic' : lb.loadBalancerType;
+  if (type === 'alb') {
+    p.add([...at, 'loadBalancerType'], 'invalid-value', 'an application load balancer cannot carry the API server (it terminates TLS; kube-apiserver needs TCP passthrough)', 'use nlb (or classic)');
+  }
+  const protocol = typeof lb.healthCheckProtocol === 'string' ? lb.healthCheckProtocol.toUpperCase() : undefined;
+  const allowed = type === 'nlb' ? ['TCP', 'HTTP', 'HTTPS'] : type === 'classic' ? ['TCP', 'HTTP', 'HTTPS', 'SSL'] : undefined;
+  if (protocol !== undefined && allowed && !allowed.includes(protocol)) {
+    p.add([...at, 'healthCheckProtocol'], 'invalid-value', `${protocol} is not a health check protocol of a${type === 'nlb' ? 'n nlb' : ' classic'} load balancer`, `use one of ${allowed.join(', ')}`);
+  }
+  const subnets = lb.subnets;
+  if (Array.isArray(subnets)) {
+    subnets.forEach((s, i) => {
+      if (typeof s === 'string' && !SUBNET_ID.test(s)) p.add([...at, 'subnets', i], 'invalid-value', `"${s}" is not a subnet id (subnet-...)`);
+    });
+  }
+  const groups = lb.additionalSecurityGroups;
+  if (Array.isArray(groups)) {
+    groups.forEach((g, i) => {
+      if (typeof g === 'string' && !SECURITY_GROUP_ID.test(g)) p.add([...at, 'additionalSecurityGroups', i], 'invalid-value', `"${g}" is not a security group id (sg-...)`);
+    });
+  }
+}
+
 /** The prefix of the smallest subnet of the default layout (33 when the block cannot be split at all). */
 function smallestSubnetPrefix(vpcCidr: string, zones: string[], schema: NetworkSpec['subnetSchema']): number {
   try {
@@ -147,7 +180,9 @@ export function checkNetworkSpec(model: ClusterModel, spec: NetworkSpec): SpecPr
   if (!Number.isInteger(spec.azLimit) || spec.azLimit < 1) {
     p.add([...VPC, 'availabilityZoneUsageLimit'], 'invalid-value', 'must be at least 1');
   }
+  checkLoadBalancer(spec, p);
   if (spec.vpcId) {
+    if (!VPC_ID.test(spec.vpcId)) p.add([...VPC, 'id'], 'invalid-value', `"${spec.vpcId}" is not a VPC id (vpc- and 8 or 17 hexadecimal digits)`, 'name an existing VPC by its id, or remove spec.network.vpc.id to let capflow make one');
     if (!spec.subnets) {
       p.add([...VPC, 'id'], 'invalid-value', 'a user-supplied VPC needs its subnets listed in spec.network.subnets (with their ids)', 'list each subnet as {id: subnet-...}');
     }

@@ -15,6 +15,7 @@
 import { isIP } from 'node:net';
 import { checkNetworkSpec, networkSpecOf, zoneOfRegion } from './aws-network.js';
 import { FieldProblems } from './locations.js';
+import { bootstrapSpecProblems, type BootstrapRole } from './kubeadm-spec.js';
 import type { ClusterModel, SpecDocument } from './model.js';
 import { isRecord } from './paths.js';
 import type { SpecProblem } from './problems.js';
@@ -23,18 +24,34 @@ import type { PathSegment } from './yaml-source.js';
 
 /** An AWS region name: `us-east-1`, `eu-central-2`, `us-gov-west-1`, `cn-north-1`, `us-isob-east-1`. */
 const REGION = /^[a-z]{2}(-(gov|iso[a-z]?))?-[a-z]+-[1-9][0-9]?$/;
-/** An EC2 instance type: family (with generation and attributes), a dot, a size (`m5.large`, `u-6tb1.metal`, `mac2-m2pro.metal`). */
-const INSTANCE_TYPE = /^[a-z][a-z0-9-]*[0-9][a-z0-9-]*\.[a-z0-9-]+$/;
-/** A Kubernetes release: v1.minor.patch with optional pre-release and build (kubeadm and Cluster API take semver). */
-const KUBERNETES_VERSION = /^v?(\d+)\.(\d+)\.(\d+)(-[0-9A-Za-z.-]+)?(\+[0-9A-Za-z.-]+)?$/;
+/**
+ * An EC2 instance type: family (with generation and attributes), a dot, and one of the sizes EC2
+ * has (`m5.large`, `c6in.32xlarge`, `u-6tb1.metal`, `m7i.metal-24xl`, `mac2-m2pro.metal`).
+ */
+const INSTANCE_TYPE = /^[a-z][a-z0-9-]*[0-9][a-z0-9-]*\.(nano|micro|small|medium|large|xlarge|[1-9][0-9]*xlarge|metal|metal-[1-9][0-9]*xl)$/;
+/** A Kubernetes release: v1.minor.patch with optional pre-release and build (semver: no leading zeros, as kubeadm parses it). */
+const KUBERNETES_VERSION = /^v?(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(-[0-9A-Za-z.-]+)?(\+[0-9A-Za-z.-]+)?$/;
 /** EKS takes `1.31` as well. */
-const EKS_VERSION = /^v?(\d+)\.(\d+)(\.(\d+))?$/;
+const EKS_VERSION = /^v?(0|[1-9]\d*)\.(0|[1-9]\d*)(\.(0|[1-9]\d*))?$/;
+/** No Kubernetes minor has had more than a few dozen patch releases: a patch beyond this is a typo. */
+const MAX_PATCH = 99;
 /**
  * The newest Kubernetes minor capflow was tested with, and how far past it a version may go
  * before it is taken for a typo: a release that cannot exist yet fails here, not on the machines.
  */
 export const NEWEST_KNOWN_MINOR = 35;
 const MINOR_HEADROOM = 3;
+
+/** EBS volume types, and the largest volume EBS makes (io2 Block Express: 64 TiB). */
+const VOLUME_TYPES = ['standard', 'gp2', 'gp3', 'io1', 'io2', 'sc1', 'st1'];
+const MAX_VOLUME_GIB = 65_536;
+
+function hasExternalEtcd(kcpSpec: Record<string, unknown>): boolean {
+  const kcs = isRecord(kcpSpec.kubeadmConfigSpec) ? kcpSpec.kubeadmConfigSpec : {};
+  const cc = isRecord(kcs.clusterConfiguration) ? kcs.clusterConfiguration : {};
+  const etcd = isRecord(cc.etcd) ? cc.etcd : {};
+  return isRecord(etcd.external);
+}
 
 /** Every problem of the model that needs no cloud to find. */
 export function checkModel(model: ClusterModel): SpecProblem[] {
@@ -46,8 +63,12 @@ export function checkModel(model: ClusterModel): SpecProblem[] {
   checkVersions(model, p);
   checkReplicas(model, p);
   checkRollouts(model, p);
+  checkBootstrapSpecs(model, p);
   if (model.provider === 'aws' && model.infrastructure.kind === 'AWSCluster') {
-    problems.push(...checkNetworkSpec(model, networkSpecOf(model)));
+    // A block both checks refuse (by its field name above, and as the network's) is reported once.
+    const key = (x: SpecProblem): string => `${x.file}:${x.line}:${x.column} ${x.path}`;
+    const found = new Set(problems.map(key));
+    problems.push(...checkNetworkSpec(model, networkSpecOf(model)).filter((x) => !found.has(key(x))));
   }
   return problems;
 }
@@ -75,12 +96,28 @@ function checkField(p: FieldProblems, doc: SpecDocument, path: PathSegment[], ke
     for (const { v, at } of stringsAt(value, path)) {
       const bad = cidrSyntaxProblem(v);
       if (bad) p.add(doc, at, 'invalid-value', bad);
+      else if (/ipv6/i.test(key) && isIP(v.slice(0, v.indexOf('/'))) !== 6) p.add(doc, at, 'invalid-value', `"${v}" is not an IPv6 block, and ${key} holds IPv6 blocks only`);
     }
   }
   if (doc.kind.startsWith('AWS') && (key === 'instanceType' || key === 'instanceTypes')) {
     for (const { v, at } of stringsAt(value, path)) {
       if (!INSTANCE_TYPE.test(v)) {
-        p.add(doc, at, 'invalid-value', `"${v}" is not an EC2 instance type`, 'instance types are written family.size, e.g. m5.large or t3a.xlarge');
+        p.add(doc, at, 'invalid-value', `"${v}" is not an EC2 instance type`, 'instance types are written family.size, the size one of nano, micro, small, medium, large, xlarge, <n>xlarge, metal (e.g. m5.large or t3a.2xlarge)');
+      }
+    }
+  }
+  if (doc.kind.startsWith('AWS') && (key === 'fromPort' || key === 'toPort') && typeof value === 'number' && (value < -1 || value > 65535)) {
+    p.add(doc, path, 'invalid-value', `${key} ${value} is not a port: EC2 security group rules take 0 to 65535 (-1 for all)`);
+  }
+  if (doc.kind.startsWith('AWS') && (key === 'rootVolume' || key === 'nonRootVolumes') && value !== undefined) {
+    const volumes: Array<{ v: unknown; at: PathSegment[] }> = Array.isArray(value) ? value.map((v: unknown, i) => ({ v, at: [...path, i] })) : [{ v: value, at: path }];
+    for (const { v, at } of volumes) {
+      if (!isRecord(v)) continue;
+      if (typeof v.type === 'string' && !VOLUME_TYPES.includes(v.type)) {
+        p.add(doc, [...at, 'type'], 'invalid-value', `"${v.type}" is not an EBS volume type`, `use one of ${VOLUME_TYPES.join(', ')}`);
+      }
+      if (typeof v.size === 'number' && v.size > MAX_VOLUME_GIB) {
+        p.add(doc, [...at, 'size'], 'invalid-value', `${v.size} GiB is larger than any EBS volume (at most ${MAX_VOLUME_GIB} GiB)`);
       }
     }
   }
@@ -117,10 +154,12 @@ function versionProblem(text: string, eks: boolean): { problem?: string; version
   const m = (eks ? EKS_VERSION : KUBERNETES_VERSION).exec(text);
   if (!m) return { problem: eks ? `"${text}" is not a Kubernetes version (1.31 or v1.31.4)` : `"${text}" is not a Kubernetes version (v1.31.4)` };
   const version = { major: Number(m[1]), minor: Number(m[2]) };
+  const patch = Number(eks ? (m[4] ?? 0) : m[3]);
   if (version.major !== 1) return { problem: `Kubernetes ${text} does not exist: every release is 1.x` };
   if (version.minor > NEWEST_KNOWN_MINOR + MINOR_HEADROOM) {
     return { problem: `Kubernetes ${text} does not exist (the newest release capflow knows is 1.${NEWEST_KNOWN_MINOR})` };
   }
+  if (patch > MAX_PATCH) return { problem: `Kubernetes ${text} does not exist: no minor release has more than ${MAX_PATCH} patch releases` };
   return { version };
 }
 
@@ -159,6 +198,9 @@ function checkReplicas(model: ClusterModel, p: FieldProblems): void {
     if (!spec) continue;
     if (doc.kind === 'KubeadmControlPlane' && typeof spec.replicas === 'number' && spec.replicas < 1) {
       p.add(doc, ['spec', 'replicas'], 'invalid-value', `a control plane needs at least 1 replica, not ${spec.replicas}`);
+    } else if (doc.kind === 'KubeadmControlPlane' && typeof spec.replicas === 'number' && spec.replicas % 2 === 0 && !hasExternalEtcd(spec)) {
+      // Cluster API refuses it too: an even number of stacked etcd members tolerates no more failures than one fewer.
+      p.add(doc, ['spec', 'replicas'], 'invalid-value', `${spec.replicas} control plane replicas with stacked etcd: etcd needs an odd number of members`, `use ${spec.replicas - 1} or ${spec.replicas + 1}`);
     }
     if ((doc.kind === 'MachineDeployment' || doc.kind === 'MachinePool') && typeof spec.replicas === 'number' && spec.replicas < 0) {
       p.add(doc, ['spec', 'replicas'], 'invalid-value', `replicas cannot be negative (${spec.replicas})`);
@@ -174,6 +216,29 @@ function checkReplicas(model: ClusterModel, p: FieldProblems): void {
         p.add(doc, [...base, 'maxSize'], 'invalid-value', `maxSize (${max}) is smaller than minSize (${min})`);
       }
     }
+  }
+}
+
+/** What the kubeadm bootstrap cannot render, at the field of the KubeadmControlPlane, KubeadmConfigTemplate or KubeadmConfig. */
+function checkBootstrapSpecs(model: ClusterModel, p: FieldProblems): void {
+  const at = (doc: SpecDocument, base: PathSegment[], roles: BootstrapRole[]): void => {
+    let spec: unknown = doc.object;
+    for (const k of base) spec = isRecord(spec) ? spec[k] : undefined;
+    if (!isRecord(spec)) return;
+    const seen = new Set<string>();
+    for (const role of roles) {
+      for (const problem of bootstrapSpecProblems(spec, role)) {
+        const key = `${problem.path.join('.')} ${problem.message}`;
+        if (seen.has(key)) continue;
+        seen.add(key);
+        p.add(doc, [...base, ...problem.path], problem.code, problem.message);
+      }
+    }
+  };
+  for (const doc of model.documents) {
+    if (doc.kind === 'KubeadmControlPlane') at(doc, ['spec', 'kubeadmConfigSpec'], ['init', 'control-plane-join']);
+    else if (doc.kind === 'KubeadmConfigTemplate') at(doc, ['spec', 'template', 'spec'], ['worker-join']);
+    else if (doc.kind === 'KubeadmConfig') at(doc, ['spec'], ['worker-join']);
   }
 }
 

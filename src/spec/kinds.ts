@@ -60,7 +60,8 @@ export function kindInfo(kind: string): KindInfo | undefined {
 /**
  * Kinds we recognise but do not take in a cluster folder (yet), with what to do instead. Every
  * upstream kind of both schema lines (shared/schemas/capi/ and capi-v1.11/) that capflow does not
- * act on is listed, plus the upstream kinds whose CRDs we do not carry (ROSA, runtime, IPAM): they
+ * act on is listed, plus the upstream kinds whose CRDs we do not carry (ROSA, runtime, IPAM, the
+ * rest of the BYOH provider, the AWS provider's newer templates and principals): they
  * all get the same `unsupported-kind` problem ("kind X is not supported yet"), never "unknown kind,
  * did you mean…". A test keeps this list complete against the schema folders.
  */
@@ -76,10 +77,20 @@ export const UNSUPPORTED_KINDS: Readonly<Record<string, string>> = {
   MachineDrainRule: 'MachineDrainRules are not supported yet; capflow drains nodes with its own defaults',
   AWSMachine: 'AWSMachines are created from an AWSMachineTemplate; write an AWSMachineTemplate',
   ByoMachine: 'ByoMachines are created from a ByoMachineTemplate; write a ByoMachineTemplate',
+  ByoClusterTemplate: 'ClusterClass templates are not supported yet; write a ByoCluster',
+  K8sInstallerConfig: 'BYOH installer configs are not supported yet; capflow installs the Kubernetes components itself',
+  K8sInstallerConfigTemplate: 'BYOH installer configs are not supported yet; capflow installs the Kubernetes components itself',
+  BootstrapKubeconfig: 'BYOH host registration kubeconfigs are not supported yet; list the hosts in a capflow.io/v1alpha1 ByoHostInventory',
   ClusterResourceSetBinding: 'ClusterResourceSetBindings are created by the controller; write only the ClusterResourceSet',
   AWSClusterControllerIdentity: 'AWS identities (identityRef) are not supported yet; capflow uses the executor credentials',
   AWSClusterRoleIdentity: 'AWS identities (identityRef) are not supported yet; capflow uses the executor credentials',
   AWSClusterStaticIdentity: 'AWS identities (identityRef) are not supported yet; capflow uses the executor credentials',
+  AWSServiceAccountIdentity: 'AWS identities (identityRef) are not supported yet; capflow uses the executor credentials',
+  AWSClusterRolePrincipal: 'AWS identities (identityRef) are not supported yet; capflow uses the executor credentials',
+  AWSClusterStaticPrincipal: 'AWS identities (identityRef) are not supported yet; capflow uses the executor credentials',
+  AWSServiceAccountPrincipal: 'AWS identities (identityRef) are not supported yet; capflow uses the executor credentials',
+  AWSMachinePoolTemplate: 'ClusterClass templates are not supported yet; write an AWSMachinePool',
+  AWSManagedMachinePoolTemplate: 'ClusterClass templates are not supported yet; write an AWSManagedMachinePool',
   AWSFargateProfile: 'EKS Fargate profiles are not supported yet; use an AWSManagedMachinePool',
   NodeadmConfig: 'nodeadm (AL2023 EKS) bootstrap is not supported yet; use an EKSConfig',
   NodeadmConfigTemplate: 'nodeadm (AL2023 EKS) bootstrap is not supported yet; use an EKSConfigTemplate',
@@ -88,6 +99,7 @@ export const UNSUPPORTED_KINDS: Readonly<Record<string, string>> = {
   ROSAMachinePool: 'ROSA (Red Hat OpenShift Service on AWS) is not supported yet',
   ROSANetwork: 'ROSA (Red Hat OpenShift Service on AWS) is not supported yet',
   ROSARoleConfig: 'ROSA (Red Hat OpenShift Service on AWS) is not supported yet',
+  ROSAOCMRoleConfig: 'ROSA (Red Hat OpenShift Service on AWS) is not supported yet',
   ExtensionConfig: 'Runtime SDK extensions are not supported yet',
   IPAddress: 'IPAM objects are not supported yet',
   IPAddressClaim: 'IPAM objects are not supported yet',

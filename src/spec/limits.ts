@@ -13,6 +13,7 @@
  * CAPFLOW_SPEC_MAX_FOLDER_BYTES, CAPFLOW_SPEC_MAX_DOCUMENTS; sizes in bytes,
  * or with a KiB/MiB suffix).
  */
+import { MAX_NESTING } from './yaml-checks.js';
 import { stat } from 'node:fs/promises';
 import { InputError } from '../core/errors.js';
 import type { SpecProblem } from './problems.js';
@@ -136,6 +137,17 @@ export function checkTexts(files: SizedText[], folderDisplay: string, limits: Sp
       },
     ];
   }
+  const deep = files.map((f) => ({ f, at: tooDeepAt(f.text) })).filter((x) => x.at !== undefined);
+  if (deep.length > 0) {
+    return deep.map(({ f, at }) => ({
+      severity: 'error' as const,
+      code: 'yaml-syntax' as const,
+      file: f.display,
+      line: at!.line,
+      column: at!.column,
+      message: `YAML: nesting deeper than ${MAX_NESTING} levels of maps and lists; no Kubernetes object needs that many (found before parsing)`,
+    }));
+  }
   const counts = files.map((f) => ({ display: f.display, documents: countDocuments(f.text) }));
   const documents = counts.reduce((sum, c) => sum + c.documents, 0);
   if (documents <= limits.maxDocuments) return [];
@@ -151,9 +163,12 @@ export function checkTexts(files: SizedText[], folderDisplay: string, limits: Sp
   ];
 }
 
-/** An upper bound of the documents in a YAML text: its `---` markers, plus one when content comes before the first. */
+/**
+ * An upper bound of the documents in a YAML text: its `---` and `...` markers (content after a
+ * document end marker is a new bare document), plus one when content comes before the first.
+ */
 export function countDocuments(text: string): number {
-  const marker = /^---(?=[ \t\r\n]|$)/gm;
+  const marker = /^(?:---|\.\.\.)(?=[ \t\r\n]|$)/gm;
   let count = 0;
   let first = -1;
   for (let m = marker.exec(text); m !== null; m = marker.exec(text)) {
@@ -164,4 +179,55 @@ export function countDocuments(text: string): number {
   // content (not a blank line, comment or directive) before the first marker is a bare document
   if (/^[ \t]*[^\s#%]/m.test(head)) count++;
   return count;
+}
+
+/**
+ * Where a text first nests flow collections (`[`, `{`) or compact entries (`- - -`, `? ? ?` on one
+ * line) past MAX_NESTING, found in one pass without parsing: the parser spends a gigabyte on a
+ * million `[` before its own walk could refuse them. Quoted strings and comments are skipped;
+ * block nesting by indentation needs quadratic bytes and stays the parser's to judge.
+ */
+export function tooDeepAt(text: string): { line: number; column: number } | undefined {
+  let depth = 0;
+  let line = 1;
+  let lineStart = 0;
+  let quote: '"' | "'" | undefined;
+  let compact = 0;
+  let atLineHead = true;
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i]!;
+    if (c === '\n') {
+      line++;
+      lineStart = i + 1;
+      compact = 0;
+      atLineHead = true;
+      continue;
+    }
+    if (quote) {
+      if (c === '\\' && quote === '"') i++;
+      else if (c === quote) quote = undefined;
+      continue;
+    }
+    if (atLineHead) {
+      if (c === ' ' || c === '\t') continue;
+      if ((c === '-' || c === '?') && (text[i + 1] === ' ' || text[i + 1] === '\t')) {
+        if (++compact > MAX_NESTING) return { line, column: i - lineStart + 1 };
+        i++;
+        continue;
+      }
+      atLineHead = false;
+    }
+    if (c === '#' && (i === 0 || /\s/.test(text[i - 1]!))) {
+      const end = text.indexOf('\n', i);
+      i = (end < 0 ? text.length : end) - 1;
+    } else if ((c === '"' || c === "'") && /[\s:,[{]/.test(text[i - 1] ?? ' ')) {
+      // a quote starts a quoted scalar only where a scalar may start (not mid-word: it's)
+      quote = c;
+    } else if (c === '[' || c === '{') {
+      if (++depth > MAX_NESTING) return { line, column: i - lineStart + 1 };
+    } else if (c === ']' || c === '}') {
+      depth = Math.max(0, depth - 1);
+    }
+  }
+  return undefined;
 }

@@ -99,7 +99,8 @@ export async function validateClusterSpec(dir: string, options: LoadOptions = {}
   const sources: SourceDocument[] = [];
   for (const file of files) {
     if (file.encodingProblem !== undefined) {
-      problems.push({ severity: 'error', code: 'yaml-syntax', file: file.display, line: 1, column: 1, message: file.encodingProblem });
+      const at = file.encodingAt ?? { line: 1, column: 1 };
+      problems.push({ severity: 'error', code: 'yaml-syntax', file: file.display, line: at.line, column: at.column, message: file.encodingProblem });
       continue;
     }
     const parsed = parseSpecFile(file);
@@ -107,7 +108,8 @@ export async function validateClusterSpec(dir: string, options: LoadOptions = {}
       const pos = positionOf(file, issue.offset);
       problems.push({ severity: 'error', code: 'yaml-syntax', file: file.display, line: pos.line, column: pos.column, message: `YAML: ${issue.message}` });
     }
-    sources.push(...parsed.documents);
+    // one at a time: a spread of 100,000 documents overflows the call stack
+    for (const d of parsed.documents) sources.push(d);
   }
 
   const registry = new SchemaRegistry(

@@ -141,19 +141,20 @@ export function isSpecInvalidError(err: unknown): err is SpecInvalidError {
   return isCapflowError(err) && err.code === 'SPEC_INVALID' && Array.isArray((err as { problems?: unknown }).problems);
 }
 
-/** Levenshtein distance, for "did you mean" suggestions. */
+/** Edit distance with adjacent transpositions (optimal string alignment), for "did you mean" suggestions: `spce` is one edit from `spec`. */
 export function editDistance(a: string, b: string): number {
-  const prev = new Array<number>(b.length + 1);
-  for (let j = 0; j <= b.length; j++) prev[j] = j;
+  let before: number[] = [];
+  let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
   for (let i = 1; i <= a.length; i++) {
-    let diag = prev[0] as number;
-    prev[0] = i;
+    const row = [i];
     for (let j = 1; j <= b.length; j++) {
-      const up = prev[j] as number;
       const cost = a[i - 1] === b[j - 1] ? 0 : 1;
-      prev[j] = Math.min(up + 1, (prev[j - 1] as number) + 1, diag + cost);
-      diag = up;
+      let d = Math.min((prev[j] as number) + 1, (row[j - 1] as number) + 1, (prev[j - 1] as number) + cost);
+      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) d = Math.min(d, (before[j - 2] as number) + 1);
+      row.push(d);
     }
+    before = prev;
+    prev = row;
   }
   return prev[b.length] as number;
 }

@@ -5,7 +5,7 @@
  * AddonChart ordering. Then the typed model is assembled.
  */
 import { closest, hasErrors, type SpecProblem } from './problems.js';
-import { getPath, isRecord } from './paths.js';
+import { formatPath, getPath, isRecord } from './paths.js';
 import { groupOf, kindInfo } from './kinds.js';
 import { DocumentReporter, type CheckedDocument } from './validate.js';
 import type { PathSegment } from './yaml-source.js';
@@ -130,6 +130,7 @@ export function resolveSpec(
   }
   const ofKind = (kind: string): CheckedDocument[] => unique.filter((d) => d.kind === kind);
   const referenced = new Set<CheckedDocument>();
+  const reportedMissing = new Set<string>();
 
   const resolveRef = (
     d: CheckedDocument,
@@ -139,15 +140,27 @@ export function resolveSpec(
   ): CheckedDocument | undefined => {
     const ref = getPath(d.value, path);
     if (ref === undefined) {
-      // Only when the enclosing object exists: a misspelt ancestor (`spce`, `templte`) is reported
-      // once, as an unknown field, not again as every reference below it.
-      if (options.required && isRecord(getPath(d.value, path.slice(0, -1)))) rep(d).report('dangling-ref', path, `missing required field \`${String(path[path.length - 1])}\``, { at: 'start', ...(options.requiredHint ? { hint: options.requiredHint } : {}) });
+      // Reported at the first field missing on the way (`spec.template.spec` when that is empty),
+      // once per field. A document with problems of its own is not reported again: a misspelt
+      // ancestor (`spce`, `templte`) is reported once, as an unknown field, not as every
+      // reference below it.
+      if (!options.required) return undefined;
+      const at = path.findIndex((_, i) => getPath(d.value, path.slice(0, i + 1)) === undefined);
+      // Below a value of the wrong type (reported by the schema) nothing is missing.
+      if (!isRecord(getPath(d.value, path.slice(0, at)))) return undefined;
+      const missing = path.slice(0, at + 1);
+      const key = `${formatPath(missing)}\u0000${d.src.file.display}\u0000${d.src.index}`;
+      if ((at === path.length - 1 || d.valid) && !reportedMissing.has(key)) {
+        reportedMissing.add(key);
+        rep(d).report('dangling-ref', missing, `missing required field \`${String(missing[missing.length - 1])}\``, { at: 'start', ...(options.requiredHint ? { hint: options.requiredHint } : {}) });
+      }
       return undefined;
     }
     if (!isRecord(ref)) return undefined;
     if (typeof ref.kind !== 'string' || typeof ref.name !== 'string') {
-      const missing = typeof ref.kind !== 'string' ? 'kind' : 'name';
-      rep(d).report('dangling-ref', path, `a reference needs a kind and a name; \`${missing}\` is missing`, { at: 'key' });
+      // A kind or name of the wrong type is the schema's to report.
+      const missing = ref.kind === undefined ? 'kind' : ref.name === undefined ? 'name' : undefined;
+      if (missing) rep(d).report('dangling-ref', path, `a reference needs a kind and a name; \`${missing}\` is missing`, { at: 'key' });
       return undefined;
     }
     const kind = ref.kind;
@@ -180,7 +193,8 @@ export function resolveSpec(
 
   // Exactly one Cluster.
   const clusters = ofKind('Cluster');
-  if (clusters.length === 0 && !incomplete && !rejected.some((d) => d.kind === 'Cluster')) {
+  // A Cluster without a usable name is reported at its metadata, not again as missing.
+  if (clusters.length === 0 && !incomplete && !rejected.some((d) => d.kind === 'Cluster') && !docs.some((d) => d.kind === 'Cluster')) {
     problems.push({
       severity: 'error',
       code: 'cluster-count',
@@ -331,8 +345,12 @@ export function resolveSpec(
 
   // Any error, found here or by the per-document checks before, leaves no model: the assembly
   // below trusts every reference to have resolved and every document to have its schema's shape.
-  if (hasErrors(problems) || !clusterDoc || !infraDoc || !cpDoc || !provider) return {};
-  if (mdModels.some((m) => !m.template) || mpModels.some((m) => !m.infra)) return {};
+  if (hasErrors(problems)) return {};
+  if (!clusterDoc || !infraDoc || !cpDoc || !provider || mdModels.some((m) => !m.template) || mpModels.some((m) => !m.infra)) {
+    // Every way here reports an error above; should one not, the folder is still refused with a line.
+    problems.push({ severity: 'error', code: 'dangling-ref', file: clusterDoc?.src.file.display ?? folder.display, ...(clusterDoc ? clusterDoc.src.start : {}), message: 'the cluster cannot be assembled from this folder: a reference did not resolve' });
+    return {};
+  }
 
   // Assemble the model (every reference resolved, no errors so far).
   const obj = <T>(d: CheckedDocument): T => d.value as unknown as T;
@@ -351,7 +369,10 @@ export function resolveSpec(
     rememberSource(document, d.src);
     return document;
   });
-  const controlPlane = obj<ControlPlane>(cpDoc);
+  // An AWSCluster, AWSManagedControlPlane or ByoCluster may leave out its spec (nothing in it is
+  // required): the model reads it as empty. The documents, and so the spec hash, keep what was written.
+  const withSpec = <T>(d: CheckedDocument): T => (d.value.spec === undefined ? { ...d.value, spec: {} } : d.value) as unknown as T;
+  const controlPlane = withSpec<ControlPlane>(cpDoc);
   const machineDeployments: MachineDeploymentModel[] = mdModels.map(({ md, template, bootstrap }) => ({
     deployment: obj<MachineDeployment>(md),
     machineTemplate: obj<MachineTemplate>(template as CheckedDocument),
@@ -380,7 +401,7 @@ export function resolveSpec(
     provider,
     dir: folder.abs,
     cluster: obj<Cluster>(clusterDoc),
-    infrastructure: obj<InfrastructureCluster>(infraDoc),
+    infrastructure: withSpec<InfrastructureCluster>(infraDoc),
     controlPlane,
     ...(cpTemplateDoc ? { controlPlaneMachineTemplate: obj<MachineTemplate>(cpTemplateDoc) } : {}),
     machineDeployments,

@@ -36,6 +36,7 @@ export class DocumentReporter {
   kind: string | undefined;
   name: string | undefined;
   errors = 0;
+  private readonly reported = new Set<string>();
 
   constructor(
     private readonly problems: SpecProblem[],
@@ -51,6 +52,10 @@ export class DocumentReporter {
     const at = options.at ?? 'value';
     const pos = at === 'start' ? this.src.start : this.src.position(path, at);
     const severity = options.severity ?? 'error';
+    // The same problem found twice (by the metadata checks and the schema) is reported once.
+    const key = `${pos.line}:${pos.column}\u0000${formatPath(path)}\u0000${message}`;
+    if (this.reported.has(key)) return;
+    this.reported.add(key);
     if (severity === 'error') this.errors++;
     const p: SpecProblem = { severity, code, message, file: this.src.file.display, line: pos.line, column: pos.column };
     if (this.kind !== undefined) p.kind = this.kind;
@@ -276,6 +281,7 @@ export async function checkDocument(src: SourceDocument, registry: SchemaRegistr
   }
   const j = judged as NonNullable<typeof judged>;
   if (j.errors.length > 0) reportSchemaErrors(j.errors, j.value, j.validator.shape, r);
+  checkSpecPresent(kind, j.value, j.validator, r);
   checkFeatures(kind, j.value, r);
   if (info.source === 'capi' && version === 'v1beta2' && V1BETA2_NOT_ACTED_ON.has(kind)) {
     r.report('unsupported-feature', ['apiVersion'], `${kind} ${apiVersion} (${lineLabel('v1.11')}) was checked against its schema, but capflow cannot act on the v1beta2 shape yet`, {
@@ -346,11 +352,31 @@ function reportSchemaErrors(errors: readonly AjvError[], value: unknown, shape: 
     if (code === 'schema' && at === 'value') {
       const actual = getPath(value, target);
       if (actual !== undefined && (typeof actual !== 'object' || actual === null) && e.keyword !== 'type') {
-        message = `${message} (got ${JSON.stringify(actual)})`;
+        message = `${message} (got ${typeof actual === 'number' && !Number.isFinite(actual) ? String(actual) : JSON.stringify(actual)})`;
       }
     }
     r.report(code, target, message, { at });
   }
+}
+
+/**
+ * A kind whose spec has required fields needs a spec. The schema judges those fields only inside a
+ * spec, so an object without one passes it, and is refused later by Cluster API's webhooks, or by
+ * capflow's own steps after they started: a KubeadmControlPlane without version, an
+ * AWSMachineTemplate without instance type. A top-level key that is a misspelt `spec` (`spce`) is
+ * already reported as an unknown field, and is not reported again.
+ */
+function checkSpecPresent(kind: string, value: Record<string, unknown>, validator: KindValidator, r: DocumentReporter): void {
+  const known = validator.shape.p ?? {};
+  if (value.spec !== undefined || known.spec === undefined) return;
+  if (Object.keys(value).some((k) => known[k] === undefined && closest(k, ['spec']) !== undefined)) return;
+  const probe = { ...structuredClone(value), spec: {} };
+  if (validator.validate(probe)) return;
+  const needs = ((validator.validate.errors ?? []) as AjvError[])
+    .filter((e) => e.keyword === 'required' && e.instancePath === '/spec')
+    .map((e) => `\`spec.${String(e.params.missingProperty)}\``);
+  if (needs.length === 0) return;
+  r.report('schema', ['spec'], `missing required field \`spec\` (${/^[AEIOU]/.test(kind) ? 'an' : 'a'} ${kind} needs ${needs.join(', ')})`, { at: 'start' });
 }
 
 interface FeatureRule {

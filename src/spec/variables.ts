@@ -15,7 +15,11 @@
  * - `${VAR/text/repl}`, `${VAR//text/repl}`, `${VAR/#text/repl}`,
  *   `${VAR/%text/repl}` (replace the first, every, a leading, a trailing
  *   occurrence of the literal text; `\/` and `\\` escape);
- * - `$${` writes a literal `${`.
+ * - `$$` writes a literal `$` (so `$${` writes a literal `${`), as envsubst reads a file: pairs
+ *   of `$` collapse left to right outside expressions and in the text and replacement of
+ *   `${VAR/text/repl}` (not in defaults, offsets or `#`/`%` patterns, which envsubst keeps as
+ *   written). This applies to a file that is substituted, one holding `${`; a file without any
+ *   is taken as written.
  *
  * Where capflow is stricter than envsubst, it says so instead of guessing: an
  * expression must end on its line; `${VAR:?word}` and `${VAR:+word}` (which
@@ -27,7 +31,7 @@
  * Substitution records where each value went (Replacement) so positions in
  * the substituted text map back to the original file.
  */
-import { lstat, readFile, realpath, stat } from 'node:fs/promises';
+import { lstat, open, realpath, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { InputError } from '../core/errors.js';
 import { isSecretKey, redactString } from '../core/redact.js';
@@ -87,7 +91,7 @@ export interface ExpressionError {
 
 interface Scan {
   expressions: Expression[];
-  /** Offsets of `$${` escapes (the first `$` is dropped). */
+  /** Offsets of `$$` escapes (the first `$` is dropped). */
   escapes: number[];
   errors: ExpressionError[];
 }
@@ -258,6 +262,13 @@ class ExpressionParser {
         run = this.pos;
         continue;
       }
+      // envsubst's replace arguments also read `$$` as one `$` (before a `${` is seen: `$${` is a literal `${`).
+      if (escapes && c === '$' && this.text[this.pos + 1] === '$') {
+        text += this.text.slice(run, this.pos) + '$';
+        this.pos += 2;
+        run = this.pos;
+        continue;
+      }
       if (escapes && c === '\\' && (this.text[this.pos + 1] === '/' || this.text[this.pos + 1] === '\\')) {
         text += this.text.slice(run, this.pos) + this.text[this.pos + 1];
         this.pos += 2;
@@ -285,14 +296,15 @@ function literalOf(parts: Part[] | undefined): string | undefined {
   return text;
 }
 
-/** Every `${...}` expression of the text, the `$${` escapes and the expressions that do not parse. */
+/** Every `${...}` expression of the text, the `$$` escapes and the expressions that do not parse. */
 function scan(text: string): Scan {
   const out: Scan = { expressions: [], escapes: [], errors: [] };
   let i = text.indexOf('$');
   while (i >= 0 && i < text.length) {
-    if (text[i + 1] === '$' && text[i + 2] === '{') {
+    // `$$` is one literal `$`, as envsubst reads it (`$${` a literal `${`, `$$$${` a literal `$${`).
+    if (text[i + 1] === '$') {
       out.escapes.push(i);
-      i = text.indexOf('$', i + 3);
+      i = text.indexOf('$', i + 2);
       continue;
     }
     if (text[i + 1] !== '{') {
@@ -680,9 +692,31 @@ export function isCredentialName(name: string): boolean {
   return CREDENTIAL_NAME.test(name) || isSecretKey(name);
 }
 
-/** A value that looks like key material (AWS access key ids, private keys, tokens, JWTs), by its shape. */
-export function looksLikeCredential(value: string): boolean {
-  return redactString(value) !== value || /-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----/.test(value);
+/** Shortest value of a credential variable of the environment that a value is compared with (shorter ones match by chance). */
+const MIN_ENV_CREDENTIAL_LENGTH = 8;
+
+/**
+ * A value that looks like key material: by its shape (AWS access key ids, private keys, tokens,
+ * JWTs, a URL carrying a password), or because it holds the value of a credential variable of
+ * this process's environment (`CLUSTER_NAME=$AWS_SECRET_ACCESS_KEY`, which `--env`/`use-env`
+ * would otherwise paste into the spec under an ordinary name: an AWS secret key is 40 ordinary
+ * characters, so no shape gives it away).
+ */
+export function looksLikeCredential(value: string, env: NodeJS.ProcessEnv = process.env): boolean {
+  if (redactString(value) !== value || /-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----/.test(value)) return true;
+  // user:password@ in a URL (a plain user@, as in ssh://git@host, is none).
+  if (/\b[a-z][a-z0-9+.-]*:\/\/[^\s/?#@:]*:[^\s/?#@]+@/i.test(value)) return true;
+  return heldEnvCredential(value, env) !== undefined;
+}
+
+/** The name of a credential variable of the environment whose value `text` holds (never the value). */
+export function heldEnvCredential(text: string, env: NodeJS.ProcessEnv = process.env): string | undefined {
+  if (text.length < MIN_ENV_CREDENTIAL_LENGTH) return undefined;
+  for (const [name, secret] of Object.entries(env)) {
+    if (secret === undefined || secret.length < MIN_ENV_CREDENTIAL_LENGTH || !isCredentialName(name)) continue;
+    if (text.includes(secret)) return name;
+  }
+  return undefined;
 }
 
 /**
@@ -693,18 +727,25 @@ export function looksLikeCredential(value: string): boolean {
 export async function varsFileWithin(root: string, relative: string): Promise<string> {
   const shown = JSON.stringify(relative);
   const realRoot = await realpath(root);
+  const outside = (p: string, base = realRoot): boolean => {
+    const rel = path.relative(base, p);
+    return rel === '' || rel === '..' || rel.startsWith(`..${path.sep}`) || path.isAbsolute(rel);
+  };
+  const refuse = (): InputError =>
+    new InputError('VARS_FILE_OUTSIDE_REPO', `variables file ${shown} is outside the repository checkout`, {
+      hint: 'name a file inside the repository, relative to its root (symlinks leading out are refused too)',
+    });
+  // A path that leads out as written is refused before the file system is asked anything (so the
+  // answer never tells whether a file outside exists); then symlinks on its way are resolved.
+  const lexical = path.resolve(root, relative);
+  if (outside(lexical, path.resolve(root))) throw refuse();
   let real: string;
   try {
-    real = await realpath(path.resolve(realRoot, relative));
+    real = await realpath(lexical);
   } catch (err) {
     throw new InputError('VARS_FILE_UNREADABLE', `variables file ${shown} does not exist in the repository`, { cause: err });
   }
-  const rel = path.relative(realRoot, real);
-  if (rel === '' || rel === '..' || rel.startsWith(`..${path.sep}`) || path.isAbsolute(rel)) {
-    throw new InputError('VARS_FILE_OUTSIDE_REPO', `variables file ${shown} is outside the repository checkout`, {
-      hint: 'name a file inside the repository, relative to its root (symlinks leading out are refused too)',
-    });
-  }
+  if (outside(real)) throw refuse();
   return real;
 }
 
@@ -724,11 +765,26 @@ export interface VarsEntry {
 /** Reads a variables file: a regular file of at most MAX_VARS_FILE_BYTES; malformed lines throw (file:line, no contents). */
 export async function readVarsFile(file: string, display = file): Promise<VarsEntry[]> {
   let text: string;
+  const tooLarge = (): InputError => new InputError('VARS_FILE_TOO_LARGE', `variables file ${display} is larger than ${MAX_VARS_FILE_BYTES} bytes`);
   try {
     const info = await stat(file);
     if (!info.isFile()) throw new InputError('VARS_FILE_UNREADABLE', `variables file ${display} is not a regular file`);
-    if (info.size > MAX_VARS_FILE_BYTES) throw new InputError('VARS_FILE_TOO_LARGE', `variables file ${display} is larger than ${MAX_VARS_FILE_BYTES} bytes`);
-    text = await readFile(file, 'utf8');
+    if (info.size > MAX_VARS_FILE_BYTES) throw tooLarge();
+    // Read at most one byte past the limit whatever stat said (files under /proc report size 0).
+    const handle = await open(file, 'r');
+    try {
+      const buf = Buffer.alloc(MAX_VARS_FILE_BYTES + 1);
+      let n = 0;
+      for (;;) {
+        const { bytesRead } = await handle.read(buf, n, buf.length - n, null);
+        if (bytesRead === 0) break;
+        n += bytesRead;
+        if (n > MAX_VARS_FILE_BYTES) throw tooLarge();
+      }
+      text = buf.subarray(0, n).toString('utf8');
+    } finally {
+      await handle.close();
+    }
   } catch (err) {
     if (err instanceof InputError) throw err;
     throw new InputError('VARS_FILE_UNREADABLE', `Cannot read variables file ${display}`, { cause: err });

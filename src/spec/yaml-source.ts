@@ -31,6 +31,8 @@ export interface SpecFile {
   lineStarts: number[];
   /** Set when the bytes are not UTF-8 text: the file is reported and not parsed. */
   encodingProblem?: string;
+  /** Where the encoding problem is (default 1:1, the whole file). */
+  encodingAt?: Position;
 }
 
 export function makeSpecFile(absPath: string, display: string, original: string): SpecFile {
@@ -187,6 +189,14 @@ export function parseSpecFile(file: SpecFile): ParsedFile {
       issues.push(...structure);
       return;
     }
+    // `!!float 1`, `!!int abc` (tags it does not know are reported above): the package keeps the
+    // text as a string where Kubernetes (go-yaml) reads a number or refuses the document.
+    const unresolved = doc.warnings.filter((w) => w.code === 'TAG_RESOLVE_FAILED');
+    for (const w of unresolved) {
+      const tag = (/Unresolved tag: (\S+)/.exec(w.message)?.[1] ?? '').replace(/^tag:yaml\.org,2002:/, '!!');
+      issues.push({ offset: w.pos[0], message: `the value does not read as its YAML tag ${tag} says (Kubernetes would read it differently); remove the tag` });
+    }
+    if (unresolved.length > 0) return;
     const built = toValue(doc);
     if ('error' in built) {
       issues.push({ offset: doc.contents?.range?.[0] ?? doc.range[0], message: built.error });
@@ -216,15 +226,28 @@ export async function readSpecFile(absPath: string, displayRoot: string): Promis
   const bytes = await readFile(absPath);
   const display = displayPath(absPath, displayRoot);
   const decoded = decodeUtf8(bytes);
-  if ('problem' in decoded) return { ...makeSpecFile(absPath, display, ''), encodingProblem: decoded.problem };
-  return makeSpecFile(absPath, display, decoded.text);
+  if ('problem' in decoded) return { ...makeSpecFile(absPath, display, ''), encodingProblem: decoded.problem, ...(decoded.at ? { encodingAt: decoded.at } : {}) };
+  // A lone CR (classic Mac line ends) is a line break to YAML and to go-yaml, not to the parser: it
+  // becomes LF, one character for one, so every offset still names the same place.
+  const text = decoded.text.replace(/\r(?!\n)/g, '\n');
+  const file = makeSpecFile(absPath, display, text);
+  const control = CONTROL.exec(text);
+  if (control) {
+    const code = `U+${(control[0].codePointAt(0) ?? 0).toString(16).toUpperCase().padStart(4, '0')}`;
+    return { ...makeSpecFile(absPath, display, ''), encodingProblem: `the file holds the control character ${code}, which Kubernetes' YAML reader refuses (only tab, line breaks and printable characters may appear; write it escaped in a double-quoted string)`, encodingAt: positionOfOriginal(file, control.index) };
+  }
+  return file;
 }
+
+/** What YAML (and go-yaml, so Kubernetes) refuses in a stream: C0 controls but tab and line breaks, DEL, C1 controls but NEL, and the noncharacters U+FFFE and U+FFFF. */
+// eslint-disable-next-line no-control-regex
+const CONTROL = /[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f-\u0084\u0086-\u009f\ufffe\uffff]/;
 
 /**
  * Kubernetes reads YAML as UTF-8 only. A UTF-16 file (what some Windows editors save) would
  * otherwise parse as garbage and surface as knock-on problems elsewhere, so it is named first.
  */
-function decodeUtf8(bytes: Buffer): { text: string } | { problem: string; offset?: number } {
+function decodeUtf8(bytes: Buffer): { text: string } | { problem: string; at?: Position } {
   const b0 = bytes[0];
   const b1 = bytes[1];
   if ((b0 === 0xff && b1 === 0xfe) || (b0 === 0xfe && b1 === 0xff) || (bytes.length >= 2 && (b0 === 0 || b1 === 0))) {
@@ -236,7 +259,8 @@ function decodeUtf8(bytes: Buffer): { text: string } | { problem: string; offset
     const text = bytes.toString('utf8');
     const at = text.indexOf('\uFFFD');
     const line = at < 0 ? 1 : text.slice(0, at).split('\n').length;
-    return { problem: `the file is not valid UTF-8 (first bad byte on line ${line}); Kubernetes YAML must be UTF-8` };
+    const column = at < 0 ? 1 : at - text.lastIndexOf('\n', at - 1);
+    return { problem: `the file is not valid UTF-8 (first bad byte on line ${line}); Kubernetes YAML must be UTF-8`, at: { line, column } };
   }
 }
 

@@ -318,6 +318,16 @@ describe('charts/capflow: the Helm chart (real helm, real kube-apiserver with Ar
       expect(apply.synchronization.mutexes[0]!.name).to.equal('capflow-cluster-{{workflow.parameters.cluster-name}}');
     });
 
+    it('with reconciler.capiLine set, every step container judges specs by that line too (CAPFLOW_CAPI_LINE), as the reconciler does', async () => {
+      const pinned = await render({ reconciler: { capiLine: 'v1.11' } });
+      const templates = pinned.filter((o) => o.kind === 'WorkflowTemplate');
+      expect(templates.length).to.be.greaterThan(3);
+      for (const t of templates) {
+        for (const c of containersOf(t)) expect(c.env, t.metadata.name).to.deep.include({ name: 'CAPFLOW_CAPI_LINE', value: 'v1.11' });
+      }
+      for (const t of defaults.filter((o) => o.kind === 'WorkflowTemplate')) for (const c of containersOf(t)) expect(c.env ?? [], t.metadata.name).to.deep.equal([]);
+    });
+
     it('with argocd.syncHook renders a Sync-hook Workflow running cluster-apply for the configured cluster', async () => {
       const wf = find(hooked, 'Workflow', 'capflow-sync-dev');
       expect(wf.metadata.annotations).to.include({ 'argocd.argoproj.io/hook': 'Sync', 'argocd.argoproj.io/hook-delete-policy': 'BeforeHookCreation' });

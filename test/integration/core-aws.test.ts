@@ -71,6 +71,25 @@ describe('core/aws: clients, call counting and retries against moto', function (
     aws.destroy();
   });
 
+  it('an attempt that gets no answer in time fails as transient, is retried, and is reported with what was waited for (a silent endpoint never hangs a step)', async () => {
+    const { credentials, region } = clientConfig(bed.proxy.endpoint);
+    const aws = new AwsClients({ endpoint: bed.proxy.endpoint, region, clientConfig: { credentials }, retry: { minTimeoutMs: 5, maxTimeoutMs: 20, retries: 2, attemptTimeoutMs: 300 } });
+    // The proxy holds every DescribeVpcs far longer than an attempt may take: an endpoint that accepts and never answers.
+    bed.proxy.setFaults({ latencyMs: 3_000, onlyActions: ['DescribeVpcs'] });
+    const failed = await aws
+      .get(EC2Client)
+      .send(new DescribeVpcsCommand({}))
+      .then(() => undefined, (e: unknown) => e);
+    const coded = toCapflowError(failed);
+    expect(coded).to.include({ code: 'AWS_TRANSIENT', kind: 'transient' });
+    expect(coded.exitCode).to.equal(75);
+    expect(coded.message).to.match(
+      new RegExp(`^ec2 DescribeVpcs in us-east-1: no answer in time from ${bed.proxy.endpoint}; gave up after 3 attempts over [\\d.]+ s; last error: TimeoutError: .*300 ms requestTimeout`),
+    );
+    expect(aws.counter.all().find((c) => c.action === 'DescribeVpcs')?.attempts).to.equal(3);
+    aws.destroy();
+  });
+
   it('honours AWS_ENDPOINT_URL when no endpoint is given', async () => {
     const saved = process.env.AWS_ENDPOINT_URL;
     process.env.AWS_ENDPOINT_URL = bed.proxy.endpoint;

@@ -91,6 +91,7 @@ describe('core/errors: the code printed agrees with the exit code, for every kin
     ['a happy-eyeballs AggregateError of refused connections', new AggregateError([refused(), refused()], 'connect failed'), 'UNREACHABLE', ExitCode.transient],
     ['a bare 429', awsError('SomethingNew', 429), 'THROTTLED', ExitCode.transient],
     ['an SDK TimeoutError', Object.assign(new Error('timed out'), { name: 'TimeoutError' }), 'TRANSIENT', ExitCode.transient],
+    ['an attempt with no answer in time after AWS retries', retried(Object.assign(new Error('a request has exceeded the configured 60000 ms requestTimeout.'), { name: 'TimeoutError', code: 'ETIMEDOUT' })), 'AWS_TRANSIENT', ExitCode.transient],
     ['an AWS client error (403)', awsError('UnauthorizedOperation', 403), 'INTERNAL', ExitCode.internal],
     ['a TypeError (a bug)', new TypeError("Cannot read properties of undefined (reading 'value')"), 'INTERNAL', ExitCode.internal],
     ['a thrown string', 'boom', 'INTERNAL', ExitCode.internal],
@@ -140,6 +141,10 @@ describe('core/errors: the code printed agrees with the exit code, for every kin
       'ec2 DescribeVpcs in us-east-1: throttled by https://ec2.us-east-1.amazonaws.com; gave up after 9 attempts over 56.8 s; last error: RequestLimitExceeded: RequestLimitExceeded',
     );
     expect(toCapflowError(retried(awsError('InternalError', 500))).message).to.match(/^ec2 DescribeVpcs in us-east-1: transient failure; gave up after 9 attempts/);
+    const noAnswer = Object.assign(new Error('@smithy/node-http-handler - [ERROR] a request has exceeded the configured 60000 ms requestTimeout.'), { name: 'TimeoutError', code: 'ETIMEDOUT' });
+    expect(toCapflowError(retried(noAnswer, 'http://127.0.0.1:5000')).message).to.equal(
+      'ec2 DescribeVpcs in us-east-1: no answer in time from http://127.0.0.1:5000; gave up after 9 attempts over 56.8 s; last error: TimeoutError: @smithy/node-http-handler - [ERROR] a request has exceeded the configured 60000 ms requestTimeout.',
+    );
   });
 
   it('a coded error wrapping a retried AWS error shows what was waited for in its causes', () => {
@@ -155,11 +160,13 @@ describe('core/errors: the code printed agrees with the exit code, for every kin
     expect(describeChain(coded)).to.deep.equal(['[INTERNAL] TypeError: x is undefined', 'root']);
   });
 
-  it('the AWS retry policy can be shortened from the environment, and a bad value is invalid input', () => {
+  it('the AWS retry policy (retries, time retrying, time one attempt may take) can be set from the environment, and a bad value is invalid input', () => {
     expect(retryPolicyFromEnv({})).to.deep.equal({});
     expect(retryPolicyFromEnv({ CAPFLOW_AWS_RETRIES: '2', CAPFLOW_AWS_RETRY_TIMEOUT: '1500ms' })).to.deep.equal({ retries: 2, maxElapsedMs: 1500 });
     expect(retryPolicyFromEnv({ CAPFLOW_AWS_RETRY_TIMEOUT: '2m' })).to.deep.equal({ maxElapsedMs: 120_000 });
     expect(() => retryPolicyFromEnv({ CAPFLOW_AWS_RETRIES: 'many' })).to.throw(/CAPFLOW_AWS_RETRIES/).with.property('code', 'ENV_INVALID');
     expect(() => retryPolicyFromEnv({ CAPFLOW_AWS_RETRY_TIMEOUT: '1h' })).to.throw(/CAPFLOW_AWS_RETRY_TIMEOUT/);
+    expect(retryPolicyFromEnv({ CAPFLOW_AWS_ATTEMPT_TIMEOUT: '20s' })).to.deep.equal({ attemptTimeoutMs: 20_000 });
+    expect(() => retryPolicyFromEnv({ CAPFLOW_AWS_ATTEMPT_TIMEOUT: '0' }), 'no attempt without a timeout').to.throw(/CAPFLOW_AWS_ATTEMPT_TIMEOUT/).with.property('code', 'ENV_INVALID');
   });
 });

@@ -66,7 +66,7 @@ describe('gitops spec loads in worker threads', function () {
     await p.load(okDir, displayRootOf(okDir)).catch(() => undefined); // a started worker: the limit counts from its first load
     const threads = p.threads;
     const result = await p.load(hugeDir, displayRootOf(hugeDir));
-    expect(result).to.deep.equal({ errors: ['clusters/test: loading the spec took longer than 0.1 s; refused (a folder that slow to read is huge or hostile)'], warnings: [] });
+    expect(result).to.deep.equal({ errors: ['clusters/test: loading the spec took longer than 0.1 s; refused (a folder that slow to read is huge or hostile; if it is meant, raise --spec-load-timeout)'], warnings: [] });
     expect(threads).to.equal(1);
     // the pool goes on: the next load is answered (by a new worker), not left hanging
     const next = await p.load(okDir, displayRootOf(okDir));
@@ -76,7 +76,7 @@ describe('gitops spec loads in worker threads', function () {
   it('a load over the memory limit is answered as invalid (the worker, not the process, runs out); the pool goes on with a new worker', async () => {
     const p = pool({ maxHeapMb: 32 });
     const { result, maxGapMs } = await maxTimerGap(() => p.load(hugeDir, displayRootOf(hugeDir)));
-    expect('errors' in result && result.errors).to.deep.equal(['clusters/test: loading the spec needed more than 32 MB of memory; refused (a folder that large to read is huge or hostile)']);
+    expect('errors' in result && result.errors).to.deep.equal(['clusters/test: loading the spec needed more than 32 MB of memory; refused (a folder that large to read is huge or hostile; if it is meant, raise --spec-load-memory: a folder of short keys at the spec size limits needs about 300 MB)']);
     expect(maxGapMs, 'longest gap between timer ticks (ms)').to.be.below(1_000);
     expect(await p.load(okDir, displayRootOf(okDir))).to.have.property('specHash');
   });

@@ -50,7 +50,7 @@ describe('spec hash', function () {
   }
 
   const changed: Array<{ name: string; files: Record<string, string> }> = [
-    { name: 'control plane replicas 3 → 4', files: minimalAws({ 'control-plane.yaml': CONTROL_PLANE.replace('replicas: 3', 'replicas: 4') }) },
+    { name: 'control plane replicas 3 → 5', files: minimalAws({ 'control-plane.yaml': CONTROL_PLANE.replace('replicas: 3', 'replicas: 5') }) },
     { name: 'a different region', files: minimalAws({ 'cluster.yaml': `${CLUSTER}---\n${AWS_CLUSTER.replace('us-east-1', 'us-west-2')}` }) },
     { name: 'a label added', files: minimalAws({ 'cluster.yaml': `${CLUSTER.replace('    cni: calico\n', '    cni: calico\n    env: dev\n')}---\n${AWS_CLUSTER}` }) },
     { name: 'a non-default value for a defaulted field', files: minimalAws({ 'control-plane.yaml': CONTROL_PLANE.replace('  replicas: 3\n', '  replicas: 3\n  rolloutStrategy:\n    rollingUpdate:\n      maxSurge: 0\n') }) },

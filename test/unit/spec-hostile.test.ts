@@ -167,6 +167,106 @@ describe('hostile and broken cluster folders', function () {
     });
   });
 
+  describe('what the machines would refuse, found by validation', () => {
+    table([
+      { name: 'two stacked etcd control planes, should ask for an odd number', change: (d) => edit(d, 'control-plane.yaml', 'replicas: 3', 'replicas: 2'), expect: /control-plane\.yaml:\d+:\d+ KubeadmControlPlane\/aws-dev-control-plane spec\.replicas: 2 control plane replicas with stacked etcd: etcd needs an odd number of members/, count: 1 },
+      { name: 'an EBS volume type that does not exist, and a volume larger than EBS makes', change: (d) => edit(d, 'control-plane.yaml', /size: 50\n(\s+)type: gp3/, 'size: 99999999\n$1type: gp9'), expect: /rootVolume\.size: 99999999 GiB is larger than any EBS volume[\s\S]*rootVolume\.type: "gp9" is not an EBS volume type/, count: 2 },
+      { name: 'a file with both content and contentFrom in a KubeadmConfigTemplate', change: (d) => edit(d, 'workers.yaml', /(^kind: KubeadmConfigTemplate\n(?:.*\n)*? {4}spec:\n)/m, '$1      files:\n      - path: /etc/x\n        content: x\n        contentFrom:\n          secret: {name: s, key: k}\n'), expect: /workers\.yaml:\d+:\d+ KubeadmConfigTemplate\/aws-dev-workers spec\.template\.spec\.files\[0\]: file \/etc\/x has both content and contentFrom; keep one/, count: 1 },
+      { name: 'instance data capflow does not fill in ({{ ds.meta_data.hostname }})', change: (d) => edit(d, 'control-plane.yaml', "name: '{{ ds.meta_data.local_hostname }}'", "name: '{{ ds.meta_data.hostname }}'"), expect: /initConfiguration\.nodeRegistration\.name: \{\{ ds\.meta_data\.hostname \}\} is not instance data capflow's bootstrap fills in/, count: 1 },
+      { name: 'a million [ on one line is refused before parsing, at its line', change: (d) => writeFileSync(path.join(d, 'deep.yaml'), `apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: deep\ndata:\n  x: ${'['.repeat(1_000_000)}\n`), expect: /deep\.yaml:6:\d+ YAML: nesting deeper than 100 levels .*found before parsing/, count: 1 },
+      { name: 'compact sequences nested 200 deep on one line are refused before parsing', change: (d) => writeFileSync(path.join(d, 'deep.yaml'), `apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: deep\nbinaryData:\n${'- '.repeat(200)}x\n`), expect: /deep\.yaml:6:\d+ YAML: nesting deeper than 100 levels/, count: 1 },
+    ]);
+  });
+
+  it('documents ended with ... count against the document limit, and 200,000 of them never overflow the stack', async () => {
+    const { dir, root } = copyOf('aws-self-managed');
+    writeFileSync(path.join(dir, 'many.yaml'), 'a: 1\n...\n'.repeat(200_000));
+    const r = await problemsOf(dir, root);
+    expect(r.valid).to.equal(false);
+    expect(r.text).to.match(/the folder holds \d+ YAML documents, over the limit of 5000 per cluster folder \(most: clusters\/aws-self-managed\/many\.yaml 200001/);
+    expect(r.text).to.not.match(/stack|INTERNAL/i);
+  });
+
+  describe('more hostile cases (second audit)', () => {
+    const dropSpec = (d: string, file: string, kind: string): void => {
+      const text = readFileSync(path.join(d, file), 'utf8');
+      const docs = text.split(/^---\n/m);
+      const i = docs.findIndex((doc) => new RegExp(`^kind: ${kind}$`, 'm').test(doc));
+      expect(i, `${kind} in ${file}`).to.be.at.least(0);
+      docs[i] = (docs[i] as string).replace(/^spec:\n(?:[ #].*\n|\n)*/m, '');
+      writeFileSync(path.join(d, file), docs.join('---\n'));
+    };
+    table([
+      { name: 'a KubeadmControlPlane without spec, should say spec is missing and what it needs', change: (d) => dropSpec(d, 'control-plane.yaml', 'KubeadmControlPlane'), expect: /control-plane\.yaml:\d+:1 KubeadmControlPlane\/aws-dev-control-plane spec: missing required field `spec` \(a KubeadmControlPlane needs `spec\.kubeadmConfigSpec`, `spec\.machineTemplate`, `spec\.version`\)/, count: 1 },
+      { name: 'an AWSMachineTemplate without spec, should be refused, not launched without an instance type', change: (d) => dropSpec(d, 'control-plane.yaml', 'AWSMachineTemplate'), expect: /AWSMachineTemplate\/aws-dev-control-plane spec: missing required field `spec` \(an AWSMachineTemplate needs `spec\.template`\)/, count: 1 },
+      { name: 'a Cluster without spec, should name the missing spec (not "0 errors")', change: (d) => dropSpec(d, 'cluster.yaml', 'Cluster'), expect: /cluster\.yaml:\d+:1 Cluster\/aws-dev spec: missing required field `spec`/, count: 1 },
+      { name: 'a MachineDeployment whose template spec is empty, should say so at its line', change: (d) => edit(d, 'workers.yaml', /^ {4}spec:\n(?: {6}.*\n)+/m, '    spec:\n'), expect: /workers\.yaml:\d+:\d+ MachineDeployment\/aws-dev-md-0 spec\.template\.spec: missing required field `spec`/, count: 1 },
+      { name: 'a reference whose kind is a number, should be reported once, by the schema', change: (d) => edit(d, 'cluster.yaml', '    kind: AWSCluster\n', '    kind: 5\n'), expect: /spec\.infrastructureRef\.kind: must be string/, count: 1 },
+      { name: 'metadata written as a list, should be reported once, without "no Cluster found"', change: (d) => edit(d, 'cluster.yaml', /^metadata:\n {2}name: aws-dev\n {2}labels:\n {4}cni: calico\n/m, 'metadata: [aws-dev]\n'), expect: /cluster\.yaml:\d+:\d+ Cluster metadata: must be object/, count: 1 },
+      { name: 'an alias inside its own anchor (a list), should be refused, not overflow the stack', change: (d) => edit(d, 'cluster.yaml', 'team: platform', 'team: &r [x, *r]'), expect: /cluster\.yaml:\d+:\d+ YAML: alias \*r is inside the node its anchor &r names/, count: 1 },
+      { name: 'a ConfigMap whose data holds an alias to itself, should be refused, not overflow the stack', change: (d) => edit(d, 'addons.yaml', /^data:\n/m, 'data: &d\n  x: *d\n'), expect: /addons\.yaml:\d+:\d+ YAML: alias \*d is inside the node its anchor &d names/, count: 1 },
+      {
+        name: 'an alias bomb of maps, should be refused at the alias that passes the limit',
+        change: (d) =>
+          writeFileSync(
+            path.join(d, 'bomb.yaml'),
+            `apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: bomb\ndata:\n  l0: &l0 {a: x, b: x}\n${Array.from({ length: 20 }, (_, i) => `  l${i + 1}: &l${i + 1} {a: *l${i}, b: *l${i}, c: *l${i}}`).join('\n')}\n`,
+          ),
+        expect: /bomb\.yaml:(?:[7-9]|\d\d):\d+ YAML: aliases expand to too many nodes/,
+        count: 1,
+      },
+      { name: 'a merge key listing aliases from another document, should report the aliases only', change: (d) => edit(d, 'cluster.yaml', 'kind: AWSCluster\nmetadata:\n  name: aws-dev\n', 'kind: AWSCluster\nmetadata:\n  <<: [*a, *b]\n  name: aws-dev\n'), expect: /alias \*a names no anchor/, count: 2 },
+      { name: 'instance type t3.gigantic, should be refused (no such size)', change: (d) => edit(d, 'control-plane.yaml', 'instanceType: t3.large', 'instanceType: t3.gigantic'), expect: /instanceType: "t3\.gigantic" is not an EC2 instance type/ },
+      {
+        name: 'a security group rule port 70000 and an IPv4 block in ipv6CidrBlocks, should be refused at their fields',
+        change: (d) =>
+          edit(d, 'cluster.yaml', '  network:\n', '  network:\n    additionalControlPlaneIngressRules:\n    - description: x\n      protocol: tcp\n      fromPort: 70000\n      toPort: 22\n      ipv6CidrBlocks:\n      - 10.0.0.0/8\n'),
+        expect: /fromPort: fromPort 70000 is not a port[^]*ipv6CidrBlocks\[0\]: "10\.0\.0\.0\/8" is not an IPv6 block/,
+        count: 2,
+      },
+      { name: 'Kubernetes v01.31.4 (a leading zero kubeadm refuses)', change: (d) => edit(d, 'control-plane.yaml', 'version: v1.31.4', 'version: v01.31.4'), expect: /"v01\.31\.4" is not a Kubernetes version/ },
+      { name: 'Kubernetes v1.31.1000 (no such patch)', change: (d) => edit(d, 'control-plane.yaml', 'version: v1.31.4', 'version: v1.31.1000'), expect: /Kubernetes v1\.31\.1000 does not exist/ },
+      {
+        name: 'a subnet block /33, should be reported once',
+        change: (d) => edit(d, 'cluster.yaml', '      availabilityZoneSelection: Ordered\n', '      availabilityZoneSelection: Ordered\n    subnets:\n    - id: a\n      cidrBlock: 10.0.0.0/33\n      availabilityZone: us-east-1a\n      isPublic: true\n'),
+        expect: /subnets\[0\]\.cidrBlock: "10\.0\.0\.0\/33" has a prefix longer than an IPv4 address/,
+        count: 1,
+      },
+      { name: 'an application load balancer for the API server, refused before provision-vpc makes the VPC', change: (d) => edit(d, 'cluster.yaml', 'loadBalancerType: nlb', 'loadBalancerType: alb'), expect: /spec\.controlPlaneLoadBalancer\.loadBalancerType: an application load balancer cannot carry the API server/, count: 1 },
+      { name: 'an NLB with an SSL health check, refused before provision-vpc makes the VPC', change: (d) => edit(d, 'cluster.yaml', 'healthCheckProtocol: HTTPS', 'healthCheckProtocol: SSL'), expect: /healthCheckProtocol: SSL is not a health check protocol of an nlb load balancer/, count: 1 },
+      { name: 'a user VPC id that is not one', change: (d) => edit(d, 'cluster.yaml', '      cidrBlock: 10.0.0.0/16\n', '      id: my-vpc\n'), expect: /spec\.network\.vpc\.id: "my-vpc" is not a VPC id/ },
+      { name: '!!float on an integer, which the parser would keep as a string', change: (d) => edit(d, 'cluster.yaml', 'team: platform', 'team: !!float 1'), expect: /cluster\.yaml:\d+:\d+ YAML: the value does not read as its YAML tag !!float says/, count: 1 },
+      { name: 'a NUL byte in a value, should be refused at its line (go-yaml refuses control characters)', change: (d) => edit(d, 'cluster.yaml', 'team: platform', 'team: plat\u0000form'), expect: /cluster\.yaml:43:15 the file holds the control character U\+0000/, count: 1 },
+      { name: 'replicas .inf, should print Infinity, not null', change: (d) => edit(d, 'workers.yaml', 'replicas: 3', 'replicas: .inf'), expect: /spec\.replicas: must be <= 2147483647 \(got Infinity\)/ },
+    ]);
+    it('a Latin-1 byte, should be located at its line and column', async () => {
+      const { dir, root } = copyOf('aws-self-managed');
+      const text = readFileSync(path.join(dir, 'cluster.yaml'), 'utf8').replace('team: platform', 'team: pl\u00e4tform');
+      writeFileSync(path.join(dir, 'cluster.yaml'), Buffer.from(text, 'latin1'));
+      const r = await problemsOf(dir, root);
+      expect(r.text).to.match(/^clusters\/aws-self-managed\/cluster\.yaml:43:13 the file is not valid UTF-8 \(first bad byte on line 43\)/);
+    });
+    it('40,000 merge keys, should be refused in seconds (alias lookups were quadratic)', async () => {
+      const { dir, root } = copyOf('aws-self-managed');
+      writeFileSync(path.join(dir, 'merges.yaml'), `apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: m\nx:\n  base: &a {k: v}\n${Array.from({ length: 40_000 }, (_, i) => `  m${i}: {<<: *a}`).join('\n')}\n`);
+      const started = Date.now();
+      const r = await problemsOf(dir, root);
+      expect(Date.now() - started).to.be.below(20_000);
+      expect(r.text).to.match(/merges\.yaml:\d+:\d+ YAML: aliases expand to too many nodes/);
+    });
+    for (const [name, change] of [
+      ['an AWSCluster without spec (nothing in it is required: us-east-1, a computed layout)', (d: string) => dropSpec(d, 'cluster.yaml', 'AWSCluster')],
+      ['a file with classic Mac line ends (CR only), as go-yaml reads them', (d: string) => writeFileSync(path.join(d, 'cluster.yaml'), readFileSync(path.join(d, 'cluster.yaml'), 'utf8').replace(/\n/g, '\r'))],
+    ] as const) {
+      it(`${name}, should be valid`, async () => {
+        const { dir, root } = copyOf('aws-self-managed');
+        change(dir);
+        const r = await problemsOf(dir, root);
+        expect(r.valid, r.text).to.equal(true);
+      });
+    }
+  });
+
   describe('every key of every example misspelt, then removed, in turn: a located problem or a valid folder, never a crash', () => {
     for (const example of EXAMPLES) {
       it(`${example}: each key renamed and each key line removed, should never throw and every error should name its file and line`, async () => {

@@ -175,6 +175,15 @@ describe('upstream kinds capflow does not act on', function () {
     ['ROSAMachinePool', 'infrastructure.cluster.x-k8s.io/v1beta2'],
     ['ROSANetwork', 'infrastructure.cluster.x-k8s.io/v1beta2'],
     ['ROSARoleConfig', 'infrastructure.cluster.x-k8s.io/v1beta2'],
+    ['ROSAOCMRoleConfig', 'infrastructure.cluster.x-k8s.io/v1beta2'],
+    ['AWSManagedMachinePoolTemplate', 'infrastructure.cluster.x-k8s.io/v1beta2'],
+    ['AWSMachinePoolTemplate', 'infrastructure.cluster.x-k8s.io/v1beta2'],
+    ['AWSServiceAccountIdentity', 'infrastructure.cluster.x-k8s.io/v1beta2'],
+    // The BYOH provider's kinds beside the ones capflow reads (ByoCluster, ByoMachineTemplate).
+    ['ByoClusterTemplate', 'infrastructure.cluster.x-k8s.io/v1beta1'],
+    ['K8sInstallerConfig', 'infrastructure.cluster.x-k8s.io/v1beta1'],
+    ['K8sInstallerConfigTemplate', 'infrastructure.cluster.x-k8s.io/v1beta1'],
+    ['BootstrapKubeconfig', 'infrastructure.cluster.x-k8s.io/v1beta1'],
   ];
   it('each gets the same "kind X is not supported yet" problem (unsupported-kind) at its kind, never "unknown kind"', async () => {
     const docs = kinds.map(([kind, apiVersion], i) => `apiVersion: ${apiVersion}\nkind: ${kind}\nmetadata:\n  name: x${i}\nspec: {}\n`).join('---\n');
@@ -184,6 +193,94 @@ describe('upstream kinds capflow does not act on', function () {
     const got = problems.filter((p) => p.file === 'clusters/test/upstream.yaml').map((p) => `${p.line}:${p.column} ${p.code} ${p.message}`);
     expect(got).to.deep.equal(kinds.map(([kind], i) => `${i * 6 + 2}:7 unsupported-kind kind ${kind} is not supported yet`));
     for (const p of problems.filter((q) => q.code === 'unsupported-kind')) expect(p.hint, p.kind).to.be.a('string').and.not.equal('');
+  });
+});
+
+/** A ROSA HCP folder written in the shape of CAPA's ROSA templates (our own text): every ROSA kind, names cut with ${VAR:0:54}. */
+const ROSA_TEMPLATE = `apiVersion: cluster.x-k8s.io/v1beta1
+kind: Cluster
+metadata:
+  name: "\${CLUSTER_NAME}"
+spec:
+  clusterNetwork:
+    pods:
+      cidrBlocks: ["192.168.0.0/16"]
+  infrastructureRef:
+    apiVersion: infrastructure.cluster.x-k8s.io/v1beta2
+    kind: ROSACluster
+    name: "\${CLUSTER_NAME}"
+  controlPlaneRef:
+    apiVersion: controlplane.cluster.x-k8s.io/v1beta2
+    kind: ROSAControlPlane
+    name: "\${CLUSTER_NAME}-control-plane"
+---
+apiVersion: infrastructure.cluster.x-k8s.io/v1beta2
+kind: ROSACluster
+metadata:
+  name: "\${CLUSTER_NAME}"
+spec: {}
+---
+apiVersion: controlplane.cluster.x-k8s.io/v1beta2
+kind: ROSAControlPlane
+metadata:
+  name: "\${CLUSTER_NAME}-control-plane"
+spec:
+  rosaClusterName: \${CLUSTER_NAME:0:54}
+  domainPrefix: \${CLUSTER_NAME:0:15}
+  version: "\${OPENSHIFT_VERSION}"
+  region: "\${AWS_REGION}"
+  installerRoleARN: "arn:aws:iam::\${AWS_ACCOUNT_ID}:role/\${ACCOUNT_ROLES_PREFIX}-HCP-ROSA-Installer-Role"
+  subnets:
+  - "\${PRIVATE_SUBNET_ID}" # a private cluster
+  availabilityZones:
+  - "\${AWS_REGION}a"
+---
+apiVersion: cluster.x-k8s.io/v1beta1
+kind: MachinePool
+metadata:
+  name: "\${CLUSTER_NAME}-pool-0"
+spec:
+  clusterName: "\${CLUSTER_NAME}"
+  replicas: 2
+  template:
+    spec:
+      clusterName: "\${CLUSTER_NAME}"
+      bootstrap:
+        dataSecretName: ""
+      infrastructureRef:
+        apiVersion: infrastructure.cluster.x-k8s.io/v1beta2
+        kind: ROSAMachinePool
+        name: "\${CLUSTER_NAME}-pool-0"
+---
+apiVersion: infrastructure.cluster.x-k8s.io/v1beta2
+kind: ROSAMachinePool
+metadata:
+  name: "\${CLUSTER_NAME}-pool-0"
+spec:
+  nodePoolName: "\${CLUSTER_NAME:0:15}-0"
+  instanceType: m5.xlarge
+  subnet: "\${PRIVATE_SUBNET_ID}"
+  version: "\${OPENSHIFT_VERSION}"
+`;
+
+describe('a ROSA folder (the shape of the CAPA ROSA templates, with cluster.env)', function () {
+  this.timeout(60_000);
+  after(cleanupSpecFolders);
+
+  it('substitutes every variable (${CLUSTER_NAME:0:54} included) and reports each ROSA kind as "not supported yet", never an unknown kind', async () => {
+    const env = 'CLUSTER_NAME=rosa-hcp-dev\nOPENSHIFT_VERSION=4.17.3\nAWS_REGION=us-east-1\nAWS_ACCOUNT_ID=123456789012\nACCOUNT_ROLES_PREFIX=capa\nPRIVATE_SUBNET_ID=subnet-0b\n';
+    const dir = await specFolder({ 'cluster-template-rosa.yaml': ROSA_TEMPLATE, 'cluster.env': env });
+    const { problems } = await validateClusterSpec(dir, { displayRoot: displayRootOf(dir) });
+    expect(codes(problems).filter((c) => c.startsWith('variable') || c === 'unknown-kind' || c === 'vars-file')).to.deep.equal([]);
+    expect(problems.filter((p) => p.code === 'unsupported-kind').map((p) => `${p.line}:${p.column} ${p.message}`)).to.deep.equal([
+      '19:7 kind ROSACluster is not supported yet',
+      '25:7 kind ROSAControlPlane is not supported yet',
+      '57:7 kind ROSAMachinePool is not supported yet',
+    ]);
+    for (const line of ['v1.10', 'v1.11'] as const) {
+      const pinned = await validateClusterSpec(dir, { displayRoot: displayRootOf(dir), capiLine: line });
+      expect(pinned.problems.filter((p) => p.code === 'unsupported-kind').map((p) => p.kind), line).to.deep.equal(['ROSACluster', 'ROSAControlPlane', 'ROSAMachinePool']);
+    }
   });
 });
 

@@ -183,6 +183,8 @@ describe('spec variables carried by the cluster folder (cluster.env)', function 
     const escapes: Array<{ name: string; param: () => Promise<string> }> = [
       { name: 'a relative path climbing out of the checkout', param: async () => '../outside/shadow' },
       { name: 'an absolute path outside the checkout', param: async () => path.join(outside, 'shadow') },
+      // Refused as outside whether or not the file exists there: the answer is no probe of the host's files.
+      { name: 'a path outside the checkout that does not exist', param: async () => '../../no/such/file.env' },
       {
         name: 'a symlink inside the checkout leading out of it',
         param: async () => {
@@ -222,7 +224,29 @@ describe('spec variables carried by the cluster folder (cluster.env)', function 
       const token = 's3cretvalue42';
       const r = await step(['-p', 'use-env=true'], { CLUSTER_NAME: token, MY_API_TOKEN: token });
       expect(r.code).to.equal(2);
-      expect(summaryOf(r).error?.code).to.equal('VARIABLE_SECRET');
+      // The loader already refuses a value holding a credential variable's value (before anything
+      // is printed); the step's own last net (VARIABLE_SECRET) is behind it.
+      expect(summaryOf(r).error?.code).to.equal('SPEC_INVALID');
+      expect(summaryOf(r).error?.message).to.contain('the value of CLUSTER_NAME looks like a credential');
+      expect(r.outputs).to.deep.equal({});
+      expect(r.stdout + r.stderr + JSON.stringify(r.outputs)).to.not.contain(token);
+    });
+
+    it('capflow validate --env and render --env refuse such a value too, printing nothing of it', async () => {
+      const token = 's3cretvalue42';
+      for (const args of [['validate', path.join(repo, 'clusters', 'dev'), '--env', '--json'], ['render', path.join(repo, 'clusters', 'dev'), '--env']]) {
+        const r = await spawnCapflow(args, { cwd: work, env: { CLUSTER_NAME: `x${token}`, MY_API_TOKEN: token } }).done;
+        expect(r.code, args[0]).to.equal(2);
+        expect(r.stdout + r.stderr, args[0]).to.contain('the value of CLUSTER_NAME looks like a credential').and.not.contain(token);
+      }
+    });
+
+    it('a cluster.env value equal to a credential variable of the environment is refused at its line', async () => {
+      const token = 's3cretvalue42';
+      await writeFile(path.join(repo, 'clusters', 'dev', 'cluster.env'), `CLUSTER_NAME=${token}\n`);
+      const r = await step([], { MY_API_TOKEN: token });
+      expect(r.code).to.equal(2);
+      expect(summaryOf(r).error?.message).to.contain('cluster.env:1:1 the value of CLUSTER_NAME looks like a credential');
       expect(r.stdout + r.stderr + JSON.stringify(r.outputs)).to.not.contain(token);
     });
 

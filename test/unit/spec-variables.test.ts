@@ -199,6 +199,12 @@ describe('spec variables (clusterctl ${VAR} forms)', function () {
       { name: '${VAR=default} takes the default for an empty value, as envsubst does', text: '${EMPTY=d}', expected: 'd' },
       { name: '$${ writes a literal ${ and substitutes nothing', text: 'echo $${HOME} ${X:0:1}', expected: 'echo ${HOME} a' },
       { name: 'a lone $ and $VAR without braces stay as written', text: 'cost $5 $X', expected: 'cost $5 $X' },
+      // The $$ cases below are what drone/envsubst (clusterctl's) gives for the same text and values.
+      { name: '$$ is one literal $ wherever it stands, as envsubst reads it', text: 'pid: $$ x: $$(date) $$X', expected: 'pid: $ x: $(date) $X' },
+      { name: '$$ pairs collapse left to right: $$${VAR} is a $ then the value', text: '$$${X}|$$$$|a$$$b', expected: '$abcdef|$$|a$$b' },
+      { name: '$$$${VAR} is a literal $${VAR}', text: '$$$${X}', expected: '$${X}' },
+      { name: '$$ in the text and replacement of ${VAR/text/repl} is one $', text: '${M/$$/_}|${D//-/$$}', expected: 'a_b$|a$b$c', vars: { M: 'a$b$' } },
+      { name: '$$ in a default is kept as written (envsubst does not unescape there)', text: '${NOPE:-a$$b}', expected: 'a$$b' },
     ];
     for (const c of cases) {
       it(c.name, () => {
@@ -359,6 +365,32 @@ describe('spec variables (clusterctl ${VAR} forms)', function () {
       } finally {
         delete process.env.AWS_SECRET_ACCESS_KEY;
       }
+    });
+
+    it('a value holding the value of a credential variable of the environment is refused under any name (--env, use-env) and never printed', async () => {
+      const dir = await specFolder(configMap('  a: ${OWNER}\n  b: x-${COPY:0:20}'));
+      process.env.AWS_SECRET_ACCESS_KEY = SECRET;
+      process.env.OWNER = SECRET;
+      process.env.COPY = `prefix-${SECRET}`;
+      try {
+        const { model, problems } = await validateClusterSpec(dir, { useEnv: true, displayRoot: displayRootOf(dir) });
+        expect(model).to.equal(undefined);
+        expect(problems.map((p) => `${p.line}:${p.column} ${p.code}`)).to.deep.equal(['6:6 variable-secret', '7:8 variable-secret']);
+        expect(JSON.stringify(problems)).to.not.contain(SECRET.slice(0, 12));
+      } finally {
+        delete process.env.AWS_SECRET_ACCESS_KEY;
+        delete process.env.OWNER;
+        delete process.env.COPY;
+      }
+    });
+
+    it('a URL carrying a password is a credential value; a plain user@ is not', async () => {
+      const dir = await specFolder(configMap('  a: "${REPO}"'));
+      const refused = await validateClusterSpec(dir, { vars: { REPO: 'https://admin:pa55w0rd@git.example.com/x.git' }, displayRoot: displayRootOf(dir) });
+      expect(refused.problems.map((p) => p.code)).to.deep.equal(['variable-secret']);
+      expect(JSON.stringify(refused.problems)).to.not.contain('pa55w0rd');
+      const fine = await validateClusterSpec(dir, { vars: { REPO: 'ssh://git@git.example.com:22/x.git' }, displayRoot: displayRootOf(dir) });
+      expect(fine.problems.filter((p) => p.severity === 'error').map(formatProblem)).to.deep.equal([]);
     });
 
     it('a value shaped like a credential (an AWS access key id) is refused under any name and never printed', async () => {
