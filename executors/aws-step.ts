@@ -1,13 +1,34 @@
 /**
- * What the AWS steps share: their duration parameters, and loading the
- * cluster for --delete, which must also work when the cluster folder is
- * gone (then -p cluster-name and -p region say what to delete).
+ * What the AWS steps share: their duration parameters, loading the cluster
+ * for --delete (which must also work when the cluster folder is gone: then
+ * -p cluster-name and -p region say what to delete), the self-managed
+ * cluster and network they need, and their scope.
  */
 import path from 'node:path';
 import type { StepContext } from '../src/core/executor.js';
 import { InputError, isCapflowError } from '../src/core/errors.js';
 import type { StepOptions } from '../src/core/executor.js';
-import { loadClusterSpec, type ClusterModel, type LoadOptions } from '../src/spec/index.js';
+import { loadClusterSpec, type AWSCluster, type ClusterModel, type KubeadmControlPlane, type LoadOptions } from '../src/spec/index.js';
+import { readStepStatus } from '../src/core/status.js';
+import { makeScope, type ClusterScope } from '../src/aws/index.js';
+
+/** What provision-vpc keeps in the status secret for the steps after it. */
+export interface ProvisionVpcStatus {
+  revision: string;
+  region: string;
+  vpcId: string;
+  vpcManaged: boolean;
+  /** The VPC whose DNS hostnames/support this step set or verified. */
+  dnsVerifiedFor?: string;
+  subnets: Array<{ id: string; az: string; cidr: string; public: boolean }>;
+  internetGatewayId?: string;
+  natGatewayIds: Record<string, string>;
+  routeTableIds: Record<string, string>;
+  securityGroupIds: Record<string, string>;
+  apiServerDns: string;
+  targetGroupArn: string;
+  bastionAddress: string;
+}
 
 /** JSON-schema pattern of a duration parameter: 600, 600s, 10m, 500ms. */
 export const DURATION_PATTERN = '^(\\d+(ms|s|m)?)?$';
@@ -50,4 +71,25 @@ export async function loadAwsClusterForDelete(ctx: StepContext): Promise<{ model
     ctx.log.warn('Cluster folder is gone; deleting by cluster name', { clusterName: params['cluster-name'], region: fallbackRegion });
     return { clusterName: params['cluster-name'], region: fallbackRegion };
   }
+}
+
+/** Narrows the model to an AWS self-managed cluster, or refuses the step. */
+export function requireKubeadmAwsCluster(model: ClusterModel, step: string): asserts model is ClusterModel & { infrastructure: AWSCluster; controlPlane: KubeadmControlPlane } {
+  if (model.infrastructure.kind !== 'AWSCluster' || model.controlPlane.kind !== 'KubeadmControlPlane') {
+    throw new InputError('PROVIDER_NOT_AWS', `cluster ${model.name} is a ${model.provider} cluster; ${step} works on an AWS self-managed cluster (AWSCluster + KubeadmControlPlane)`);
+  }
+}
+
+export async function requireNetwork(ctx: StepContext, clusterName: string): Promise<ProvisionVpcStatus> {
+  const vpc = await readStepStatus<ProvisionVpcStatus>(ctx.secrets, clusterName, 'provision-vpc');
+  if (!vpc) throw new InputError('NETWORK_MISSING', `cluster ${clusterName} has no network in its status secret: run provision-vpc first`, { hint: 'capflow step provision-vpc --cluster-dir ...' });
+  return vpc;
+}
+
+export function bootstrapScope(ctx: StepContext, model: { name: string; region: string; additionalTags?: Record<string, string> }, instanceMs?: number): ClusterScope {
+  return makeScope(
+    ctx.aws,
+    { clusterName: model.name, region: model.region, revision: ctx.options.revision, specPath: ctx.options.clusterPath, ...(model.additionalTags ? { additionalTags: model.additionalTags } : {}) },
+    { log: ctx.log, dryRun: ctx.options.dryRun, signal: ctx.signal, timeouts: instanceMs !== undefined ? { instanceMs } : {} },
+  );
 }

@@ -9,18 +9,40 @@
  */
 import path from 'node:path';
 import type { Executor, StepContext } from '../src/core/executor.js';
-import { DELETE_TARGET_PARAMS, DURATION_PATTERN, loadAwsClusterForDelete, parseDuration, specLoadOptions } from './aws-step.js';
+import { DELETE_TARGET_PARAMS, DURATION_PATTERN, loadAwsClusterForDelete, parseDuration, requireKubeadmAwsCluster, requireNetwork, specLoadOptions } from './aws-step.js';
 import { InputError } from '../src/core/errors.js';
 import { readStepStatus, removeStepStatus, writeStepStatus } from '../src/core/status.js';
-import { makeScope, type ClusterScope } from '../src/aws/index.js';
+import { Plan, makeScope, type ClusterScope } from '../src/aws/index.js';
 import type { Machine } from '../src/aws/instances.js';
 import type { RefreshState } from '../src/aws/machine-pools.js';
-import { deleteClusterMachines, desiredGroups, formatInventory, reconcileClusterMachines } from '../src/aws/machines.js';
+import { deleteClusterMachines, desiredGroups, formatInventory, reconcileClusterMachines, type MachineGroup } from '../src/aws/machines.js';
+import { describeMachines } from '../src/aws/instances.js';
 import { AutoScalingClient } from '@aws-sdk/client-auto-scaling';
-import { loadClusterSpec } from '../src/spec/index.js';
+import { FieldProblems, loadClusterSpec, type ClusterModel } from '../src/spec/index.js';
+import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
+import { clusterSecretName } from '../src/bootstrap/pki.js';
+import { BootstrapSession } from '../src/bootstrap/session.js';
 import type { ProvisionVpcStatus } from './provision-vpc.js';
 
 export const STEP_ID = 'launch-nodes';
+
+/**
+ * The cluster's bootstrap when its API server exists (kubeadm-init wrote the kubeconfig): join data,
+ * Node readiness for the rounds and the drain before a machine goes. Undefined before that.
+ */
+async function bootstrapSessionFor(ctx: StepContext, model: ClusterModel, scope: ClusterScope, vpc: ProvisionVpcStatus, options: LaunchNodesOptions): Promise<BootstrapSession | undefined> {
+  if (!(await ctx.secrets.get(clusterSecretName(model.name, 'kubeconfig')))) return undefined;
+  const drainTimeoutMs = parseDuration(ctx.options.params['drain-timeout'], 'drain-timeout');
+  return new BootstrapSession({
+    store: ctx.secrets,
+    model,
+    scope,
+    secretsManager: ctx.aws.get(SecretsManagerClient, scope.region),
+    apiServerDns: vpc.apiServerDns,
+    log: ctx.log,
+    ...((drainTimeoutMs ?? options.drainTimeoutMs) !== undefined ? { drainTimeoutMs: drainTimeoutMs ?? options.drainTimeoutMs } : {}),
+  });
+}
 
 /** Pools whose instance refresh is owed, kept in the status secret so a crash cannot lose it. */
 function poolRefreshState(ctx: StepContext, clusterName: string): RefreshState {
@@ -37,6 +59,32 @@ function poolRefreshState(ctx: StepContext, clusterName: string): RefreshState {
       else await removeStepStatus(ctx.secrets, clusterName, key);
     },
   };
+}
+
+/**
+ * Removing a stacked etcd control plane machine needs its etcd member removed first (Cluster API
+ * does it through the etcd pod); capflow does not do that yet, and a machine terminated with its
+ * member in place costs the cluster quorum. So a change that would remove control plane machines
+ * (fewer replicas, or a new template or version that rolls them) is refused before any change.
+ */
+async function refuseControlPlaneRemovals(scope: ClusterScope, model: ClusterModel, group: MachineGroup): Promise<void> {
+  const live = (await describeMachines(scope)).live.filter((m) => m.group === group.name && (m.state === 'running' || m.state === 'pending'));
+  const outdated = live.filter((m) => m.templateHash !== group.hash || !group.failureDomains.includes(m.az));
+  if (outdated.length === 0 && live.length <= group.replicas) return;
+  const problems = new FieldProblems(model);
+  const kcp = { kind: model.controlPlane.kind, name: model.controlPlane.metadata.name };
+  if (outdated.length > 0) {
+    problems.add(kcp, ['spec', 'version'], 'unsupported-feature', `replacing the ${outdated.length} running control plane machine(s) of another template or version is not supported yet: their etcd members would be left behind`, 'keep the control plane template and version as they run; upgrades come with a later release');
+  } else {
+    problems.add(kcp, ['spec', 'replicas'], 'unsupported-feature', `scaling the control plane down from ${live.length} to ${group.replicas} is not supported yet: the removed machines' etcd members would be left behind`);
+  }
+  problems.throwIfAny();
+}
+
+/** Plan entries that create, update or delete: cluster-plan sums them as drift. */
+function changesOf(scope: ClusterScope): string {
+  const c = scope.plan.counts();
+  return String(c.create + c.update + c.delete);
 }
 
 export function bootstrapSecretName(clusterName: string): string {
@@ -76,8 +124,9 @@ const record = (m: Machine): MachineRecord => ({
 
 
 export interface LaunchNodesOptions {
-  /** The drain hook, called before a machine is terminated (default: logs that join-workers drains). */
+  /** The drain hook, called before a machine is terminated (default: the Node drained and deleted once the cluster has an API server). */
   beforeRemove?: (machine: Machine) => Promise<void>;
+  drainTimeoutMs?: number;
 }
 
 export function makeLaunchNodes(options: LaunchNodesOptions = {}): Executor {
@@ -92,10 +141,11 @@ export function makeLaunchNodes(options: LaunchNodesOptions = {}): Executor {
       properties: {
         'instance-timeout': { type: 'string', pattern: DURATION_PATTERN, description: 'how long the rounds may wait for machines to run (e.g. 10m)' },
         'poll-interval': { type: 'string', pattern: DURATION_PATTERN, description: 'delay between rounds while machines are pending (default 2s)' },
+        'drain-timeout': { type: 'string', pattern: DURATION_PATTERN, description: 'how long a Node may take to drain before its machine goes (default 5m)' },
         ...DELETE_TARGET_PARAMS,
       },
     },
-    outputSchema: { type: 'object', additionalProperties: false, required: ['machines'], properties: { machines: { type: 'string' } } },
+    outputSchema: { type: 'object', additionalProperties: false, required: ['machines', 'changes'], properties: { machines: { type: 'string' }, changes: { type: 'string' } } },
     async run(ctx) {
       const pollMs = parseDuration(ctx.options.params['poll-interval'], 'poll-interval');
       if (ctx.options.delete) {
@@ -105,35 +155,46 @@ export function makeLaunchNodes(options: LaunchNodesOptions = {}): Executor {
         const gone = await deleteClusterMachines(scope, ctx.aws.get(AutoScalingClient, region), { ...(vpc?.targetGroupArn ? { targetGroupArn: vpc.targetGroupArn } : {}), ...(pollMs !== undefined ? { pollMs } : {}) });
         if (ctx.options.dryRun) ctx.log.info(`Plan:\n${scope.plan.format()}`);
         else await removeStepStatus(ctx.secrets, clusterName, STEP_ID);
-        return { outputs: { machines: '[]' }, summary: { plan: scope.plan.counts(), terminated: gone.length } };
+        return { outputs: { machines: '[]', changes: changesOf(scope) }, summary: { plan: scope.plan.counts(), terminated: gone.length } };
       }
 
       const model = await loadClusterSpec(path.resolve(ctx.options.repoDir, ctx.options.clusterPath), specLoadOptions(ctx.options));
-      if (model.infrastructure.kind !== 'AWSCluster' || model.controlPlane.kind !== 'KubeadmControlPlane') {
-        throw new InputError('PROVIDER_NOT_AWS', `cluster ${model.name} is a ${model.provider} cluster; launch-nodes launches the machines of an AWS self-managed cluster (AWSCluster + KubeadmControlPlane)`);
+      requireKubeadmAwsCluster(model, STEP_ID);
+      const known = await readStepStatus<ProvisionVpcStatus>(ctx.secrets, model.name, 'provision-vpc');
+      if (!known && ctx.options.dryRun) {
+        // cluster-plan of a cluster not made yet: every machine is to be made, after its network.
+        const plan = new Plan();
+        plan.record({ resource: 'machine', name: 'control-plane', action: 'create', detail: `${(model.controlPlane.spec as { replicas?: number }).replicas ?? 1} machines, once provision-vpc made the network` });
+        for (const md of model.machineDeployments) plan.record({ resource: 'machine', name: md.deployment.metadata.name, action: 'create', detail: `${md.deployment.spec.replicas ?? 1} machines, once provision-vpc made the network` });
+        ctx.log.info(`Plan:\n${plan.format()}`);
+        const c = plan.counts();
+        return { outputs: { machines: '[]', changes: String(c.create) }, summary: { plan: c } };
       }
-      const vpc = await readStepStatus<ProvisionVpcStatus>(ctx.secrets, model.name, 'provision-vpc');
-      if (!vpc) {
-        throw new InputError('NETWORK_MISSING', `cluster ${model.name} has no network in its status secret: run provision-vpc first`, { hint: 'capflow step provision-vpc --cluster-dir ...' });
-      }
+      const vpc = known ?? (await requireNetwork(ctx, model.name));
       // Checked before any AWS call: instance types, failure domains, rolling update parameters.
-      const groups = desiredGroups(model, vpc);
+      const specGroups = desiredGroups(model, vpc);
       const region = model.infrastructure.spec.region ?? vpc.region ?? ctx.aws.defaultRegion;
       const scope = scopeFor(ctx, model.name, region, model.infrastructure.spec.additionalTags);
       const subnetsByAz: Record<string, string> = {};
       for (const s of vpc.subnets) if (!s.public && !subnetsByAz[s.az]) subnetsByAz[s.az] = s.id;
 
+      // User data: a group's hand-made entry in the bootstrap secret when there is one; else
+      // rendered from its KubeadmConfig (the join data, its secret half in Secrets Manager).
       const secretName = bootstrapSecretName(model.name);
-      let bootstrap: Record<string, string> | undefined;
+      const handMade = (await ctx.secrets.get(secretName)) ?? {};
+      const kubeadm = await bootstrapSessionFor(ctx, model, scope, vpc, options);
+      // Stacked etcd members join a healthy cluster only: control planes join one at a time.
+      const groups = kubeadm ? specGroups.map((g) => (g.role === 'control-plane' ? { ...g, oneAtATime: true } : g)) : specGroups;
+      if (kubeadm) await refuseControlPlaneRemovals(scope, model, groups.find((g) => g.role === 'control-plane')!);
       const plainUserData = async (group: string): Promise<string> => {
-        bootstrap ??= (await ctx.secrets.get(secretName)) ?? {};
-        const data = bootstrap[group];
-        if (data === undefined) {
-          throw new InputError('BOOTSTRAP_MISSING', `no user data for ${group} in secret ${secretName}: the bootstrap step (kubeadm-init) must run first`, {
-            hint: 'run the kubeadm-init step (it writes the bootstrap secret), then run launch-nodes again',
+        const data = handMade[group];
+        if (data !== undefined) return data;
+        if (!kubeadm) {
+          throw new InputError('BOOTSTRAP_MISSING', `cluster ${model.name} has no API server yet (no ${clusterSecretName(model.name, 'kubeconfig')}), so ${group} cannot join`, {
+            hint: 'run kubeadm-init first (or put hand-made user data under the key ' + group + ' of the secret ' + secretName + ')',
           });
         }
-        return data;
+        return kubeadm.userData(group, BootstrapSession.joinRole(group));
       };
       const userData = async (group: string): Promise<string> => Buffer.from(await plainUserData(group), 'utf8').toString('base64');
       const subnetsByZone: Record<string, { public?: string; private?: string }> = {};
@@ -158,7 +219,8 @@ export function makeLaunchNodes(options: LaunchNodesOptions = {}): Executor {
         network: { subnetsByAz, ...(vpc.targetGroupArn ? { targetGroupArn: vpc.targetGroupArn } : {}) },
         userData,
         ...(sshKeyName ? { sshKeyName } : {}),
-        ...(options.beforeRemove ? { beforeRemove: options.beforeRemove } : {}),
+        ...(options.beforeRemove ? { beforeRemove: options.beforeRemove } : kubeadm ? { beforeRemove: (m: Machine) => kubeadm.removeNode(m) } : {}),
+        ...(kubeadm ? { readyMachines: (live: readonly Machine[]) => kubeadm.readyMachines(live) } : {}),
         ...(pollMs !== undefined ? { pollMs } : {}),
       });
       const records = machines.map(record);
@@ -168,7 +230,7 @@ export function makeLaunchNodes(options: LaunchNodesOptions = {}): Executor {
         ctx.log.info(`Machines:\n${formatInventory(machines)}`);
         await writeStepStatus(ctx.secrets, model.name, STEP_ID, { revision: ctx.options.revision, region, machines: records } satisfies LaunchNodesStatus);
       }
-      return { outputs: { machines: JSON.stringify(records) }, summary: { plan: scope.plan.counts(), machines: records.length, machinePools: pools.length } };
+      return { outputs: { machines: JSON.stringify(records), changes: changesOf(scope) }, summary: { plan: scope.plan.counts(), machines: records.length, machinePools: pools.length } };
     },
   };
 }

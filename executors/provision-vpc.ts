@@ -16,22 +16,8 @@ import { loadClusterSpec } from '../src/spec/index.js';
 export const STEP_ID = 'provision-vpc';
 
 /** What the status secret keeps under `provision-vpc`. */
-export interface ProvisionVpcStatus {
-  revision: string;
-  region: string;
-  vpcId: string;
-  vpcManaged: boolean;
-  /** The VPC whose DNS hostnames/support this step set or verified. */
-  dnsVerifiedFor?: string;
-  subnets: Array<{ id: string; az: string; cidr: string; public: boolean }>;
-  internetGatewayId?: string;
-  natGatewayIds: Record<string, string>;
-  routeTableIds: Record<string, string>;
-  securityGroupIds: Record<string, string>;
-  apiServerDns: string;
-  targetGroupArn: string;
-  bastionAddress: string;
-}
+import type { ProvisionVpcStatus } from './aws-step.js';
+export type { ProvisionVpcStatus };
 
 // `changes` counts plan entries that create, update or delete: made by a run, or
 // that a --dry-run would make. cluster-plan reports it, and the reconciler

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the test bed's local peers and tools (see testbed/README.md):
 #   Debian packages: openssh-server, cloud-init, openssl, iproute2, procps, util-linux, curl, hostname
-#   Python:          moto_server (pip 'moto[server]')
+#   Python:          moto_server (pip 'moto[server]'), the AWS CLI (pip 'awscli': machines fetch
+#                    their bootstrap payload from Secrets Manager with it, as CAPA's images do)
 #   Go, built here:  etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubeadm, kubectl
 #                    (wrapper module testbed/go.mod), kwok, helm, argo
 # Each Go tool lands in ${CAPFLOW_TESTBED_CACHE:-$HOME/.cache/capflow-testbed}/<tool>/<version>/bin/<tool>
@@ -104,6 +105,15 @@ install_moto() {
   log "moto_server: pip install 'moto[server]'"
   timed "moto[server]" python3 -m pip install --quiet --break-system-packages 'moto[server]' \
     || timed "moto[server]" python3 -m pip install --quiet 'moto[server]'
+}
+
+# ---------------------------------------------------------------- the AWS CLI (for the booting machines)
+install_awscli() {
+  if command -v aws >/dev/null 2>&1; then log "aws: present ($(command -v aws))"; return; fi
+  if [ "$CHECK" = 1 ]; then MISSING+=("aws"); log "MISSING aws (pip install awscli)"; return; fi
+  log "aws: pip install awscli"
+  timed "awscli" python3 -m pip install --quiet --break-system-packages awscli \
+    || timed "awscli" python3 -m pip install --quiet awscli
 }
 
 # ---------------------------------------------------------------- Go tools
@@ -210,6 +220,7 @@ go_build_via_module() {
 
 install_debs
 install_moto
+install_awscli
 build_kube
 # kwok's version string (pkg/consts.Version) is already set in its source.
 go_install kwok "$KWOK_VERSION" "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION" -ldflags "-s -w"

@@ -29,8 +29,8 @@ import {
   type RunInstancesCommandInput,
 } from '@aws-sdk/client-ec2';
 import { DeregisterTargetsCommand, DescribeTargetHealthCommand, RegisterTargetsCommand } from '@aws-sdk/client-elastic-load-balancing-v2';
-import { ConflictError, TransientError } from '../core/errors.js';
-import { isNotFound } from './find.js';
+import { ConflictError, InputError, TransientError } from '../core/errors.js';
+import { awsErrorName, isNotFound } from './find.js';
 import type { InstanceParams } from './machine-params.js';
 import type { ClusterScope } from './scope.js';
 import { fromTagList, ownedFilters, ownedTags, tagSpecifications } from './tags.js';
@@ -132,6 +132,50 @@ export async function describeMachines(scope: ClusterScope): Promise<MachineSnap
   for (const ids of knownIds.values()) ids.sort();
   live.sort((a, b) => a.group.localeCompare(b.group) || a.templateHash.localeCompare(b.templateHash) || a.slot - b.slot);
   return { live, knownIds };
+}
+
+/** An instance of the cluster that should be (or was) a Node: a machine's or a MachinePool's. */
+export interface ClusterInstance {
+  instanceId: string;
+  privateDns: string;
+  az: string;
+  state: string;
+  role: MachineRole;
+  /** The machine group (control-plane, a MachineDeployment) or the MachinePool. */
+  group: string;
+  /** The machine's name; a pool instance's is its instance id. */
+  machine: string;
+  pool: boolean;
+}
+
+/**
+ * Every instance the cluster owns that is or was a machine (machine groups and MachinePools), in any
+ * state, in one paginated DescribeInstances. Instances without either tag (a bastion) are left out.
+ */
+export async function describeClusterInstances(scope: ClusterScope, poolTag: string): Promise<ClusterInstance[]> {
+  const out: ClusterInstance[] = [];
+  let NextToken: string | undefined;
+  do {
+    const page = await scope.ec2.send(new DescribeInstancesCommand({ Filters: ownedFilters(scope.clusterName), NextToken }), { abortSignal: scope.signal });
+    for (const i of (page.Reservations ?? []).flatMap((r) => r.Instances ?? [])) {
+      const tags = fromTagList(i.Tags);
+      const m = toMachine(i);
+      const pool = tags[poolTag];
+      if (!m && !pool) continue;
+      out.push({
+        instanceId: i.InstanceId ?? '',
+        privateDns: i.PrivateDnsName ?? '',
+        az: i.Placement?.AvailabilityZone ?? '',
+        state: i.State?.Name ?? 'unknown',
+        role: m?.role ?? 'node',
+        group: m?.group ?? pool!,
+        machine: m?.name ?? i.InstanceId ?? '',
+        pool: !m,
+      });
+    }
+    NextToken = page.NextToken;
+  } while (NextToken);
+  return out;
 }
 
 /** A client-side token bucket for RunInstances (AWS: 5 burst, 2 per second refill, per account and region). */
@@ -243,7 +287,9 @@ export function runInstancesInput(scope: ClusterScope, b: Batch): RunInstancesCo
 export async function launchBatch(scope: ClusterScope, b: Batch): Promise<Machine[]> {
   await runInstancesBucket(scope).take(scope.signal);
   scope.log.info('Launching machines', { group: b.group, az: b.az, machines: batchNames(b), instanceType: b.params.instanceType, spot: b.params.spot !== undefined });
-  const out = await scope.ec2.send(new RunInstancesCommand(runInstancesInput(scope, b)), { abortSignal: scope.signal });
+  const out = await scope.ec2.send(new RunInstancesCommand(runInstancesInput(scope, b)), { abortSignal: scope.signal }).catch((err: unknown) => {
+    throw refusedLaunch(err, b) ?? err;
+  });
   const launched = (out.Instances ?? []).map((i) => toMachine({ ...i, Tags: i.Tags ?? runInstancesInput(scope, b).TagSpecifications![0]!.Tags }));
   const dead = (out.Instances ?? []).filter((i) => i.State?.Name === 'terminated' || i.State?.Name === 'shutting-down');
   if (dead.length > 0) {
@@ -252,6 +298,20 @@ export async function launchBatch(scope: ClusterScope, b: Batch): Promise<Machin
     });
   }
   return launched.filter((m): m is Machine => m !== undefined);
+}
+
+/** A launch EC2 refuses for what the spec names (an instance profile that does not exist), as bad input. */
+function refusedLaunch(err: unknown, b: Batch): Error | undefined {
+  const name = awsErrorName(err);
+  const message = err instanceof Error ? err.message : String(err);
+  const profile = b.params.iamInstanceProfile;
+  if (profile && (name === 'NoSuchEntity' || (name === 'InvalidParameterValue' && /iamInstanceProfile/i.test(message)))) {
+    return new InputError('IAM_INSTANCE_PROFILE_NOT_FOUND', `instance profile ${profile} of ${b.group} does not exist in this account: ${message}`, {
+      hint: 'create it (clusterawsadm bootstrap iam create-cloudformation-stack makes the AWS provider\'s default profiles), or name one that exists in iamInstanceProfile',
+      cause: err,
+    });
+  }
+  return undefined;
 }
 
 export async function terminateInstances(scope: ClusterScope, ids: readonly string[]): Promise<void> {

@@ -55,6 +55,11 @@ export interface MachineGroup {
   deletePolicy: DeletePolicy;
   securityGroupIds: string[];
   registerWithLoadBalancer: boolean;
+  /**
+   * Launch one machine at a time, each once the ones before it are available (Node Ready): a stacked
+   * etcd member joins only a healthy cluster. The control plane's.
+   */
+  oneAtATime?: boolean;
 }
 
 export interface MachineNetwork {
@@ -70,6 +75,13 @@ export interface ReconcileMachinesOptions {
   userData: (group: string) => Promise<string>;
   /** Called before a machine is terminated (the drain hook). */
   beforeRemove?: (machine: Machine) => Promise<void>;
+  /**
+   * Instance ids whose Node is Ready, asked once a round. Given, a machine counts as available only
+   * when Ready (rolling updates wait for new Nodes, as Cluster API's do); not given, when running.
+   */
+  readyMachines?: (live: readonly Machine[]) => Promise<ReadonlySet<string>>;
+  /** Leave machines of groups not in `groups` alone (a step that manages only some groups). */
+  keepOtherGroups?: boolean;
   /** Delay between rounds while machines are pending. Default 2 s. */
   pollMs?: number;
   /** AWSCluster.spec.sshKeyName, for templates that name no key. */
@@ -212,13 +224,13 @@ export function spread(azs: readonly string[], existing: readonly string[], coun
  * replicas - maxUnavailable; surplus current machines by the delete policy. Then launch current
  * machines up to replicas, keeping old + current at most replicas + maxSurge.
  */
-export function decideRound(group: MachineGroup, machines: readonly Machine[]): RoundDecision {
+export function decideRound(group: MachineGroup, machines: readonly Machine[], ready?: ReadonlySet<string>): RoundDecision {
   const R = group.replicas;
   const isOld = (m: Machine) => m.templateHash !== group.hash || !group.failureDomains.includes(m.az);
   const old = machines.filter(isOld);
   let current = machines.filter((m) => !isOld(m));
   const remove: Machine[] = [];
-  const running = (m: Machine) => m.state === 'running';
+  const running = (m: Machine) => m.state === 'running' && (ready === undefined || ready.has(m.instanceId));
   let available = machines.filter(running).length;
   const minAvailable = R - group.maxUnavailable;
 
@@ -240,13 +252,22 @@ export function decideRound(group: MachineGroup, machines: readonly Machine[]): 
   oldLeft = oldLeft.filter((m) => !remove.includes(m));
   const total = current.length + oldLeft.length;
   const room = oldLeft.length > 0 ? R + group.maxSurge - total : Infinity;
-  const launchCount = Math.max(0, Math.min(R - current.length, room));
+  // One at a time: the next only once every current machine is available.
+  const waiting = current.some((m) => !running(m));
+  const cap = group.oneAtATime ? (waiting ? 0 : 1) : Infinity;
+  const launchCount = Math.max(0, Math.min(R - current.length, room, cap));
   const launch = spread(
     group.failureDomains,
     current.map((m) => m.az),
     launchCount,
   );
-  const settled = oldLeft.length === 0 && current.length + launchCount === R && remove.length === 0 && launchCount === 0 && !current.some((m) => m.state === 'pending');
+  const settled =
+    oldLeft.length === 0 &&
+    current.length === R &&
+    remove.length === 0 &&
+    launchCount === 0 &&
+    !current.some((m) => m.state === 'pending') &&
+    !(group.oneAtATime && waiting);
   return { remove, launch, settled };
 }
 
@@ -306,8 +327,9 @@ export async function reconcileMachines(scope: ClusterScope, opts: ReconcileMach
     scope.signal.throwIfAborted();
     const snap = await describeMachines(scope);
     // Machines of groups no longer in the spec (a removed MachineDeployment) are removed too.
-    const orphans = snap.live.filter((m) => !groupNames.has(m.group));
-    const decisions = opts.groups.map((g) => ({ g, d: decideRound(g, snap.live.filter((m) => m.group === g.name)) }));
+    const orphans = opts.keepOtherGroups ? [] : snap.live.filter((m) => !groupNames.has(m.group));
+    const ready = opts.readyMachines && !scope.dryRun ? await opts.readyMachines(snap.live) : undefined;
+    const decisions = opts.groups.map((g) => ({ g, d: decideRound(g, snap.live.filter((m) => m.group === g.name), ready) }));
 
     if (scope.dryRun) {
       for (const { g } of decisions) {

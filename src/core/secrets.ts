@@ -82,6 +82,38 @@ export class LocalSecretStore implements SecretStore {
   }
 }
 
+/** Writes kept in memory over a store that is only read: what a dry run would write stays here. */
+export class OverlayStore implements SecretStore {
+  private readonly written = new Map<string, SecretData | undefined>();
+  constructor(private readonly base: SecretStore) {}
+
+  get kind(): SecretStore['kind'] {
+    return this.base.kind;
+  }
+
+  async get(name: string): Promise<SecretData | undefined> {
+    return this.written.has(name) ? this.written.get(name) : this.base.get(name);
+  }
+
+  async put(name: string, data: SecretData): Promise<void> {
+    this.written.set(name, { ...data });
+  }
+
+  async delete(name: string): Promise<void> {
+    this.written.set(name, undefined);
+  }
+
+  async list(prefix = ''): Promise<string[]> {
+    const names = new Set(await this.base.list(prefix));
+    for (const [name, data] of this.written) {
+      if (!name.startsWith(prefix)) continue;
+      if (data) names.add(name);
+      else names.delete(name);
+    }
+    return [...names].sort();
+  }
+}
+
 /** Kubernetes Secrets in one namespace (type Opaque unless told), labelled as capflow's. */
 export class KubernetesSecretStore implements SecretStore {
   readonly kind = 'kubernetes' as const;

@@ -127,6 +127,20 @@ function installImage(config: MachineConfig): void {
   chmodSync('/usr/local/bin/kubelet', 0o755);
   mkdirSync(dirname(MACHINE_LOGS.standInCalls), { recursive: true });
   writeStandInCommands('/usr/local/sbin', MACHINE_LOGS.standInCalls);
+  if (config.aws) installAwsCli(config.aws);
+}
+
+/**
+ * The AWS CLI, configured as an instance profile and the regional endpoint would make it: here the
+ * emulator's port published at the VPC router, and its test credentials, in the machine's own ~/.aws.
+ */
+function installAwsCli(aws: NonNullable<MachineConfig['aws']>): void {
+  rmSync('/usr/local/bin/aws', { force: true });
+  symlinkSync(aws.cli, '/usr/local/bin/aws');
+  rmSync('/root/.aws', { recursive: true, force: true });
+  mkdirSync('/root/.aws', { recursive: true, mode: 0o700 });
+  writeFileSync('/root/.aws/config', `[default]\nregion = ${aws.region}\nendpoint_url = ${aws.endpoint}\n`);
+  writeFileSync('/root/.aws/credentials', `[default]\naws_access_key_id = ${aws.accessKeyId}\naws_secret_access_key = ${aws.secretAccessKey}\n`, { mode: 0o600 });
 }
 
 function writeHosts(config: MachineConfig, hosts: Record<string, string>): void {

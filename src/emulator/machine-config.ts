@@ -25,6 +25,8 @@ export interface MachineConfig {
   kubeletRestartSeconds: number;
   /** Faster heartbeats for tests (the kubelet's defaults are 10 s); absent: the defaults. */
   kubeletHeartbeatSeconds?: number;
+  /** The AWS CLI and how it reaches the emulator (the instance profile's stand-in); absent: no CLI. */
+  aws?: { cli: string; endpoint: string; region: string; accessKeyId: string; secretAccessKey: string };
 }
 
 /** Directories of the host that each machine sees through its own copy-on-write layer. */

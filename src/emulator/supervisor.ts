@@ -16,8 +16,9 @@
 import { DescribeInstanceAttributeCommand, DescribeInstancesCommand, DescribeVpcsCommand, EC2Client, type Instance } from '@aws-sdk/client-ec2';
 import { ElasticLoadBalancingClient } from '@aws-sdk/client-elastic-load-balancing';
 import { ElasticLoadBalancingV2Client } from '@aws-sdk/client-elastic-load-balancing-v2';
+import { spawnSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { InputError } from '../core/errors.js';
 import { parseCidr } from '../core/cidr.js';
@@ -50,6 +51,17 @@ export interface SupervisorOptions {
    * (the AWS emulator's, say, for a cloud controller). Nothing else on the host is reachable.
    */
   publishHostPorts?: number[];
+  /**
+   * The AWS CLI machines carry (as the AWS provider's images do), set up to reach this emulator
+   * through its published port: the stand-in for an instance profile and the regional endpoints.
+   * Machines fetch their bootstrap payload from Secrets Manager with it.
+   */
+  machineAwsCli?: string;
+  /**
+   * A JSON file kept as `{"<load balancer DNS name>:<port>": "127.0.0.1:<host port>"}`: how steps on
+   * this host reach a load balancer whose name does not resolve here (CAPFLOW_ENDPOINTS_FILE).
+   */
+  endpointsFile?: string;
   log?: (line: string) => void;
 }
 
@@ -269,7 +281,8 @@ export class MachineSupervisor {
     }
     const net = await ensureVpcNetwork(`${NETNS_PREFIX}${this.id}-${shortId(vpcId)}`, vpcId, cidr);
     const router = await VpcRouter.start(net, entry('capflow-vpc-router'), join(this.stateDir, 'vpc', shortId(vpcId)), this.log);
-    if (this.opts.publishHostPorts?.length) await router.publish(net.routerAddress, this.opts.publishHostPorts);
+    const published = [...(this.opts.publishHostPorts ?? []), ...(this.opts.machineAwsCli ? [Number(new URL(this.opts.endpoint).port)] : [])];
+    if (published.length > 0) await router.publish(net.routerAddress, [...new Set(published)]);
     const state: VpcState = { net, router, addresses: new Map(), hosts: {} };
     this.vpcs.set(vpcId, state);
     this.log(`supervisor: VPC ${vpcId} (${cidr}) is namespace ${net.netns}, router ${net.routerAddress}`);
@@ -281,6 +294,7 @@ export class MachineSupervisor {
     if (!instance.VpcId || !instance.PrivateIpAddress) throw new Error(`${id} has no VPC or private IP; only VPC instances boot`);
     const vpc = await this.vpc(instance.VpcId);
     const userData = await this.userDataOf(id);
+    const awsCli = this.opts.machineAwsCli;
     const machineDir = join(this.stateDir, 'machines', id);
     const config: MachineConfig = {
       instanceId: id,
@@ -297,6 +311,17 @@ export class MachineSupervisor {
       hosts: vpc.hosts,
       kubeletRestartSeconds: this.opts.kubeletRestartSeconds ?? 10,
       ...(this.opts.kubeletHeartbeatSeconds ? { kubeletHeartbeatSeconds: this.opts.kubeletHeartbeatSeconds } : {}),
+      ...(awsCli
+        ? {
+            aws: {
+              cli: awsCli,
+              endpoint: `http://${vpc.net.routerAddress}:${new URL(this.opts.endpoint).port}`,
+              region: this.opts.region,
+              accessKeyId: this.opts.credentials?.accessKeyId ?? 'testing',
+              secretAccessKey: this.opts.credentials?.secretAccessKey ?? 'testing',
+            },
+          }
+        : {}),
     };
     const machine = new Machine({
       config,
@@ -364,6 +389,7 @@ export class MachineSupervisor {
     }
     for (const [vpcId, vpc] of this.vpcs) if (!vpcIds.has(vpcId) && vpc.router.listenerCount() > 0) await vpc.router.setListeners([]);
     this.lbViews = views;
+    if (this.opts.endpointsFile) writeEndpointsFile(this.opts.endpointsFile, views);
   }
 
   /** Load balancers take addresses from the top of the VPC block down: the emulator gives instances the lowest free ones. */
@@ -422,4 +448,30 @@ function isAlive(pid: number): boolean {
   } catch {
     return false;
   }
+}
+
+/** The endpoints file, written whole and renamed into place so a reader never sees half of it. */
+function writeEndpointsFile(file: string, views: readonly LoadBalancerView[]): void {
+  const map: Record<string, string> = {};
+  for (const lb of views) for (const l of lb.listeners) if (l.hostPort) map[`${lb.dnsName}:${l.port}`] = `127.0.0.1:${l.hostPort}`;
+  const text = `${JSON.stringify(map, null, 2)}\n`;
+  if (existsSync(file) && readFileSync(file, 'utf8') === text) return;
+  const tmp = `${file}.${process.pid}.tmp`;
+  writeFileSync(tmp, text);
+  renameSync(tmp, file);
+}
+
+/**
+ * The AWS CLI to put in machines: the real program, not a version manager's shim (a pyenv shim
+ * needs pyenv on the machine's PATH). Undefined when there is none.
+ */
+export function locateAwsCli(env: NodeJS.ProcessEnv = process.env): string | undefined {
+  for (const dir of (env.PATH ?? '').split(':').filter(Boolean)) {
+    const candidate = join(dir, 'aws');
+    if (!existsSync(candidate)) continue;
+    if (!readFileSync(candidate, 'utf8').slice(0, 2000).includes('pyenv')) return candidate;
+    const real = spawnSync('pyenv', ['which', 'aws'], { encoding: 'utf8', env });
+    if (real.status === 0 && real.stdout.trim()) return real.stdout.trim();
+  }
+  return undefined;
 }

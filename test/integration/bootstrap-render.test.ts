@@ -119,7 +119,7 @@ describe('bootstrap render: the examples with the real kubeadm and cloud-init', 
     .filter((name) => readdirSync(path.join(EXAMPLES, name)).some((f) => /kind:\s*KubeadmControlPlane\b/.test(readFileSync(path.join(EXAMPLES, name, f), 'utf8'))))
     .sort();
   it('renders for every example with a KubeadmControlPlane (all but the EKS one)', () => {
-    expect(folders).to.deep.equal(['aws-machinepool', 'aws-self-managed', 'byoh']);
+    expect(folders).to.deep.equal(['aws-machinepool', 'aws-self-managed', 'aws-small', 'byoh']);
   });
   for (const folder of folders) {
     it(`${folder}: every user data passes cloud-init schema and its kubeadm configuration kubeadm config validate`, async () => {

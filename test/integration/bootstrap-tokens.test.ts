@@ -9,6 +9,13 @@ import {
   refreshBootstrapToken,
 } from '../../src/bootstrap/tokens.js';
 import { statusOf } from '../../src/core/kube-errors.js';
+import { ensureJoinToken, joinTokenSecretName, retireJoinToken } from '../../src/bootstrap/join-token.js';
+import { createLogger } from '../../src/core/logger.js';
+import { LocalSecretStore } from '../../src/core/secrets.js';
+import { mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { PassThrough } from 'node:stream';
 import { startEnvtest, type Envtest } from '../support/envtest.js';
 
 const HOUR = 3_600_000;
@@ -131,5 +138,50 @@ describe('bootstrap/tokens: kubeadm bootstrap tokens against a real kube-apiserv
     await deleteBootstrapToken(core, 'abcdef').catch((err: unknown) => (refused = err));
     expect(refused).to.have.property('code', 'BOOTSTRAP_TOKEN_NOT_OWNED');
     expect((await listBootstrapTokens(core)).map((t) => t.id)).to.not.include('abcdef');
+  });
+
+  describe("the cluster's join token (made when needed, reused, refreshed past half its life, retired)", () => {
+    const log = createLogger({ stream: new PassThrough(), format: 'json', level: 'error' });
+    let store: LocalSecretStore;
+    let dir: string;
+    before(() => {
+      dir = mkdtempSync(path.join(os.tmpdir(), 'capflow-join-token-'));
+      store = new LocalSecretStore(dir);
+    });
+    after(() => rmSync(dir, { recursive: true, force: true }));
+
+    it('is made with the TTL asked, kept in capflow\'s store, and reused by the next run', async () => {
+      const t0 = new Date();
+      const made = await ensureJoinToken(store, core, 'jt', { ttlMs: 15 * 60_000, log });
+      expect(made.action).to.equal('created');
+      expect(made.expiresAt.getTime() - t0.getTime()).to.be.within(15 * 60_000 - 5_000, 15 * 60_000 + 5_000);
+      expect(await store.get(joinTokenSecretName('jt'))).to.deep.equal({ id: made.id, token: made.token });
+      const again = await ensureJoinToken(store, core, 'jt', { ttlMs: 15 * 60_000, log });
+      expect(again).to.deep.include({ action: 'kept', id: made.id, token: made.token });
+    });
+
+    it('past half its life it is refreshed, keeping its id and secret; once expired a new one replaces it', async () => {
+      const kept = (await store.get(joinTokenSecretName('jt')))!;
+      const later = () => new Date(Date.now() + 10 * 60_000);
+      const refreshed = await ensureJoinToken(store, core, 'jt', { ttlMs: 15 * 60_000, log, now: later });
+      expect(refreshed).to.deep.include({ action: 'refreshed', id: kept.id, token: kept.token });
+      expect(refreshed.expiresAt.getTime()).to.be.greaterThan(Date.now() + 20 * 60_000);
+      const muchLater = () => new Date(Date.now() + 2 * HOUR);
+      const replaced = await ensureJoinToken(store, core, 'jt', { ttlMs: 15 * 60_000, log, now: muchLater });
+      expect(replaced.action).to.equal('created');
+      expect(replaced.id).to.not.equal(kept.id);
+      expect((await listBootstrapTokens(core)).map((t) => t.id)).to.not.include(kept.id);
+    });
+
+    it('retiring deletes every capflow token (one a crash left unrecorded too) and the record; other tokens stay', async () => {
+      const stray = await createBootstrapToken(core, { ttlMs: HOUR });
+      const before = (await listBootstrapTokens(core)).map((t) => t.id);
+      expect(before).to.include(stray.id);
+      expect(await retireJoinToken(store, core, 'jt')).to.equal(true);
+      expect(await listBootstrapTokens(core)).to.deep.equal([]);
+      expect(await store.get(joinTokenSecretName('jt'))).to.equal(undefined);
+      expect((await core.readNamespacedSecret({ name: 'bootstrap-token-abcdef', namespace: 'kube-system' })).metadata?.name).to.equal('bootstrap-token-abcdef');
+      expect(await retireJoinToken(store, core, 'jt')).to.equal(false);
+    });
   });
 });

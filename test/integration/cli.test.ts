@@ -149,12 +149,14 @@ describe('capflow CLI (the built command, run as a child process)', function () 
     const runDir = mkdtempSync(path.join(os.tmpdir(), 'capflow-runs-'));
     const head = await import('../support/git-remote.js').then((m) => m.git(remote.workdir, 'rev-parse', 'HEAD'));
     const res = await capflow(
-      ['run', 'cluster-apply', '--run-dir', runDir, '-p', `repo=${remote.workdir}`, '-p', `revision=${head}`, '-p', 'cluster-path=clusters/dev', '-p', 'cluster-name=dev'],
+      // the network only: no machine emulator follows this moto (cluster-apply-booted.test.ts boots machines)
+      ['run', 'cluster-apply', '--run-dir', runDir, '-p', `repo=${remote.workdir}`, '-p', `revision=${head}`, '-p', 'cluster-path=clusters/dev', '-p', 'cluster-name=dev', '-p', 'machines=false'],
       { env: { ...awsTestEnv(moto.endpoint), CAPFLOW_SECRETS_DIR: secretsDir } },
     );
     expect(res.code, res.stderr + res.stdout).to.equal(0);
     expect(res.stdout).to.match(/validate-spec\s.*Succeeded/);
     expect(res.stdout).to.match(/provision-vpc\s.*Succeeded/);
+    for (const task of ['kubeadm-init', 'launch-nodes', 'join-workers']) expect(res.stdout).to.match(new RegExp(`${task}\\s.*Skipped`));
   });
 
   it('does not retry an invalid spec in the local runner (exit 2 is final), and fails the run', async () => {
@@ -172,13 +174,22 @@ describe('capflow CLI (the built command, run as a child process)', function () 
     }
   });
 
-  it('runs the demo end to end with plain output', async () => {
+  it('runs the demo end to end with plain output: a cluster whose nodes are Ready (as root with the test bed), then nothing left', async function () {
+    this.timeout(300_000);
     const cwd = mkdtempSync(path.join(os.tmpdir(), 'capflow-demo-'));
     const res = await capflow(['demo', '--plain'], { cwd, env: { CAPFLOW_SECRETS_DIR: secretsDir } });
     expect(res.code, res.stderr + res.stdout).to.equal(0);
-    expect(res.stdout).to.include('== 1/5 Validating').and.include('kind: Workflow').and.include('== 5/5 Tearing it down');
+    expect(res.stdout).to.include('== 1/6 Validating').and.include('kind: Workflow').and.include('== 6/6 Tearing it down');
     expect(res.stdout).to.match(/provision-vpc\s.*Succeeded/).and.match(/delete-vpc\s.*Succeeded/);
     expect(res.stdout).to.match(/vpc-id\s+vpc-[0-9a-f]+/);
+    if (process.getuid?.() === 0) {
+      // the test bed is installed for these tests: the machines boot
+      expect(res.stdout).to.match(/join-workers\s.*Succeeded/);
+      expect(res.stdout.match(/^ip-[\d-]+\.ec2\.internal\s+Ready\s/gm), res.stdout).to.have.length(2);
+      expect(res.stdout).to.include('machines left: 0');
+    } else {
+      expect(res.stdout).to.match(/machines: not booted \(.*root/);
+    }
   });
 
   const usage: Array<[string[], number, RegExp]> = [

@@ -1,0 +1,190 @@
+/**
+ * The bootstrap of one self-managed cluster during one step: its PKI, its API endpoint, a client of
+ * its API server once one answers, the join token (made lazily, when a machine is about to be
+ * launched) and the sealed bootstrap data of each machine group. kubeadm-init, launch-nodes and
+ * join-workers each open one.
+ */
+import type { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
+import { AuthorizationV1Api, CoreV1Api, VersionApi } from '@kubernetes/client-node';
+import { statusOf } from '../core/kube-errors.js';
+import { reconcileBootstrapPayload, payloadSecretName } from '../aws/bootstrap-payloads.js';
+import type { ClusterScope } from '../aws/scope.js';
+import type { Machine } from '../aws/instances.js';
+import { API_SERVER_PORT } from '../aws/security-groups.js';
+import type { Logger } from '../core/logger.js';
+import { OverlayStore, type SecretStore } from '../core/secrets.js';
+import { FieldProblems, type ClusterModel } from '../spec/index.js';
+import type { BootstrapRole } from './kubeadm-config.js';
+import { ensureJoinToken, joinTokenSecretName, kubeadmDuration, type JoinToken } from './join-token.js';
+import { CONTROL_PLANE_GROUP, groupBootstrapData } from './machine-data.js';
+import { deleteNode, drainNode, listNodes } from './nodes.js';
+import { KUBECONFIG_KEY, clusterSecretName, ensureAdminKubeconfig, ensureClusterPki, type ClusterPki } from './pki.js';
+import { apiServerReadyz, kubeConfigFrom, type ReadyzAnswer } from './workload.js';
+
+/** Join tokens live this long; MachinePools' (whose groups may launch at any time) a day. */
+export const JOIN_TOKEN_TTL_MS = 15 * 60_000;
+export const POOL_JOIN_TOKEN_TTL_MS = 24 * 60 * 60_000;
+/** A stand-in token for dry runs, which render user data but make no token. */
+const PLAN_TOKEN = 'abcdef.0123456789abcdef';
+
+export interface SessionOptions {
+  store: SecretStore;
+  model: ClusterModel;
+  scope: ClusterScope;
+  secretsManager: SecretsManagerClient;
+  /** The API load balancer's DNS name (provision-vpc's output). */
+  apiServerDns: string;
+  log: Logger;
+  drainTimeoutMs?: number;
+}
+
+export class BootstrapSession {
+  readonly endpoint: { host: string; port: number };
+  private pkiMade?: ClusterPki;
+  private coreApi?: CoreV1Api;
+  private token?: JoinToken;
+
+  constructor(private readonly o: SessionOptions) {
+    const own = o.model.cluster.spec.controlPlaneEndpoint?.host ? o.model.cluster.spec.controlPlaneEndpoint : (o.model.infrastructure.spec as { controlPlaneEndpoint?: { host: string; port: number } }).controlPlaneEndpoint;
+    this.endpoint = own?.host ? { host: own.host, port: own.port || API_SERVER_PORT } : { host: o.apiServerDns, port: API_SERVER_PORT };
+  }
+
+  get server(): string {
+    return `https://${this.endpoint.host}:${this.endpoint.port}`;
+  }
+
+  get clusterName(): string {
+    return this.o.model.name;
+  }
+
+  /** The cluster PKI, made on first use (a dry run makes what is missing in memory only). */
+  async pki(): Promise<ClusterPki> {
+    const store = this.o.scope.dryRun ? new OverlayStore(this.o.store) : this.o.store;
+    this.pkiMade ??= await ensureClusterPki(store, this.clusterName, { log: this.o.log });
+    return this.pkiMade;
+  }
+
+  async ensureKubeconfig(): Promise<string> {
+    await this.pki();
+    return (await ensureAdminKubeconfig(this.o.store, this.clusterName, this.server, { log: this.o.log })).name;
+  }
+
+  async readyz(): Promise<ReadyzAnswer> {
+    return apiServerReadyz(this.server, (await this.pki()).clusterCa.certPem);
+  }
+
+  /** A client of the workload API server (admin kubeconfig, cluster CA only). */
+  async core(): Promise<CoreV1Api> {
+    if (!this.coreApi) {
+      await this.ensureKubeconfig();
+      const text = (await this.o.store.get(clusterSecretName(this.clusterName, 'kubeconfig')))?.[KUBECONFIG_KEY];
+      this.coreApi = kubeConfigFrom(text ?? '').makeApiClient(CoreV1Api);
+    }
+    return this.coreApi;
+  }
+
+  /**
+   * Whether kubeadm init finished, seen from the API: the admin kubeconfig may create Secrets in
+   * kube-system (kubeadm binds its group to cluster-admin late in init) and kube-public/cluster-info
+   * exists (made by its bootstrap-token phase, which joins need). /readyz answers before both.
+   */
+  async initialized(): Promise<ReadyzAnswer> {
+    try {
+      const kc = kubeConfigFrom((await this.o.store.get(clusterSecretName(this.clusterName, 'kubeconfig')))?.[KUBECONFIG_KEY] ?? '');
+      const review = await kc.makeApiClient(AuthorizationV1Api).createSelfSubjectAccessReview({
+        body: { apiVersion: 'authorization.k8s.io/v1', kind: 'SelfSubjectAccessReview', spec: { resourceAttributes: { verb: 'create', resource: 'secrets', namespace: 'kube-system' } } },
+      });
+      if (!review.status?.allowed) return { ready: false, detail: 'the admin kubeconfig is not bound to cluster-admin yet (kubeadm init still running)' };
+      await kc.makeApiClient(CoreV1Api).readNamespacedConfigMap({ name: 'cluster-info', namespace: 'kube-public' });
+      return { ready: true, detail: 'ok' };
+    } catch (err) {
+      return { ready: false, detail: statusOf(err) === 404 ? 'kube-public/cluster-info not made yet (kubeadm init still running)' : err instanceof Error ? err.message.split('\n')[0]! : String(err) };
+    }
+  }
+
+  /** The API server's version (`v1.34.4`), or undefined when it does not answer. */
+  async liveVersion(): Promise<string | undefined> {
+    try {
+      const kc = kubeConfigFrom((await this.o.store.get(clusterSecretName(this.clusterName, 'kubeconfig')))?.[KUBECONFIG_KEY] ?? '');
+      return (await kc.makeApiClient(VersionApi).getCode()).gitVersion;
+    } catch {
+      return undefined;
+    }
+  }
+
+  /**
+   * kubeadm upgrades one minor at a time and never downgrades: a spec version further from the
+   * running cluster is refused at its file:line before anything changes.
+   */
+  refuseVersionSkew(live: string): void {
+    const minor = (v: string) => Number(/^v?\d+\.(\d+)/.exec(v)?.[1] ?? NaN);
+    const problems = new FieldProblems(this.o.model);
+    const kcp = this.o.model.controlPlane;
+    const want = this.o.model.kubernetesVersion;
+    if (minor(want) > minor(live) + 1) {
+      problems.add({ kind: kcp.kind, name: kcp.metadata.name }, ['spec', 'version'], 'invalid-value', `the control plane runs ${live}; kubeadm upgrades one minor version at a time, so ${want} is too far`, `go to v1.${minor(live) + 1} first, then to ${want}`);
+    } else if (minor(want) < minor(live)) {
+      problems.add({ kind: kcp.kind, name: kcp.metadata.name }, ['spec', 'version'], 'invalid-value', `the control plane runs ${live}; kubeadm cannot downgrade it to ${want}`);
+    }
+    problems.throwIfAny();
+  }
+
+  /** The role a group's new machines boot in: a control plane joins, workers join as workers. */
+  static joinRole(group: string): BootstrapRole {
+    return group === CONTROL_PLANE_GROUP ? 'control-plane-join' : 'worker-join';
+  }
+
+  /**
+   * The user data of a group's next machine, its payload put in Secrets Manager first. `payloadKey`
+   * names the secret (the init machine keeps its own, deleted once the API answers).
+   */
+  async userData(group: string, role: BootstrapRole, payloadKey = group): Promise<string> {
+    const join = role === 'init' ? undefined : await this.joinToken();
+    const sealed = await groupBootstrapData(
+      {
+        model: this.o.model,
+        region: this.o.scope.region,
+        endpoint: this.endpoint,
+        pki: await this.pki(),
+        resolveSecret: async (ref) => (await this.o.store.get(ref.name))?.[ref.key],
+        ...(join ? { join } : {}),
+        payloadSecret: () => payloadSecretName(this.clusterName, payloadKey),
+      },
+      group,
+      role,
+    );
+    await reconcileBootstrapPayload(this.o.scope, this.o.secretsManager, payloadKey, sealed.payload);
+    return sealed.userData;
+  }
+
+  private async joinToken(): Promise<{ token: string; ttl: string }> {
+    const ttlMs = this.o.model.machinePools.length > 0 ? POOL_JOIN_TOKEN_TTL_MS : JOIN_TOKEN_TTL_MS;
+    // A dry run renders with the token a run would keep (or a stand-in), and makes none.
+    if (this.o.scope.dryRun) return { token: (await this.o.store.get(joinTokenSecretName(this.clusterName)))?.token ?? PLAN_TOKEN, ttl: kubeadmDuration(ttlMs) };
+    this.token ??= await ensureJoinToken(this.o.store, await this.core(), this.clusterName, { ttlMs, log: this.o.log });
+    return { token: this.token.token, ttl: kubeadmDuration(ttlMs) };
+  }
+
+  /**
+   * Instance ids of machines whose Node (named by the private DNS name) is Ready. An API server that
+   * does not answer well yet (a control plane joining behind the load balancer, its authorizer not
+   * synced) means "none known Ready this round": the rounds wait, bounded by their deadline.
+   */
+  async readyMachines(machines: ReadonlyArray<{ instanceId: string; privateDns: string }>): Promise<Set<string>> {
+    try {
+      const nodes = await listNodes(await this.core());
+      return new Set(machines.filter((m) => nodes.get(m.privateDns)?.ready).map((m) => m.instanceId));
+    } catch (err) {
+      this.o.log.warn('Cannot read the Nodes yet; waiting', { error: err instanceof Error ? err.message : String(err) });
+      return new Set();
+    }
+  }
+
+  /** launch-nodes' hook before a machine goes: its Node cordoned, drained and deleted. */
+  async removeNode(machine: Machine): Promise<void> {
+    if (!machine.privateDns) return;
+    const core = await this.core();
+    await drainNode(core, machine.privateDns, { timeoutMs: this.o.drainTimeoutMs ?? 5 * 60_000, log: this.o.log, signal: this.o.scope.signal });
+    if (await deleteNode(core, machine.privateDns)) this.o.log.info('Deleted node', { node: machine.privateDns, machine: machine.name });
+  }
+}

@@ -1,0 +1,388 @@
+/**
+ * cluster-apply whole, through the local runner, on the test bed's booting machines: moto's
+ * instances boot with the real kubeadm, etcd and control plane binaries; the kubelet, the container
+ * runtime and the load balancers are stand-ins (src/emulator). The steps reach moto through the
+ * fault proxy (which records every call); the machines reach moto directly, through the port the
+ * supervisor publishes in their VPC (the AWS CLI on the machine fetches its bootstrap payload).
+ *
+ * One cluster is made and shared by the tests in order: made, inspected, applied again, deleted.
+ */
+import { expect } from 'chai';
+import { cpSync, mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { DescribeInstanceAttributeCommand, DescribeInstancesCommand, DescribeLaunchTemplateVersionsCommand, DescribeLaunchTemplatesCommand, EC2Client, TerminateInstancesCommand } from '@aws-sdk/client-ec2';
+import { DescribeTargetGroupsCommand, DescribeTargetHealthCommand, ElasticLoadBalancingV2Client } from '@aws-sdk/client-elastic-load-balancing-v2';
+import { ListSecretsCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
+import { CoreV1Api, PolicyV1Api, type V1Node } from '@kubernetes/client-node';
+import { kubeConfigFrom } from '../../src/bootstrap/workload.js';
+import { locateAwsCli, type MachineSupervisor } from '../../src/emulator/supervisor.js';
+import { LocalSecretStore } from '../../src/core/secrets.js';
+import { createGitRemote, git, type GitRemote } from '../support/git-remote.js';
+import { startFaultProxy, type FaultProxy, type KillAfterMutating, type RecordedCall } from '../support/fault-proxy.js';
+import { awsTestEnv, clientConfig, startMoto, type Moto } from '../support/moto.js';
+import { startTestSupervisor, until } from '../support/machines.js';
+import { spawnCapflow } from '../support/cli.js';
+import { REPO_ROOT, testbedVersions } from '../support/tools.js';
+
+const CLUSTER = 'boot';
+const FIXTURE = path.join(REPO_ROOT, 'test', 'fixtures', 'clusters', 'booted');
+// Private key and bootstrap token shapes, assembled so that no key-shaped text is committed.
+const KEY_MARKER = new RegExp(['-----BEGIN', '[A-Z ]*PRIVATE KEY-----'].join(' '));
+const TOKEN_SHAPE = /\b[a-z0-9]{6}\.[a-z0-9]{16}\b/;
+
+interface BootedWorld {
+  moto: Moto;
+  proxy: FaultProxy;
+  supervisor: MachineSupervisor;
+  remote: GitRemote;
+  work: string;
+  env: NodeJS.ProcessEnv;
+  store: LocalSecretStore;
+}
+
+/** moto behind the fault proxy, a machine supervisor following moto, a Git repository holding the fixture as clusters/<name>. */
+function useBootedWorld(files: Record<string, string | null> = {}): BootedWorld {
+  const w = {} as BootedWorld;
+  before(async function () {
+    const awsCli = locateAwsCli();
+    if (!awsCli) throw new Error('the AWS CLI is not installed (the machines fetch their bootstrap payload with it): run bash testbed/install.sh');
+    w.work = mkdtempSync(path.join(os.tmpdir(), 'capflow-booted-'));
+    w.moto = await startMoto();
+    w.proxy = await startFaultProxy({ target: w.moto.endpoint });
+    const endpointsFile = path.join(w.work, 'endpoints.json');
+    w.supervisor = await startTestSupervisor(w.moto.endpoint, { machineAwsCli: awsCli, endpointsFile, kubeletHeartbeatSeconds: 2 });
+    w.remote = await createGitRemote();
+    cpSync(FIXTURE, path.join(w.remote.workdir, 'clusters', CLUSTER), { recursive: true });
+    await w.remote.commitFiles({ [`clusters/${CLUSTER}/cluster.env`]: clusterEnv({}), ...files }, 'a cluster on booted machines');
+    const secretsDir = path.join(w.work, 'secrets');
+    w.store = new LocalSecretStore(secretsDir);
+    w.env = { ...awsTestEnv(w.proxy.endpoint), CAPFLOW_SECRET_STORE: 'local', CAPFLOW_SECRETS_DIR: secretsDir, CAPFLOW_ENDPOINTS_FILE: endpointsFile };
+  });
+  after(async function () {
+    await w.supervisor?.stop();
+    await w.remote?.stop();
+    await w.proxy?.stop();
+    await w.moto?.stop();
+    if (w.work) rmSync(w.work, { recursive: true, force: true });
+  });
+  return w;
+}
+
+function clusterEnv(sizes: { controlPlanes?: number; workers?: number }): string {
+  return [
+    `CLUSTER_NAME=${CLUSTER}`,
+    `KUBERNETES_VERSION=${testbedVersions().KUBERNETES_VERSION ?? 'v1.34.4'}`,
+    'AMI_ID=ami-12c6146b',
+    `CONTROL_PLANE_MACHINE_COUNT=${sizes.controlPlanes ?? 1}`,
+    `WORKER_MACHINE_COUNT=${sizes.workers ?? 1}`,
+    '',
+  ].join('\n');
+}
+
+interface RunResult {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+  calls: RecordedCall[];
+}
+
+/** `capflow run TEMPLATE` (the local runner) or `capflow step STEP`, at the repository's HEAD; the AWS calls it made. */
+async function capflowAt(w: BootedWorld, args: string[]): Promise<RunResult> {
+  const from = w.proxy.calls.length;
+  const head = await git(w.remote.workdir, 'rev-parse', 'HEAD');
+  const common = ['--repo', w.remote.workdir, '--revision', head, '--cluster-dir', `clusters/${CLUSTER}`];
+  const argv =
+    args[0] === 'run'
+      ? [...args, '--run-dir', path.join(w.work, 'runs'), '--plain', '-p', `repo=${w.remote.workdir}`, '-p', `revision=${head}`, '-p', `cluster-path=clusters/${CLUSTER}`, '-p', `cluster-name=${CLUSTER}`]
+      : [...args, ...common, '--outputs', mkdtempSync(path.join(w.work, 'out-'))];
+  const res = await spawnCapflow(argv, { env: w.env }).done;
+  return { ...res, calls: w.proxy.calls.slice(from) };
+}
+
+async function workloadCore(w: BootedWorld): Promise<CoreV1Api> {
+  const text = (await w.store.get(`${CLUSTER}-kubeconfig`))!.value!;
+  return kubeConfigFrom(text, w.env).makeApiClient(CoreV1Api);
+}
+
+async function readyNodes(w: BootedWorld): Promise<V1Node[]> {
+  return (await (await workloadCore(w)).listNode()).items.filter((n) => n.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True'));
+}
+
+describe('cluster-apply on booted machines (kubelet, container runtime and load balancers are stand-ins)', function () {
+  this.timeout(20 * 60_000);
+  const w = useBootedWorld();
+
+  it('makes a cluster: one control plane, a MachineDeployment worker and a MachinePool worker, every Node Ready and labelled', async () => {
+    const res = await capflowAt(w, ['run', 'cluster-apply']);
+    expect(res.code, res.stdout + res.stderr).to.equal(0);
+    for (const task of ['validate-spec', 'provision-vpc', 'kubeadm-init', 'launch-nodes', 'join-workers']) expect(res.stdout).to.match(new RegExp(`${task}\\s.*Succeeded`));
+    const nodes = (await (await workloadCore(w)).listNode()).items;
+    expect(nodes).to.have.length(3);
+    for (const n of nodes) {
+      expect(n.status?.conditions?.find((c) => c.type === 'Ready')?.status, n.metadata?.name).to.equal('True');
+      expect(n.metadata?.labels?.['capflow.io/machine'], n.metadata?.name).to.be.a('string');
+    }
+    const groups = nodes.map((n) => n.metadata?.labels?.['capflow.io/machine-group']).sort();
+    expect(groups).to.deep.equal(['boot-md-0', 'boot-mp-0', 'control-plane']);
+  });
+
+  it('keeps every key and token out of user data and launch templates; once all joined only the MachinePool keeps a payload', async () => {
+    const ec2 = new EC2Client(clientConfig(w.moto.endpoint));
+    const sm = new SecretsManagerClient(clientConfig(w.moto.endpoint));
+    try {
+      const instances = (await ec2.send(new DescribeInstancesCommand({}))).Reservations!.flatMap((r) => r.Instances ?? []);
+      expect(instances.length).to.be.at.least(3);
+      for (const i of instances) {
+        const attr = await ec2.send(new DescribeInstanceAttributeCommand({ InstanceId: i.InstanceId!, Attribute: 'userData' }));
+        const text = Buffer.from(attr.UserData?.Value ?? '', 'base64').toString('utf8');
+        expect(text, i.InstanceId).to.not.match(KEY_MARKER).and.not.match(TOKEN_SHAPE);
+      }
+      const templates = (await ec2.send(new DescribeLaunchTemplatesCommand({}))).LaunchTemplates ?? [];
+      expect(templates).to.have.length(1);
+      const versions = (await ec2.send(new DescribeLaunchTemplateVersionsCommand({ LaunchTemplateId: templates[0]!.LaunchTemplateId!, Versions: ['$Latest'] }))).LaunchTemplateVersions!;
+      const ltData = Buffer.from(versions[0]!.LaunchTemplateData!.UserData ?? '', 'base64').toString('utf8');
+      expect(ltData).to.include('capflow-bootstrap').and.not.match(KEY_MARKER).and.not.match(TOKEN_SHAPE);
+      const payloads = ((await sm.send(new ListSecretsCommand({}))).SecretList ?? []).map((s) => s.Name);
+      expect(payloads).to.deep.equal([`capflow/${CLUSTER}/${CLUSTER}-mp-0`]);
+    } finally {
+      ec2.destroy();
+      sm.destroy();
+    }
+  });
+
+  it('applied again, changes nothing: no mutating AWS call', async () => {
+    const res = await capflowAt(w, ['run', 'cluster-apply']);
+    expect(res.code, res.stdout + res.stderr).to.equal(0);
+    const mutating = res.calls.filter((c) => c.mutating).map((c) => `${c.service}:${c.action}`);
+    expect(mutating).to.deep.equal([]);
+  });
+
+  it('an upgrade by more than one minor version is refused at the version\'s line before any change', async () => {
+    await w.remote.commitFiles({ [`clusters/${CLUSTER}/cluster.env`]: clusterEnv({}).replace(/KUBERNETES_VERSION=.*/, 'KUBERNETES_VERSION=v1.36.0') }, 'skip a minor');
+    const res = await capflowAt(w, ['step', 'kubeadm-init']);
+    expect(res.code, res.stderr).to.equal(2);
+    expect(res.stderr).to.match(/control-plane\.yaml:\d+:\d+ KubeadmControlPlane\/boot-control-plane spec\.version: the control plane runs v1\.34\.\d+; kubeadm upgrades one minor version at a time, so v1\.36\.0 is too far/);
+    expect(res.calls.filter((c) => c.mutating)).to.deep.equal([]);
+    await w.remote.commitFiles({ [`clusters/${CLUSTER}/cluster.env`]: clusterEnv({}) }, 'back');
+  });
+
+  it('a Node that is not Ready makes join-workers time out naming it and why; Ready again, it passes', async () => {
+    const worker = (await readyNodes(w)).find((n) => n.metadata?.labels?.['capflow.io/machine-group'] === `${CLUSTER}-md-0`)!;
+    const machine = w.supervisor.machines().find((m) => m.options.config.hostname === worker.metadata!.name)!;
+    const cni = '/etc/cni/net.d/10-bridge.conflist';
+    const saved = await machine.exec(['cat', cni]);
+    expect((await machine.exec(['rm', cni])).code).to.equal(0);
+    const res = await capflowAt(w, ['step', 'join-workers', '-p', 'node-timeout=20s', '-p', 'poll-interval=1s']);
+    expect(res.code, res.stderr).to.equal(75);
+    expect(res.stderr).to.include('NODES_NOT_READY').and.include(`${worker.metadata!.name} (machine `).and.match(/cni plugin not initialized|NetworkPluginNotReady/);
+    expect((await machine.exec(['sh', '-c', `cat > ${cni}`], { input: saved.stdout })).code).to.equal(0);
+    const again = await capflowAt(w, ['step', 'join-workers', '-p', 'poll-interval=1s']);
+    expect(again.code, again.stderr).to.equal(0);
+  });
+
+  it('cluster-plan sees no drift; a worker terminated by hand is drift, replaced by the next apply, its Node removed', async () => {
+    const plan = await capflowAt(w, ['run', 'cluster-plan']);
+    expect(plan.code, plan.stdout + plan.stderr).to.equal(0);
+    expect(plan.calls.filter((c) => c.mutating)).to.deep.equal([]);
+    const gone = (await readyNodes(w)).find((n) => n.metadata?.labels?.['capflow.io/machine-group'] === `${CLUSTER}-md-0`)!;
+    const instance = w.supervisor.machines().find((m) => m.options.config.hostname === gone.metadata!.name)!.instanceId;
+    const ec2 = new EC2Client(clientConfig(w.moto.endpoint));
+    try {
+      await ec2.send(new TerminateInstancesCommand({ InstanceIds: [instance] }));
+    } finally {
+      ec2.destroy();
+    }
+    const drift = await capflowAt(w, ['step', 'launch-nodes', '--dry-run']);
+    expect(drift.code, drift.stderr).to.equal(0);
+    expect(drift.stdout).to.match(/"changes":"[1-9]/);
+    const res = await capflowAt(w, ['run', 'cluster-apply']);
+    expect(res.code, res.stdout + res.stderr).to.equal(0);
+    const names = (await (await workloadCore(w)).listNode()).items.map((n) => n.metadata!.name!);
+    expect(names).to.have.length(3).and.not.include(gone.metadata!.name);
+    expect((await readyNodes(w)).map((n) => n.metadata!.name!)).to.have.members(names);
+  });
+
+  it('cluster-delete removes every machine and payload', async () => {
+    const res = await capflowAt(w, ['run', 'cluster-delete', '-p', 'region=us-east-1']);
+    expect(res.code, res.stdout + res.stderr).to.equal(0);
+    const ec2 = new EC2Client(clientConfig(w.moto.endpoint));
+    const sm = new SecretsManagerClient(clientConfig(w.moto.endpoint));
+    try {
+      const live = (await ec2.send(new DescribeInstancesCommand({}))).Reservations!.flatMap((r) => r.Instances ?? []).filter((i) => i.State?.Name !== 'terminated');
+      expect(live.map((i) => i.InstanceId)).to.deep.equal([]);
+      expect((await sm.send(new ListSecretsCommand({}))).SecretList ?? []).to.deep.equal([]);
+      // the supervisor follows terminations on its next pass
+      await until('no machine left', () => (w.supervisor.machines().length === 0 ? true : undefined), 30_000);
+    } finally {
+      ec2.destroy();
+      sm.destroy();
+    }
+  });
+});
+
+describe('cluster-apply on booted machines, scaled: control planes join one at a time, drains honour PodDisruptionBudgets, the join token is retired', function () {
+  this.timeout(20 * 60_000);
+  // No MachinePool here: with none, nothing may launch later, so the join token goes once all joined.
+  const w = useBootedWorld({ [`clusters/${CLUSTER}/pools.yaml`]: null });
+  const capflowTokens = async () => (await (await workloadCore(w)).listNamespacedSecret({ namespace: 'kube-system', labelSelector: 'capflow.io/bootstrap-token=true' })).items;
+
+  it('one control plane and one worker: Ready, and no join token or payload left once they joined', async () => {
+    const res = await capflowAt(w, ['run', 'cluster-apply']);
+    expect(res.code, res.stdout + res.stderr).to.equal(0);
+    expect(await readyNodes(w)).to.have.length(2);
+    expect(await capflowTokens()).to.deep.equal([]);
+    expect(await w.store.get(`capflow-${CLUSTER}-join-token`)).to.equal(undefined);
+    const secrets = res.calls.filter((c) => c.service === 'secretsmanager' && c.mutating).map((c) => c.action);
+    // the init machine's payload and the workers' group payload, both deleted once used
+    expect(secrets.filter((a) => a === 'CreateSecret')).to.have.length(2);
+    expect(secrets.filter((a) => a === 'DeleteSecret')).to.have.length(2);
+  });
+
+  it('scaled to three control planes and two workers: each control plane is launched alone, after the one before it is a Ready Node', async () => {
+    await w.remote.commitFiles({ [`clusters/${CLUSTER}/cluster.env`]: clusterEnv({ controlPlanes: 3, workers: 2 }) }, 'scale');
+    const res = await capflowAt(w, ['run', 'cluster-apply']);
+    expect(res.code, res.stdout + res.stderr).to.equal(0);
+    const nodes = await readyNodes(w);
+    expect(nodes).to.have.length(5);
+    expect(nodes.filter((n) => n.metadata?.labels?.['node-role.kubernetes.io/control-plane'] !== undefined)).to.have.length(3);
+    const launches = res.calls.filter((c) => c.action === 'RunInstances' && c.status === 200);
+    const cpLaunches = launches.filter((c) => Object.entries(c.params ?? {}).some(([k, v]) => k.includes('TagSpecification') && v === 'control-plane'));
+    expect(cpLaunches.map((c) => c.params?.MinCount)).to.deep.equal(['1', '1']);
+  });
+
+  it('a worker whose pods a PodDisruptionBudget protects is not removed: the step stops naming the pod; without the budget it drains and goes', async () => {
+    const core = await workloadCore(w);
+    const workers = (await readyNodes(w)).filter((n) => n.metadata?.labels?.['node-role.kubernetes.io/worker'] !== undefined).map((n) => n.metadata!.name!);
+    expect(workers).to.have.length(2);
+    for (const [i, node] of workers.entries()) {
+      await core.createNamespacedPod({ namespace: 'default', body: { metadata: { name: `guarded-${i}`, labels: { app: 'guarded' } }, spec: { nodeName: node, containers: [{ name: 'c', image: 'registry.k8s.io/pause:3.10' }] } } });
+    }
+    const policy = kubeConfigFrom((await w.store.get(`${CLUSTER}-kubeconfig`))!.value!, w.env).makeApiClient(PolicyV1Api);
+    await policy.createNamespacedPodDisruptionBudget({ namespace: 'default', body: { metadata: { name: 'guarded' }, spec: { minAvailable: 2, selector: { matchLabels: { app: 'guarded' } } } } });
+    await until('the budget counts both pods healthy', async () => {
+      const pdb = await policy.readNamespacedPodDisruptionBudget({ name: 'guarded', namespace: 'default' });
+      return pdb.status?.currentHealthy === 2 ? true : undefined;
+    }, 60_000);
+
+    await w.remote.commitFiles({ [`clusters/${CLUSTER}/cluster.env`]: clusterEnv({ controlPlanes: 3, workers: 1 }) }, 'scale workers down');
+    const blocked = await capflowAt(w, ['step', 'launch-nodes', '-p', 'drain-timeout=8s', '-p', 'poll-interval=500ms']);
+    expect(blocked.code, blocked.stderr).to.equal(3);
+    expect(blocked.stderr).to.include('NODE_DRAIN_TIMEOUT').and.match(/pod default\/guarded-[01]/);
+    expect(blocked.calls.filter((c) => c.action === 'TerminateInstances')).to.deep.equal([]);
+
+    await policy.deleteNamespacedPodDisruptionBudget({ name: 'guarded', namespace: 'default' });
+    const res = await capflowAt(w, ['run', 'cluster-apply']);
+    expect(res.code, res.stdout + res.stderr).to.equal(0);
+    const left = (await readyNodes(w)).filter((n) => n.metadata?.labels?.['node-role.kubernetes.io/worker'] !== undefined).map((n) => n.metadata!.name!);
+    expect(left).to.have.length(1);
+    const all = (await core.listNode()).items.map((n) => n.metadata!.name!);
+    expect(all).to.have.length(4);
+  });
+
+  it('removing control plane machines (their etcd members would stay) is refused at the spec before any change', async () => {
+    await w.remote.commitFiles({ [`clusters/${CLUSTER}/cluster.env`]: clusterEnv({ controlPlanes: 1, workers: 1 }) }, 'fewer control planes');
+    const res = await capflowAt(w, ['step', 'launch-nodes']);
+    expect(res.code, res.stderr).to.equal(2);
+    expect(res.stderr).to.match(/control-plane\.yaml:\d+:\d+ KubeadmControlPlane\/boot-control-plane spec\.replicas: scaling the control plane down from 3 to 1 is not supported yet/);
+    expect(res.calls.filter((c) => c.mutating)).to.deep.equal([]);
+  });
+});
+
+describe('crash matrix on booted machines: kubeadm-init, launch-nodes and join-workers killed at each mutating AWS call, then run again', function () {
+  this.timeout(20 * 60_000);
+  const w = useBootedWorld({ [`clusters/${CLUSTER}/pools.yaml`]: null });
+
+  /** `capflow step ID`, SIGKILLed by the fault proxy at its Nth mutating call when `kill` says so. */
+  async function stepKilled(id: string, kill?: Omit<KillAfterMutating, 'pid'>, extra: string[] = []): Promise<RunResult> {
+    const from = w.proxy.calls.length;
+    const head = await git(w.remote.workdir, 'rev-parse', 'HEAD');
+    const run = spawnCapflow(['step', id, '--repo', w.remote.workdir, '--revision', head, '--cluster-dir', `clusters/${CLUSTER}`, '--outputs', mkdtempSync(path.join(w.work, 'out-')), ...(id === 'provision-vpc' ? [] : ['-p', 'poll-interval=500ms']), ...extra], { env: w.env });
+    w.proxy.setFaults(kill ? { killAfterMutating: { ...kill, pid: run.child.pid! } } : {});
+    const res = await run.done;
+    w.proxy.setFaults({});
+    return { ...res, calls: w.proxy.calls.slice(from) };
+  }
+
+  async function world(): Promise<{ instances: Array<{ id: string; group: string }>; payloads: string[]; targets: string[] }> {
+    const ec2 = new EC2Client(clientConfig(w.moto.endpoint));
+    const sm = new SecretsManagerClient(clientConfig(w.moto.endpoint));
+    const elbv2 = new ElasticLoadBalancingV2Client(clientConfig(w.moto.endpoint));
+    try {
+      const live = (await ec2.send(new DescribeInstancesCommand({ Filters: [{ Name: 'instance-state-name', Values: ['pending', 'running'] }] }))).Reservations!.flatMap((r) => r.Instances ?? []);
+      const tg = (await elbv2.send(new DescribeTargetGroupsCommand({}))).TargetGroups![0]!.TargetGroupArn!;
+      return {
+        instances: live.map((i) => ({ id: i.InstanceId!, group: i.Tags?.find((t) => t.Key === 'capflow.io/machine-group')?.Value ?? '' })),
+        payloads: ((await sm.send(new ListSecretsCommand({}))).SecretList ?? []).map((s) => s.Name!).sort(),
+        targets: ((await elbv2.send(new DescribeTargetHealthCommand({ TargetGroupArn: tg }))).TargetHealthDescriptions ?? []).map((d) => d.Target!.Id!),
+      };
+    } finally {
+      ec2.destroy();
+      sm.destroy();
+      elbv2.destroy();
+    }
+  }
+
+  async function removeControlPlane(): Promise<void> {
+    expect((await stepKilled('launch-nodes', undefined, ['--delete'])).code).to.equal(0);
+    expect((await stepKilled('kubeadm-init', undefined, ['--delete'])).code).to.equal(0);
+    await until('the machines gone', () => (w.supervisor.machines().length === 0 ? true : undefined), 30_000);
+  }
+
+  let initCalls: string[] = [];
+  before(async () => {
+    const net = await stepKilled('provision-vpc');
+    expect(net.code, net.stderr).to.equal(0);
+  });
+
+  it('kubeadm-init uninterrupted: the reference calls', async () => {
+    const res = await stepKilled('kubeadm-init');
+    expect(res.code, res.stderr).to.equal(0);
+    initCalls = res.calls.filter((c) => c.mutating).map((c) => `${c.service}:${c.action}`);
+    expect(initCalls).to.deep.equal(['secretsmanager:CreateSecret', 'ec2:RunInstances', 'elbv2:RegisterTargets', 'secretsmanager:DeleteSecret']);
+    await removeControlPlane();
+  });
+
+  const cases: Array<[number, KillAfterMutating['when']]> = [
+    [1, 'after-response'],
+    [2, 'before-response'],
+    [2, 'after-response'],
+    [3, 'after-response'],
+    [4, 'after-response'],
+  ];
+  for (const [n, when] of cases) {
+    it(`kubeadm-init killed at mutating call ${n} (${when}) converges on rerun: one control plane, registered, no payload left`, async () => {
+      const killed = await stepKilled('kubeadm-init', { n, when });
+      // after its last call there is nothing left to interrupt: it may finish first
+      if (n < initCalls.length || when === 'before-response') expect(killed.code, killed.stderr).to.equal(null);
+      const rerun = await stepKilled('kubeadm-init');
+      expect(rerun.code, rerun.stderr).to.equal(0);
+      const after = await world();
+      expect(after.instances.map((i) => i.group)).to.deep.equal(['control-plane']);
+      expect(after.targets).to.deep.equal(after.instances.map((i) => i.id));
+      expect(after.payloads).to.deep.equal([]);
+      if (n < 4) await removeControlPlane();
+    });
+  }
+
+  it('launch-nodes killed after its payload secret is made, and join-workers killed as it deletes one, converge on rerun', async () => {
+    const launch = await stepKilled('launch-nodes', { n: 1, when: 'after-response' });
+    expect(launch.code).to.equal(null);
+    // the call after the kill never reaches moto
+    expect(launch.calls.filter((c) => c.mutating && c.faulted !== 'dropped-after-kill').map((c) => c.action)).to.deep.equal(['CreateSecret']);
+    const relaunch = await stepKilled('launch-nodes');
+    expect(relaunch.code, relaunch.stderr).to.equal(0);
+    expect(relaunch.calls.filter((c) => c.mutating).map((c) => c.action)).to.deep.equal(['RunInstances']);
+    // its one mutating AWS call is its last: killed before hearing the answer, it has not retired the token yet
+    const join = await stepKilled('join-workers', { n: 1, when: 'before-response' });
+    expect(join.code).to.equal(null);
+    const rejoin = await stepKilled('join-workers');
+    expect(rejoin.code, rejoin.stderr).to.equal(0);
+    const after = await world();
+    expect(after.instances.map((i) => i.group).sort()).to.deep.equal([`${CLUSTER}-md-0`, 'control-plane']);
+    expect(after.payloads).to.deep.equal([]);
+    expect(await readyNodes(w)).to.have.length(2);
+    const tokens = await (await workloadCore(w)).listNamespacedSecret({ namespace: 'kube-system', labelSelector: 'capflow.io/bootstrap-token=true' });
+    expect(tokens.items).to.deep.equal([]);
+  });
+});
