@@ -1,27 +1,28 @@
 /**
- * launch-nodes: makes the cluster's machines (the KubeadmControlPlane's and every
- * MachineDeployment's) match the spec as EC2 instances in the network provision-vpc made: launched
- * in batches per group and AZ, spread over the failure domains, control plane machines registered
- * with the API load balancer, scaled and rolled (maxSurge / maxUnavailable) in rounds within one
- * run. With --delete it terminates every machine the cluster owns. User data comes from the
- * bootstrap secret (`capflow-<cluster>-bootstrap`, one key per group) that kubeadm-init writes.
- * Outputs the machine inventory, also kept in the status secret under `launch-nodes`.
+ * launch-nodes: makes the cluster's machines (the KubeadmControlPlane's, every MachineDeployment's
+ * and MachinePool's) match the spec as EC2 instances in the network provision-vpc made: launched in
+ * batches per group and AZ, spread over the failure domains, control plane machines registered with
+ * the API load balancer, scaled and rolled (maxSurge / maxUnavailable) in rounds within one run.
+ * Once kubeadm-init made the API server, machines join with the session's bootstrap data, control
+ * planes one at a time, and a machine counts as available when its Node is Ready; Nodes are drained
+ * before their machine goes. A group's hand-made user data in `capflow-<cluster>-bootstrap` wins.
+ * With --delete it terminates every machine the cluster owns. Outputs the machine inventory (also
+ * in the status secret under `launch-nodes`) and the number of changes.
  */
 import path from 'node:path';
+import { AutoScalingClient } from '@aws-sdk/client-auto-scaling';
+import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import type { Executor, StepContext } from '../src/core/executor.js';
-import { DELETE_TARGET_PARAMS, DURATION_PATTERN, loadAwsClusterForDelete, parseDuration, requireKubeadmAwsCluster, requireNetwork, specLoadOptions } from './aws-step.js';
 import { InputError } from '../src/core/errors.js';
 import { readStepStatus, removeStepStatus, writeStepStatus } from '../src/core/status.js';
 import { Plan, makeScope, type ClusterScope } from '../src/aws/index.js';
-import type { Machine } from '../src/aws/instances.js';
+import { describeMachines, type Machine } from '../src/aws/instances.js';
 import type { RefreshState } from '../src/aws/machine-pools.js';
 import { deleteClusterMachines, desiredGroups, formatInventory, reconcileClusterMachines, type MachineGroup } from '../src/aws/machines.js';
-import { describeMachines } from '../src/aws/instances.js';
-import { AutoScalingClient } from '@aws-sdk/client-auto-scaling';
-import { FieldProblems, loadClusterSpec, type ClusterModel } from '../src/spec/index.js';
-import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { clusterSecretName } from '../src/bootstrap/pki.js';
 import { BootstrapSession } from '../src/bootstrap/session.js';
+import { FieldProblems, loadClusterSpec, type ClusterModel } from '../src/spec/index.js';
+import { DELETE_TARGET_PARAMS, DURATION_PATTERN, loadAwsClusterForDelete, parseDuration, requireKubeadmAwsCluster, requireNetwork, specLoadOptions } from './aws-step.js';
 import type { ProvisionVpcStatus } from './provision-vpc.js';
 
 export const STEP_ID = 'launch-nodes';
