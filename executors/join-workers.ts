@@ -65,13 +65,13 @@ export const joinWorkers: Executor = {
 
     if (ctx.options.dryRun) {
       // The plan: which machines have no Ready Node. Nothing is written.
-      const all = await instances();
-      const ready = await session.readyMachines(all.filter((i) => i.state === 'running'));
-      for (const i of all.filter((x) => x.state === 'pending' || x.state === 'running')) {
+      const live = (await instances()).filter((x) => x.state === 'pending' || x.state === 'running');
+      const ready = await session.readyMachines(live.filter((i) => i.state === 'running'));
+      for (const i of live) {
         scope.plan.record({ resource: 'node', name: i.privateDns || i.instanceId, action: ready.has(i.instanceId) ? 'no-change' : 'create', id: i.instanceId, detail: ready.has(i.instanceId) ? 'Ready' : 'not Ready yet' });
       }
       ctx.log.info(`Plan:\n${scope.plan.format()}`);
-      return { outputs: { nodes: '[]', ready: `${[...ready].length}/${all.length}` }, summary: { plan: scope.plan.counts() } };
+      return { outputs: { nodes: '[]', ready: `${ready.size}/${live.length}` }, summary: { plan: scope.plan.counts() } };
     }
 
     const result = await waitForReadyNodes(core, model.name, { timeoutMs, pollMs, log: ctx.log, signal: ctx.signal, instances });
