@@ -33,6 +33,9 @@ export interface ProvisionVpcStatus {
 /** JSON-schema pattern of a duration parameter: 600, 600s, 10m, 500ms. */
 export const DURATION_PATTERN = '^(\\d+(ms|s|m)?)?$';
 
+/** Input-schema property of the steps that poll until the world is ready (kubeadm-init, join-workers). */
+export const POLL_INTERVAL_PARAM = { type: 'string', pattern: DURATION_PATTERN, description: 'delay between checks (default 5s)' } as const;
+
 /** Input-schema properties of the delete-by-name parameters. */
 export const DELETE_TARGET_PARAMS = {
   'cluster-name': { type: 'string', description: 'for --delete when the cluster folder is gone' },

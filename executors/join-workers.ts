@@ -18,7 +18,7 @@ import { retireJoinToken } from '../src/bootstrap/join-token.js';
 import { clusterSecretName } from '../src/bootstrap/pki.js';
 import { BootstrapSession } from '../src/bootstrap/session.js';
 import { loadClusterSpec } from '../src/spec/index.js';
-import { DURATION_PATTERN, bootstrapScope, parseDuration, requireKubeadmAwsCluster, requireNetwork, specLoadOptions } from './aws-step.js';
+import { DURATION_PATTERN, POLL_INTERVAL_PARAM, bootstrapScope, parseDuration, requireKubeadmAwsCluster, requireNetwork, specLoadOptions } from './aws-step.js';
 
 export const STEP_ID = 'join-workers';
 
@@ -40,7 +40,7 @@ export const joinWorkers: Executor = {
     additionalProperties: false,
     properties: {
       'node-timeout': { type: 'string', pattern: DURATION_PATTERN, description: 'how long Nodes may take to be Ready (default 15m)' },
-      'poll-interval': { type: 'string', pattern: DURATION_PATTERN, description: 'delay between checks (default 5s)' },
+      'poll-interval': POLL_INTERVAL_PARAM,
       'drain-timeout': { type: 'string', pattern: DURATION_PATTERN, description: 'how long the Node of a gone machine is drained before it is deleted (default 30s)' },
     },
   },

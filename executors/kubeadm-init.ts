@@ -22,7 +22,7 @@ import { CONTROL_PLANE_GROUP } from '../src/bootstrap/machine-data.js';
 import { clusterSecretName } from '../src/bootstrap/pki.js';
 import { BootstrapSession } from '../src/bootstrap/session.js';
 import { loadClusterSpec } from '../src/spec/index.js';
-import { DELETE_TARGET_PARAMS, DURATION_PATTERN, bootstrapScope, loadAwsClusterForDelete, parseDuration, requireKubeadmAwsCluster, requireNetwork, specLoadOptions } from './aws-step.js';
+import { DELETE_TARGET_PARAMS, DURATION_PATTERN, POLL_INTERVAL_PARAM, bootstrapScope, loadAwsClusterForDelete, parseDuration, requireKubeadmAwsCluster, requireNetwork, specLoadOptions } from './aws-step.js';
 
 export const STEP_ID = 'kubeadm-init';
 /** The init machine's payload secret: it holds the cluster's keys, and goes once the API answers. */
@@ -45,7 +45,7 @@ export const kubeadmInit: Executor = {
     additionalProperties: false,
     properties: {
       'api-timeout': { type: 'string', pattern: DURATION_PATTERN, description: 'how long to wait for the API server to answer /readyz (default 15m)' },
-      'poll-interval': { type: 'string', pattern: DURATION_PATTERN, description: 'delay between checks (default 5s)' },
+      'poll-interval': POLL_INTERVAL_PARAM,
       ...DELETE_TARGET_PARAMS,
     },
   },
