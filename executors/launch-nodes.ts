@@ -5,7 +5,9 @@
  * the API load balancer, scaled and rolled (maxSurge / maxUnavailable) in rounds within one run.
  * Once kubeadm-init made the API server, machines join with the session's bootstrap data, control
  * planes one at a time, and a machine counts as available when its Node is Ready; Nodes are drained
- * before their machine goes. A group's hand-made user data in `capflow-<cluster>-bootstrap` wins.
+ * before their machine goes, a control plane's etcd member removed. An upgrade (a new version) moves
+ * the cluster's kubeadm version, replaces the control planes one at a time, new first, then the
+ * workers by their strategy. A group's hand-made user data in `capflow-<cluster>-bootstrap` wins.
  * With --delete it terminates every machine the cluster owns. Outputs the machine inventory (also
  * in the status secret under `launch-nodes`) and the number of changes.
  */
@@ -16,12 +18,12 @@ import type { Executor, StepContext } from '../src/core/executor.js';
 import { InputError } from '../src/core/errors.js';
 import { readStepStatus, removeStepStatus, writeStepStatus } from '../src/core/status.js';
 import { Plan, makeScope, type ClusterScope } from '../src/aws/index.js';
-import { describeMachines, type Machine } from '../src/aws/instances.js';
+import type { Machine } from '../src/aws/instances.js';
 import type { RefreshState } from '../src/aws/machine-pools.js';
-import { deleteClusterMachines, desiredGroups, formatInventory, reconcileClusterMachines, type MachineGroup } from '../src/aws/machines.js';
+import { deleteClusterMachines, desiredGroups, formatInventory, reconcileClusterMachines } from '../src/aws/machines.js';
 import { clusterSecretName } from '../src/bootstrap/pki.js';
 import { BootstrapSession } from '../src/bootstrap/session.js';
-import { FieldProblems, loadClusterSpec, type ClusterModel } from '../src/spec/index.js';
+import { loadClusterSpec, type ClusterModel } from '../src/spec/index.js';
 import { DELETE_TARGET_PARAMS, DURATION_PATTERN, loadAwsClusterForDelete, parseDuration, requireKubeadmAwsCluster, requireNetwork, specLoadOptions } from './aws-step.js';
 import type { ProvisionVpcStatus } from './provision-vpc.js';
 
@@ -60,26 +62,6 @@ function poolRefreshState(ctx: StepContext, clusterName: string): RefreshState {
       else await removeStepStatus(ctx.secrets, clusterName, key);
     },
   };
-}
-
-/**
- * Removing a stacked etcd control plane machine needs its etcd member removed first (Cluster API
- * does it through the etcd pod); capflow does not do that yet, and a machine terminated with its
- * member in place costs the cluster quorum. So a change that would remove control plane machines
- * (fewer replicas, or a new template or version that rolls them) is refused before any change.
- */
-async function refuseControlPlaneRemovals(scope: ClusterScope, model: ClusterModel, group: MachineGroup): Promise<void> {
-  const live = (await describeMachines(scope)).live.filter((m) => m.group === group.name && (m.state === 'running' || m.state === 'pending'));
-  const outdated = live.filter((m) => m.templateHash !== group.hash || !group.failureDomains.includes(m.az));
-  if (outdated.length === 0 && live.length <= group.replicas) return;
-  const problems = new FieldProblems(model);
-  const kcp = { kind: model.controlPlane.kind, name: model.controlPlane.metadata.name };
-  if (outdated.length > 0) {
-    problems.add(kcp, ['spec', 'version'], 'unsupported-feature', `replacing the ${outdated.length} running control plane machine(s) of another template or version is not supported yet: their etcd members would be left behind`, 'keep the control plane template and version as they run; upgrades come with a later release');
-  } else {
-    problems.add(kcp, ['spec', 'replicas'], 'unsupported-feature', `scaling the control plane down from ${live.length} to ${group.replicas} is not supported yet: the removed machines' etcd members would be left behind`);
-  }
-  problems.throwIfAny();
 }
 
 /** Plan entries that create, update or delete: cluster-plan sums them as drift. */
@@ -186,7 +168,9 @@ export function makeLaunchNodes(options: LaunchNodesOptions = {}): Executor {
       const kubeadm = await bootstrapSessionFor(ctx, model, scope, vpc, options);
       // Stacked etcd members join a healthy cluster only: control planes join one at a time.
       const groups = kubeadm ? specGroups.map((g) => (g.role === 'control-plane' ? { ...g, oneAtATime: true } : g)) : specGroups;
-      if (kubeadm) await refuseControlPlaneRemovals(scope, model, groups.find((g) => g.role === 'control-plane')!);
+      // An upgrade moves the cluster's version first, so the control planes that replace the old
+      // ones join at the new one (skew refused at the version's file:line).
+      if (kubeadm) await kubeadm.ensureClusterVersion();
       const plainUserData = async (group: string): Promise<string> => {
         const data = handMade[group];
         if (data !== undefined) return data;

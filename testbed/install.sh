@@ -3,10 +3,13 @@
 #   Debian packages: openssh-server, cloud-init, openssl, iproute2, procps, util-linux, curl, hostname
 #   Python:          moto_server (pip 'moto[server]'), the AWS CLI (pip 'awscli': machines fetch
 #                    their bootstrap payload from Secrets Manager with it, as CAPA's images do)
-#   Go, built here:  etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubeadm, kubectl
-#                    (wrapper module testbed/go.mod), kwok, helm, argo
+#   Go, built here:  etcd, etcdctl, kube-apiserver, kube-controller-manager, kube-scheduler, kubeadm,
+#                    kubectl (wrapper module testbed/go.mod); kube-apiserver, kube-controller-manager,
+#                    kube-scheduler, kubeadm of the previous release (testbed/previous/go.mod); kwok,
+#                    helm, argo
 # Each Go tool lands in ${CAPFLOW_TESTBED_CACHE:-$HOME/.cache/capflow-testbed}/<tool>/<version>/bin/<tool>
-# (skipped when present) and is symlinked into ${CAPFLOW_TESTBED_BIN:-$HOME/.cache/capflow-testbed/bin}.
+# (skipped when present) and is symlinked into ${CAPFLOW_TESTBED_BIN:-$HOME/.cache/capflow-testbed/bin};
+# the previous release's machine image gets its own bin dir, $CAPFLOW_TESTBED_BIN/<previous version>.
 # Idempotent: a second run only checks. GOCACHE/GOMODCACHE are left at Go's defaults.
 #
 # Usage: bash testbed/install.sh           install what is missing
@@ -23,7 +26,7 @@ CHECK=0
 case "${1:-}" in
   --check) CHECK=1 ;;
   "") ;;
-  -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
+  -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
   *) echo "unknown option: $1 (use --check)" >&2; exit 2 ;;
 esac
 
@@ -125,9 +128,10 @@ quiet_run() {
 
 tool_path() { echo "$CACHE/$1/$2/bin/$1"; }
 
-link_tool() { # link_tool NAME VERSION
-  mkdir -p "$BIN"
-  ln -sfn "$(tool_path "$1" "$2")" "$BIN/$1"
+link_tool() { # link_tool NAME VERSION [DIR]: DIR defaults to $BIN
+  local dir=${3:-$BIN}
+  mkdir -p "$dir"
+  ln -sfn "$(tool_path "$1" "$2")" "$dir/$1"
 }
 
 have_tool() { [ -x "$(tool_path "$1" "$2")" ]; }
@@ -136,9 +140,33 @@ go_env_ok() {
   command -v go >/dev/null 2>&1 || { echo "go is not on PATH: install Go >= 1.26" >&2; return 1; }
 }
 
-# etcd and the Kubernetes binaries: one `go build` of the wrapper module.
+# kube_ldflags VERSION: Kubernetes' version stamps (k8s.io/component-base/version), as its release build sets them.
+kube_ldflags() {
+  local v=${1#v} major minor pv="k8s.io/component-base/version" ldflags
+  major=${v%%.*}; minor=${v#*.}; minor=${minor%%.*}
+  ldflags="-s -w -X $pv.gitVersion=$1 -X $pv.gitMajor=$major -X $pv.gitMinor=$minor"
+  ldflags+=" -X $pv.gitTreeState=clean -X $pv.buildDate=1970-01-01T00:00:00Z"
+  ldflags+=" -X $pv/verflag.programName=kubernetes"
+  echo "$ldflags"
+}
+
+# wrapper_agrees GOMOD KUBERNETES_VERSION STAGING_VERSION: the wrapper's go.mod pins what versions.env says.
+wrapper_agrees() {
+  local gomod=$1 name=testbed/${1#"$HERE/"}
+  grep -qE "^\s*(require\s+)?k8s.io/kubernetes $2\$" "$gomod" \
+    || { echo "$name does not require k8s.io/kubernetes $2 (versions.env)" >&2; return 1; }
+  grep -qE "k8s.io/api => k8s.io/api $3\$" "$gomod" \
+    || { echo "$name does not replace the staging modules with $3 (versions.env)" >&2; return 1; }
+}
+
+# etcd, etcdctl and the Kubernetes binaries: one `go build` of the wrapper module.
 KUBE_TOOLS=(kube-apiserver kube-controller-manager kube-scheduler kubeadm kubectl)
-kube_tools() { local t; for t in "${KUBE_TOOLS[@]}"; do echo "$t:$KUBERNETES_VERSION"; done; echo "etcd:$ETCD_VERSION"; }
+ETCD_TOOLS=(etcd etcdctl)
+kube_tools() {
+  local t
+  for t in "${KUBE_TOOLS[@]}"; do echo "$t:$KUBERNETES_VERSION"; done
+  for t in "${ETCD_TOOLS[@]}"; do echo "$t:$ETCD_VERSION"; done
+}
 build_kube() {
   local need=0 t
   for t in $(kube_tools); do
@@ -154,25 +182,20 @@ build_kube() {
   fi
   go_env_ok
   # The wrapper's go.mod must pin what versions.env says.
-  grep -qE "^\s*k8s.io/kubernetes $KUBERNETES_VERSION\$" "$HERE/go.mod" \
-    || { echo "testbed/go.mod does not require k8s.io/kubernetes $KUBERNETES_VERSION (versions.env)" >&2; return 1; }
-  grep -qE "^\s*go.etcd.io/etcd/server/v3 $ETCD_VERSION\$" "$HERE/go.mod" \
-    || { echo "testbed/go.mod does not require go.etcd.io/etcd/server/v3 $ETCD_VERSION (versions.env)" >&2; return 1; }
-  grep -qE "k8s.io/api => k8s.io/api $KUBERNETES_STAGING_VERSION\$" "$HERE/go.mod" \
-    || { echo "testbed/go.mod does not replace the staging modules with $KUBERNETES_STAGING_VERSION (versions.env)" >&2; return 1; }
+  wrapper_agrees "$HERE/go.mod" "$KUBERNETES_VERSION" "$KUBERNETES_STAGING_VERSION"
+  local m
+  for m in go.etcd.io/etcd/server/v3 go.etcd.io/etcd/etcdctl/v3; do
+    grep -qE "^\s*$m $ETCD_VERSION\$" "$HERE/go.mod" \
+      || { echo "testbed/go.mod does not require $m $ETCD_VERSION (versions.env)" >&2; return 1; }
+  done
 
-  local v=${KUBERNETES_VERSION#v} major minor
-  major=${v%%.*}; minor=${v#*.}; minor=${minor%%.*}
-  local pv="k8s.io/component-base/version" ldflags
-  ldflags="-s -w -X $pv.gitVersion=$KUBERNETES_VERSION -X $pv.gitMajor=$major -X $pv.gitMinor=$minor"
-  ldflags+=" -X $pv.gitTreeState=clean -X $pv.buildDate=1970-01-01T00:00:00Z"
-  ldflags+=" -X $pv/verflag.programName=kubernetes"
+  local ldflags; ldflags="$(kube_ldflags "$KUBERNETES_VERSION")"
   local out; out="$(mktemp -d "${TMPDIR:-/tmp}/capflow-kube-build.XXXXXX")"
-  log "etcd $ETCD_VERSION + ${KUBE_TOOLS[*]} $KUBERNETES_VERSION: go build (wrapper module; cold takes a long while)"
+  log "${ETCD_TOOLS[*]} $ETCD_VERSION + ${KUBE_TOOLS[*]} $KUBERNETES_VERSION: go build (wrapper module; cold takes a long while)"
   local pkgs=() name
   for name in "${KUBE_TOOLS[@]}"; do pkgs+=("k8s.io/kubernetes/cmd/$name"); done
-  (cd "$HERE" && timed "go build etcd ${KUBE_TOOLS[*]}" \
-    go build -trimpath -ldflags "$ldflags" -o "$out/" ./cmd/etcd "${pkgs[@]}")
+  (cd "$HERE" && timed "go build ${ETCD_TOOLS[*]} ${KUBE_TOOLS[*]}" \
+    go build -trimpath -ldflags "$ldflags" -o "$out/" ./cmd/etcd ./cmd/etcdctl "${pkgs[@]}")
   for t in $(kube_tools); do
     local name=${t%%:*} ver=${t#*:}
     mkdir -p "$CACHE/$name/$ver/bin"
@@ -180,6 +203,46 @@ build_kube() {
     link_tool "$name" "$ver"
   done
   rm -rf "$out"
+}
+
+# The previous Kubernetes release (KUBERNETES_PREVIOUS_VERSION), for upgrade tests: the control plane
+# binaries and kubeadm from the second wrapper module (testbed/previous/go.mod), in one `go build`.
+# Its third-party requirements are the main wrapper's, so the two builds share every compiled package
+# but k8s.io/*. Machines of that release's image get the bin dir $BIN/<previous version>: these four,
+# and the one etcd, etcdctl and kubectl of the main wrapper.
+PREVIOUS_TOOLS=(kube-apiserver kube-controller-manager kube-scheduler kubeadm)
+build_kube_previous() {
+  local ver=${KUBERNETES_PREVIOUS_VERSION:-} name
+  [ -n "$ver" ] || { log "no KUBERNETES_PREVIOUS_VERSION in versions.env: no previous release built"; return 0; }
+  local dir="$BIN/$ver" missing=()
+  for name in "${PREVIOUS_TOOLS[@]}"; do
+    if have_tool "$name" "$ver"; then log "$name $ver: present"; else missing+=("$name"); fi
+  done
+  if [ "${#missing[@]}" -gt 0 ]; then
+    if [ "$CHECK" = 1 ]; then
+      for name in "${missing[@]}"; do MISSING+=("$name@$ver"); log "MISSING $name $ver"; done
+      return 0
+    fi
+    go_env_ok
+    wrapper_agrees "$HERE/previous/go.mod" "$ver" "${KUBERNETES_PREVIOUS_STAGING_VERSION:-}"
+    local ldflags; ldflags="$(kube_ldflags "$ver")"
+    local out; out="$(mktemp -d "${TMPDIR:-/tmp}/capflow-kube-previous-build.XXXXXX")"
+    log "${PREVIOUS_TOOLS[*]} $ver: go build (wrapper module testbed/previous)"
+    local pkgs=()
+    for name in "${PREVIOUS_TOOLS[@]}"; do pkgs+=("k8s.io/kubernetes/cmd/$name"); done
+    (cd "$HERE/previous" && timed "go build ${PREVIOUS_TOOLS[*]} $ver" \
+      go build -trimpath -ldflags "$ldflags" -o "$out/" "${pkgs[@]}")
+    for name in "${PREVIOUS_TOOLS[@]}"; do
+      mkdir -p "$CACHE/$name/$ver/bin"
+      mv -f "$out/$name" "$(tool_path "$name" "$ver")"
+    done
+    rm -rf "$out"
+  fi
+  for name in "${PREVIOUS_TOOLS[@]}"; do link_tool "$name" "$ver" "$dir"; done
+  for name in kubectl etcd etcdctl; do
+    local shared=$KUBERNETES_VERSION; [ "$name" = kubectl ] || shared=$ETCD_VERSION
+    if have_tool "$name" "$shared"; then link_tool "$name" "$shared" "$dir"; fi
+  done
 }
 
 # go_install NAME VERSION PACKAGE@VERSION [extra go build flags...]
@@ -222,6 +285,7 @@ install_debs
 install_moto
 install_awscli
 build_kube
+build_kube_previous
 # kwok's version string (pkg/consts.Version) is already set in its source.
 go_install kwok "$KWOK_VERSION" "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION" -ldflags "-s -w"
 go_install helm "$HELM_VERSION" "helm.sh/helm/v3/cmd/helm@$HELM_VERSION" \

@@ -271,6 +271,24 @@ export function decideRound(group: MachineGroup, machines: readonly Machine[], r
   return { remove, launch, settled };
 }
 
+/**
+ * Workers roll after the control plane (a kubelet may not be newer than the API servers, and Cluster
+ * API's topology upgrades in that order too): while control plane machines of another template or
+ * version remain, a worker group replaces none of its own outdated machines; scaling goes on.
+ */
+export function holdWorkersWhileControlPlaneRolls<T extends { g: MachineGroup; d: RoundDecision }>(decisions: T[], live: readonly Machine[]): T[] {
+  const outdated = (g: MachineGroup, m: Machine) => m.group === g.name && (m.templateHash !== g.hash || !g.failureDomains.includes(m.az));
+  const rolling = decisions.some(({ g }) => g.role === 'control-plane' && live.some((m) => outdated(g, m)));
+  if (!rolling) return decisions;
+  return decisions.map((x) => {
+    if (x.g.role === 'control-plane' || !live.some((m) => outdated(x.g, m))) return x;
+    const current = live.filter((m) => m.group === x.g.name && !outdated(x.g, m)).length;
+    // only what a scale-up of current machines would launch; no removal of the outdated ones
+    const launch = x.d.launch.slice(0, Math.max(0, x.g.replicas - current - live.filter((m) => outdated(x.g, m)).length));
+    return { ...x, d: { remove: x.d.remove.filter((m) => !outdated(x.g, m)), launch, settled: false } };
+  });
+}
+
 /** The lowest `count` contiguous free slots (a batch's names are first..first+count-1). */
 export function freeRange(used: ReadonlySet<number>, count: number): number {
   for (let first = 0; ; first++) {
@@ -329,7 +347,7 @@ export async function reconcileMachines(scope: ClusterScope, opts: ReconcileMach
     // Machines of groups no longer in the spec (a removed MachineDeployment) are removed too.
     const orphans = opts.keepOtherGroups ? [] : snap.live.filter((m) => !groupNames.has(m.group));
     const ready = opts.readyMachines && !scope.dryRun ? await opts.readyMachines(snap.live) : undefined;
-    const decisions = opts.groups.map((g) => ({ g, d: decideRound(g, snap.live.filter((m) => m.group === g.name), ready) }));
+    const decisions = holdWorkersWhileControlPlaneRolls(opts.groups.map((g) => ({ g, d: decideRound(g, snap.live.filter((m) => m.group === g.name), ready) })), snap.live);
 
     if (scope.dryRun) {
       for (const { g } of decisions) {
@@ -354,17 +372,18 @@ export async function reconcileMachines(scope: ClusterScope, opts: ReconcileMach
 
     if (tg && registered === undefined && opts.groups.some((g) => g.registerWithLoadBalancer)) registered = await registeredTargets(scope, tg);
 
-    // Removals: drain hook, deregister, one TerminateInstances for the round.
+    // Removals: out of the API load balancer first (a control plane whose etcd member the hook
+    // removes would fail what is sent to it), the drain hook, one TerminateInstances for the round.
     const remove = [...decisions.flatMap(({ d }) => d.remove), ...orphans];
     if (remove.length > 0) {
-      for (const m of remove) {
-        await beforeRemove(m);
-        scope.plan.record({ resource: 'machine', name: m.name, action: 'delete', id: m.instanceId, detail: `round ${round}` });
-      }
       const deregister = remove.filter((m) => registered?.has(m.instanceId)).map((m) => m.instanceId);
       if (tg && deregister.length > 0) {
         await deregisterTargets(scope, tg, deregister);
         for (const id of deregister) registered?.delete(id);
+      }
+      for (const m of remove) {
+        await beforeRemove(m);
+        scope.plan.record({ resource: 'machine', name: m.name, action: 'delete', id: m.instanceId, detail: `round ${round}` });
       }
       await terminateInstances(scope, remove.map((m) => m.instanceId));
     }

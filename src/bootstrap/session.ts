@@ -5,7 +5,7 @@
  * join-workers each open one.
  */
 import type { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
-import { AuthorizationV1Api, CoreV1Api, VersionApi } from '@kubernetes/client-node';
+import { AppsV1Api, AuthorizationV1Api, CoreV1Api, VersionApi, type KubeConfig } from '@kubernetes/client-node';
 import { statusOf } from '../core/kube-errors.js';
 import { reconcileBootstrapPayload, payloadSecretName } from '../aws/bootstrap-payloads.js';
 import type { ClusterScope } from '../aws/scope.js';
@@ -17,6 +17,8 @@ import { FieldProblems, type ClusterModel } from '../spec/index.js';
 import type { BootstrapRole } from './kubeadm-config.js';
 import { ensureJoinToken, joinTokenSecretName, kubeadmDuration, type JoinToken } from './join-token.js';
 import { CONTROL_PLANE_GROUP, groupBootstrapData } from './machine-data.js';
+import { compareVersions, readClusterVersion, versionParts } from './cluster-version.js';
+import { removeEtcdMember } from './etcd-members.js';
 import { deleteNode, drainNode, listNodes } from './nodes.js';
 import { KUBECONFIG_KEY, clusterSecretName, ensureAdminKubeconfig, ensureClusterPki, type ClusterPki } from './pki.js';
 import { apiServerReadyz, kubeConfigFrom, type ReadyzAnswer } from './workload.js';
@@ -41,6 +43,7 @@ export interface SessionOptions {
 export class BootstrapSession {
   readonly endpoint: { host: string; port: number };
   private pkiMade?: ClusterPki;
+  private kc?: KubeConfig;
   private coreApi?: CoreV1Api;
   private token?: JoinToken;
 
@@ -73,13 +76,19 @@ export class BootstrapSession {
     return apiServerReadyz(this.server, (await this.pki()).clusterCa.certPem);
   }
 
-  /** A client of the workload API server (admin kubeconfig, cluster CA only). */
-  async core(): Promise<CoreV1Api> {
-    if (!this.coreApi) {
+  /** The admin kubeconfig of the workload API server (cluster CA only). */
+  private async kubeConfig(): Promise<KubeConfig> {
+    if (!this.kc) {
       await this.ensureKubeconfig();
       const text = (await this.o.store.get(clusterSecretName(this.clusterName, 'kubeconfig')))?.[KUBECONFIG_KEY];
-      this.coreApi = kubeConfigFrom(text ?? '').makeApiClient(CoreV1Api);
+      this.kc = kubeConfigFrom(text ?? '');
     }
+    return this.kc;
+  }
+
+  /** A client of the workload API server. */
+  async core(): Promise<CoreV1Api> {
+    this.coreApi ??= (await this.kubeConfig()).makeApiClient(CoreV1Api);
     return this.coreApi;
   }
 
@@ -117,16 +126,32 @@ export class BootstrapSession {
    * running cluster is refused at its file:line before anything changes.
    */
   refuseVersionSkew(live: string): void {
-    const minor = (v: string) => Number(/^v?\d+\.(\d+)/.exec(v)?.[1] ?? NaN);
+    const minor = (v: string) => versionParts(v)?.[1] ?? NaN;
     const problems = new FieldProblems(this.o.model);
     const kcp = this.o.model.controlPlane;
     const want = this.o.model.kubernetesVersion;
     if (minor(want) > minor(live) + 1) {
       problems.add({ kind: kcp.kind, name: kcp.metadata.name }, ['spec', 'version'], 'invalid-value', `the control plane runs ${live}; kubeadm upgrades one minor version at a time, so ${want} is too far`, `go to v1.${minor(live) + 1} first, then to ${want}`);
-    } else if (minor(want) < minor(live)) {
-      problems.add({ kind: kcp.kind, name: kcp.metadata.name }, ['spec', 'version'], 'invalid-value', `the control plane runs ${live}; kubeadm cannot downgrade it to ${want}`);
+    } else if (compareVersions(want, live) < 0) {
+      problems.add({ kind: kcp.kind, name: kcp.metadata.name }, ['spec', 'version'], 'invalid-value', `the control plane runs ${live}; kubeadm cannot downgrade it to ${want}`, `keep ${live} or go up from it`);
     }
     problems.throwIfAny();
+  }
+
+  /**
+   * Before control plane machines of a new version join: the cluster's version in kubeadm-config
+   * (and kube-proxy's) moved to the spec's, after the skew check. A dry run plans it. True when it
+   * differs.
+   */
+  async ensureClusterVersion(): Promise<boolean> {
+    const want = this.o.model.kubernetesVersion;
+    const kc = await this.kubeConfig();
+    const current = await readClusterVersion(kc.makeApiClient(CoreV1Api), kc.makeApiClient(AppsV1Api), this.o.log);
+    if (!current.version || compareVersions(want, current.version) === 0) return false;
+    this.refuseVersionSkew(current.version);
+    this.o.scope.plan.record({ resource: 'cluster-version', name: 'kube-system/kubeadm-config', action: 'update', detail: `${current.version} -> ${want}: control planes replaced one at a time, then workers` });
+    if (!this.o.scope.dryRun) await current.set(want);
+    return true;
   }
 
   /** The role a group's new machines boot in: a control plane joins, workers join as workers. */
@@ -180,11 +205,16 @@ export class BootstrapSession {
     }
   }
 
-  /** launch-nodes' hook before a machine goes: its Node cordoned, drained and deleted. */
+  /**
+   * launch-nodes' hook before a machine goes: its Node cordoned and drained, a control plane's etcd
+   * member removed (through a healthy control plane), then the Node deleted.
+   */
   async removeNode(machine: Machine): Promise<void> {
     if (!machine.privateDns) return;
     const core = await this.core();
-    await drainNode(core, machine.privateDns, { timeoutMs: this.o.drainTimeoutMs ?? 5 * 60_000, log: this.o.log, signal: this.o.scope.signal });
+    const timeoutMs = this.o.drainTimeoutMs ?? 5 * 60_000;
+    await drainNode(core, machine.privateDns, { timeoutMs, log: this.o.log, signal: this.o.scope.signal });
+    if (machine.role === 'control-plane') await removeEtcdMember(core, machine, { timeoutMs, log: this.o.log, signal: this.o.scope.signal });
     if (await deleteNode(core, machine.privateDns)) this.o.log.info('Deleted node', { node: machine.privateDns, machine: machine.name });
   }
 }

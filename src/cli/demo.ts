@@ -110,7 +110,10 @@ export async function demoCommand(argv: string[], io: CliIo, globals: { logForma
   const params: Record<string, string> = { ...Object.fromEntries(workflow.spec.arguments.parameters.map((p) => [p.name, p.value])), ...(host ? {} : { machines: 'false' }) };
 
   io.out(`\n== 3/6 Starting the local AWS emulator${host ? ' and the machine emulator' : ''}`);
-  const aws = await startLocalAws({ kubernetesVersions: versions, capaAccount: true });
+  // AMIs for the cluster's versions and for every version the machines can boot with (the test bed's
+  // previous release only when it is built: an AMI of a version no binaries are here for would boot the
+  // default ones under another name)
+  const aws = await startLocalAws({ kubernetesVersions: [...new Set([...versions, ...Object.keys(host?.kubeImages ?? {})])], capaAccount: true });
   // The demo's secrets (PKI, kubeconfig, status of the emulated cluster) live and die with it.
   const secretsDir = mkdtempSync(path.join(os.tmpdir(), 'capflow-demo-secrets-'));
   io.out(`moto_server on ${aws.endpoint}; secrets in ${secretsDir}`);
@@ -125,10 +128,12 @@ export async function demoCommand(argv: string[], io: CliIo, globals: { logForma
         kubeBinDir: host.kubeBinDir,
         cloudInitBinary: host.cloudInitBinary,
         kubeletVersion: host.kubernetesVersion,
+        kubeImages: host.kubeImages,
         machineAwsCli: host.awsCli,
         endpointsFile,
       });
       io.out(`machines: instances boot in network namespaces with kubeadm ${host.kubernetesVersion} from ${host.kubeBinDir}`);
+      for (const [version, dir] of Object.entries(host.kubeImages)) if (version !== host.kubernetesVersion) io.out(`          (instances of a ${version} image: kubeadm ${version} from ${dir})`);
     } else {
       io.out(`machines: not booted (${notBooting}); making the network only`);
     }

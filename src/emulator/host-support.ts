@@ -11,7 +11,7 @@ import { packageRoot } from '../core/package.js';
 import { checkNamespaceSupport } from './network.js';
 import { locateAwsCli } from './supervisor.js';
 
-const KUBE_BINARIES = ['kubeadm', 'etcd', 'kube-apiserver', 'kube-controller-manager', 'kube-scheduler'];
+const KUBE_BINARIES = ['kubeadm', 'etcd', 'etcdctl', 'kube-apiserver', 'kube-controller-manager', 'kube-scheduler'];
 
 export interface MachineHost {
   kubeBinDir: string;
@@ -19,19 +19,44 @@ export interface MachineHost {
   awsCli: string;
   /** The kube binaries' version (v1.34.4): the kubelet stand-in reports it. */
   kubernetesVersion: string;
+  /**
+   * Every Kubernetes version machines can boot with → its bin dir: `kubernetesVersion` → `kubeBinDir`,
+   * and the test bed's previous release (KUBERNETES_PREVIOUS_VERSION, in `<bin>/<version>`) when
+   * install.sh built it. For the supervisor's `kubeImages` and the AMIs the local AWS emulator lists.
+   */
+  kubeImages: Record<string, string>;
 }
 
 export function testbedBinDir(env: NodeJS.ProcessEnv = process.env): string {
   return env.CAPFLOW_TESTBED_BIN ?? join(homedir(), '.cache', 'capflow-testbed', 'bin');
 }
 
-/** The Kubernetes version the test bed builds (testbed/versions.env). */
-export function testbedKubernetesVersion(): string | undefined {
+function testbedVersion(key: string): string | undefined {
   try {
-    return /^KUBERNETES_VERSION=["']?(v[\d.]+)/m.exec(readFileSync(join(packageRoot(), 'testbed', 'versions.env'), 'utf8'))?.[1];
+    return new RegExp(`^${key}=["']?(v[\\d.]+)`, 'm').exec(readFileSync(join(packageRoot(), 'testbed', 'versions.env'), 'utf8'))?.[1];
   } catch {
     return undefined;
   }
+}
+
+/** The Kubernetes version the test bed builds (testbed/versions.env). */
+export function testbedKubernetesVersion(): string | undefined {
+  return testbedVersion('KUBERNETES_VERSION');
+}
+
+/** The release before it, which the test bed also builds for upgrade tests (KUBERNETES_PREVIOUS_VERSION). */
+export function testbedPreviousKubernetesVersion(): string | undefined {
+  return testbedVersion('KUBERNETES_PREVIOUS_VERSION');
+}
+
+/** install.sh links the previous release's binaries (and the shared etcd, etcdctl, kubectl) into `<bin>/<version>`. */
+export function testbedVersionBinDir(version: string, env: NodeJS.ProcessEnv = process.env): string {
+  return join(testbedBinDir(env), version);
+}
+
+function kubeadmVersion(binDir: string): string | undefined {
+  const version = spawnSync(join(binDir, 'kubeadm'), ['version', '-o', 'short'], { encoding: 'utf8' }).stdout?.trim();
+  return version && /^v\d+\.\d+\.\d+/.test(version) ? version : undefined;
 }
 
 function executable(path: string): boolean {
@@ -62,7 +87,12 @@ export async function machineHost(env: NodeJS.ProcessEnv = process.env): Promise
   if (!cloudInitBinary) return { reason: 'cloud-init is not installed; bash testbed/install.sh installs it' };
   const awsCli = locateAwsCli(env);
   if (!awsCli) return { reason: 'the AWS CLI is not installed; bash testbed/install.sh installs it' };
-  const version = spawnSync(join(kubeBinDir, 'kubeadm'), ['version', '-o', 'short'], { encoding: 'utf8' }).stdout?.trim();
-  if (!version || !/^v\d+\.\d+\.\d+/.test(version)) return { reason: `cannot tell the version of ${join(kubeBinDir, 'kubeadm')}` };
-  return { host: { kubeBinDir, cloudInitBinary, awsCli, kubernetesVersion: version } };
+  const version = kubeadmVersion(kubeBinDir);
+  if (!version) return { reason: `cannot tell the version of ${join(kubeBinDir, 'kubeadm')}` };
+  const kubeImages: Record<string, string> = { [version]: kubeBinDir };
+  // the previous release only when it is all there and is what it says
+  const previous = testbedPreviousKubernetesVersion();
+  const previousDir = previous ? testbedVersionBinDir(previous, env) : undefined;
+  if (previous && previousDir && KUBE_BINARIES.every((b) => executable(join(previousDir, b))) && kubeadmVersion(previousDir) === previous) kubeImages[previous] = previousDir;
+  return { host: { kubeBinDir, cloudInitBinary, awsCli, kubernetesVersion: version, kubeImages } };
 }

@@ -7,7 +7,8 @@
  *      /usr/local and /tmp, and an empty /run, so what the machine writes (kubeadm's /etc/kubernetes,
  *      /var/lib/etcd, /var/lib/kubelet, /etc/cni/net.d) is its own and the host stays untouched;
  *   2. the image: hostname, /etc/hosts, IP forwarding on (as Kubernetes images ship), the real kube
- *      binaries in /usr/local/bin, the kubelet stand-in as `kubelet`, and recording stand-ins for the
+ *      binaries of the image's Kubernetes version in /usr/local/bin, the kubelet stand-in of that
+ *      version as `kubelet`, and recording stand-ins for the
  *      commands that would change the host or need a container runtime (src/emulator/stand-in-commands);
  *   3. systemd's part: the container runtime stand-in (a CRI socket) and the kubelet service started
  *      at boot, the kubelet restarted when it exits;
@@ -25,8 +26,12 @@ import { decodeUserData } from './user-data.js';
 import { MACHINE_LOGS, MACHINE_PATH, PRIVATE_LAYERS, layerDirName, type MachineConfig } from './machine-config.js';
 import { writeStandInCommands } from './stand-in-commands.js';
 
-/** The real binaries each machine's image carries in /usr/local/bin. */
-export const KUBE_BINARIES = ['kubeadm', 'kubectl', 'etcd', 'kube-apiserver', 'kube-controller-manager', 'kube-scheduler'] as const;
+/**
+ * The real binaries each machine's image carries in /usr/local/bin, from the directory of its image's
+ * Kubernetes version (MachineConfig.kubeBinDir). etcdctl is there as in the etcd image, for `etcdctl
+ * member list/remove` run on the machine.
+ */
+export const KUBE_BINARIES = ['kubeadm', 'kubectl', 'etcd', 'etcdctl', 'kube-apiserver', 'kube-controller-manager', 'kube-scheduler'] as const;
 
 export async function runMachineAgent(configPath: string): Promise<void> {
   const config = JSON.parse(readFileSync(configPath, 'utf8')) as MachineConfig;

@@ -11,13 +11,14 @@ export interface MachineConfig {
   availabilityZone: string;
   /** The machine's directory on the host (not hidden by the machine's own mounts). */
   machineDir: string;
-  /** Directory holding the real kube binaries (kubeadm, etcd, kube-apiserver, ...). */
+  /** Directory holding the real kube binaries (kubeadm, etcd, kube-apiserver, ...) of the image's Kubernetes version. */
   kubeBinDir: string;
   /** `cloud-init` for the schema check of cloud-config user data; absent: the boot fails, saying so. */
   cloudInitBinary?: string;
   /** The node binary and the kubelet stand-in's entry point, for the machine's `kubelet` command. */
   nodeBinary: string;
   kubeletEntry: string;
+  /** The image's Kubernetes version (its name's, else the supervisor's default): what the kubelet stand-in reports. */
   kubeletVersion: string;
   /** /etc/hosts entries besides the machine's own: load balancer DNS names → their VPC addresses. */
   hosts: Record<string, string>;

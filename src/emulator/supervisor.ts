@@ -4,7 +4,9 @@
  * Every pass (every `pollMs`) reads the emulator's instances and load balancers and converges:
  *   - a running instance with a private IP in a VPC becomes a Machine (src/emulator/machine.ts) that
  *     runs its user data (DescribeInstanceAttribute userData; instances an Auto Scaling group
- *     launched carry their launch template's user data there too);
+ *     launched carry their launch template's user data there too), with the kube binaries of the
+ *     Kubernetes version its image's name carries (DescribeImages; CAPA's AMIs are named
+ *     capa-ami-<base OS>-v1.34.4-<timestamp>), as CAPA's images carry that release;
  *   - a terminated, stopped or vanished instance's machine is stopped and removed;
  *   - each VPC with machines or load balancers is a namespace with a bridge (src/emulator/network.ts)
  *     and a router process (src/emulator/vpc-router.ts) that runs the load balancers' listeners;
@@ -13,7 +15,7 @@
  *
  * It only ever talks to an emulator on loopback: start() refuses any other endpoint.
  */
-import { DescribeInstanceAttributeCommand, DescribeInstancesCommand, DescribeVpcsCommand, EC2Client, type Instance } from '@aws-sdk/client-ec2';
+import { DescribeImagesCommand, DescribeInstanceAttributeCommand, DescribeInstancesCommand, DescribeVpcsCommand, EC2Client, type Instance } from '@aws-sdk/client-ec2';
 import { ElasticLoadBalancingClient } from '@aws-sdk/client-elastic-load-balancing';
 import { ElasticLoadBalancingV2Client } from '@aws-sdk/client-elastic-load-balancing-v2';
 import { spawnSync } from 'node:child_process';
@@ -36,10 +38,18 @@ export interface SupervisorOptions {
   credentials?: { accessKeyId: string; secretAccessKey: string };
   /** Where machines keep their directories. Must not be under /etc, /var, /root, /home, /opt, /usr/local or /tmp (machines see those through their own layers). */
   stateDir?: string;
-  /** Directory of the real kube binaries (the test bed's bin). */
+  /** Directory of the real kube binaries (the test bed's bin): machines of images that name no version of `kubeImages` carry these. */
   kubeBinDir: string;
   cloudInitBinary?: string;
+  /** The version of `kubeBinDir`'s binaries: what those machines' kubelet reports. */
   kubeletVersion: string;
+  /**
+   * More machine images: Kubernetes version (v1.34.3) → the directory of that release's kube binaries
+   * (kubeadm, kubectl, etcd, etcdctl, kube-apiserver, kube-controller-manager, kube-scheduler). An
+   * instance whose image's name carries one of these versions (capa-ami-ubuntu-24.04-v1.34.3-...)
+   * boots with that directory's binaries and a kubelet of that version.
+   */
+  kubeImages?: Record<string, string>;
   pollMs?: number;
   /** Load balancer health checks run this many times faster than AWS's (interval 10 s → 1 s). */
   healthCheckSpeedUp?: number;
@@ -76,6 +86,33 @@ export interface LoadBalancerView {
 
 const DEFAULT_STATE_DIR = '/srv/capflow-machines';
 const NETNS_PREFIX = 'cfm-';
+
+/**
+ * The Kubernetes version an AMI's name carries: CAPA's image lookup finds `capa-ami-{{.BaseOS}}-?{{.K8sVersion}}-*`
+ * (capa-ami-ubuntu-24.04-v1.34.4-1732924800 → v1.34.4). The last `-[v]X.Y.Z` segment of the name
+ * counts (a base OS may carry a version of its own, as flatcar-stable-3815.2.0 does); undefined without one.
+ */
+export function imageKubernetesVersion(imageName: string | undefined): string | undefined {
+  const found = [...(imageName ?? '').matchAll(/(?:^|-)v?(\d+\.\d+\.\d+)(?=-|$)/g)];
+  const last = found.at(-1)?.[1];
+  return last ? `v${last}` : undefined;
+}
+
+/**
+ * The kube binaries and kubelet version a machine of this image gets: those of the version its name
+ * carries, else the default ones (`notCarried`: the version the name carries that this host has no
+ * binaries of).
+ */
+export function machineImageFor(
+  imageName: string | undefined,
+  opts: Pick<SupervisorOptions, 'kubeBinDir' | 'kubeletVersion' | 'kubeImages'>,
+): { kubernetesVersion: string; kubeBinDir: string; notCarried?: string } {
+  const named = imageKubernetesVersion(imageName);
+  const images: Record<string, string> = { [opts.kubeletVersion]: opts.kubeBinDir, ...opts.kubeImages };
+  const dir = named ? images[named] : undefined;
+  if (named && dir) return { kubernetesVersion: named, kubeBinDir: dir };
+  return { kubernetesVersion: opts.kubeletVersion, kubeBinDir: opts.kubeBinDir, ...(named ? { notCarried: named } : {}) };
+}
 
 /** The compiled entry point of a machine-side process (run with node, from src/ under tsx too). */
 function entry(name: string): string {
@@ -116,6 +153,8 @@ export class MachineSupervisor {
   private readonly vpcs = new Map<string, VpcState>();
   private readonly vpcCidrs = new Map<string, string>();
   private readonly vpcsMaking = new Map<string, Promise<VpcState>>();
+  /** Image id → its name (undefined: moto does not know it, or it has none). */
+  private readonly imageNames = new Map<string, string | undefined>();
   private lbViews: LoadBalancerView[] = [];
   private timer: NodeJS.Timeout | undefined;
   private pass: Promise<void> = Promise.resolve();
@@ -294,6 +333,8 @@ export class MachineSupervisor {
     if (!instance.VpcId || !instance.PrivateIpAddress) throw new Error(`${id} has no VPC or private IP; only VPC instances boot`);
     const vpc = await this.vpc(instance.VpcId);
     const userData = await this.userDataOf(id);
+    const imageName = instance.ImageId ? await this.imageNameOf(instance.ImageId) : undefined;
+    const image = machineImageFor(imageName, this.opts);
     const awsCli = this.opts.machineAwsCli;
     const machineDir = join(this.stateDir, 'machines', id);
     const config: MachineConfig = {
@@ -303,11 +344,11 @@ export class MachineSupervisor {
       region: this.opts.region,
       availabilityZone: instance.Placement?.AvailabilityZone ?? `${this.opts.region}a`,
       machineDir,
-      kubeBinDir: this.opts.kubeBinDir,
+      kubeBinDir: image.kubeBinDir,
       ...(this.opts.cloudInitBinary ? { cloudInitBinary: this.opts.cloudInitBinary } : {}),
       nodeBinary: process.execPath,
       kubeletEntry: entry('capflow-kubelet'),
-      kubeletVersion: this.opts.kubeletVersion,
+      kubeletVersion: image.kubernetesVersion,
       hosts: vpc.hosts,
       kubeletRestartSeconds: this.opts.kubeletRestartSeconds ?? 10,
       ...(this.opts.kubeletHeartbeatSeconds ? { kubeletHeartbeatSeconds: this.opts.kubeletHeartbeatSeconds } : {}),
@@ -333,7 +374,8 @@ export class MachineSupervisor {
       keepFiles: this.opts.keepFiles ?? false,
     });
     this.running.set(id, machine);
-    this.log(`supervisor: starting ${id} (${config.privateIp}) in ${instance.VpcId}`);
+    const unknown = image.notCarried ? ` (the image names ${image.notCarried}, which this host has no binaries of)` : '';
+    this.log(`supervisor: starting ${id} (${config.privateIp}) in ${instance.VpcId}, image ${instance.ImageId ?? '?'} ${imageName ?? '(no name)'}: Kubernetes ${image.kubernetesVersion}${unknown}`);
     try {
       await machine.start();
     } catch (err) {
@@ -341,6 +383,19 @@ export class MachineSupervisor {
       await machine.stop().catch(() => undefined);
       throw err;
     }
+  }
+
+  /** The image's name, asked once per image; a deregistered or unknown image has none (its instances still run). */
+  private async imageNameOf(imageId: string): Promise<string | undefined> {
+    if (this.imageNames.has(imageId)) return this.imageNames.get(imageId);
+    let name: string | undefined;
+    try {
+      name = (await this.ec2.send(new DescribeImagesCommand({ ImageIds: [imageId] }))).Images?.[0]?.Name;
+    } catch (err) {
+      if (!/^InvalidAMIID\./.test((err as Error).name)) throw err;
+    }
+    this.imageNames.set(imageId, name);
+    return name;
   }
 
   private async userDataOf(instanceId: string): Promise<Buffer> {

@@ -21,9 +21,9 @@ import { LocalSecretStore } from '../../src/core/secrets.js';
 import { createGitRemote, git, type GitRemote } from '../support/git-remote.js';
 import { startFaultProxy, type FaultProxy, type KillAfterMutating, type RecordedCall } from '../support/fault-proxy.js';
 import { awsTestEnv, clientConfig, startMoto, type Moto } from '../support/moto.js';
-import { startTestSupervisor, until } from '../support/machines.js';
+import { registerCapaImage, startTestSupervisor, until } from '../support/machines.js';
 import { spawnCapflow } from '../support/cli.js';
-import { REPO_ROOT, testbedVersions } from '../support/tools.js';
+import { REPO_ROOT, requirePreviousKubeBinDir, testbedVersions } from '../support/tools.js';
 
 const CLUSTER = 'boot';
 const FIXTURE = path.join(REPO_ROOT, 'test', 'fixtures', 'clusters', 'booted');
@@ -39,10 +39,21 @@ interface BootedWorld {
   work: string;
   env: NodeJS.ProcessEnv;
   store: LocalSecretStore;
+  /** The Kubernetes version and AMI the cluster's machines are at now (cluster.env). */
+  image: MachineImage;
 }
 
-/** moto behind the fault proxy, a machine supervisor following moto, a Git repository holding the fixture as clusters/<name>. */
-function useBootedWorld(files: Record<string, string | null> = {}): BootedWorld {
+interface MachineImage {
+  version: string;
+  ami: string;
+}
+
+/**
+ * moto behind the fault proxy, a machine supervisor following moto, a Git repository holding the
+ * fixture as clusters/<name>; at the test bed's Kubernetes version, or at its previous release (an
+ * AMI named for it, whose machines carry that release's binaries) for a cluster to upgrade.
+ */
+function useBootedWorld(files: Record<string, string | null> = {}, at: 'current' | 'previous' = 'current'): BootedWorld {
   const w = {} as BootedWorld;
   before(async function () {
     const awsCli = locateAwsCli();
@@ -52,9 +63,10 @@ function useBootedWorld(files: Record<string, string | null> = {}): BootedWorld 
     w.proxy = await startFaultProxy({ target: w.moto.endpoint });
     const endpointsFile = path.join(w.work, 'endpoints.json');
     w.supervisor = await startTestSupervisor(w.moto.endpoint, { machineAwsCli: awsCli, endpointsFile, kubeletHeartbeatSeconds: 2 });
+    w.image = at === 'previous' ? await capaImage(w, requirePreviousKubeBinDir().version) : CURRENT_IMAGE();
     w.remote = await createGitRemote();
     cpSync(FIXTURE, path.join(w.remote.workdir, 'clusters', CLUSTER), { recursive: true });
-    await w.remote.commitFiles({ [`clusters/${CLUSTER}/cluster.env`]: clusterEnv({}), ...files }, 'a cluster on booted machines');
+    await w.remote.commitFiles({ [`clusters/${CLUSTER}/cluster.env`]: clusterEnv({}, w.image), ...files }, 'a cluster on booted machines');
     const secretsDir = path.join(w.work, 'secrets');
     w.store = new LocalSecretStore(secretsDir);
     w.env = { ...awsTestEnv(w.proxy.endpoint), CAPFLOW_SECRET_STORE: 'local', CAPFLOW_SECRETS_DIR: secretsDir, CAPFLOW_ENDPOINTS_FILE: endpointsFile };
@@ -69,11 +81,24 @@ function useBootedWorld(files: Record<string, string | null> = {}): BootedWorld 
   return w;
 }
 
-function clusterEnv(sizes: { controlPlanes?: number; workers?: number }): string {
+/** The test bed's version on one of moto's own AMIs (a name without a version: the default binaries). */
+const CURRENT_IMAGE = (): MachineImage => ({ version: testbedVersions().KUBERNETES_VERSION ?? 'v1.34.4', ami: 'ami-12c6146b' });
+
+/** An AMI named as the AWS provider's image of `version`, registered in this world's moto. */
+async function capaImage(w: BootedWorld, version: string): Promise<MachineImage> {
+  const ec2 = new EC2Client(clientConfig(w.moto.endpoint));
+  try {
+    return { version, ami: await registerCapaImage(ec2, version) };
+  } finally {
+    ec2.destroy();
+  }
+}
+
+function clusterEnv(sizes: { controlPlanes?: number; workers?: number }, image: MachineImage = CURRENT_IMAGE()): string {
   return [
     `CLUSTER_NAME=${CLUSTER}`,
-    `KUBERNETES_VERSION=${testbedVersions().KUBERNETES_VERSION ?? 'v1.34.4'}`,
-    'AMI_ID=ami-12c6146b',
+    `KUBERNETES_VERSION=${image.version}`,
+    `AMI_ID=${image.ami}`,
     `CONTROL_PLANE_MACHINE_COUNT=${sizes.controlPlanes ?? 1}`,
     `WORKER_MACHINE_COUNT=${sizes.workers ?? 1}`,
     '',
@@ -108,6 +133,19 @@ async function workloadCore(w: BootedWorld): Promise<CoreV1Api> {
 async function readyNodes(w: BootedWorld): Promise<V1Node[]> {
   return (await (await workloadCore(w)).listNode()).items.filter((n) => n.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True'));
 }
+
+/** The etcd member list as the control plane machine `node` sees it (etcd's JSON gateway, through curl on the machine). */
+async function etcdMembers(w: BootedWorld, node: string): Promise<Array<{ id: string; name: string }>> {
+  const machine = w.supervisor.machines().find((m) => m.options.config.hostname === node)!;
+  const res = await machine.exec([
+    'curl', '-s', '--max-time', '5', '--cacert', '/etc/kubernetes/pki/etcd/ca.crt', '--cert', '/etc/kubernetes/pki/etcd/healthcheck-client.crt',
+    '--key', '/etc/kubernetes/pki/etcd/healthcheck-client.key', '-X', 'POST', 'https://127.0.0.1:2379/v3/cluster/member/list', '-d', '{}',
+  ]);
+  // the gateway prints uint64 IDs as decimal strings
+  return (JSON.parse(res.stdout) as { members: Array<{ ID: string; name: string }> }).members.map((m) => ({ id: BigInt(m.ID).toString(16), name: m.name }));
+}
+
+const isControlPlane = (n: V1Node) => n.metadata?.labels?.['node-role.kubernetes.io/control-plane'] !== undefined;
 
 describe('cluster-apply on booted machines (kubelet, container runtime and load balancers are stand-ins)', function () {
   this.timeout(20 * 60_000);
@@ -222,10 +260,11 @@ describe('cluster-apply on booted machines (kubelet, container runtime and load 
   });
 });
 
-describe('cluster-apply steps on booted machines: crash matrix (each mutating AWS call), then scaled: control planes join one at a time, drains honour PodDisruptionBudgets', function () {
+describe('cluster-apply steps on booted machines: crash matrix (each mutating AWS call), scaled (control planes join one at a time, drains honour PodDisruptionBudgets), upgraded, control planes scaled down', function () {
   this.timeout(20 * 60_000);
   // No MachinePool here: with none, nothing may launch later, so the join token goes once all joined.
-  const w = useBootedWorld({ [`clusters/${CLUSTER}/pools.yaml`]: null });
+  // Made at the test bed's previous release, so that it can be upgraded at the end.
+  const w = useBootedWorld({ [`clusters/${CLUSTER}/pools.yaml`]: null }, 'previous');
   const capflowTokens = async () => (await (await workloadCore(w)).listNamespacedSecret({ namespace: 'kube-system', labelSelector: 'capflow.io/bootstrap-token=true' })).items;
 
   // The crash matrix first: it ends with one control plane and one worker, Ready, nothing left over.
@@ -326,7 +365,7 @@ describe('cluster-apply steps on booted machines: crash matrix (each mutating AW
 
 
   it('scaled to three control planes and two workers: each control plane is launched alone, after the one before it is a Ready Node', async () => {
-    await w.remote.commitFiles({ [`clusters/${CLUSTER}/cluster.env`]: clusterEnv({ controlPlanes: 3, workers: 2 }) }, 'scale');
+    await w.remote.commitFiles({ [`clusters/${CLUSTER}/cluster.env`]: clusterEnv({ controlPlanes: 3, workers: 2 }, w.image) }, 'scale');
     const res = await capflowAt(w, ['run', 'cluster-apply']);
     expect(res.code, res.stdout + res.stderr).to.equal(0);
     const nodes = await readyNodes(w);
@@ -337,12 +376,7 @@ describe('cluster-apply steps on booted machines: crash matrix (each mutating AW
     expect(cpLaunches.map((c) => c.params?.MinCount)).to.deep.equal(['1', '1']);
     // stacked etcd: three members, one per control plane, and every API server behind the load balancer
     const cps = nodes.filter((n) => n.metadata?.labels?.['node-role.kubernetes.io/control-plane'] !== undefined).map((n) => n.metadata!.name!).sort();
-    const first = w.supervisor.machines().find((m) => m.options.config.hostname === cps[0])!;
-    const members = await first.exec([
-      'curl', '-s', '--max-time', '5', '--cacert', '/etc/kubernetes/pki/etcd/ca.crt', '--cert', '/etc/kubernetes/pki/etcd/healthcheck-client.crt',
-      '--key', '/etc/kubernetes/pki/etcd/healthcheck-client.key', '-X', 'POST', 'https://127.0.0.1:2379/v3/cluster/member/list', '-d', '{}',
-    ]);
-    expect((JSON.parse(members.stdout) as { members: Array<{ name: string }> }).members.map((m) => m.name).sort()).to.deep.equal(cps);
+    expect((await etcdMembers(w, cps[0]!)).map((m) => m.name).sort()).to.deep.equal(cps);
     const lb = w.supervisor.loadBalancers().find((l) => l.name === `${CLUSTER}-apiserver`)!;
     const cpIds = w.supervisor.machines().filter((m) => cps.includes(m.options.config.hostname)).map((m) => m.instanceId).sort();
     expect(lb.listeners[0]!.targets.map((t) => t.id).sort()).to.deep.equal(cpIds);
@@ -362,7 +396,7 @@ describe('cluster-apply steps on booted machines: crash matrix (each mutating AW
       return pdb.status?.currentHealthy === 2 ? true : undefined;
     }, 60_000);
 
-    await w.remote.commitFiles({ [`clusters/${CLUSTER}/cluster.env`]: clusterEnv({ controlPlanes: 3, workers: 1 }) }, 'scale workers down');
+    await w.remote.commitFiles({ [`clusters/${CLUSTER}/cluster.env`]: clusterEnv({ controlPlanes: 3, workers: 1 }, w.image) }, 'scale workers down');
     const blocked = await capflowAt(w, ['step', 'launch-nodes', '-p', 'drain-timeout=8s', '-p', 'poll-interval=500ms']);
     expect(blocked.code, blocked.stderr).to.equal(3);
     expect(blocked.stderr).to.include('NODE_DRAIN_TIMEOUT').and.match(/pod default\/guarded-[01]/);
@@ -377,11 +411,102 @@ describe('cluster-apply steps on booted machines: crash matrix (each mutating AW
     expect(all).to.have.length(4);
   });
 
-  it('removing control plane machines (their etcd members would stay) is refused at the spec before any change', async () => {
-    await w.remote.commitFiles({ [`clusters/${CLUSTER}/cluster.env`]: clusterEnv({ controlPlanes: 1, workers: 1 }) }, 'fewer control planes');
-    const res = await capflowAt(w, ['step', 'launch-nodes']);
-    expect(res.code, res.stderr).to.equal(2);
-    expect(res.stderr).to.match(/control-plane\.yaml:\d+:\d+ KubeadmControlPlane\/boot-control-plane spec\.replicas: scaling the control plane down from 3 to 1 is not supported yet/);
-    expect(res.calls.filter((c) => c.mutating)).to.deep.equal([]);
+  /** The etcdctl pods capflow runs (first seen, and the member a remove names), polled through the API while `during` runs. */
+  async function watchEtcdctlPods<T>(during: () => Promise<T>): Promise<{ result: T; removes: Array<{ at: number; member: string }> }> {
+    const core = await workloadCore(w);
+    const removes = new Map<string, { at: number; member: string }>();
+    let stop = false;
+    const poll = (async () => {
+      while (!stop) {
+        try {
+          for (const p of (await core.listNamespacedPod({ namespace: 'kube-system', labelSelector: 'capflow.dev/etcdctl=member-remove' })).items) {
+            const name = p.metadata!.name!;
+            if (!removes.has(name)) removes.set(name, { at: Date.now(), member: p.spec!.containers[0]!.command!.at(-1)! });
+          }
+        } catch {
+          // an API server going away mid-upgrade: the next poll goes to another
+        }
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    })();
+    try {
+      return { result: await during(), removes: [...removes.values()] };
+    } finally {
+      stop = true;
+      await poll;
+    }
+  }
+
+  it(`upgraded to the next release: control planes replaced one at a time, new first, each old one out of etcd before it goes; then the worker`, async () => {
+    const before = await readyNodes(w);
+    expect(before.map((n) => n.status?.nodeInfo?.kubeletVersion)).to.have.length(4).and.satisfy((v: string[]) => v.every((x) => x === w.image.version));
+    const oldCps = before.filter(isControlPlane).map((n) => n.metadata!.name!);
+    const oldMembers = await etcdMembers(w, oldCps[0]!);
+    const old = await world();
+    const groupOf = new Map(old.instances.map((i) => [i.id, i.group]));
+    const hostOf = new Map(w.supervisor.machines().map((m) => [m.instanceId, m.options.config.hostname]));
+
+    const from = w.image.version;
+    w.image = await capaImage(w, testbedVersions().KUBERNETES_VERSION!);
+    expect(w.image.version, 'an upgrade').to.not.equal(from);
+    await w.remote.commitFiles({ [`clusters/${CLUSTER}/cluster.env`]: clusterEnv({ controlPlanes: 3, workers: 1 }, w.image) }, `upgrade to ${w.image.version}`);
+    const plan = await capflowAt(w, ['run', 'cluster-plan']);
+    expect(plan.code, plan.stdout + plan.stderr).to.equal(0);
+    expect(plan.calls.filter((c) => c.mutating)).to.deep.equal([]);
+    const { result: res, removes } = await watchEtcdctlPods(() => capflowAt(w, ['run', 'cluster-apply']));
+    expect(res.code, res.stdout + res.stderr).to.equal(0);
+
+    // the recorded calls: each new control plane launched alone, then one old one terminated; the worker last
+    const machineCalls = res.calls.filter((c) => c.status === 200 && (c.action === 'RunInstances' || c.action === 'TerminateInstances'));
+    const steps = machineCalls.map((c) => {
+      if (c.action === 'RunInstances') return `launch ${Object.entries(c.params ?? {}).some(([k, v]) => k.includes('TagSpecification') && v === 'control-plane') ? 'control-plane' : 'worker'}`;
+      const ids = Object.entries(c.params ?? {}).filter(([k]) => k.startsWith('InstanceId')).map(([, v]) => v);
+      expect(ids, 'one machine a termination').to.have.length(1);
+      return `terminate ${groupOf.get(ids[0]!) === 'control-plane' ? 'control-plane' : 'worker'}`;
+    });
+    expect(steps).to.deep.equal(['launch control-plane', 'terminate control-plane', 'launch control-plane', 'terminate control-plane', 'launch control-plane', 'terminate control-plane', 'launch worker', 'terminate worker']);
+
+    // each old control plane's etcd member was removed (through a pod on another control plane) before its termination
+    const terminations = machineCalls.filter((c) => c.action === 'TerminateInstances');
+    for (const t of terminations.slice(0, 3)) {
+      const host = hostOf.get(Object.entries(t.params ?? {}).find(([k]) => k.startsWith('InstanceId'))![1])!;
+      const member = oldMembers.find((m) => m.name === host)!;
+      expect(member, host).to.not.equal(undefined);
+      const removal = removes.find((r) => r.member === member.id);
+      expect(removal, `a member-remove pod for ${host}`).to.not.equal(undefined);
+      expect(removal!.at, `${host}: member removed before the machine was terminated`).to.be.below(t.at);
+    }
+
+    // the API server: every Node at the new version and Ready, the old ones gone, etcd of the new three only
+    const after = await readyNodes(w);
+    expect(after).to.have.length(4);
+    for (const n of after) expect(n.status?.nodeInfo?.kubeletVersion, n.metadata?.name).to.equal(w.image.version);
+    const newCps = after.filter(isControlPlane).map((n) => n.metadata!.name!).sort();
+    expect(newCps).to.have.length(3).and.not.include.members(oldCps);
+    expect((await etcdMembers(w, newCps[0]!)).map((m) => m.name).sort()).to.deep.equal(newCps);
+    const core = await workloadCore(w);
+    const clusterConfig = (await core.readNamespacedConfigMap({ name: 'kubeadm-config', namespace: 'kube-system' })).data!.ClusterConfiguration!;
+    expect(clusterConfig).to.match(new RegExp(`kubernetesVersion: ${w.image.version.replace(/\./g, '\\.')}`));
+    // no etcdctl pod left behind
+    expect((await core.listNamespacedPod({ namespace: 'kube-system', labelSelector: 'capflow.dev/etcdctl' })).items).to.deep.equal([]);
+    const lb = w.supervisor.loadBalancers().find((l) => l.name === `${CLUSTER}-apiserver`)!;
+    const cpIds = w.supervisor.machines().filter((m) => newCps.includes(m.options.config.hostname)).map((m) => m.instanceId).sort();
+    expect(lb.listeners[0]!.targets.map((t) => t.id).sort()).to.deep.equal(cpIds);
+
+    const again = await capflowAt(w, ['run', 'cluster-apply']);
+    expect(again.code, again.stdout + again.stderr).to.equal(0);
+    expect(again.calls.filter((c) => c.mutating)).to.deep.equal([]);
+  });
+
+  it('scaled down from three control planes to one: the two removed lose their etcd members first, the load balancer keeps the one left', async () => {
+    await w.remote.commitFiles({ [`clusters/${CLUSTER}/cluster.env`]: clusterEnv({ controlPlanes: 1, workers: 1 }, w.image) }, 'one control plane');
+    const res = await capflowAt(w, ['run', 'cluster-apply']);
+    expect(res.code, res.stdout + res.stderr).to.equal(0);
+    const cps = (await readyNodes(w)).filter(isControlPlane).map((n) => n.metadata!.name!);
+    expect(cps).to.have.length(1);
+    expect((await etcdMembers(w, cps[0]!)).map((m) => m.name)).to.deep.equal(cps);
+    expect((await (await workloadCore(w)).listNode()).items).to.have.length(2);
+    const lb = w.supervisor.loadBalancers().find((l) => l.name === `${CLUSTER}-apiserver`)!;
+    expect(lb.listeners[0]!.targets.map((t) => t.id)).to.deep.equal(w.supervisor.machines().filter((m) => m.options.config.hostname === cps[0]).map((m) => m.instanceId));
   });
 });

@@ -15,7 +15,8 @@ import type { MachineSupervisor } from '../../src/emulator/supervisor.js';
 import type { Machine } from '../../src/emulator/machine.js';
 import { KubeadmWorld, tail } from '../support/kubeadm-world.js';
 import { startMoto, type Moto } from '../support/moto.js';
-import { startTestSupervisor, until } from '../support/machines.js';
+import { registerCapaImage, startTestSupervisor, until } from '../support/machines.js';
+import { requirePreviousKubeBinDir } from '../support/tools.js';
 
 const BOOT_MS = 240_000;
 
@@ -58,13 +59,15 @@ describe('test bed machines: a real kubeadm control plane on emulator instances 
     }
   }
 
-  it('one control plane (kubeadm init) and one worker (kubeadm join): /readyz through the load balancer, the worker Node joins, both turn Ready once a CNI config is written', async () => {
+  it("one control plane (kubeadm init) and one worker (kubeadm join) of the previous release's image: /readyz through the load balancer, the worker Node joins reporting that release's kubelet, both turn Ready once a CNI config is written", async () => {
+    const previous = requirePreviousKubeBinDir().version;
     const world = await KubeadmWorld.create(moto.endpoint, sup, { name: 'one', cidr: '10.0.0.0/16' });
     worlds.push(world);
     const cpId = await world.launchControlPlane();
     const cp = await world.machine(cpId);
     await bootLogOnFailure([cp], () => world.waitForApi(BOOT_MS, cp));
-    const workerId = await world.launchWorker();
+    // the worker is of the AWS provider's image of the previous release (a skew kubeadm allows, as during an upgrade)
+    const workerId = await world.launchWorker(await registerCapaImage(world.ec2, previous));
     const worker = await world.machine(workerId);
     const kubeconfig = await world.adminKubeconfig(cp);
 
@@ -77,6 +80,13 @@ describe('test bed machines: a real kubeadm control plane on emulator instances 
     expect(cpNode!.taints).to.deep.include({ key: 'node-role.kubernetes.io/control-plane', effect: 'NoSchedule' });
     expect(workerNode!.labels).to.include({ 'capflow.io/pool': 'workers', 'kubernetes.io/hostname': worker.options.config.hostname });
     expect(workerNode!.ready, 'NotReady until a CNI config exists').to.equal(false);
+    const kubelets = await until('both Nodes reporting their kubelet version', async () => {
+      const text = await world.kubectl(kubeconfig, ['get', 'nodes', '-o', 'jsonpath={range .items[*]}{.metadata.name}={.status.nodeInfo.kubeletVersion}{"\\n"}{end}']);
+      const lines = text.trim().split('\n').sort();
+      return lines.length === 2 && lines.every((l) => /=v\d/.test(l)) ? lines : undefined;
+    });
+    expect(kubelets, "each Node reports its image's kubelet").to.deep.equal([`${cp.options.config.hostname}=${world.version}`, `${worker.options.config.hostname}=${previous}`].sort());
+    expect((await worker.exec(['kubeadm', 'version', '-o', 'short'])).stdout.trim(), "the worker joined with its image's kubeadm").to.equal(previous);
 
     await world.installCni(cp);
     await world.installCni(worker);

@@ -1,14 +1,18 @@
 // The kubelet stand-in against the test bed's real kube-apiserver (Node authorizer, NodeRestriction,
-// bootstrap tokens on, as in a kubeadm cluster) and a real kube-controller-manager that approves and
-// signs node CSRs with the envtest CA and allocates pod CIDRs. The RBAC and the bootstrap token are the
-// objects kubeadm creates. The stand-in runs outside any namespace, its paths under a temp root.
-// Needs `bash testbed/install.sh`.
+// bootstrap tokens on, and a kubelet client certificate, as in a kubeadm cluster) and a real
+// kube-controller-manager that approves and signs node CSRs with the envtest CA and allocates pod
+// CIDRs. The RBAC and the bootstrap token are the objects kubeadm creates. The stand-in runs outside
+// any namespace, its paths under a temp root, its kubelet server on 127.0.0.1 at a free port (the
+// configuration's `port`, which the Node reports and the API server dials for pod logs). Process
+// pods run small shell scripts from a temp bin dir. Needs `bash testbed/install.sh`.
 
 import { expect } from 'chai';
 import { type ChildProcess, spawn } from 'node:child_process';
 import { X509Certificate, randomBytes } from 'node:crypto';
-import { closeSync, lstatSync, mkdirSync, mkdtempSync, openSync, readFileSync, readlinkSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, lstatSync, mkdirSync, mkdtempSync, openSync, readFileSync, readlinkSync, realpathSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { get } from 'node:http';
+import { request as httpsRequest } from 'node:https';
+import type { TLSSocket } from 'node:tls';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import {
@@ -17,6 +21,7 @@ import {
   CoreV1Api,
   type KubeConfig,
   RbacAuthorizationV1Api,
+  type V1EnvVar,
   type V1Node,
   type V1Pod,
 } from '@kubernetes/client-node';
@@ -126,16 +131,24 @@ function kubeconfigFile(server: string, caPem: string, user: Record<string, stri
   });
 }
 
-/** What kubeadm's kubelet-start phase writes: config.yaml, then kubeadm-flags.env. */
-function writeKubeletStart(root: string, healthzPort: number, kubeadmArgs: string): void {
+/**
+ * What kubeadm's kubelet-start phase writes: config.yaml (with the cluster CA as the kubelet's
+ * client CA, at kubeadm's path; plus a `port`, which kubeadm leaves at 10250), then kubeadm-flags.env.
+ */
+function writeKubeletStart(root: string, ports: { healthz: number; kubelet: number }, caPem: string, kubeadmArgs: string): void {
   mkdirSync(join(root, 'var/lib/kubelet'), { recursive: true });
+  mkdirSync(join(root, 'etc/kubernetes/pki'), { recursive: true });
+  writeFileSync(join(root, 'etc/kubernetes/pki/ca.crt'), caPem);
   writeFileSync(
     join(root, 'var/lib/kubelet/config.yaml'),
     toYaml({
       apiVersion: 'kubelet.config.k8s.io/v1beta1',
       kind: 'KubeletConfiguration',
+      authentication: { anonymous: { enabled: false }, webhook: { enabled: true }, x509: { clientCAFile: '/etc/kubernetes/pki/ca.crt' } },
+      authorization: { mode: 'Webhook' },
       healthzBindAddress: '127.0.0.1',
-      healthzPort,
+      healthzPort: ports.healthz,
+      port: ports.kubelet,
       staticPodPath: '/etc/kubernetes/manifests',
       rotateCertificates: true,
     }),
@@ -175,6 +188,44 @@ async function kubectl(kubeconfig: string, args: string[]): Promise<string> {
   return r.stdout;
 }
 
+
+/**
+ * The process pods' commands in the machine's bin dir (the machines carry etcdctl): etcdctl's
+ * `member list -w json` output plus what the process sees of the host, its env and cwd; an exit 3;
+ * one that fails its first run; one that ignores SIGTERM (noting it), so only SIGKILL ends it.
+ */
+function writeScripts(dir: string): void {
+  mkdirSync(dir, { recursive: true });
+  const script = (name: string, lines: string[]): void => writeFileSync(join(dir, name), ['#!/bin/sh', ...lines, ''].join('\n'), { mode: 0o755 });
+  script('fake-etcdctl', [
+    `printf '{"members":[{"ID":"8e9e05c52164694d","name":"%s"}]}\\n' "$NODE_NAME"`,
+    'cat "$1/greeting.txt"',
+    'echo "cwd=$(pwd) $GREETING"',
+    'echo "to stderr" >&2',
+  ]);
+  script('exit-3', ['echo "about to fail"', 'exit 3']);
+  script('fails-once', ['if [ -e "$1/ran" ]; then echo "second run"; exit 0; fi', 'touch "$1/ran"', 'echo "first run"', 'exit 1']);
+  script('lingers', ['echo $$ > "$1/pid"', `trap 'echo TERM >> "$1/signals"' TERM`, 'echo running', 'while :; do sleep 0.1; done']);
+}
+
+/** GET on the kubelet server, trusting its self-signed certificate, with or without a client certificate. */
+function kubeletGet(
+  port: number,
+  path: string,
+  client?: { cert: string; key: string },
+): Promise<{ status: number; body: string; serving: X509Certificate | undefined }> {
+  return new Promise((resolve, reject) => {
+    const req = httpsRequest({ host: '127.0.0.1', port, path, method: 'GET', rejectUnauthorized: false, agent: false, ...client }, (res) => {
+      const serving = (res.socket as TLSSocket).getPeerX509Certificate();
+      let body = '';
+      res.setEncoding('utf8').on('data', (d: string) => (body += d));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body, serving }));
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
 describe('kubelet stand-in against a real kube-apiserver and kube-controller-manager', function () {
   this.timeout(60_000);
   let env: Envtest;
@@ -186,6 +237,11 @@ describe('kubelet stand-in against a real kube-apiserver and kube-controller-man
   let token: string;
   let healthzPort: number;
   let staticPort: number;
+  let kubeletPort: number;
+  /** The machine's binaries: the process pods' scripts. */
+  let binDir: string;
+  /** Stands for /etc/kubernetes/pki/etcd: a host directory process pods mount at its own path. */
+  let hostDir: string;
   const lines: string[] = [];
 
   before(async function () {
@@ -193,13 +249,19 @@ describe('kubelet stand-in against a real kube-apiserver and kube-controller-man
     env = await startEnvtest({
       // envtest's --authorization-mode=RBAC and this one add up to kubeadm's Node,RBAC
       apiserverArgs: ['--authorization-mode=Node', '--enable-admission-plugins=NodeRestriction', '--enable-bootstrap-token-auth=true'],
+      kubeletClient: true,
     });
     kc = env.makeKubeConfig();
     core = kc.makeApiClient(CoreV1Api);
     root = mkdtempSync(join(tmpdir(), 'capflow-kubelet-'));
     token = await createKubeadmBootstrapObjects(kc);
     kcm = startControllerManager(env, join(root, 'kube-controller-manager.log'));
-    [healthzPort, staticPort] = (await freePorts(2)) as [number, number];
+    [healthzPort, staticPort, kubeletPort] = (await freePorts(3)) as [number, number, number];
+    binDir = join(root, 'bin');
+    hostDir = join(root, 'host-pki');
+    writeScripts(binDir);
+    mkdirSync(hostDir);
+    writeFileSync(join(hostDir, 'greeting.txt'), 'read from the host\n');
 
     // what kubeadm join leaves for the kubelet: bootstrap-kubelet.conf, config.yaml, the flags
     const workerRoot = join(root, WORKER);
@@ -207,7 +269,8 @@ describe('kubelet stand-in against a real kube-apiserver and kube-controller-man
     writeFileSync(join(workerRoot, 'etc/kubernetes/bootstrap-kubelet.conf'), kubeconfigFile(env.server, env.caCert, { token }));
     writeKubeletStart(
       workerRoot,
-      healthzPort,
+      { healthz: healthzPort, kubelet: kubeletPort },
+      env.caCert,
       '--node-labels=capflow.io/pool=workers --register-with-taints=capflow.io/dedicated=infra:NoSchedule,capflow.io/warming:PreferNoSchedule --provider-id=aws:///us-east-1a/i-0123456789abcdef0 --cloud-provider=external',
     );
     mkdirSync(join(workerRoot, 'etc/default'), { recursive: true });
@@ -218,7 +281,7 @@ describe('kubelet stand-in against a real kube-apiserver and kube-controller-man
       root: workerRoot,
       nodeName: WORKER,
       nodeIp: '127.0.0.1',
-      binDirs: [dirname(process.execPath)],
+      binDirs: [binDir, dirname(process.execPath)],
       timing: FAST,
       log: (line) => lines.push(`[${WORKER}] ${line}`),
     });
@@ -319,7 +382,8 @@ describe('kubelet stand-in against a real kube-apiserver and kube-controller-man
     expect(withStatus.status?.addresses).to.deep.include({ type: 'InternalIP', address: '127.0.0.1' });
     expect(withStatus.status?.nodeInfo).to.include({ kubeletVersion: 'v1.34.4', containerRuntimeVersion: 'capflow-stand-in://0.1', operatingSystem: 'linux' });
     expect(withStatus.status?.capacity).to.include({ pods: '110' });
-    expect(withStatus.status?.daemonEndpoints?.kubeletEndpoint?.Port).to.equal(10250);
+    // where the API server dials the kubelet: kubeadm leaves `port` at its default, 10250; here a free one
+    expect(withStatus.status?.daemonEndpoints?.kubeletEndpoint?.Port).to.equal(kubeletPort);
   });
 
   it('kubelet stand-in: the Node is NotReady with NetworkPluginNotReady until a CNI config appears, then Ready', async () => {
@@ -436,8 +500,8 @@ describe('kubelet stand-in against a real kube-apiserver and kube-controller-man
     const kubeletConf = join(cpRoot, 'etc/kubernetes/kubelet.conf');
     const b64 = (f: string): string => readFileSync(f).toString('base64');
     writeFileSync(kubeletConf, kubeconfigFile(env.server, env.caCert, { 'client-certificate-data': b64(crt), 'client-key-data': b64(key) }));
-    const [cpHealthz] = (await freePorts(1)) as [number];
-    writeKubeletStart(cpRoot, cpHealthz, `--node-labels=capflow.io/pool=control-plane`);
+    const [cpHealthz, cpKubelet] = (await freePorts(2)) as [number, number];
+    writeKubeletStart(cpRoot, { healthz: cpHealthz, kubelet: cpKubelet }, env.caCert, `--node-labels=capflow.io/pool=control-plane`);
     const cpLines: string[] = [];
     const cp = await runKubelet({ root: cpRoot, nodeName: CONTROL_PLANE, nodeIp: '127.0.0.1', timing: FAST, log: (l) => cpLines.push(l) });
     try {
@@ -465,5 +529,223 @@ describe('kubelet stand-in against a real kube-apiserver and kube-controller-man
     } finally {
       await cp.stop();
     }
+  });
+
+  // What capflow does to remove an etcd member: a host-network pod pinned to the node, restartPolicy
+  // Never, the etcd PKI directory mounted read-only at its own path, its answer read from its log
+  // through the API server (which dials the kubelet server), then deleted with grace period 0.
+  describe('process pods: run-to-completion host-network pods run on the kubelet stand-in as processes', function () {
+    const NS = 'kube-system';
+    let scratch: string;
+    let notRun: string;
+
+    const processPod = (p: {
+      name: string;
+      command: string[];
+      restartPolicy?: 'Never' | 'OnFailure';
+      hostNetwork?: boolean;
+      dir?: string;
+      mountPath?: string;
+      readOnly?: boolean;
+      env?: V1EnvVar[];
+      workingDir?: string;
+    }): V1Pod => {
+      const dir = p.dir ?? hostDir;
+      return {
+        metadata: { name: p.name, namespace: NS, labels: { 'capflow.dev/etcdctl': 'test' } },
+        spec: {
+          nodeName: WORKER,
+          hostNetwork: p.hostNetwork ?? true,
+          restartPolicy: p.restartPolicy ?? 'Never',
+          priorityClassName: 'system-node-critical',
+          tolerations: [{ operator: 'Exists' }],
+          automountServiceAccountToken: false,
+          volumes: [{ name: 'etcd-certs', hostPath: { path: dir, type: 'Directory' } }],
+          containers: [
+            {
+              name: 'etcdctl',
+              image: 'registry.k8s.io/etcd:3.6.5-0',
+              command: p.command,
+              ...(p.env ? { env: p.env } : {}),
+              ...(p.workingDir ? { workingDir: p.workingDir } : {}),
+              volumeMounts: [{ name: 'etcd-certs', mountPath: p.mountPath ?? dir, readOnly: p.readOnly ?? true }],
+            },
+          ],
+        },
+      };
+    };
+    const read = (name: string): Promise<V1Pod> => core.readNamespacedPod({ name, namespace: NS });
+    const finished = (name: string): Promise<V1Pod> =>
+      waitUntil(`${name} Succeeded or Failed`, async () => {
+        const p = await read(name);
+        return p.status?.phase === 'Succeeded' || p.status?.phase === 'Failed' ? p : undefined;
+      }, 15_000);
+    const podLog = async (name: string, extra: { tailLines?: number; limitBytes?: number; previous?: boolean } = {}): Promise<string> =>
+      (await core.readNamespacedPodLog({ name, namespace: NS, container: 'etcdctl', ...extra })) ?? '';
+    const gone = (name: string): Promise<boolean> =>
+      waitUntil(`${name} gone`, async () => {
+        try {
+          await read(name);
+          return false;
+        } catch (err) {
+          return (err as { code?: number }).code === 404;
+        }
+      }, 10_000);
+
+    before(async () => {
+      scratch = join(root, 'scratch');
+      notRun = join(root, 'not-run');
+      mkdirSync(scratch);
+      mkdirSync(notRun);
+      // all at once: they run side by side, each test waits for its own
+      const pods: V1Pod[] = [
+        processPod({
+          name: 'member-list',
+          command: ['fake-etcdctl', hostDir],
+          env: [
+            { name: 'NODE_NAME', valueFrom: { fieldRef: { fieldPath: 'spec.nodeName' } } },
+            { name: 'GREETING', value: 'hello $(NODE_NAME)' },
+          ],
+          workingDir: hostDir,
+        }),
+        processPod({ name: 'exits-3', command: ['exit-3'] }),
+        processPod({ name: 'mounted-elsewhere', command: ['fake-etcdctl', hostDir], mountPath: '/etc/kubernetes/pki/etcd' }),
+        processPod({ name: 'no-binary', command: ['etcdctl-not-on-this-machine', 'member', 'list'] }),
+        processPod({ name: 'fails-once', command: ['fails-once', scratch], restartPolicy: 'OnFailure', dir: scratch, readOnly: false }),
+        processPod({ name: 'lingers', command: ['lingers', scratch], dir: scratch, readOnly: false }),
+        processPod({ name: 'pod-network', command: ['fails-once', notRun], hostNetwork: false, dir: notRun, readOnly: false }),
+      ];
+      await Promise.all(pods.map((body) => core.createNamespacedPod({ namespace: NS, body })));
+    });
+
+    it('kubelet stand-in: a host-network restartPolicy=Never pod runs on the kubelet stand-in as a process and Succeeds; the API server reads its exact log from the stand-in', async () => {
+      const pod = await finished('member-list');
+      expect(pod.status?.phase).to.equal('Succeeded');
+      expect(pod.status?.podIP).to.equal('127.0.0.1');
+      expect(pod.status?.hostIP).to.equal('127.0.0.1');
+      const cs = pod.status!.containerStatuses![0]!;
+      expect(cs).to.include({ name: 'etcdctl', ready: false, started: false, restartCount: 0 });
+      expect(cs.state?.terminated).to.include({ exitCode: 0, reason: 'Completed' });
+      const { startedAt, finishedAt } = cs.state!.terminated!;
+      expect(startedAt).to.be.instanceOf(Date);
+      expect(new Date(finishedAt!).getTime()).to.be.at.least(new Date(startedAt!).getTime());
+      expect(pod.status?.conditions?.find((c) => c.type === 'Ready')).to.include({ status: 'False', reason: 'PodCompleted' });
+
+      // stdout and stderr, in order; the host's file through the hostPath, env ($(VAR), fieldRef) and workingDir
+      const expected = [
+        `{"members":[{"ID":"8e9e05c52164694d","name":"${WORKER}"}]}`,
+        'read from the host',
+        `cwd=${realpathSync(hostDir)} hello ${WORKER}`,
+        'to stderr',
+        '',
+      ].join('\n');
+      expect(await podLog('member-list')).to.equal(expected);
+      expect(await podLog('member-list', { tailLines: 2 })).to.equal(`cwd=${realpathSync(hostDir)} hello ${WORKER}\nto stderr\n`);
+      expect(await podLog('member-list', { limitBytes: 12 })).to.equal('{"members":[');
+      const previous = await podLog('member-list', { previous: true }).catch((err: { code?: number; body?: unknown }) => err);
+      expect(previous).to.include({ code: 400 });
+      expect(String((previous as { body?: unknown }).body)).to.contain('previous terminated container \\"etcdctl\\" in pod \\"member-list\\" not found');
+
+      // the kubelet's log layout; removed with the pod, which capflow deletes with grace period 0
+      const logDir = join(root, WORKER, 'var/log/pods', `${NS}_member-list_${pod.metadata!.uid!}`);
+      expect(readFileSync(join(logDir, 'etcdctl/0.log'), 'utf8')).to.equal(expected);
+      await core.deleteNamespacedPod({ name: 'member-list', namespace: NS, gracePeriodSeconds: 0 });
+      await gone('member-list');
+      await waitUntil('log directory removed', async () => !existsSync(logDir), 5000);
+    });
+
+    it('kubelet stand-in: a process pod that exits 3 on the kubelet stand-in is Failed with exit code 3, reason Error, and its log', async () => {
+      const pod = await finished('exits-3');
+      expect(pod.status?.phase).to.equal('Failed');
+      expect(pod.status?.containerStatuses?.[0]?.state?.terminated).to.include({ exitCode: 3, reason: 'Error' });
+      expect(await podLog('exits-3')).to.equal('about to fail\n');
+    });
+
+    it('kubelet stand-in: a process pod whose hostPath is mounted elsewhere, or whose command is not on the machine, fails on the kubelet stand-in with StartError and the reason', async () => {
+      const elsewhere = await finished('mounted-elsewhere');
+      expect(elsewhere.status?.phase).to.equal('Failed');
+      const t = elsewhere.status?.containerStatuses?.[0]?.state?.terminated;
+      expect(t).to.include({ exitCode: 128, reason: 'StartError' });
+      expect(t?.message).to.contain(`hostPath volume "etcd-certs" (path ${hostDir}) must be mounted at that same path`);
+      expect(t?.message).to.contain('not at /etc/kubernetes/pki/etcd');
+      expect(await podLog('mounted-elsewhere')).to.equal(''); // nothing ran
+
+      const missing = await finished('no-binary');
+      expect(missing.status?.phase).to.equal('Failed');
+      expect(missing.status?.containerStatuses?.[0]?.state?.terminated).to.include({
+        exitCode: 128,
+        reason: 'StartError',
+        message: 'exec: "etcdctl-not-on-this-machine": executable file not found in $PATH',
+      });
+    });
+
+    it('kubelet stand-in: a restartPolicy=OnFailure process pod is restarted on the kubelet stand-in after a failed run; both runs\' logs are read', async () => {
+      const pod = await finished('fails-once');
+      expect(pod.status?.phase).to.equal('Succeeded');
+      const cs = pod.status!.containerStatuses![0]!;
+      expect(cs.restartCount).to.equal(1);
+      expect(cs.state?.terminated).to.include({ exitCode: 0, reason: 'Completed' });
+      expect(cs.lastState?.terminated).to.include({ exitCode: 1, reason: 'Error' });
+      expect(await podLog('fails-once')).to.equal('second run\n');
+      expect(await podLog('fails-once', { previous: true })).to.equal('first run\n');
+    });
+
+    it('kubelet stand-in: a process pod deleted while running gets SIGTERM, then SIGKILL after the grace period, on the kubelet stand-in; then it is gone', async () => {
+      const running = await waitUntil('lingers Running', async () => {
+        const p = await read('lingers');
+        return p.status?.phase === 'Running' ? p : undefined;
+      });
+      const cs = running.status!.containerStatuses![0]!;
+      expect(cs).to.include({ ready: true, started: true });
+      expect(cs.state?.running?.startedAt).to.be.instanceOf(Date);
+      expect(running.status?.conditions?.find((c) => c.type === 'Ready')?.status).to.equal('True');
+      const pid = Number(await waitUntil('pid file', async () => readFileSync(join(scratch, 'pid'), 'utf8').trim() || undefined));
+      expect(await waitUntil('log', async () => (await podLog('lingers')) || undefined)).to.equal('running\n');
+
+      const deleted = Date.now();
+      await core.deleteNamespacedPod({ name: 'lingers', namespace: NS, gracePeriodSeconds: 1 }); // the kubelet's floor: 2 s
+      await gone('lingers');
+      expect(Date.now() - deleted).to.be.at.least(1900);
+      expect(readFileSync(join(scratch, 'signals'), 'utf8')).to.equal('TERM\n');
+      expect(() => process.kill(pid, 0)).to.throw(/ESRCH/);
+    });
+
+    it('kubelet stand-in: a run-to-completion pod without hostNetwork is still only reported Running by the kubelet stand-in; nothing runs', async () => {
+      const pod = await waitUntil('pod-network Running', async () => {
+        const p = await read('pod-network');
+        return p.status?.phase === 'Running' ? p : undefined;
+      });
+      expect(pod.status?.podIP).to.not.equal('127.0.0.1');
+      expect(pod.status?.containerStatuses?.[0]?.state?.running).to.not.equal(undefined);
+      expect(existsSync(join(notRun, 'ran'))).to.equal(false);
+      expect(await podLog('pod-network')).to.equal('');
+    });
+
+    it('kubelet stand-in: the kubelet server serves a self-signed certificate and requires a client certificate the cluster CA signed', async () => {
+      const url = await waitUntil('kubelet server', async () => worker!.serverUrl());
+      expect(url).to.equal(`https://127.0.0.1:${kubeletPort}`);
+      const apiserverClient = { cert: readFileSync(env.kubeletClientCertPath!, 'utf8'), key: readFileSync(env.kubeletClientKeyPath!, 'utf8') };
+
+      const anonymous = await kubeletGet(kubeletPort, '/healthz');
+      expect(anonymous).to.include({ status: 401, body: 'Unauthorized\n' });
+      expect((await kubeletGet(kubeletPort, `/containerLogs/${NS}/exits-3/etcdctl`)).status).to.equal(401);
+      const ok = await kubeletGet(kubeletPort, '/healthz', apiserverClient);
+      expect(ok).to.include({ status: 200, body: 'ok' });
+      // made at start as the kubelet makes it without a serving certificate: <node>@<time>, by <node>-ca@<time>
+      expect(ok.serving?.subject).to.match(new RegExp(`^CN=${WORKER}@\\d+$`));
+      expect(ok.serving?.issuer).to.match(new RegExp(`^CN=${WORKER}-ca@\\d+$`));
+      const pki = join(root, WORKER, 'var/lib/kubelet/pki');
+      expect(new X509Certificate(readFileSync(join(pki, 'kubelet.crt'))).fingerprint256).to.equal(ok.serving?.fingerprint256);
+      expect(statSync(join(pki, 'kubelet.key')).mode & 0o777).to.equal(0o600);
+      // a certificate of another CA (the node's own self-signed one) is no client of the cluster's
+      const stranger = { cert: readFileSync(join(pki, 'kubelet.crt'), 'utf8'), key: readFileSync(join(pki, 'kubelet.key'), 'utf8') };
+      expect((await kubeletGet(kubeletPort, '/healthz', stranger)).status).to.equal(401);
+
+      expect(await kubeletGet(kubeletPort, `/containerLogs/${NS}/exits-3/etcdctl`, apiserverClient)).to.include({ status: 200, body: 'about to fail\n' });
+      expect(await kubeletGet(kubeletPort, `/containerLogs/${NS}/exits-3/etcdctl?follow=true`, apiserverClient)).to.include({ status: 400 });
+      expect(await kubeletGet(kubeletPort, `/containerLogs/${NS}/no-such-pod/etcdctl`, apiserverClient)).to.include({ status: 404, body: 'pod "no-such-pod" does not exist\n' });
+      // a static pod's log, under its mirror pod's name
+      expect(await kubeletGet(kubeletPort, `/containerLogs/kube-system/probe-server-${WORKER}/probe-server`, apiserverClient)).to.include({ status: 200 });
+    });
   });
 });

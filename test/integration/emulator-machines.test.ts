@@ -23,7 +23,8 @@ import { listNetns } from '../../src/emulator/network.js';
 import type { MachineSupervisor } from '../../src/emulator/supervisor.js';
 import type { Machine } from '../../src/emulator/machine.js';
 import { clientConfig, startMoto, type Moto } from '../support/moto.js';
-import { startTestSupervisor, until } from '../support/machines.js';
+import { registerCapaImage, startTestSupervisor, until } from '../support/machines.js';
+import { requirePreviousKubeBinDir, testbedVersions } from '../support/tools.js';
 
 const SERVE = (text: string): string => `#cloud-config
 runcmd:
@@ -73,8 +74,8 @@ describe('test bed machines: emulator instances boot in network and mount namesp
     return { vpcId: vpc.Vpc!.VpcId!, subnetId: subnet.Subnet!.SubnetId! };
   }
 
-  async function launch(subnetId: string, userData: string): Promise<Machine> {
-    const res = await ec2.send(new RunInstancesCommand({ ImageId: 'ami-12c6146b', InstanceType: 't3.small', MinCount: 1, MaxCount: 1, SubnetId: subnetId, UserData: Buffer.from(userData).toString('base64') }));
+  async function launch(subnetId: string, userData: string, imageId = 'ami-12c6146b'): Promise<Machine> {
+    const res = await ec2.send(new RunInstancesCommand({ ImageId: imageId, InstanceType: 't3.small', MinCount: 1, MaxCount: 1, SubnetId: subnetId, UserData: Buffer.from(userData).toString('base64') }));
     const id = res.Instances![0]!.InstanceId!;
     await sup.syncNow();
     return until(`a machine for ${id}`, () => sup.machine(id) ?? (sup.problem(id) ? Promise.reject(new Error(sup.problem(id))) : undefined));
@@ -101,6 +102,24 @@ describe('test bed machines: emulator instances boot in network and mount namesp
     expect(existsSync('/root/who')).to.equal(false);
     expect((await m.exec(['cat', '/var/log/capflow/stand-in-calls.jsonl'])).stdout, 'systemctl is a recording stand-in').to.include('"restart","kubelet"');
     expect(m.bootLog()).to.include('cloud-init');
+    // an image that names no Kubernetes version (moto's own) carries the test bed's
+    expect((await m.exec(['kubeadm', 'version', '-o', 'short'])).stdout.trim()).to.equal(testbedVersions().KUBERNETES_VERSION);
+  });
+
+  it("an instance of the AWS provider's image of the previous release (capa-ami-ubuntu-24.04-v1.34.3-...) carries that release: its kubeadm, control plane binaries and kubelet; the one etcd, etcdctl and kubectl", async () => {
+    const { version } = requirePreviousKubeBinDir();
+    const { subnetId } = await vpcWithSubnet('10.80.0.0/16');
+    const m = await launch(subnetId, '#cloud-config\n{}\n', await registerCapaImage(ec2, version));
+    expect((await booted(m)).ok, m.bootLog()).to.equal(true);
+    const out = async (...argv: string[]): Promise<string> => {
+      const r = await m.exec(argv);
+      return (r.stdout + r.stderr).trim();
+    };
+    expect(await out('kubeadm', 'version', '-o', 'short')).to.equal(version);
+    for (const c of ['kube-apiserver', 'kube-controller-manager', 'kube-scheduler']) expect(await out(c, '--version'), c).to.match(new RegExp(`^kubernetes ${version}$`, 'i'));
+    expect(await out('kubelet', '--version'), "the kubelet stand-in answers kubeadm's preflight with the image's version").to.equal(`Kubernetes ${version}`);
+    expect(await out('etcdctl', 'version')).to.include(`etcdctl version: ${testbedVersions().ETCD_VERSION!.replace(/^v/, '')}`);
+    expect(await out('kubectl', 'version', '--client')).to.include(`Client Version: ${testbedVersions().KUBERNETES_VERSION}`);
   });
 
   it('machines of one VPC reach each other; a second VPC with the same CIDR is a separate network', async () => {

@@ -14,6 +14,7 @@ import {
   INSTALL_COMMAND,
   kubeadmValidate,
   REPO_ROOT,
+  requirePreviousKubeBinDir,
   requireTool,
   run,
   testbedVersions,
@@ -43,7 +44,7 @@ describe('test bed: tool lookup', function () {
   it('every test bed tool is installed, at the pinned version', async function () {
     this.timeout(30_000);
     const v = testbedVersions();
-    const missing = ['etcd', 'kube-apiserver', 'kube-controller-manager', 'kube-scheduler', 'kubeadm', 'kubectl', 'kwok', 'helm', 'argo', 'cloud-init', 'sshd', 'openssl']
+    const missing = ['etcd', 'etcdctl', 'kube-apiserver', 'kube-controller-manager', 'kube-scheduler', 'kubeadm', 'kubectl', 'kwok', 'helm', 'argo', 'cloud-init', 'sshd', 'openssl']
       .filter((t) => findTool(t) === undefined);
     expect(missing, `missing tools; install them with: ${INSTALL_COMMAND}`).to.deep.equal([]);
 
@@ -58,6 +59,17 @@ describe('test bed: tool lookup', function () {
     expect(await out('kube-scheduler', ['--version'])).to.contain(v.KUBERNETES_VERSION);
     expect(await out('kubectl', ['version', '--client'])).to.contain(`Client Version: ${v.KUBERNETES_VERSION}`);
     expect(await out('etcd', ['--version'])).to.contain(v.ETCD_VERSION!.replace(/^v/, ''));
+    expect(await out('etcdctl', ['version'])).to.contain(`etcdctl version: ${v.ETCD_VERSION!.replace(/^v/, '')}`);
+    // the previous release, for upgrade tests: the machines of its AMIs carry its own bin dir
+    const previous = requirePreviousKubeBinDir();
+    expect(previous.version).to.equal(v.KUBERNETES_PREVIOUS_VERSION);
+    const prev = async (tool: string, args: string[]): Promise<string> => {
+      const r = await run(join(previous.dir, tool), args);
+      return r.stdout + r.stderr;
+    };
+    expect(await prev('kubeadm', ['version', '-o', 'short'])).to.equal(`${previous.version}\n`);
+    for (const t of ['kube-apiserver', 'kube-controller-manager', 'kube-scheduler']) expect(await prev(t, ['--version']), t).to.contain(previous.version);
+    expect(await prev('etcdctl', ['version']), 'the one etcdctl').to.contain(v.ETCD_VERSION!.replace(/^v/, ''));
     expect(await out('helm', ['version', '--short'])).to.contain(v.HELM_VERSION);
     expect(await out('argo', ['version', '--short'])).to.contain(v.ARGO_VERSION);
     expect(await out('kwok', ['--version'])).to.contain(v.KWOK_VERSION!.replace(/^v/, ''));

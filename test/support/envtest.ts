@@ -29,6 +29,13 @@ export interface EnvtestOptions {
   kwok?: boolean;
   /** Extra kube-apiserver flags (`--name=value`), appended after the defaults. */
   apiserverArgs?: string[];
+  /**
+   * kube-apiserver reaches kubelets as kubeadm sets it up (`kubectl logs` through a kubelet
+   * stand-in): a client certificate signed by the CA (CN kube-apiserver-kubelet-client, O
+   * kubeadm:cluster-admins) as --kubelet-client-certificate/-key, and
+   * --kubelet-preferred-address-types=InternalIP,ExternalIP,Hostname.
+   */
+  kubeletClient?: boolean;
   /** How long to wait for etcd + kube-apiserver to be ready. Default 90 s. */
   startTimeoutMs?: number;
   /**
@@ -53,6 +60,9 @@ export interface Envtest {
   /** The cluster CA's certificate and key files, for a signer such as kube-controller-manager's csrsigning. */
   caCertPath: string;
   caKeyPath: string;
+  /** With `kubeletClient`: the API server's client certificate and key files for kubelets. */
+  kubeletClientCertPath?: string;
+  kubeletClientKeyPath?: string;
   /** Milliseconds from start to a ready API (CRDs and kwok included). */
   startupMs: number;
   /** A fresh @kubernetes/client-node KubeConfig for the admin user. */
@@ -222,13 +232,15 @@ interface Pki {
   adminKey: string;
   saKey: string;
   saPub: string;
+  kubeletClientCert?: string;
+  kubeletClientKey?: string;
 }
 
 /**
  * CA, apiserver serving cert, admin client cert (O=system:masters), service-account key pair (P-256).
  * With `given`, only the admin certificate is made here, signed by the given CA.
  */
-async function makePki(dir: string, given?: { dir: string }): Promise<Pki> {
+async function makePki(dir: string, given?: { dir: string }, kubeletClient = false): Promise<Pki> {
   const cnf = join(dir, 'openssl.cnf');
   writeFileSync(cnf, OPENSSL_CNF);
   const p = (f: string): string => join(given?.dir ?? dir, f);
@@ -243,6 +255,7 @@ async function makePki(dir: string, given?: { dir: string }): Promise<Pki> {
   await Promise.all([
     given ? undefined : leaf('server_ext', '/CN=kube-apiserver', 'apiserver'),
     leaf('client_ext', '/O=system:masters/CN=capflow-testbed-admin', 'admin'),
+    kubeletClient ? leaf('client_ext', '/O=kubeadm:cluster-admins/CN=kube-apiserver-kubelet-client', 'apiserver-kubelet-client') : undefined,
     given ? undefined : openssl(dir, ['genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-256', '-out', p('sa.key')]),
   ]);
   if (!given) await openssl(dir, ['pkey', '-in', p('sa.key'), '-pubout', '-out', p('sa.pub')]);
@@ -255,6 +268,7 @@ async function makePki(dir: string, given?: { dir: string }): Promise<Pki> {
     adminKey: join(dir, 'admin.key'),
     saKey: p('sa.key'),
     saPub: p('sa.pub'),
+    ...(kubeletClient ? { kubeletClientCert: join(dir, 'apiserver-kubelet-client.crt'), kubeletClientKey: join(dir, 'apiserver-kubelet-client.key') } : {}),
   };
 }
 
@@ -458,7 +472,7 @@ export async function startEnvtest(opts: EnvtestOptions = {}): Promise<Envtest> 
 
   try {
     const [etcdClientPort, etcdPeerPort, securePort] = (await freePorts(3)) as [number, number, number];
-    const pki = await makePki(dir, opts.pki);
+    const pki = await makePki(dir, opts.pki, opts.kubeletClient);
 
     const etcdUrl = `http://127.0.0.1:${etcdClientPort}`;
     const peerUrl = `http://127.0.0.1:${etcdPeerPort}`;
@@ -518,6 +532,13 @@ export async function startEnvtest(opts: EnvtestOptions = {}): Promise<Envtest> 
         '--disable-admission-plugins=ServiceAccount',
         '--profiling=false',
         '--v=1',
+        ...(pki.kubeletClientCert && pki.kubeletClientKey
+          ? [
+              `--kubelet-client-certificate=${pki.kubeletClientCert}`,
+              `--kubelet-client-key=${pki.kubeletClientKey}`,
+              '--kubelet-preferred-address-types=InternalIP,ExternalIP,Hostname',
+            ]
+          : []),
         ...(opts.apiserverArgs ?? []),
       ],
       logs['kube-apiserver'],
@@ -582,6 +603,7 @@ export async function startEnvtest(opts: EnvtestOptions = {}): Promise<Envtest> 
       caCert: readFileSync(pki.caCert, 'utf8'),
       caCertPath: pki.caCert,
       caKeyPath: pki.caKey,
+      ...(pki.kubeletClientCert ? { kubeletClientCertPath: pki.kubeletClientCert, kubeletClientKeyPath: pki.kubeletClientKey } : {}),
       startupMs: Date.now() - started,
       makeKubeConfig,
       logTail,

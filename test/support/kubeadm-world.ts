@@ -34,7 +34,7 @@ export const CNI_CONFIG = JSON.stringify({ cniVersion: '1.0.0', name: 'stand-in'
 export interface WorldOptions {
   name: string;
   cidr: string;
-  /** The AMI id does not matter to the emulator; any image moto knows. */
+  /** Any image moto knows; one whose name carries a Kubernetes version (capa-ami-ubuntu-24.04-v1.34.3-...) boots with that version's binaries. */
   imageId?: string;
 }
 
@@ -167,10 +167,10 @@ export class KubeadmWorld {
     };
   }
 
-  async launch(userData: string, role: string): Promise<string> {
+  async launch(userData: string, role: string, imageId = this.options.imageId ?? 'ami-12c6146b'): Promise<string> {
     const res = await this.ec2.send(
       new RunInstancesCommand({
-        ImageId: this.options.imageId ?? 'ami-12c6146b',
+        ImageId: imageId,
         InstanceType: 't3.large',
         MinCount: 1,
         MaxCount: 1,
@@ -192,8 +192,9 @@ export class KubeadmWorld {
     return id;
   }
 
-  launchWorker(): Promise<string> {
-    return this.launch(this.workerUserData(), `worker${this.instances.length}`);
+  /** Launches a worker (kubeadm join), of the world's image or of `imageId` (an AMI named for another Kubernetes version, say). */
+  launchWorker(imageId?: string): Promise<string> {
+    return this.launch(this.workerUserData(), `worker${this.instances.length}`, imageId);
   }
 
   async terminate(id: string): Promise<void> {

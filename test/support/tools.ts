@@ -17,6 +17,7 @@ export const INSTALL_COMMAND = 'bash testbed/install.sh';
 
 export type ToolName =
   | 'etcd'
+  | 'etcdctl'
   | 'kube-apiserver'
   | 'kube-controller-manager'
   | 'kube-scheduler'
@@ -44,6 +45,19 @@ export function testbedVersions(): Record<string, string> {
 
 export function testbedBinDir(): string {
   return process.env.CAPFLOW_TESTBED_BIN ?? join(homedir(), '.cache', 'capflow-testbed', 'bin');
+}
+
+/**
+ * The bin dir of the previous Kubernetes release (KUBERNETES_PREVIOUS_VERSION), which machines of its
+ * AMIs carry: `<bin>/<version>`, its kubeadm and control plane binaries with the shared etcd, etcdctl
+ * and kubectl. Throws (naming the install command) when install.sh has not built it.
+ */
+export function requirePreviousKubeBinDir(): { version: string; dir: string } {
+  const version = testbedVersions().KUBERNETES_PREVIOUS_VERSION;
+  if (!version) throw new Error('testbed/versions.env names no KUBERNETES_PREVIOUS_VERSION');
+  const dir = join(testbedBinDir(), version);
+  if (!isExecutable(join(dir, 'kubeadm'))) throw new Error(`the test bed's Kubernetes ${version} is not built (no ${dir}/kubeadm); install it with: ${INSTALL_COMMAND}`);
+  return { version, dir };
 }
 
 function isExecutable(path: string): boolean {

@@ -3,7 +3,7 @@ import { expect } from 'chai';
 import type { AWSMachineSpec } from '../../src/spec/model.js';
 import { instanceParams, templateHash } from '../../src/aws/machine-params.js';
 import { architectureOf, imageNamePattern, newestImage } from '../../src/aws/images.js';
-import { decideRound, freeRange, orderForRemoval, spread, type MachineGroup } from '../../src/aws/machines.js';
+import { decideRound, freeRange, holdWorkersWhileControlPlaneRolls, orderForRemoval, spread, type MachineGroup } from '../../src/aws/machines.js';
 import { resolveIntOrPercent } from '../../src/spec/index.js';
 import { batchToken, type Batch, type Machine } from '../../src/aws/instances.js';
 
@@ -121,6 +121,32 @@ describe('aws machines: parameters, hash, images and the rolling arithmetic', ()
     expect(r4.remove).to.have.length(1);
     expect(r4.launch).to.have.length(1);
     expect(decideRound(group(), [0, 1, 2].map((s) => machine(s))).settled).to.equal(true);
+  });
+
+  it('an upgrade: the control plane rolls one machine at a time, new first; workers replace nothing until no old control plane is left, but still scale', () => {
+    const cp = group({ name: 'control-plane', owner: 'cp', role: 'control-plane', replicas: 3, hash: 'v2', oneAtATime: true });
+    const oldCp = [0, 1, 2].map((s) => machine(s, { group: 'control-plane', role: 'control-plane', templateHash: 'v1' }));
+    const md = group({ replicas: 3, hash: 'v2' });
+    const oldMd = [0, 1].map((s) => machine(s, { templateHash: 'v1' }));
+    const live = [...oldCp, ...oldMd];
+    const decide = (machines: Machine[]) =>
+      holdWorkersWhileControlPlaneRolls([cp, md].map((g) => ({ g, d: decideRound(g, machines.filter((m) => m.group === g.name)) })), machines);
+    const [c1, w1] = decide(live);
+    expect(c1!.d).to.deep.include({ remove: [] });
+    expect(c1!.d.launch).to.have.length(1);
+    // the worker group is one short of 3: it may launch that one, but removes no old worker
+    expect(w1!.d.remove).to.deep.equal([]);
+    expect(w1!.d.launch).to.have.length(1);
+    expect(w1!.d.settled).to.equal(false);
+    // the new control plane is up: one old control plane goes; still no worker replaced
+    const [c2, w2] = decide([...live, machine(0, { group: 'control-plane', role: 'control-plane', templateHash: 'v2' }), machine(2)]);
+    expect(c2!.d.remove.map((m) => m.templateHash)).to.deep.equal(['v1']);
+    expect(w2!.d).to.deep.include({ remove: [], launch: [] });
+    // every control plane new: the workers roll by their own strategy
+    const newCp = [0, 1, 2].map((s) => machine(s, { group: 'control-plane', role: 'control-plane', templateHash: 'v2' }));
+    const [c3, w3] = decide([...newCp, ...oldMd, machine(2)]);
+    expect(c3!.d.settled).to.equal(true);
+    expect(w3!.d.launch).to.have.length(1);
   });
 
   it('batch tokens: stable for the same batch, different for another range or after the group changed', () => {

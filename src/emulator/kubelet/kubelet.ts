@@ -7,7 +7,11 @@
  * 2. It waits for /var/lib/kubelet/config.yaml (kubeadm's kubelet-start phase writes it, then
  *    kubeadm-flags.env) and reads the flags as kubeadm's systemd drop-in passes them: the command
  *    line, then KUBELET_KUBEADM_ARGS, then KUBELET_EXTRA_ARGS, the last value of a flag winning.
- * 3. It runs the static pods (static-pods.ts) and the API side (node-api.ts) until stopped.
+ * 3. It runs the static pods (static-pods.ts), the API side (node-api.ts: the Node, mirror pods, and
+ *    the pods bound to the node, of which run-to-completion host-network ones run as processes:
+ *    process-pods.ts) and the kubelet's HTTPS server (kubelet-server.ts: /healthz and
+ *    /containerLogs for `kubectl logs`, on the configuration's `port`, default 10250, at the node's
+ *    IP or its `address`) until stopped.
  *
  * Every path hangs off `root` (default /): inside a machine the paths are the real ones; tests give
  * a temporary directory.
@@ -18,11 +22,13 @@ import { hostname as osHostname, networkInterfaces } from 'node:os';
 import { join } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import type { KubeletLog } from './kubelet-log.js';
+import { type ContainerLogAnswer, type ContainerLogRequest, KubeletServer } from './kubelet-server.js';
 import { NodeApi, type NodeApiPaths } from './node-api.js';
-import { StaticPodRunner, type StaticPodStatus } from './static-pods.js';
+import { StaticPodRunner, type StaticPodStatus, staticPodLogFile } from './static-pods.js';
 
 export const DEFAULT_KUBELET_VERSION = 'v1.34.4';
 const DEFAULT_HEALTHZ = { address: '127.0.0.1', port: 10248 };
+const DEFAULT_KUBELET_PORT = 10250;
 
 export interface KubeletPaths extends NodeApiPaths {
   /** /var/lib/kubelet/config.yaml (--config) */
@@ -65,7 +71,7 @@ export interface KubeletOptions {
   nodeName?: string;
   /** Default: --node-ip, else the first non-loopback IPv4 address. */
   nodeIp?: string;
-  /** Searched before PATH for static pods' commands (kube-apiserver, etcd, ...). */
+  /** Searched before PATH for static pods' and process pods' commands (kube-apiserver, etcd, etcdctl, ...). */
   binDirs?: string[];
   /** Overrides the configuration's healthzPort (0 turns /healthz off). */
   healthzPort?: number;
@@ -77,6 +83,8 @@ export interface KubeletOptions {
 export interface RunningKubelet {
   /** http://address:port/healthz, where the stand-in answers now. */
   healthzUrl(): string | undefined;
+  /** https://address:port of the kubelet server, once it serves. */
+  serverUrl(): string | undefined;
   /** Known once the flags are read. */
   nodeName(): string | undefined;
   staticPods(): StaticPodStatus[];
@@ -151,6 +159,7 @@ export async function runKubelet(opts: KubeletOptions = {}): Promise<RunningKube
   let stopped = false;
   let runner: StaticPodRunner | undefined;
   let nodeApi: NodeApi | undefined;
+  let server: KubeletServer | undefined;
   let nodeName: string | undefined;
   const healthz = new HealthzServer(log);
   const serveHealthz = (config: KubeletConfiguration | undefined): Promise<void> =>
@@ -176,8 +185,36 @@ export async function runKubelet(opts: KubeletOptions = {}): Promise<RunningKube
 
     const flags = mergeFlags(cli, readFlagsFile(paths.kubeadmFlagsFile, 'KUBELET_KUBEADM_ARGS'), readFlagsFile(paths.extraArgsFile, 'KUBELET_EXTRA_ARGS'));
     nodeName = (flags.get('hostname-override') || opts.nodeName || osHostname()).trim().toLowerCase();
+    const node = nodeName;
     const nodeIp = opts.nodeIp ?? firstIPv4();
     await serveHealthz(config);
+
+    // the API server reaches the kubelet at the node's InternalIP (--node-ip first) and this port
+    const kubeletPort = config.port ?? DEFAULT_KUBELET_PORT;
+    const containerLog = (req: ContainerLogRequest): ContainerLogAnswer => {
+      const s = runner?.status().find((p) => p.namespace === req.namespace && `${p.name}-${node}` === req.pod);
+      if (s) {
+        if (req.container !== s.containerName) return { status: 404, message: `container "${req.container}" not found in pod "${req.pod}"` };
+        if (req.previous) return { status: 400, message: 'previous is not supported for static pods by the kubelet stand-in: their runs share one log file' };
+        return { file: staticPodLogFile(paths.podLogDir, s.namespace, s.name, s.containerName) };
+      }
+      return nodeApi?.containerLog(req.namespace, req.pod, req.container, req.previous) ?? { status: 404, message: `pod "${req.pod}" does not exist` };
+    };
+    if (kubeletPort !== 0) {
+      server = new KubeletServer({
+        nodeName,
+        address: config.address ?? ((flags.get('node-ip') ?? '').split(',')[0]?.trim() || nodeIp),
+        port: kubeletPort,
+        certDir: paths.pkiDir,
+        tlsCertFile: underRoot(config.tlsCertFile),
+        tlsPrivateKeyFile: underRoot(config.tlsPrivateKeyFile),
+        clientCAFile: underRoot(config.clientCAFile),
+        containerLog,
+        retryMs,
+        log,
+      });
+      server.start();
+    }
 
     const manifestDir = paths.staticPodDir ?? join(root, config.staticPodPath ?? '/etc/kubernetes/manifests');
     runner = new StaticPodRunner({
@@ -202,6 +239,14 @@ export async function runKubelet(opts: KubeletOptions = {}): Promise<RunningKube
       maxPods: config.maxPods,
       nodeLeaseDurationSeconds: config.nodeLeaseDurationSeconds,
       staticPods: () => runner?.status() ?? [],
+      processPods: {
+        binDirs: opts.binDirs ?? [],
+        logDir: paths.podLogDir,
+        hostname: nodeName,
+        backoffBaseMs: timing.backoffBaseMs,
+        backoffMaxMs: timing.backoffMaxMs,
+      },
+      kubeletPort,
       statusIntervalMs: timing.statusIntervalMs,
       leaseRenewIntervalMs: timing.leaseRenewIntervalMs,
       retryIntervalMs: retryMs,
@@ -214,6 +259,7 @@ export async function runKubelet(opts: KubeletOptions = {}): Promise<RunningKube
 
   return {
     healthzUrl: () => healthz.url(),
+    serverUrl: () => server?.url(),
     nodeName: () => nodeName,
     staticPods: () => runner?.status() ?? [],
     stop: async () => {
@@ -223,6 +269,7 @@ export async function runKubelet(opts: KubeletOptions = {}): Promise<RunningKube
       await startup;
       await nodeApi?.stop();
       await runner?.stop();
+      await server?.close();
       await healthz.close();
     },
   };
@@ -237,6 +284,13 @@ interface KubeletConfiguration {
   healthzBindAddress?: string;
   maxPods?: number;
   nodeLeaseDurationSeconds?: number;
+  /** The kubelet server's port (default 10250) and address (default: the node's IP here). */
+  port?: number;
+  address?: string;
+  tlsCertFile?: string;
+  tlsPrivateKeyFile?: string;
+  /** authentication.x509.clientCAFile */
+  clientCAFile?: string;
 }
 
 /** The fields the stand-in uses; undefined while the file is missing or does not parse. */
@@ -262,7 +316,18 @@ function readKubeletConfiguration(path: string): KubeletConfiguration | undefine
     healthzBindAddress: str('healthzBindAddress'),
     maxPods: num('maxPods'),
     nodeLeaseDurationSeconds: num('nodeLeaseDurationSeconds'),
+    port: num('port'),
+    address: str('address'),
+    tlsCertFile: str('tlsCertFile'),
+    tlsPrivateKeyFile: str('tlsPrivateKeyFile'),
+    clientCAFile: x509ClientCaFile(doc),
   };
+}
+
+function x509ClientCaFile(doc: Record<string, unknown>): string | undefined {
+  const authn = doc.authentication as { x509?: { clientCAFile?: unknown } } | undefined;
+  const file = authn?.x509?.clientCAFile;
+  return typeof file === 'string' && file !== '' ? file : undefined;
 }
 
 /** The kubelet's map-valued flags: repeats add up (later keys winning) instead of replacing. */

@@ -3,12 +3,15 @@
  * credentials. kubeadm clusters run the Node authorizer and NodeRestriction admission, so it makes
  * only the calls a node may make. In order: credentials (tls-bootstrap.ts), registration
  * (node-status.ts), then three loops until stopped: node status with the mirror pods, the Lease
- * (node-status.ts), and the watch of pods bound to the node (pods.ts).
+ * (node-status.ts), and the watch of pods bound to the node (pods.ts, which runs the process pods
+ * of process-pods.ts).
  */
 import { ApiSession } from './api-session.js';
+import type { ContainerLogAnswer } from './kubelet-server.js';
 import type { KubeletLog } from './kubelet-log.js';
 import { NodeReporter } from './node-status.js';
 import { NodePods } from './pods.js';
+import type { ProcessPodsOptions } from './process-pods.js';
 import type { StaticPodStatus } from './static-pods.js';
 import { ensureCredentials, type CredentialPaths } from './tls-bootstrap.js';
 
@@ -33,6 +36,10 @@ export interface NodeApiOptions {
   nodeLeaseDurationSeconds?: number;
   /** The static pods to mirror. */
   staticPods?: () => StaticPodStatus[];
+  /** How process pods run: the machine's binaries, the log directory, the crash backoff. */
+  processPods: ProcessPodsOptions;
+  /** The kubelet server's port, reported in node status. Default 10250. */
+  kubeletPort?: number;
   /** Node status at least this often. Default 10 000. */
   statusIntervalMs?: number;
   /** Default 10 000 (a quarter of the lease duration, as the kubelet renews). */
@@ -60,8 +67,9 @@ export class NodeApi {
       cniConfDir: opts.paths.cniConfDir,
       nodeLeaseDurationSeconds: opts.nodeLeaseDurationSeconds,
       leaseRenewIntervalMs: opts.leaseRenewIntervalMs,
+      kubeletPort: opts.kubeletPort,
     });
-    this.pods = new NodePods(this.session, this.node, opts.staticPods ?? (() => []));
+    this.pods = new NodePods(this.session, this.node, opts.staticPods ?? (() => []), opts.processPods);
   }
 
   start(): void {
@@ -78,9 +86,15 @@ export class NodeApi {
     return this.node.uid;
   }
 
+  /** A container log of a pod bound to the node (not a mirror pod); undefined when there is no such pod. */
+  containerLog(namespace: string, pod: string, container: string, previous: boolean): ContainerLogAnswer | undefined {
+    return this.pods.containerLog(namespace, pod, container, previous);
+  }
+
   async stop(): Promise<void> {
     this.session.stop();
     this.pods.stop();
+    await this.pods.stopProcesses();
     // a call in flight against a hung API server must not hold the machine's shutdown
     await Promise.race([Promise.allSettled(this.tasks), new Promise((r) => setTimeout(r, 5000).unref())]);
   }

@@ -23,6 +23,8 @@ export interface NodeReporterOptions extends MachineFactsOptions {
   nodeLeaseDurationSeconds: number | undefined;
   /** Default 10 000 (a quarter of the lease duration, as the kubelet renews). */
   leaseRenewIntervalMs: number | undefined;
+  /** The kubelet server's port (the configuration's `port`), status.daemonEndpoints. Default 10250. */
+  kubeletPort?: number;
 }
 
 export interface NodeRegistration {
@@ -180,7 +182,7 @@ export class NodeReporter {
         { type: 'Hostname', address: this.name },
       ],
       ...this.machine,
-      daemonEndpoints: { kubeletEndpoint: { Port: 10250 } },
+      daemonEndpoints: { kubeletEndpoint: { Port: this.opts.kubeletPort ?? 10250 } },
     };
   }
 

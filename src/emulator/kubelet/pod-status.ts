@@ -1,6 +1,6 @@
 /**
- * Pod status as the kubelet stand-in reports it: kwok's Running for pods bound to the node, and a
- * static pod's process state for its mirror pod.
+ * Pod status as the kubelet stand-in reports it: kwok's Running for pods bound to the node, a
+ * static pod's process state for its mirror pod, and a process pod's (process-pods.ts) own run.
  */
 import { createHash } from 'node:crypto';
 import { constants as osConstants } from 'node:os';
@@ -104,16 +104,105 @@ export function mirrorPodStatus(s: StaticPodStatus, nodeIp: string): Record<stri
   };
 }
 
+/** How a container's run ended, as the runtime reports it. */
+export interface ContainerTermination {
+  exitCode: number;
+  /** Completed, Error, StartError, ContainerStatusUnknown. */
+  reason: string;
+  message?: string;
+  startedAt: Date;
+  finishedAt: Date;
+}
+
+/** A process pod's single container as process-pods.ts keeps it; exactly one of running, waiting, terminated. */
+export interface ProcessPodState {
+  phase: 'Pending' | 'Running' | 'Succeeded' | 'Failed';
+  /** When the stand-in took the pod in. */
+  startTime: Date;
+  /** When the state last changed: the conditions' transition time. */
+  since: Date;
+  restartCount: number;
+  running?: { startedAt: Date };
+  waiting?: { reason: string; message?: string };
+  terminated?: ContainerTermination;
+  /** The run before the current one. */
+  lastTerminated?: ContainerTermination;
+  /** A container was made (a run started or failed to start): it has an ID. */
+  created: boolean;
+}
+
+/** A process pod's status as the kubelet reports a host-network pod of one container. */
+export function processPodStatus(pod: V1Pod, s: ProcessPodState, nodeIp: string): Record<string, unknown> {
+  const c = pod.spec!.containers[0]!;
+  const terminal = s.phase === 'Succeeded' || s.phase === 'Failed';
+  const ready = s.running !== undefined;
+  const iso = (d: Date): string => d.toISOString();
+  const termination = (t: ContainerTermination): Record<string, unknown> => ({
+    terminated: {
+      exitCode: t.exitCode,
+      reason: t.reason,
+      ...(t.message ? { message: t.message } : {}),
+      startedAt: iso(t.startedAt),
+      finishedAt: iso(t.finishedAt),
+    },
+  });
+  const state = s.running
+    ? { running: { startedAt: iso(s.running.startedAt) } }
+    : s.terminated
+      ? termination(s.terminated)
+      : { waiting: { reason: s.waiting?.reason ?? 'ContainerCreating', ...(s.waiting?.message ? { message: s.waiting.message } : {}) } };
+  const notReady = terminal
+    ? { reason: 'PodCompleted', message: '' }
+    : { reason: 'ContainersNotReady', message: `containers with unready status: [${c.name}]` };
+  return {
+    phase: s.phase,
+    conditions: [
+      condition('PodReadyToStartContainers', !terminal, iso(s.since)),
+      condition('Initialized', true, iso(s.startTime)),
+      condition('Ready', ready, iso(s.since), notReady),
+      condition('ContainersReady', ready, iso(s.since), notReady),
+      condition('PodScheduled', true, iso(s.startTime)),
+    ],
+    hostIP: nodeIp,
+    hostIPs: [{ ip: nodeIp }],
+    podIP: nodeIp,
+    podIPs: [{ ip: nodeIp }],
+    startTime: iso(s.startTime),
+    containerStatuses: [
+      {
+        name: c.name,
+        image: c.image ?? '',
+        imageID: '',
+        ...(s.created ? { containerID: containerId(`${pod.metadata?.uid ?? ''}/${c.name}/${s.restartCount}`) } : {}),
+        ready,
+        started: s.running !== undefined,
+        restartCount: s.restartCount,
+        state,
+        lastState: s.lastTerminated ? termination(s.lastTerminated) : {},
+      },
+    ],
+  };
+}
+
+function condition(type: string, ok: boolean, since: string, notOk?: { reason: string; message: string }): V1PodCondition {
+  return {
+    type,
+    status: ok ? 'True' : 'False',
+    lastProbeTime: null,
+    lastTransitionTime: since,
+    ...(ok || !notOk ? {} : { reason: notOk.reason, ...(notOk.message ? { message: notOk.message } : {}) }),
+  } as unknown as V1PodCondition;
+}
+
 function conditions(ready: boolean, notReadyMessage: string, now: string): V1PodCondition[] {
-  const c = (type: string, ok: boolean): V1PodCondition =>
-    ({
-      type,
-      status: ok ? 'True' : 'False',
-      lastProbeTime: null,
-      lastTransitionTime: now,
-      ...(ok ? {} : { reason: 'ContainersNotReady', message: notReadyMessage }),
-    }) as unknown as V1PodCondition;
-  return [c('PodReadyToStartContainers', true), c('Initialized', true), c('Ready', ready), c('ContainersReady', ready), c('PodScheduled', true)];
+  const notReady = { reason: 'ContainersNotReady', message: notReadyMessage };
+  return [
+    condition('PodReadyToStartContainers', true, now),
+    condition('Initialized', true, now),
+    condition('Ready', ready, now, notReady),
+    condition('ContainersReady', ready, now, notReady),
+    condition('PodScheduled', true, now),
+  ];
 }
 
 function containerId(seed: string): string {

@@ -1,7 +1,9 @@
 /**
  * The kubelet stand-in's pods in the API: mirror pods for the static pods (recreated when the
- * manifest hash changes, deleted when the static pod is gone); pods bound to the node reported
- * Running as kwok does; pods being deleted confirmed gone (grace period 0).
+ * manifest hash changes, deleted when the static pod is gone); run-to-completion host-network pods
+ * run as local processes (process-pods.ts has the rule); every other pod bound to the node reported
+ * Running as kwok does; pods being deleted confirmed gone (grace period 0), a process pod's once its
+ * process ended.
  */
 import { createHash } from 'node:crypto';
 import { PatchStrategy, Watch, setHeaderOptions, type V1OwnerReference, type V1Pod } from '@kubernetes/client-node';
@@ -9,7 +11,9 @@ import { parseCidr } from '../../core/cidr.js';
 import { ConflictError } from '../../core/errors.js';
 import { statusOf } from '../../core/kube-errors.js';
 import type { ApiSession } from './api-session.js';
+import type { ContainerLogAnswer } from './kubelet-server.js';
 import { MIRROR_ANNOTATION, isMirrorPod, mirrorPodStatus, podKey, reportedRunning, runningPodStatus } from './pod-status.js';
+import { ProcessPods, type ProcessPodsOptions, runsAsProcess } from './process-pods.js';
 import type { StaticPodStatus } from './static-pods.js';
 
 /** What the pods need of the registered Node. */
@@ -35,12 +39,28 @@ export class NodePods {
   private readonly podIps = new Map<string, string>();
   private nextPodHost = 2;
   private watchAbort: AbortController | undefined;
+  private readonly processes: ProcessPods;
 
   constructor(
     private readonly session: ApiSession,
     private readonly node: PodsNode,
     private readonly staticPods: () => StaticPodStatus[],
-  ) {}
+    processOptions: ProcessPodsOptions,
+  ) {
+    this.processes = new ProcessPods(
+      session,
+      {
+        nodeIp: () => node.ip,
+        patchStatus: async (pod, status) => {
+          const { core } = session.requireClients();
+          const updated = await core.patchNamespacedPodStatus({ name: pod.metadata!.name!, namespace: pod.metadata!.namespace!, body: { status } }, mergePatch);
+          this.rememberPod(updated);
+        },
+        confirmDeletion: (pod) => this.deletePod(pod),
+      },
+      processOptions,
+    );
+  }
 
   /** The static pods changed: mirror pods are brought up to date at once. */
   staticPodsChanged(): void {
@@ -51,6 +71,25 @@ export class NodePods {
   /** Ends the watch of pods bound to the node. */
   stop(): void {
     this.watchAbort?.abort();
+  }
+
+  /** Kills the process pods' processes (each with its pod's grace period). */
+  async stopProcesses(): Promise<void> {
+    await this.processes.stop();
+  }
+
+  /**
+   * The log of a container of a pod bound to the node: a process pod's run, empty for a pod reported
+   * Running (it prints nothing); undefined when no such pod is bound here.
+   */
+  containerLog(namespace: string, name: string, container: string, previous: boolean): ContainerLogAnswer | undefined {
+    const pod = this.boundPods.get(`${namespace}/${name}`);
+    if (!pod || isMirrorPod(pod)) return undefined;
+    const containers = [...(pod.spec?.initContainers ?? []), ...(pod.spec?.containers ?? [])];
+    if (!containers.some((c) => c.name === container)) return { status: 404, message: `container "${container}" not found in pod "${name}"` };
+    if (this.processes.has(pod.metadata?.uid)) return this.processes.containerLog(pod.metadata!.uid!, previous);
+    if (previous) return { status: 400, message: `previous terminated container "${container}" in pod "${name}" not found` };
+    return { file: undefined };
   }
 
   /** Mirror pods when the static pods changed or intervalMs passed; bound pods are checked again with them. */
@@ -74,12 +113,15 @@ export class NodePods {
         const { core, kc } = session.requireClients();
         const list = await core.listPodForAllNamespaces({ fieldSelector });
         const listed = new Set<string>();
+        const listedUids = new Set<string>();
         for (const pod of list.items) {
           listed.add(podKey(pod));
+          if (pod.metadata?.uid) listedUids.add(pod.metadata.uid);
           this.rememberPod(pod);
           this.reconcileBoundPod(pod);
         }
         for (const key of [...this.boundPods.keys()]) if (!listed.has(key)) this.forgetPod(key);
+        this.processes.retainOnly(listedUids);
         const ended = new Promise<unknown>((resolveEnd) => {
           void new Watch(kc)
             .watch(
@@ -179,6 +221,7 @@ export class NodePods {
 
   private onPodEvent(type: string, pod: V1Pod): void {
     if (type === 'DELETED') {
+      this.processes.forget(pod.metadata?.uid);
       this.forgetPod(podKey(pod), pod.metadata?.uid);
     } else if (type === 'ADDED' || type === 'MODIFIED') {
       this.rememberPod(pod);
@@ -211,10 +254,15 @@ export class NodePods {
     if (pod && isMirrorPod(pod)) this.staticPodsChanged();
   }
 
-  /** A bound pod that is not a mirror pod: confirm its deletion, or report it Running. */
+  /** A bound pod that is not a mirror pod: a process pod's own course; else confirm its deletion, or report it Running. */
   private reconcileBoundPod(pod: V1Pod): void {
     const key = podKey(pod);
-    if (isMirrorPod(pod) || this.podWork.has(key)) return;
+    if (isMirrorPod(pod)) return;
+    if (this.processes.has(pod.metadata?.uid) || runsAsProcess(pod)) {
+      this.processes.reconcile(this.boundPods.get(key)?.metadata?.uid === pod.metadata?.uid ? this.boundPods.get(key)! : pod);
+      return;
+    }
+    if (this.podWork.has(key)) return;
     const deleting = Boolean(pod.metadata?.deletionTimestamp);
     if (!deleting && (reportedRunning(pod) || pod.status?.phase === 'Succeeded' || pod.status?.phase === 'Failed')) return;
     this.podWork.add(key);

@@ -15,7 +15,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { accessSync, closeSync, constants, mkdirSync, openSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import { hostname as osHostname } from 'node:os';
-import { delimiter, join } from 'node:path';
+import { delimiter, dirname, join } from 'node:path';
 import type { V1Container, V1Pod } from '@kubernetes/client-node';
 import { parse as parseYaml } from 'yaml';
 import type { KubeletLog } from './kubelet-log.js';
@@ -64,6 +64,33 @@ export interface StaticPodStatus {
   /** Why the process does not run now: CrashLoopBackOff, RunContainerError. */
   waiting: { reason: string; message: string } | undefined;
   lastExit: StaticPodExit | undefined;
+}
+
+/**
+ * The kubelet's crash backoff: a restart at once the first time, then after the current delay, which
+ * starts at the base and doubles up to the maximum; forgotten after twice the maximum without a crash.
+ */
+export class CrashBackoff {
+  private state: { delayMs: number; updatedAt: number } | undefined;
+
+  constructor(
+    private readonly baseMs: number,
+    private readonly maxMs: number,
+  ) {}
+
+  /** How long to wait before this restart: 0 the first time (or after a long quiet), else the current delay. */
+  delay(now = Date.now()): number {
+    if (!this.state || now - this.state.updatedAt > 2 * this.maxMs) {
+      this.state = { delayMs: this.baseMs, updatedAt: now };
+      return 0;
+    }
+    return this.state.delayMs;
+  }
+
+  /** After a wait of delay(): the next one doubles. */
+  waited(now = Date.now()): void {
+    if (this.state) this.state = { delayMs: Math.min(this.state.delayMs * 2, this.maxMs), updatedAt: now };
+  }
 }
 
 const DEFAULT_GRACE_SECONDS = 30;
@@ -245,7 +272,7 @@ class StaticPod {
   private prober: ContainerProber | undefined;
   private waiting: { reason: string; message: string } | undefined;
   private lastExit: StaticPodExit | undefined;
-  private backoff: { delayMs: number; updatedAt: number } | undefined;
+  private readonly backoff: CrashBackoff;
   private restartTimer: NodeJS.Timeout | undefined;
   private killTimer: NodeJS.Timeout | undefined;
   private stopping = false;
@@ -264,6 +291,7 @@ class StaticPod {
     this.key = `${this.namespace}/${this.name}`;
     this.container = manifest.spec!.containers[0]!;
     this.graceSeconds = manifest.spec?.terminationGracePeriodSeconds ?? DEFAULT_GRACE_SECONDS;
+    this.backoff = new CrashBackoff(ctx.backoffBaseMs, ctx.backoffMaxMs);
   }
 
   start(): void {
@@ -308,11 +336,11 @@ class StaticPod {
     const bin = resolveExecutable(argv[0]!, (env.PATH ?? '').split(delimiter)); // binDirs lead the PATH
     if (!bin) return this.failToStart(`executable file not found in $PATH: ${argv[0]}`);
 
-    const logDir = join(this.ctx.logDir, `${this.namespace}_${this.name}`);
+    const logFile = staticPodLogFile(this.ctx.logDir, this.namespace, this.name, c.name);
     let child: ChildProcess;
     try {
-      mkdirSync(logDir, { recursive: true });
-      const fd = openSync(join(logDir, `${c.name}.log`), 'a');
+      mkdirSync(dirname(logFile), { recursive: true });
+      const fd = openSync(logFile, 'a');
       try {
         child = spawn(bin, argv.slice(1), { cwd: '/', env, stdio: ['ignore', fd, fd], detached: true });
       } finally {
@@ -374,24 +402,21 @@ class StaticPod {
     this.ctx.changed();
   }
 
-  /** The kubelet's backoff: no wait the first time, then the current delay, which doubles each time. */
+  /** Restarts after the crash backoff's delay. */
   private scheduleRestart(): void {
     if (this.stopping) return;
-    const now = Date.now();
-    const b = this.backoff;
-    if (!b || now - b.updatedAt > 2 * this.ctx.backoffMaxMs) {
-      this.backoff = { delayMs: this.ctx.backoffBaseMs, updatedAt: now };
+    const delayMs = this.backoff.delay();
+    if (delayMs === 0) {
       this.restart();
       return;
     }
-    const message = `back-off ${formatSeconds(b.delayMs)} restarting failed container=${this.container.name} pod=${this.key}`;
+    const message = `back-off ${formatSeconds(delayMs)} restarting failed container=${this.container.name} pod=${this.key}`;
     if (this.waiting?.reason !== 'RunContainerError') this.waiting = { reason: 'CrashLoopBackOff', message };
-    this.ctx.log('Backing off before restarting static pod', { pod: this.key, delayMs: b.delayMs });
+    this.ctx.log('Backing off before restarting static pod', { pod: this.key, delayMs });
     this.restartTimer = setTimeout(() => {
-      b.delayMs = Math.min(b.delayMs * 2, this.ctx.backoffMaxMs);
-      b.updatedAt = Date.now();
+      this.backoff.waited();
       this.restart();
-    }, b.delayMs);
+    }, delayMs);
   }
 
   private restart(): void {
@@ -410,7 +435,7 @@ class StaticPod {
 
   private environment(): NodeJS.ProcessEnv {
     // what an image would set, then the container's own variables in order ($(VAR) sees earlier ones)
-    const env: Record<string, string> = { PATH: [...this.ctx.binDirs, process.env.PATH || DEFAULT_PATH].join(delimiter), HOSTNAME: this.ctx.hostname };
+    const env: Record<string, string> = { PATH: containerPath(this.ctx.binDirs), HOSTNAME: this.ctx.hostname };
     for (const e of this.container.env ?? []) {
       if (e.value !== undefined) env[e.name] = expandVars(e.value, env);
       else if (e.valueFrom !== undefined && !this.warnedValueFrom) {
@@ -423,9 +448,19 @@ class StaticPod {
 }
 
 // --------------------------------------------------------------------------------------------------
-// helpers
+// helpers (process pods use them too)
 
-function resolveExecutable(command: string, dirs: string[]): string | undefined {
+/** Where a static pod's container log goes: `<logDir>/<namespace>_<pod>/<container>.log`, every run appended. */
+export function staticPodLogFile(logDir: string, namespace: string, pod: string, container: string): string {
+  return join(logDir, `${namespace}_${pod}`, `${container}.log`);
+}
+
+/** PATH of a container's process: the machine's binaries first, then the kubelet's own PATH. */
+export function containerPath(binDirs: readonly string[]): string {
+  return [...binDirs, process.env.PATH || DEFAULT_PATH].join(delimiter);
+}
+
+export function resolveExecutable(command: string, dirs: string[]): string | undefined {
   const candidates = command.includes('/') ? [command] : dirs.filter(Boolean).map((d) => join(d, command));
   for (const c of candidates) {
     try {
@@ -439,14 +474,14 @@ function resolveExecutable(command: string, dirs: string[]): string | undefined 
 }
 
 /** Kubernetes' `$(VAR)` expansion in command, args and env; `$$(VAR)` stays literal. */
-function expandVars(text: string, env: NodeJS.ProcessEnv): string {
+export function expandVars(text: string, env: NodeJS.ProcessEnv): string {
   return text.replace(/\$\$|\$\(([A-Za-z_][A-Za-z0-9_]*)\)/g, (m, name: string | undefined) => {
     if (m === '$$') return '$';
     return env[name!] ?? m;
   });
 }
 
-function signalGroup(pid: number, signal: NodeJS.Signals): void {
+export function signalGroup(pid: number, signal: NodeJS.Signals): void {
   try {
     process.kill(-pid, signal);
   } catch {
@@ -454,6 +489,6 @@ function signalGroup(pid: number, signal: NodeJS.Signals): void {
   }
 }
 
-function formatSeconds(ms: number): string {
+export function formatSeconds(ms: number): string {
   return ms % 1000 === 0 ? `${ms / 1000}s` : `${ms}ms`;
 }
