@@ -7,14 +7,18 @@
  * one an uninterrupted run makes. Once more, for each action that makes a
  * resource, the kill lands before the response reaches the executor (the call
  * took effect, the caller never heard).
+ *
+ * The cases of a matrix run side by side, each alone on one of the crash beds
+ * (test/support/crash-beds.ts: its own moto and fault proxy).
  */
 import { expect } from 'chai';
 import { spawn } from 'node:child_process';
 import { cpSync, mkdtempSync, readdirSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { startMoto, awsTestEnv, type Moto } from '../support/moto.js';
-import { startFaultProxy, type FaultProxy, type KillAfterMutating } from '../support/fault-proxy.js';
+import { awsTestEnv } from '../support/moto.js';
+import type { KillAfterMutating } from '../support/fault-proxy.js';
+import { forEachOnBeds, startCrashBeds, stopCrashBeds, type CrashBed } from '../support/crash-beds.js';
 import { snapshotWorld, untagged, type World } from '../support/aws-world.js';
 import { REPO_ROOT } from '../support/tools.js';
 
@@ -35,12 +39,11 @@ interface StepRun { code: number | null; signal: NodeJS.Signals | null; stdout: 
 
 describe('provision-vpc crash matrix (executor killed at each mutating call, then rerun)', function () {
   this.timeout(30 * 60_000);
-  let moto: Moto;
-  let proxy: FaultProxy;
+  let beds: CrashBed[] = [];
   let repo: string;
 
-  /** Runs `capflow step provision-vpc` as a child process through the proxy, with its own secret store. */
-  function step(secretsDir: string, extra: string[] = [], kill?: Omit<KillAfterMutating, 'pid'>): Promise<StepRun> {
+  /** Runs `capflow step provision-vpc` as a child process through the bed's proxy, with its own secret store. */
+  function step({ proxy }: CrashBed, secretsDir: string, extra: string[] = [], kill?: Omit<KillAfterMutating, 'pid'>): Promise<StepRun> {
     return new Promise((resolve, reject) => {
       const child = spawn(process.execPath, [bin, 'step', 'provision-vpc', '--repo', repo, '--cluster-dir', 'clusters/dev', ...extra], {
         env: {
@@ -64,20 +67,14 @@ describe('provision-vpc crash matrix (executor killed at each mutating call, the
 
   const freshSecrets = () => mkdtempSync(path.join(os.tmpdir(), 'capflow-crash-secrets-'));
 
-  function mutatingCount(): number {
-    return proxy.mutatingCalls().length;
-  }
-
   before(async () => {
-    moto = await startMoto();
-    proxy = await startFaultProxy({ target: moto.endpoint });
+    beds = await startCrashBeds();
     repo = mkdtempSync(path.join(os.tmpdir(), 'capflow-crash-repo-'));
     cpSync(path.join(REPO_ROOT, 'examples', 'clusters', 'aws-self-managed'), path.join(repo, 'clusters', 'dev'), { recursive: true });
     expect(readdirSync(path.join(repo, 'clusters', 'dev'))).to.include('cluster.yaml');
   });
   after(async () => {
-    await proxy?.stop();
-    await moto?.stop();
+    await stopCrashBeds(beds);
   });
 
   let reference: World;
@@ -89,12 +86,14 @@ describe('provision-vpc crash matrix (executor killed at each mutating call, the
   let deletePoints: number[] = [];
 
   it('an uninterrupted create and delete set the reference world and call counts', async () => {
+    const bed = beds[0]!;
+    const { moto, proxy } = bed;
     await moto.reset();
     proxy.reset();
     const secrets = freshSecrets();
-    const created = await step(secrets);
+    const created = await step(bed, secrets);
     expect(created.code, created.stderr).to.equal(0);
-    createCalls = mutatingCount();
+    createCalls = proxy.mutatingCalls().length;
     const actions = proxy.mutatingCalls().map((c) => c.action);
     // An unheard success matters where it made a resource (a retry must find it, not make a second).
     firstOfEachAction = [...new Set(actions)].filter((a) => /^(Create|Allocate|Run)/.test(a)).map((a) => actions.indexOf(a) + 1);
@@ -103,9 +102,9 @@ describe('provision-vpc crash matrix (executor killed at each mutating call, the
     expect(reference.counts).to.include({ vpc: 1, subnet: 6, 'internet-gateway': 1, eip: 3, 'nat-gateway': 3 });
     expect(untagged(reference, CLUSTER)).to.deep.equal([]);
     proxy.reset();
-    const deleted = await step(secrets, ['--delete']);
+    const deleted = await step(bed, secrets, ['--delete']);
     expect(deleted.code, deleted.stderr).to.equal(0);
-    deleteCalls = mutatingCount();
+    deleteCalls = proxy.mutatingCalls().length;
     const deleteActions = proxy.mutatingCalls().map((c) => c.action);
     // a delete repeats one path per resource: the first call of each action
     deletePoints = [...new Set(deleteActions)].map((a) => deleteActions.indexOf(a) + 1);
@@ -132,44 +131,46 @@ describe('provision-vpc crash matrix (executor killed at each mutating call, the
 
   it('a create killed after the first and the last call of each mutating action converges on rerun to exactly the reference world', async () => {
     expect(createPoints.length).to.be.greaterThan(10);
-    for (const n of createPoints) {
-      await moto.reset();
-      proxy.reset();
+    await forEachOnBeds(beds, createPoints, async (bed, n) => {
+      await bed.moto.reset();
+      bed.proxy.reset();
       const secrets = freshSecrets();
-      const killed = await step(secrets, [], { n, when: 'after-response' });
+      const killed = await step(bed, secrets, [], { n, when: 'after-response' });
       expectKilled(killed, n, createCalls, `kill after mutating call ${n}`);
-      const rerun = await step(secrets);
+      const rerun = await step(bed, secrets);
       expect(rerun.code, `rerun after kill at ${n}: ${rerun.stderr}`).to.equal(0);
-      sameWorld(await snapshotWorld(moto.endpoint), `kill after mutating call ${n}`);
-    }
+      sameWorld(await snapshotWorld(bed.moto.endpoint), `kill after mutating call ${n}`);
+    });
   });
 
   it('a create killed before the response of the first call of each action that makes a resource (it took effect, unheard) converges too', async () => {
-    for (const n of firstOfEachAction) {
-      await moto.reset();
-      proxy.reset();
+    expect(firstOfEachAction.length).to.be.greaterThan(0);
+    await forEachOnBeds(beds, firstOfEachAction, async (bed, n) => {
+      await bed.moto.reset();
+      bed.proxy.reset();
       const secrets = freshSecrets();
-      const killed = await step(secrets, [], { n, when: 'before-response' });
+      const killed = await step(bed, secrets, [], { n, when: 'before-response' });
       expect(killed.signal, `kill before response ${n}`).to.equal('SIGKILL');
-      const rerun = await step(secrets);
+      const rerun = await step(bed, secrets);
       expect(rerun.code, `rerun after kill before response ${n}: ${rerun.stderr}`).to.equal(0);
-      sameWorld(await snapshotWorld(moto.endpoint), `kill before response ${n}`);
-    }
+      sameWorld(await snapshotWorld(bed.moto.endpoint), `kill before response ${n}`);
+    });
   });
 
   it('a delete killed after the first call of each mutating action leaves nothing owned after the rerun', async () => {
-    for (const n of deletePoints) {
-      await moto.reset();
-      proxy.reset();
+    expect(deletePoints.length).to.be.greaterThan(0);
+    await forEachOnBeds(beds, deletePoints, async (bed, n) => {
+      await bed.moto.reset();
+      bed.proxy.reset();
       const secrets = freshSecrets();
-      const created = await step(secrets);
+      const created = await step(bed, secrets);
       expect(created.code, created.stderr).to.equal(0);
-      const killed = await step(secrets, ['--delete'], { n, when: 'after-response' });
+      const killed = await step(bed, secrets, ['--delete'], { n, when: 'after-response' });
       expectKilled(killed, n, deleteCalls, `delete killed after mutating call ${n}`);
-      const rerun = await step(secrets, ['--delete']);
+      const rerun = await step(bed, secrets, ['--delete']);
       expect(rerun.code, `delete rerun after kill at ${n}: ${rerun.stderr}`).to.equal(0);
-      const world = await snapshotWorld(moto.endpoint);
+      const world = await snapshotWorld(bed.moto.endpoint);
       expect(world.resources, `delete killed at ${n}`).to.deep.equal([]);
-    }
+    });
   });
 });
