@@ -342,9 +342,18 @@ export interface InventoryHost {
 export type ByoHostInventory = Resource<'ByoHostInventory', { hosts: InventoryHost[]; sshKeySecretRef?: { name: string } }>;
 
 export interface AddonChartSpec {
-  repo: string;
-  chart: string;
-  version: string;
+  /** Chart repository (https://...) or OCI registry (oci://...); exactly one of repo and path. */
+  repo?: string;
+  /** Folder of an unpacked chart, relative to the repository root holding the cluster folder. */
+  path?: string;
+  /** Chart name in the repository; required with repo. */
+  chart?: string;
+  /** Exact chart version; required with repo. */
+  version?: string;
+  /** Values files of the cluster folder, applied in order before `values`. */
+  valuesFiles?: string[];
+  /** Secret (capflow's secret store) with keys `username` and `password` for a private repository. */
+  credentialsSecretRef?: { name: string };
   /** Defaults to metadata.name. */
   releaseName: string;
   namespace: string;

@@ -333,7 +333,10 @@ export function resolveSpec(
 
   // AddonCharts: dependencies exist, no cycles, install order.
   const addons = ofKind('AddonChart');
-  for (const a of addons) referenced.add(a);
+  for (const a of addons) {
+    referenced.add(a);
+    checkAddonSource(a, rep(a));
+  }
   const addonOrder = orderAddons(addons, rep);
 
   // Unreferenced documents (only meaningful once the Cluster and its references resolved).
@@ -471,6 +474,41 @@ function checkInventory(d: CheckedDocument, r: DocumentReporter): void {
       if (problem) r.report('invalid-value', ['spec', 'hosts', i, 'hostKey'], `not a well-formed OpenSSH public key: ${problem}`, { hint: 'copy the line from the host: cat /etc/ssh/ssh_host_ed25519_key.pub' });
     }
   });
+}
+
+/**
+ * What the AddonChart CRD says with CEL rules (which the local validator cannot evaluate): exactly one
+ * source (repo, with chart and version; or path), and paths that stay inside their root: `path`
+ * relative to the repository root, `valuesFiles` relative to the cluster folder, no `..` segments.
+ */
+function checkAddonSource(d: CheckedDocument, r: DocumentReporter): void {
+  const spec = getPath(d.value, ['spec']);
+  if (!isRecord(spec)) return;
+  const has = (k: string): boolean => spec[k] !== undefined;
+  if (has('repo') && has('path')) {
+    r.report('invalid-value', ['spec', 'path'], 'exactly one of repo and path must be given: a chart comes from a repository or from a folder of the Git repository', { at: 'key' });
+  } else if (!has('repo') && !has('path')) {
+    r.report('dangling-ref', ['spec'], 'a chart needs a source: repo (with chart and version) or path (a chart folder of the Git repository)', { at: 'key' });
+  } else if (has('repo')) {
+    for (const k of ['chart', 'version']) {
+      if (!has(k)) r.report('dangling-ref', ['spec', 'repo'], `a chart from a repository needs \`${k}\``, { at: 'key' });
+    }
+  }
+  const relative = (value: unknown, path: PathSegment[], root: string): void => {
+    if (typeof value !== 'string') return;
+    const problem = escapingPath(value);
+    if (problem) r.report('invalid-value', path, `${problem}; it must be relative to ${root}, without .. segments`);
+  };
+  relative(spec.path, ['spec', 'path'], 'the repository root');
+  if (Array.isArray(spec.valuesFiles)) spec.valuesFiles.forEach((f, i) => relative(f, ['spec', 'valuesFiles', i], 'the cluster folder'));
+}
+
+/** Why a path given in a spec could leave its root (absolute, `..`, a drive or a backslash), else undefined. */
+export function escapingPath(p: string): string | undefined {
+  if (p.startsWith('/') || /^[A-Za-z]:/.test(p) || p.includes('\\')) return `"${p}" is not a relative path`;
+  if (p.split('/').includes('..')) return `"${p}" leaves its folder`;
+  if (p.includes('\0')) return `"${p.replace('\0', '\\0')}" holds a NUL byte`;
+  return undefined;
 }
 
 /** Topological order of AddonCharts (Kahn, ties by name); reports unknown dependencies and cycles. */

@@ -275,6 +275,27 @@ spec:
       ]);
     });
 
+    it('an AddonChart has exactly one source (repo with chart and version, or a path inside the repository), values files inside the folder', async () => {
+      const chart = (name: string, body: string): string => `---\napiVersion: capflow.io/v1alpha1\nkind: AddonChart\nmetadata:\n  name: ${name}\nspec:\n${body}`;
+      const files = {
+        'addons.yaml':
+          chart('local', '  path: charts/tiny\n  valuesFiles: [values/base.yaml]\n  credentialsSecretRef: {name: repo-creds}\n') +
+          chart('both', '  repo: https://charts.example.com\n  path: charts/tiny\n  chart: x\n  version: 1.0.0\n') +
+          chart('none', '  namespace: x\n') +
+          chart('noversion', '  repo: oci://registry.example.com/charts\n  chart: x\n') +
+          chart('escape', '  path: ../../elsewhere\n  valuesFiles: [ok.yaml, /etc/passwd]\n'),
+      };
+      expect(await problemsOf(minimalAws(files))).to.deep.equal([
+        'clusters/test/addons.yaml:17:3 AddonChart/both spec.path: exactly one of repo and path must be given: a chart comes from a repository or from a folder of the Git repository',
+        'clusters/test/addons.yaml:25:1 AddonChart/none spec: a chart needs a source: repo (with chart and version) or path (a chart folder of the Git repository)',
+        'clusters/test/addons.yaml:33:3 AddonChart/noversion spec.repo: a chart from a repository needs `version`',
+        'clusters/test/addons.yaml:41:9 AddonChart/escape spec.path: "../../elsewhere" leaves its folder; it must be relative to the repository root, without .. segments',
+        'clusters/test/addons.yaml:42:26 AddonChart/escape spec.valuesFiles[1]: "/etc/passwd" is not a relative path; it must be relative to the cluster folder, without .. segments',
+      ]);
+      const model = await loadClusterSpec(await specFolder(minimalAws({ 'addons.yaml': chart('local', '  path: charts/tiny\n  valuesFiles: [values/base.yaml]\n  credentialsSecretRef: {name: repo-creds}\n') })));
+      expect(model.addons[0]?.spec).to.include({ path: 'charts/tiny', releaseName: 'local' }).and.deep.include({ valuesFiles: ['values/base.yaml'], credentialsSecretRef: { name: 'repo-creds' } });
+    });
+
     it('a ByoHostInventory with a malformed host key, a duplicate host and a bad port reports each', async () => {
       const inv = `apiVersion: capflow.io/v1alpha1
 kind: ByoHostInventory
