@@ -66,7 +66,7 @@ export const joinWorkers: Executor = {
     if (ctx.options.dryRun) {
       // The plan: which machines have no Ready Node. Nothing is written.
       const live = (await instances()).filter((x) => x.state === 'pending' || x.state === 'running');
-      const ready = await session.readyMachines(live.filter((i) => i.state === 'running'));
+      const ready = (await session.readyMachines(live.filter((i) => i.state === 'running'))) ?? new Set<string>();
       for (const i of live) {
         scope.plan.record({ resource: 'node', name: i.privateDns || i.instanceId, action: ready.has(i.instanceId) ? 'no-change' : 'create', id: i.instanceId, detail: ready.has(i.instanceId) ? 'Ready' : 'not Ready yet' });
       }

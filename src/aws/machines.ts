@@ -78,8 +78,9 @@ export interface ReconcileMachinesOptions {
   /**
    * Instance ids whose Node is Ready, asked once a round. Given, a machine counts as available only
    * when Ready (rolling updates wait for new Nodes, as Cluster API's do); not given, when running.
+   * Undefined from it: readiness unknown this round (the API not answering), so nothing is decided.
    */
-  readyMachines?: (live: readonly Machine[]) => Promise<ReadonlySet<string>>;
+  readyMachines?: (live: readonly Machine[]) => Promise<ReadonlySet<string> | undefined>;
   /** Leave machines of groups not in `groups` alone (a step that manages only some groups). */
   keepOtherGroups?: boolean;
   /** Delay between rounds while machines are pending. Default 2 s. */
@@ -347,6 +348,12 @@ export async function reconcileMachines(scope: ClusterScope, opts: ReconcileMach
     // Machines of groups no longer in the spec (a removed MachineDeployment) are removed too.
     const orphans = opts.keepOtherGroups ? [] : snap.live.filter((m) => !groupNames.has(m.group));
     const ready = opts.readyMachines && !scope.dryRun ? await opts.readyMachines(snap.live) : undefined;
+    if (opts.readyMachines && !scope.dryRun && ready === undefined) {
+      // Unknown is not "none Ready": deciding now would count every machine as down and remove outdated ones early.
+      if (Date.now() > deadline) throw new TransientError('MACHINES_NOT_READY', `machine readiness unknown (the API server does not answer) after ${Math.round(scope.timeouts.instanceMs / 1000)}s; run again to continue`);
+      await sleep(pollMs, scope.signal);
+      continue;
+    }
     const decisions = holdWorkersWhileControlPlaneRolls(opts.groups.map((g) => ({ g, d: decideRound(g, snap.live.filter((m) => m.group === g.name), ready) })), snap.live);
 
     if (scope.dryRun) {

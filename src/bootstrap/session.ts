@@ -191,17 +191,18 @@ export class BootstrapSession {
   }
 
   /**
-   * Instance ids of machines whose Node (named by the private DNS name) is Ready. An API server that
-   * does not answer well yet (a control plane joining behind the load balancer, its authorizer not
-   * synced) means "none known Ready this round": the rounds wait, bounded by their deadline.
+   * Instance ids of machines whose Node (named by the private DNS name) is Ready; undefined when the
+   * API server does not answer well (a control plane joining or leaving behind the load balancer):
+   * readiness unknown, so the rounds neither count machines as down nor remove any, and wait,
+   * bounded by their deadline.
    */
-  async readyMachines(machines: ReadonlyArray<{ instanceId: string; privateDns: string }>): Promise<Set<string>> {
+  async readyMachines(machines: ReadonlyArray<{ instanceId: string; privateDns: string }>): Promise<Set<string> | undefined> {
     try {
       const nodes = await listNodes(await this.core());
       return new Set(machines.filter((m) => nodes.get(m.privateDns)?.ready).map((m) => m.instanceId));
     } catch (err) {
-      this.o.log.warn('Cannot read the Nodes yet; waiting', { error: err instanceof Error ? err.message : String(err) });
-      return new Set();
+      this.o.log.warn('Cannot read the Nodes now; waiting', { error: err instanceof Error ? err.message : String(err) });
+      return undefined;
     }
   }
 
