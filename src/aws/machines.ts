@@ -225,9 +225,14 @@ export function spread(azs: readonly string[], existing: readonly string[], coun
  * replicas - maxUnavailable; surplus current machines by the delete policy. Then launch current
  * machines up to replicas, keeping old + current at most replicas + maxSurge.
  */
+/** A machine of another template hash than its group's, or outside the group's failure domains. */
+export function isOutdated(group: MachineGroup, m: Machine): boolean {
+  return m.templateHash !== group.hash || !group.failureDomains.includes(m.az);
+}
+
 export function decideRound(group: MachineGroup, machines: readonly Machine[], ready?: ReadonlySet<string>): RoundDecision {
   const R = group.replicas;
-  const isOld = (m: Machine) => m.templateHash !== group.hash || !group.failureDomains.includes(m.az);
+  const isOld = (m: Machine) => isOutdated(group, m);
   const old = machines.filter(isOld);
   let current = machines.filter((m) => !isOld(m));
   const remove: Machine[] = [];
@@ -278,7 +283,7 @@ export function decideRound(group: MachineGroup, machines: readonly Machine[], r
  * version remain, a worker group replaces none of its own outdated machines; scaling goes on.
  */
 export function holdWorkersWhileControlPlaneRolls<T extends { g: MachineGroup; d: RoundDecision }>(decisions: T[], live: readonly Machine[]): T[] {
-  const outdated = (g: MachineGroup, m: Machine) => m.group === g.name && (m.templateHash !== g.hash || !g.failureDomains.includes(m.az));
+  const outdated = (g: MachineGroup, m: Machine) => m.group === g.name && isOutdated(g, m);
   const rolling = decisions.some(({ g }) => g.role === 'control-plane' && live.some((m) => outdated(g, m)));
   if (!rolling) return decisions;
   return decisions.map((x) => {

@@ -42,7 +42,7 @@ import { statusOf } from '../../core/kube-errors.js';
 import type { ApiSession } from './api-session.js';
 import type { ContainerLogAnswer } from './kubelet-server.js';
 import { type ContainerTermination, type ProcessPodState, isMirrorPod, podKey, processPodStatus } from './pod-status.js';
-import { CrashBackoff, containerPath, expandVars, formatSeconds, resolveExecutable, signalGroup } from './static-pods.js';
+import { CrashBackoff, containerPath, expandVars, formatSeconds, resolveExecutable, signalGroup, terminateGroup } from './static-pods.js';
 
 export interface ProcessPodsOptions {
   /** The machine's binaries, searched before PATH (the static pods' bin dirs). */
@@ -388,9 +388,8 @@ class ProcessPod {
   private kill(graceSeconds: number): void {
     const pid = this.child?.pid;
     if (pid === undefined) return;
-    signalGroup(pid, 'SIGTERM');
     clearTimeout(this.killTimer);
-    this.killTimer = setTimeout(() => signalGroup(pid, 'SIGKILL'), graceSeconds * 1000);
+    this.killTimer = terminateGroup(pid, graceSeconds);
   }
 
   private logFile(run: number): string {

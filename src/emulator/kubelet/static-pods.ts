@@ -66,6 +66,12 @@ export interface StaticPodStatus {
   lastExit: StaticPodExit | undefined;
 }
 
+/** SIGTERM to a process group now, SIGKILL after the grace period (the returned timer). */
+export function terminateGroup(pid: number, graceSeconds: number): NodeJS.Timeout {
+  signalGroup(pid, 'SIGTERM');
+  return setTimeout(() => signalGroup(pid, 'SIGKILL'), Math.max(0, graceSeconds) * 1000);
+}
+
 /**
  * The kubelet's crash backoff: a restart at once the first time, then after the current delay, which
  * starts at the base and doubles up to the maximum; forgotten after twice the maximum without a crash.
@@ -428,9 +434,8 @@ class StaticPod {
   private kill(graceSeconds: number): void {
     const pid = this.child?.pid;
     if (pid === undefined) return;
-    signalGroup(pid, 'SIGTERM');
     clearTimeout(this.killTimer);
-    this.killTimer = setTimeout(() => signalGroup(pid, 'SIGKILL'), Math.max(0, graceSeconds) * 1000);
+    this.killTimer = terminateGroup(pid, graceSeconds);
   }
 
   private environment(): NodeJS.ProcessEnv {
