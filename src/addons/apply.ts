@@ -10,8 +10,8 @@
  * longer rendered and still carry that label (an object someone else took over stays).
  */
 import { setTimeout as delay } from 'node:timers/promises';
-import { KubernetesObjectApi, PatchStrategy, type KubeConfig, type KubernetesObject, type V1CustomResourceDefinition } from '@kubernetes/client-node';
-import { ConflictError, InputError, TransientError } from '../core/errors.js';
+import { HttpMethod, KubernetesObjectApi, PatchStrategy, type KubeConfig, type ResponseContext, type KubernetesObject, type V1CustomResourceDefinition } from '@kubernetes/client-node';
+import { type CapflowError, ConflictError, InputError, TransientError, isCapflowError } from '../core/errors.js';
 import { apiStatus, statusOf, wrapKubeError } from '../core/kube-errors.js';
 import type { Logger } from '../core/logger.js';
 
@@ -82,8 +82,31 @@ export function refOf(o: KubernetesObject): ObjectRef {
   return { apiVersion: o.apiVersion ?? '', kind: o.kind ?? '', ...(o.metadata?.namespace ? { namespace: o.metadata.namespace } : {}), name: o.metadata?.name ?? '' };
 }
 
-/** client-node's generic client, with the discovery it already does for paths: is a kind namespaced. */
+/**
+ * client-node's generic client, with the discovery it already does for paths (is a kind namespaced),
+ * sending and reading objects as plain JSON: its typed models would drop the fields they do not know
+ * or name differently (`x-kubernetes-preserve-unknown-fields`, `x-kubernetes-int-or-string`, `$ref`
+ * in a CRD's schema), so a CRD would go out without them and a change to them would go unseen.
+ */
 class ObjectApi extends KubernetesObjectApi {
+  /** Server-side apply of the object exactly as given; `dryRun` asks without writing. */
+  async serverSideApply(obj: KubernetesObject, o: { force: boolean; dryRun?: boolean }): Promise<KubernetesObject> {
+    const ctx = this.configuration.baseServer.makeRequestContext(await this.specUriPath(obj, 'patch'), HttpMethod.PATCH);
+    ctx.setHeaderParam('Accept', 'application/json');
+    ctx.setHeaderParam('Content-Type', PatchStrategy.ServerSideApply);
+    ctx.setQueryParam('fieldManager', FIELD_MANAGER);
+    ctx.setQueryParam('force', String(o.force));
+    if (o.dryRun) ctx.setQueryParam('dryRun', 'All');
+    ctx.setBody(JSON.stringify(obj));
+    return this.requestPromise(ctx);
+  }
+
+  /** Answers as the API server wrote them: no typed model in between. */
+  protected override async processResponse<T extends KubernetesObject>(response: ResponseContext, type?: string): Promise<T> {
+    if (response.httpStatusCode >= 200 && response.httpStatusCode <= 299) return JSON.parse(await response.body.text()) as T;
+    return super.processResponse<T>(response, type);
+  }
+
   async namespaced(apiVersion: string, kind: string): Promise<boolean | undefined> {
     return (await this.resource(apiVersion, kind))?.namespaced;
   }
@@ -108,6 +131,40 @@ export interface ApplyResult {
   applied: ObjectRef[];
   /** Objects created or changed (an apply that changes nothing is no write). */
   written: ObjectRef[];
+}
+
+/** What a run installs before it can be asked about: kinds of its CRDs (`group/Kind`) and its namespaces. */
+export interface PendingInRun {
+  kinds: Set<string>;
+  namespaces: Set<string>;
+}
+
+export interface PreviewEntry {
+  ref: ObjectRef;
+  action: 'create' | 'update' | 'no-change' | 'unchecked';
+  detail?: string;
+  /** What the real apply would fail with. */
+  problem?: CapflowError;
+}
+
+export const kindKey = (apiVersion: string, kind: string): string => `${apiVersion.includes('/') ? apiVersion.split('/')[0] : ''}/${kind}`;
+
+/** The kinds and namespaces these objects install (CRDs' group/kind, Namespaces' names). */
+export function pendingInRun(objects: Iterable<KubernetesObject>): PendingInRun {
+  const pending: PendingInRun = { kinds: new Set(), namespaces: new Set() };
+  for (const o of objects) {
+    if (o.kind === 'CustomResourceDefinition') {
+      const spec = (o as V1CustomResourceDefinition).spec;
+      if (spec?.group && spec.names?.kind) pending.kinds.add(`${spec.group}/${spec.names.kind}`);
+    } else if (o.kind === 'Namespace' && o.metadata?.name) pending.namespaces.add(o.metadata.name);
+  }
+  return pending;
+}
+
+/** An object as far as an apply can change it: without what the server keeps for itself. */
+function comparable(o: KubernetesObject): string {
+  const { managedFields: _m, resourceVersion: _r, generation: _g, ...metadata } = o.metadata ?? {};
+  return JSON.stringify({ ...o, metadata });
 }
 
 export class AddonApplier {
@@ -137,7 +194,7 @@ export class AddonApplier {
       const before = await this.readOrUndefined(ref);
       let after: KubernetesObject;
       try {
-        after = await this.api.patch(obj, undefined, undefined, FIELD_MANAGER, o.force ?? false, PatchStrategy.ServerSideApply);
+        after = await this.api.serverSideApply(obj, { force: o.force ?? false });
       } catch (err) {
         throw applyError(addon, ref, err);
       }
@@ -150,6 +207,54 @@ export class AddonApplier {
     }
     if (crdsPending.length > 0) await this.waitEstablished(addon, crdsPending, o.crdTimeoutMs ?? 60_000);
     return { applied, written };
+  }
+
+  /**
+   * What applying would do, asking the API server without writing (server-side apply with
+   * dryRun=All): per object create, update or no-change, or the problem the real apply would meet
+   * (an invalid object, a field conflict, a kind the cluster does not serve). Objects whose kind
+   * comes from a CRD of this run, or whose namespace this run creates, cannot be asked yet: they
+   * are `unchecked`.
+   */
+  async preview(addon: string, objects: readonly KubernetesObject[], o: ApplyOptions & { pending: PendingInRun }): Promise<PreviewEntry[]> {
+    const out: PreviewEntry[] = [];
+    const namespaceExists = new Map<string, boolean>();
+    for (const original of installOrder(objects)) {
+      this.signal?.throwIfAborted();
+      const ref0 = refOf(original);
+      let obj: KubernetesObject;
+      try {
+        obj = await this.prepared(addon, original, o.namespace);
+      } catch (err) {
+        if (!isCapflowError(err) || err.kind !== 'invalid-input') throw err;
+        const pendingCrd = err.code === 'ADDON_KIND_UNKNOWN' && o.pending.kinds.has(kindKey(ref0.apiVersion, ref0.kind));
+        out.push({ ref: ref0, action: 'unchecked', ...(pendingCrd ? { detail: 'its CustomResourceDefinition is installed by this run' } : { problem: err }) });
+        continue;
+      }
+      const ref = refOf(obj);
+      if (ref.namespace && o.pending.namespaces.has(ref.namespace)) {
+        if (!namespaceExists.has(ref.namespace)) namespaceExists.set(ref.namespace, (await this.readOrUndefined({ apiVersion: 'v1', kind: 'Namespace', name: ref.namespace })) !== undefined);
+        if (!namespaceExists.get(ref.namespace)) {
+          out.push({ ref, action: 'create', detail: `namespace ${ref.namespace} is created by this run` });
+          continue;
+        }
+      }
+      const before = await this.readOrUndefined(ref);
+      try {
+        const after = await this.api.serverSideApply(obj, { force: o.force ?? false, dryRun: true });
+        out.push({ ref, action: !before ? 'create' : comparable(before) === comparable(after) ? 'no-change' : 'update' });
+      } catch (err) {
+        const status = statusOf(err);
+        if (status === 404) {
+          out.push({ ref, action: 'unchecked', detail: apiStatus(err).message ?? 'not found' });
+          continue;
+        }
+        const problem = applyError(addon, ref, err);
+        if (isCapflowError(problem) && (problem.kind === 'invalid-input' || problem.kind === 'conflict')) out.push({ ref, action: 'unchecked', problem });
+        else throw problem;
+      }
+    }
+    return out;
   }
 
   /**
@@ -204,6 +309,20 @@ export class AddonApplier {
     return { ...o, metadata };
   }
 
+  /** Whether the cluster serves this kind in a namespace; undefined when it does not serve it. */
+  async isNamespaced(apiVersion: string, kind: string): Promise<boolean | undefined> {
+    try {
+      return await this.api.namespaced(apiVersion, kind);
+    } catch (err) {
+      throw wrapKubeError(err, `discovering ${apiVersion} ${kind}`);
+    }
+  }
+
+  /** The live object, or undefined when it (or its kind) is not there. */
+  read(ref: ObjectRef): Promise<KubernetesObject | undefined> {
+    return this.readOrUndefined(ref);
+  }
+
   private async readOrUndefined(ref: ObjectRef): Promise<KubernetesObject | undefined> {
     try {
       return await this.api.read({ apiVersion: ref.apiVersion, kind: ref.kind, metadata: { name: ref.name, ...(ref.namespace ? { namespace: ref.namespace } : {}) } });
@@ -237,12 +356,13 @@ export class AddonApplier {
 /** An apply's failure, naming the addon and the object: conflicts and invalid objects are the spec's to fix. */
 function applyError(addon: string, ref: ObjectRef, err: unknown): Error {
   const status = statusOf(err);
-  const message = apiStatus(err).message ?? (err instanceof Error ? err.message.split('\n')[0] : String(err));
+  const message = apiStatus(err).message ?? (err instanceof Error ? (err.message.split('\n')[0] ?? '') : String(err));
   if (status === 409) {
     return new ConflictError('ADDON_FIELD_CONFLICT', `addon ${addon}: ${describeRef(ref)}: ${message}`, {
       hint: 'another field manager owns these fields: set spec.force: true on the addon to take them over, or stop the other writer',
     });
   }
-  if (status === 400 || status === 422) return new InputError('ADDON_OBJECT_INVALID', `addon ${addon}: ${describeRef(ref)} is refused by the API server: ${message}`);
+  // Server-side apply answers a value of the wrong type (replicas: "many") with a 500 of this text.
+  if (status === 400 || status === 422 || (status === 500 && /failed to create typed patch object/.test(message))) return new InputError('ADDON_OBJECT_INVALID', `addon ${addon}: ${describeRef(ref)} is refused by the API server: ${message}`);
   return wrapKubeError(err, `applying ${describeRef(ref)} of addon ${addon}`);
 }

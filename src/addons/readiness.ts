@@ -44,6 +44,8 @@ export interface Readiness {
 }
 
 const WORKLOAD_KINDS = new Set(['Deployment', 'StatefulSet', 'DaemonSet', 'Job']);
+/** The kinds that have a readiness of their own; any other object is ready once stored. */
+export const READINESS_KINDS: ReadonlySet<string> = new Set([...WORKLOAD_KINDS, 'CustomResourceDefinition', 'APIService']);
 const READ_CONCURRENCY = 8;
 
 /** Waits until every object is ready; throws ADDON_NOT_READY at the deadline, ADDON_JOB_FAILED at once. */
@@ -183,7 +185,9 @@ export function objectReadiness(o: KubernetesObject): Readiness & { failed?: boo
       const updated = num(status.updatedNumberScheduled);
       const available = num(status.numberAvailable);
       if (updated < desired) return notReady(`${updated}/${desired} updated, ${available}/${desired} available`);
-      if (available < desired) return notReady(`${available}/${desired} available`);
+      // As helm judges a DaemonSet: up to its maxUnavailable pods may be unavailable (a Node that
+      // went away keeps a pod that never becomes available), but at least one must be.
+      if (available < Math.max(1, desired - daemonSetMaxUnavailable(spec, desired)) && desired > 0) return notReady(`${available}/${desired} available`);
       return { ready: true };
     }
     case 'Job': {
@@ -200,6 +204,15 @@ export function objectReadiness(o: KubernetesObject): Readiness & { failed?: boo
     default:
       return { ready: true };
   }
+}
+
+/** spec.updateStrategy.rollingUpdate.maxUnavailable of a DaemonSet as a count (default 1; a percentage rounds up). */
+function daemonSetMaxUnavailable(spec: Record<string, unknown>, desired: number): number {
+  const strategy = spec.updateStrategy as { rollingUpdate?: { maxUnavailable?: number | string } } | undefined;
+  const v = strategy?.rollingUpdate?.maxUnavailable ?? 1;
+  if (typeof v === 'number') return v;
+  const pct = /^(\d+)%$/.exec(v);
+  return pct ? Math.ceil((desired * Number(pct[1])) / 100) : 1;
 }
 
 function conditionTrue(obj: Obj, type: string): Readiness {

@@ -13,6 +13,7 @@ export { FOLDER_VARS_FILE, isCredentialName, parseVarsFile, parseVarsText, varsF
 export { checkHostKey, selects } from './references.js';
 export type { ValidatorMode } from './validators.js';
 export type * from './model.js';
+export { STAGE_ANNOTATION } from './model.js';
 export {
   checkNetworkSpec,
   networkSpecOf,

@@ -358,12 +358,19 @@ export interface AddonChartSpec {
   releaseName: string;
   namespace: string;
   createNamespace: boolean;
+  /** ControlPlane (right after the API answers: a CNI) or Workers (once the Nodes are Ready). */
+  stage: AddonStage;
+  /** Take over fields other field managers own. */
+  force: boolean;
   wait: boolean;
   timeout: string;
   values?: Rest;
   dependsOn?: string[];
 }
 export type AddonChart = Resource<'AddonChart', AddonChartSpec>;
+export type AddonStage = 'ControlPlane' | 'Workers';
+/** The annotation that gives a ClusterResourceSet its stage (its kind has no field for it). */
+export const STAGE_ANNOTATION = 'capflow.io/stage';
 
 // --- the model ------------------------------------------------------------------
 

@@ -35,6 +35,7 @@ import type {
   AWSManagedMachinePool,
   SpecDocument,
 } from './model.js';
+import { STAGE_ANNOTATION } from './model.js';
 
 const PROVIDERS: ReadonlyArray<{ provider: Provider; infrastructure: string; controlPlane: string }> = [
   { provider: 'aws', infrastructure: 'AWSCluster', controlPlane: 'KubeadmControlPlane' },
@@ -312,6 +313,12 @@ export function resolveSpec(
         hint: 'add matching labels to the Cluster, or fix the selector',
       });
     }
+    const stage = getPath(crs.value, ['metadata', 'annotations', STAGE_ANNOTATION]);
+    if (stage !== undefined && stage !== 'ControlPlane' && stage !== 'Workers') {
+      rep(crs).report('invalid-value', ['metadata', 'annotations', STAGE_ANNOTATION], `must be ControlPlane or Workers, not ${JSON.stringify(stage)}`, {
+        hint: 'ControlPlane applies the set right after the API server answers (a CNI), Workers (the default) once the Nodes are Ready',
+      });
+    }
     crsModels.push({ crs, resources, selects: ok });
   }
 
@@ -511,6 +518,11 @@ export function escapingPath(p: string): string | undefined {
   return undefined;
 }
 
+/** An AddonChart's stage, its schema default (Workers) when not written. */
+function stageOf(d: CheckedDocument): unknown {
+  return getPath(d.value, ['spec', 'stage']) ?? 'Workers';
+}
+
 /** Topological order of AddonCharts (Kahn, ties by name); reports unknown dependencies and cycles. */
 function orderAddons(addons: CheckedDocument[], rep: (d: CheckedDocument) => DocumentReporter): CheckedDocument[] {
   const byName = new Map(addons.map((a) => [a.name, a]));
@@ -527,7 +539,12 @@ function orderAddons(addons: CheckedDocument[], rep: (d: CheckedDocument) => Doc
           rep(a).report('dangling-ref', ['spec', 'dependsOn', i], `AddonChart "${n}" is not defined in this folder${guess ? `; did you mean \`${guess}\`?` : ''}`);
         } else if (t === a) {
           rep(a).report('dependency-cycle', ['spec', 'dependsOn', i], 'an AddonChart cannot depend on itself');
-        } else resolved.push(t);
+        } else {
+          if (stageOf(a) === 'ControlPlane' && stageOf(t) === 'Workers') {
+            rep(a).report('invalid-value', ['spec', 'dependsOn', i], `a ControlPlane-stage AddonChart cannot depend on "${n}", which is installed later (stage Workers)`, { hint: `set stage: ControlPlane on ${n}, or move this chart to stage Workers` });
+          }
+          resolved.push(t);
+        }
       });
     }
     deps.set(a, resolved);

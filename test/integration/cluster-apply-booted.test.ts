@@ -8,7 +8,7 @@
  * One cluster is made and shared by the tests in order: made, inspected, applied again, deleted.
  */
 import { expect } from 'chai';
-import { cpSync, mkdtempSync, rmSync } from 'node:fs';
+import { cpSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { DescribeInstanceAttributeCommand, DescribeInstancesCommand, DescribeLaunchTemplateVersionsCommand, DescribeLaunchTemplatesCommand, EC2Client, TerminateInstancesCommand } from '@aws-sdk/client-ec2';
@@ -23,7 +23,7 @@ import { startFaultProxy, type FaultProxy, type KillAfterMutating, type Recorded
 import { awsTestEnv, clientConfig, startMoto, type Moto } from '../support/moto.js';
 import { registerCapaImage, startTestSupervisor, until } from '../support/machines.js';
 import { spawnCapflow } from '../support/cli.js';
-import { REPO_ROOT, requirePreviousKubeBinDir, testbedVersions } from '../support/tools.js';
+import { REPO_ROOT, requirePreviousKubeBinDir, requireTool, testbedVersions } from '../support/tools.js';
 
 const CLUSTER = 'boot';
 const FIXTURE = path.join(REPO_ROOT, 'test', 'fixtures', 'clusters', 'booted');
@@ -69,7 +69,7 @@ function useBootedWorld(files: Record<string, string | null> = {}, at: 'current'
     await w.remote.commitFiles({ [`clusters/${CLUSTER}/cluster.env`]: clusterEnv({}, w.image), ...files }, 'a cluster on booted machines');
     const secretsDir = path.join(w.work, 'secrets');
     w.store = new LocalSecretStore(secretsDir);
-    w.env = { ...awsTestEnv(w.proxy.endpoint), CAPFLOW_SECRET_STORE: 'local', CAPFLOW_SECRETS_DIR: secretsDir, CAPFLOW_ENDPOINTS_FILE: endpointsFile };
+    w.env = { ...awsTestEnv(w.proxy.endpoint), CAPFLOW_SECRET_STORE: 'local', CAPFLOW_SECRETS_DIR: secretsDir, CAPFLOW_ENDPOINTS_FILE: endpointsFile, CAPFLOW_HELM: requireTool('helm') };
   });
   after(async function () {
     await w.supervisor?.stop();
@@ -147,16 +147,56 @@ async function etcdMembers(w: BootedWorld, node: string): Promise<Array<{ id: st
 
 const isControlPlane = (n: V1Node) => n.metadata?.labels?.['node-role.kubernetes.io/control-plane'] !== undefined;
 
-describe('cluster-apply on booted machines (kubelet, container runtime and load balancers are stand-ins)', function () {
+/**
+ * The fixture without its static CNI config, and the test bed's bridge CNI as a ControlPlane-stage
+ * AddonChart instead (test/fixtures/charts/bridge-cni: a DaemonSet whose init container writes the
+ * config, run on each machine by the kubelet stand-in), so that Nodes turn Ready through install-addons.
+ */
+function cniAsAddon(): Record<string, string> {
+  const files: Record<string, string> = {};
+  for (const f of ['control-plane.yaml', 'workers.yaml', 'pools.yaml']) {
+    files[`clusters/${CLUSTER}/${f}`] = readFileSync(path.join(FIXTURE, f), 'utf8').replace(/^\s*files:\n[\s\S]*?"cniVersion"[^\n]*\n/m, '\n');
+  }
+  const chart = path.join(REPO_ROOT, 'test', 'fixtures', 'charts', 'bridge-cni');
+  for (const f of readdirSync(chart, { recursive: true, encoding: 'utf8' })) {
+    if (statSync(path.join(chart, f)).isFile()) files[`charts/bridge-cni/${f}`] = readFileSync(path.join(chart, f), 'utf8');
+  }
+  files[`clusters/${CLUSTER}/addons.yaml`] = [
+    'apiVersion: capflow.io/v1alpha1',
+    'kind: AddonChart',
+    'metadata:',
+    '  name: bridge-cni',
+    'spec:',
+    '  path: charts/bridge-cni',
+    '  namespace: kube-system',
+    '  stage: ControlPlane',
+    '  values:',
+    '    podCidr: 192.168.0.0/16',
+    '',
+  ].join('\n');
+  return files;
+}
+const CNI_CONFIG_FILE = '/etc/cni/net.d/10-bridge-cni.conflist';
+
+describe('cluster-apply on booted machines, the CNI installed as an addon (kubelet, container runtime and load balancers are stand-ins)', function () {
   this.timeout(20 * 60_000);
-  const w = useBootedWorld();
+  const w = useBootedWorld(cniAsAddon());
 
   it('makes a cluster: one control plane, a MachineDeployment worker and a MachinePool worker, every Node Ready and labelled', async () => {
     const res = await capflowAt(w, ['run', 'cluster-apply']);
     expect(res.code, res.stdout + res.stderr).to.equal(0);
-    for (const task of ['validate-spec', 'provision-vpc', 'kubeadm-init', 'launch-nodes', 'join-workers']) expect(res.stdout).to.match(new RegExp(`${task}\\s.*Succeeded`));
+    for (const task of ['validate-spec', 'provision-vpc', 'kubeadm-init', 'install-cni', 'launch-nodes', 'join-workers', 'install-addons']) expect(res.stdout).to.match(new RegExp(`${task}\\s.*Succeeded`));
     const nodes = (await (await workloadCore(w)).listNode()).items;
     expect(nodes).to.have.length(3);
+    // Ready because the CNI DaemonSet's pod wrote its config on each of them
+    const cniPods = (await (await workloadCore(w)).listNamespacedPod({ namespace: 'kube-system', labelSelector: 'app.kubernetes.io/name=bridge-cni' })).items;
+    expect(cniPods.map((p) => p.spec?.nodeName).sort()).to.deep.equal(nodes.map((n) => n.metadata?.name).sort());
+    for (const p of cniPods) expect(p.status?.initContainerStatuses?.[0]?.state?.terminated?.reason, p.metadata?.name).to.equal('Completed');
+    for (const m of w.supervisor.machines()) {
+      const conf = await m.exec(['cat', CNI_CONFIG_FILE]);
+      const written = JSON.parse(conf.stdout) as { plugins: Array<{ ipam?: { ranges?: Array<Array<{ subnet: string }>> } }> };
+      expect(written.plugins[0]?.ipam?.ranges?.[0]?.[0]?.subnet, m.options.config.hostname).to.equal('192.168.0.0/16');
+    }
     for (const n of nodes) {
       expect(n.status?.conditions?.find((c) => c.type === 'Ready')?.status, n.metadata?.name).to.equal('True');
       expect(n.metadata?.labels?.['capflow.io/machine'], n.metadata?.name).to.be.a('string');
@@ -208,7 +248,7 @@ describe('cluster-apply on booted machines (kubelet, container runtime and load 
   it('a Node that is not Ready makes join-workers time out naming it and why; Ready again, it passes', async () => {
     const worker = (await readyNodes(w)).find((n) => n.metadata?.labels?.['capflow.io/machine-group'] === `${CLUSTER}-md-0`)!;
     const machine = w.supervisor.machines().find((m) => m.options.config.hostname === worker.metadata!.name)!;
-    const cni = '/etc/cni/net.d/10-bridge.conflist';
+    const cni = CNI_CONFIG_FILE;
     const saved = await machine.exec(['cat', cni]);
     expect((await machine.exec(['rm', cni])).code).to.equal(0);
     await until('the Node turns NotReady', async () => ((await (await workloadCore(w)).readNode({ name: worker.metadata!.name! })).status?.conditions?.some((c) => c.type === 'Ready' && c.status !== 'True') ? true : undefined), 30_000);

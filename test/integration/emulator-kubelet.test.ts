@@ -25,10 +25,10 @@ import {
   type V1Node,
   type V1Pod,
 } from '@kubernetes/client-node';
-import { parse as parseYaml, stringify as toYaml } from 'yaml';
+import { parse as parseYaml, parseAllDocuments, stringify as toYaml } from 'yaml';
 import { main, runKubelet, type RunningKubelet } from '../../src/emulator/kubelet/kubelet.js';
 import { type Envtest, freePorts, startEnvtest } from '../support/envtest.js';
-import { requireTool, run } from '../support/tools.js';
+import { REPO_ROOT, requireTool, run } from '../support/tools.js';
 
 const WORKER = 'worker-a';
 const CONTROL_PLANE = 'cp-1';
@@ -529,6 +529,84 @@ describe('kubelet stand-in against a real kube-apiserver and kube-controller-man
     } finally {
       await cp.stop();
     }
+  });
+
+  // A CNI installed as an addon: test/fixtures/charts/bridge-cni's DaemonSet pod, rendered with the
+  // machine's CNI directory (under the temp root) as cniConfDir and bound to the node as the
+  // DaemonSet controller and the scheduler would bind it.
+  describe('init containers: a host-network pod\'s init containers run on the kubelet stand-in as processes', function () {
+    const NS = 'kube-system';
+    let cniDir: string;
+
+    /** The chart's ServiceAccount, and its DaemonSet's pod template as a pod bound to the worker. */
+    const bridgeCniPod = async (name: string): Promise<V1Pod> => {
+      const chart = join(REPO_ROOT, 'test/fixtures/charts/bridge-cni');
+      const r = await run(requireTool('helm'), ['template', 'bridge-cni', chart, '--namespace', NS, '--set', `cniConfDir=${cniDir}`]);
+      expect(r.code, r.stderr).to.equal(0);
+      const docs = parseAllDocuments(r.stdout).map((d) => d.toJS() as { kind: string; metadata: { name: string }; spec: { template: V1Pod } });
+      const sa = docs.find((d) => d.kind === 'ServiceAccount')!;
+      await core.createNamespacedServiceAccount({ namespace: NS, body: sa }).catch((err: { code?: number }) => {
+        if (err.code !== 409) throw err;
+      });
+      const template = docs.find((d) => d.kind === 'DaemonSet')!.spec.template;
+      return { metadata: { ...template.metadata, name, namespace: NS }, spec: { ...template.spec!, nodeName: WORKER } };
+    };
+    const read = (name: string): Promise<V1Pod> => core.readNamespacedPod({ name, namespace: NS });
+
+    before(() => {
+      cniDir = join(root, WORKER, 'etc/cni/net.d');
+    });
+
+    it('kubelet stand-in: a CNI DaemonSet pod\'s init container writes its config into the machine\'s /etc/cni/net.d on the kubelet stand-in; the Node turns Ready, the pod Running', async () => {
+      rmSync(cniDir, { recursive: true, force: true }); // the config an earlier test wrote; DirectoryOrCreate makes the directory again
+      await waitUntil('Node NotReady', async () => readyCondition(await core.readNode({ name: WORKER }))?.status === 'False', 5000);
+      await core.createNamespacedPod({ namespace: NS, body: await bridgeCniPod('bridge-cni-worker-a') });
+
+      const ready = await waitUntil('Node Ready', async () => {
+        const c = readyCondition(await core.readNode({ name: WORKER }));
+        return c?.status === 'True' ? c : undefined;
+      }, 10_000);
+      expect(ready.reason).to.equal('KubeletReady');
+      const conf = JSON.parse(readFileSync(join(cniDir, '10-bridge-cni.conflist'), 'utf8')) as { name: string; plugins: Array<Record<string, unknown>> };
+      expect(conf.name).to.equal('bridge-cni');
+      expect(conf.plugins.map((p) => p.type)).to.deep.equal(['bridge', 'portmap']);
+      expect(conf.plugins[0]).to.deep.include({ bridge: 'cni0', isGateway: true, ipMasq: true });
+      expect(conf.plugins[0]!.ipam).to.deep.include({ type: 'host-local', ranges: [[{ subnet: '10.244.0.0/16' }]] });
+
+      const pod = await waitUntil('bridge-cni pod Running', async () => {
+        const p = await read('bridge-cni-worker-a');
+        return p.status?.phase === 'Running' ? p : undefined;
+      });
+      const init = pod.status!.initContainerStatuses![0]!;
+      expect(init).to.include({ name: 'install-cni', ready: true, restartCount: 0 });
+      expect(init.state?.terminated).to.include({ exitCode: 0, reason: 'Completed' });
+      expect(new Date(init.state!.terminated!.finishedAt!).getTime()).to.be.at.least(new Date(init.state!.terminated!.startedAt!).getTime());
+      expect(pod.status?.containerStatuses?.[0]).to.include({ name: 'pause', ready: true, started: true });
+      expect(pod.status?.conditions?.filter((c) => c.status === 'True').map((c) => c.type)).to.include.members(['Initialized', 'Ready', 'ContainersReady']);
+      expect(pod.status?.podIP).to.equal('127.0.0.1');
+    });
+
+    it('kubelet stand-in: an init container that exits 1 is restarted by the kubelet stand-in with the crash backoff (Init:CrashLoopBackOff); the pod stays Pending', async () => {
+      const body = await bridgeCniPod('bridge-cni-failing');
+      body.spec!.initContainers![0]!.args = ['echo "cannot install"; exit 1'];
+      await core.createNamespacedPod({ namespace: NS, body });
+      // the first restart comes at once, the second after the backoff's base (10 s)
+      const pod = await waitUntil('Init:CrashLoopBackOff', async () => {
+        const p = await read('bridge-cni-failing');
+        const cs = p.status?.initContainerStatuses?.[0];
+        return cs?.restartCount === 1 && cs.state?.waiting?.reason === 'CrashLoopBackOff' ? p : undefined;
+      }, 10_000);
+      expect(pod.status?.phase).to.equal('Pending');
+      const init = pod.status!.initContainerStatuses![0]!;
+      expect(init.state?.waiting?.message).to.contain('back-off 10s restarting failed container=install-cni pod=bridge-cni-failing_kube-system');
+      expect(init.lastState?.terminated).to.include({ exitCode: 1, reason: 'Error' });
+      expect(pod.status?.containerStatuses?.[0]?.state?.waiting?.reason).to.equal('PodInitializing');
+      expect(pod.status?.conditions?.find((c) => c.type === 'Initialized')).to.include({ status: 'False', reason: 'ContainersNotInitialized' });
+      expect(await core.readNamespacedPodLog({ name: 'bridge-cni-failing', namespace: NS, container: 'install-cni' })).to.equal('cannot install\n');
+
+      await core.deleteNamespacedPod({ name: 'bridge-cni-failing', namespace: NS });
+      await waitUntil('bridge-cni-failing gone', async () => read('bridge-cni-failing').then(() => false, (err: { code?: number }) => err.code === 404), 5000);
+    });
   });
 
   // What capflow does to remove an etcd member: a host-network pod pinned to the node, restartPolicy

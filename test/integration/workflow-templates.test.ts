@@ -17,7 +17,7 @@ describe('workflow-templates/: what Argo and the local runner make of our DAGs',
 
   it('every WorkflowTemplate loads in the local runner (Argo schema, supported fields, refs, inputs)', () => {
     const index = loadTemplates(dir);
-    expect([...index.keys()].sort()).to.deep.equal(['cluster-apply', 'cluster-delete', 'cluster-plan', 'join-workers', 'kubeadm-init', 'launch-nodes', 'provision-vpc', 'validate-spec']);
+    expect([...index.keys()].sort()).to.deep.equal(['cluster-apply', 'cluster-delete', 'cluster-plan', 'install-addons', 'join-workers', 'kubeadm-init', 'launch-nodes', 'provision-vpc', 'validate-spec']);
   });
 
   it('every cluster DAG holds a per-cluster mutex and a deadline, and every step retries only exit 75', () => {

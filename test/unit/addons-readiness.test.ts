@@ -29,6 +29,13 @@ describe('addons/readiness: readiness per kind', () => {
     expect(reason(obj('StatefulSet', { replicas: 2, updateStrategy: { type: 'OnDelete' } }, { ...done, updatedReplicas: 0, currentRevision: 'r1' }))).to.equal(undefined);
   });
 
+  it('DaemonSet: every pod updated, and available but for maxUnavailable (default 1, a percentage rounds up), at least one', () => {
+    expect(reason(obj('DaemonSet', {}, { observedGeneration: 2, desiredNumberScheduled: 4, updatedNumberScheduled: 4, numberAvailable: 3 })), 'a Node gone with its pod').to.equal(undefined);
+    expect(reason(obj('DaemonSet', {}, { observedGeneration: 2, desiredNumberScheduled: 1, updatedNumberScheduled: 1, numberAvailable: 0 }))).to.equal('0/1 available');
+    expect(reason(obj('DaemonSet', { updateStrategy: { rollingUpdate: { maxUnavailable: '50%' } } }, { observedGeneration: 2, desiredNumberScheduled: 5, updatedNumberScheduled: 5, numberAvailable: 2 }))).to.equal(undefined);
+    expect(reason(obj('DaemonSet', { updateStrategy: { rollingUpdate: { maxUnavailable: 0 } } }, { observedGeneration: 2, desiredNumberScheduled: 3, updatedNumberScheduled: 3, numberAvailable: 2 }))).to.equal('2/3 available');
+  });
+
   it('DaemonSet: desired == updated == available', () => {
     expect(reason(obj('DaemonSet', {}, { observedGeneration: 2, desiredNumberScheduled: 3, updatedNumberScheduled: 3, numberAvailable: 3 }))).to.equal(undefined);
     expect(reason(obj('DaemonSet', {}, { observedGeneration: 2, desiredNumberScheduled: 3, updatedNumberScheduled: 3, numberAvailable: 1 }))).to.equal('1/3 available');

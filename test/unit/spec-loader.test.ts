@@ -48,7 +48,14 @@ describe('spec loader', function () {
       expect(model.resourceSets[0]?.resources.map((r) => r.metadata.name)).to.deep.equal(['calico-manifests']);
       expect(model.resourceSets[0]?.selectsCluster).to.equal(true);
       expect(model.healthChecks).to.have.length(1);
-      expect(model.addons.map((a) => a.metadata.name)).to.deep.equal(['aws-cloud-controller-manager', 'aws-ebs-csi-driver', 'metrics-server']);
+      expect(model.addons.map((a) => [a.metadata.name, a.spec.stage])).to.deep.equal([
+        ['aws-cloud-controller-manager', 'ControlPlane'],
+        ['aws-ebs-csi-driver', 'Workers'],
+        ['flannel', 'ControlPlane'],
+        ['ingress-nginx', 'Workers'],
+        ['metrics-server', 'Workers'],
+        ['kube-prometheus-stack', 'Workers'],
+      ]);
       const doc = model.documents.find((d) => d.kind === 'MachineDeployment' && d.name === 'aws-dev-md-spot');
       expect(doc?.source).to.include({ file: 'examples/clusters/aws-self-managed/workers.yaml', index: 1, line: 36, column: 1 });
     });

@@ -8,8 +8,8 @@
  *    kubeadm-flags.env) and reads the flags as kubeadm's systemd drop-in passes them: the command
  *    line, then KUBELET_KUBEADM_ARGS, then KUBELET_EXTRA_ARGS, the last value of a flag winning.
  * 3. It runs the static pods (static-pods.ts), the API side (node-api.ts: the Node, mirror pods, and
- *    the pods bound to the node, of which run-to-completion host-network ones run as processes:
- *    process-pods.ts) and the kubelet's HTTPS server (kubelet-server.ts: /healthz and
+ *    the pods bound to the node, of which run-to-completion host-network ones, and host-network
+ *    ones' init containers, run as processes: process-pods.ts) and the kubelet's HTTPS server (kubelet-server.ts: /healthz and
  *    /containerLogs for `kubectl logs`, on the configuration's `port`, default 10250, at the node's
  *    IP or its `address`) until stopped.
  *

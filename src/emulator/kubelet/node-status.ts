@@ -3,8 +3,8 @@
  * --register-with-taints, --provider-id and the external cloud provider's taint (a Node that exists
  * already is adopted as it is: the kubelet does not reapply taints or labels to it); then node
  * status (strategic merge patch, every status interval or on change) and the Lease in
- * kube-node-lease. Ready stays False until a CNI config file appears in the CNI directory, which is
- * what a CNI DaemonSet writing its config stands for here.
+ * kube-node-lease. Ready stays False until a CNI config file appears in the CNI directory, as a CNI
+ * DaemonSet's init container writes it (process-pods.ts runs host-network pods' init containers).
  */
 import { readdirSync } from 'node:fs';
 import { PatchStrategy, V1MicroTime, setHeaderOptions, type V1Lease, type V1Node, type V1OwnerReference, type V1Taint } from '@kubernetes/client-node';

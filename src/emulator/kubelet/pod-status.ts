@@ -1,6 +1,7 @@
 /**
  * Pod status as the kubelet stand-in reports it: kwok's Running for pods bound to the node, a
- * static pod's process state for its mirror pod, and a process pod's (process-pods.ts) own run.
+ * static pod's process state for its mirror pod, and a process pod's (process-pods.ts) own runs:
+ * its one container's, or its init containers' and then kwok's Running for its containers.
  */
 import { createHash } from 'node:crypto';
 import { constants as osConstants } from 'node:os';
@@ -114,13 +115,8 @@ export interface ContainerTermination {
   finishedAt: Date;
 }
 
-/** A process pod's single container as process-pods.ts keeps it; exactly one of running, waiting, terminated. */
-export interface ProcessPodState {
-  phase: 'Pending' | 'Running' | 'Succeeded' | 'Failed';
-  /** When the stand-in took the pod in. */
-  startTime: Date;
-  /** When the state last changed: the conditions' transition time. */
-  since: Date;
+/** One container the stand-in runs as a process; at most one of running, waiting, terminated (none: not started yet). */
+export interface ContainerRun {
   restartCount: number;
   running?: { startedAt: Date };
   waiting?: { reason: string; message?: string };
@@ -131,11 +127,82 @@ export interface ProcessPodState {
   created: boolean;
 }
 
+/** A process pod as process-pods.ts keeps it. */
+export interface ProcessPodState {
+  phase: 'Pending' | 'Running' | 'Succeeded' | 'Failed';
+  /** When the stand-in took the pod in. */
+  startTime: Date;
+  /** When the state last changed: the conditions' transition time. */
+  since: Date;
+  /** The containers run, in order: the pod's one container, or its init containers. */
+  runs: ContainerRun[];
+  /** The index in runs of the container running or next to run; runs.length once all completed. */
+  step: number;
+}
+
+type NotOk = { reason: string; message: string };
+
 /** A process pod's status as the kubelet reports a host-network pod of one container. */
 export function processPodStatus(pod: V1Pod, s: ProcessPodState, nodeIp: string): Record<string, unknown> {
   const c = pod.spec!.containers[0]!;
   const terminal = s.phase === 'Succeeded' || s.phase === 'Failed';
-  const ready = s.running !== undefined;
+  const ready = s.runs[0]!.running !== undefined;
+  const notReady = terminal
+    ? { reason: 'PodCompleted', message: '' }
+    : { reason: 'ContainersNotReady', message: `containers with unready status: [${c.name}]` };
+  return {
+    ...processPodBasics(s, nodeIp, undefined, ready, notReady),
+    containerStatuses: [containerRunStatus(pod, c, s.runs[0]!, ready, 'ContainerCreating')],
+  };
+}
+
+/**
+ * A host-network pod whose init containers run as processes: Pending while they run (Failed when
+ * one fails under Never), then Running with its containers reported running as kwok's are.
+ */
+export function initPodStatus(pod: V1Pod, s: ProcessPodState, nodeIp: string): Record<string, unknown> {
+  const inits = pod.spec!.initContainers!;
+  const initContainerStatuses = inits.map((c, i) => {
+    const r = s.runs[i]!;
+    return containerRunStatus(pod, c, r, r.terminated?.exitCode === 0, 'PodInitializing');
+  });
+  if (s.step >= inits.length) return { ...runningPodStatus(pod, nodeIp, nodeIp), startTime: s.startTime.toISOString(), initContainerStatuses };
+  const names = (cs: V1Container[]): string => cs.map((c) => c.name).join(' ');
+  const notInitialized = { reason: 'ContainersNotInitialized', message: `containers with incomplete status: [${names(inits.slice(s.step))}]` };
+  const notReady = s.phase === 'Failed'
+    ? { reason: 'PodCompleted', message: '' }
+    : { reason: 'ContainersNotReady', message: `containers with unready status: [${names(pod.spec!.containers)}]` };
+  return {
+    ...processPodBasics(s, nodeIp, notInitialized, false, notReady),
+    initContainerStatuses,
+    containerStatuses: pod.spec!.containers.map((c) => containerRunStatus(pod, c, { restartCount: 0, created: false }, false, 'PodInitializing')),
+  };
+}
+
+/** Phase, conditions, the node's addresses (host network) and start time of a process pod. */
+function processPodBasics(s: ProcessPodState, nodeIp: string, notInitialized: NotOk | undefined, ready: boolean, notReady: NotOk): Record<string, unknown> {
+  const terminal = s.phase === 'Succeeded' || s.phase === 'Failed';
+  const since = s.since.toISOString();
+  const start = s.startTime.toISOString();
+  return {
+    phase: s.phase,
+    conditions: [
+      condition('PodReadyToStartContainers', !terminal, since),
+      condition('Initialized', notInitialized === undefined, notInitialized ? since : start, notInitialized),
+      condition('Ready', ready, since, notReady),
+      condition('ContainersReady', ready, since, notReady),
+      condition('PodScheduled', true, start),
+    ],
+    hostIP: nodeIp,
+    hostIPs: [{ ip: nodeIp }],
+    podIP: nodeIp,
+    podIPs: [{ ip: nodeIp }],
+    startTime: start,
+  };
+}
+
+/** A container's status from its run; `notStarted` is the waiting reason before its first run. */
+function containerRunStatus(pod: V1Pod, c: V1Container, r: ContainerRun, ready: boolean, notStarted: string): Record<string, unknown> {
   const iso = (d: Date): string => d.toISOString();
   const termination = (t: ContainerTermination): Record<string, unknown> => ({
     terminated: {
@@ -146,45 +213,25 @@ export function processPodStatus(pod: V1Pod, s: ProcessPodState, nodeIp: string)
       finishedAt: iso(t.finishedAt),
     },
   });
-  const state = s.running
-    ? { running: { startedAt: iso(s.running.startedAt) } }
-    : s.terminated
-      ? termination(s.terminated)
-      : { waiting: { reason: s.waiting?.reason ?? 'ContainerCreating', ...(s.waiting?.message ? { message: s.waiting.message } : {}) } };
-  const notReady = terminal
-    ? { reason: 'PodCompleted', message: '' }
-    : { reason: 'ContainersNotReady', message: `containers with unready status: [${c.name}]` };
+  const state = r.running
+    ? { running: { startedAt: iso(r.running.startedAt) } }
+    : r.terminated
+      ? termination(r.terminated)
+      : { waiting: { reason: r.waiting?.reason ?? notStarted, ...(r.waiting?.message ? { message: r.waiting.message } : {}) } };
   return {
-    phase: s.phase,
-    conditions: [
-      condition('PodReadyToStartContainers', !terminal, iso(s.since)),
-      condition('Initialized', true, iso(s.startTime)),
-      condition('Ready', ready, iso(s.since), notReady),
-      condition('ContainersReady', ready, iso(s.since), notReady),
-      condition('PodScheduled', true, iso(s.startTime)),
-    ],
-    hostIP: nodeIp,
-    hostIPs: [{ ip: nodeIp }],
-    podIP: nodeIp,
-    podIPs: [{ ip: nodeIp }],
-    startTime: iso(s.startTime),
-    containerStatuses: [
-      {
-        name: c.name,
-        image: c.image ?? '',
-        imageID: '',
-        ...(s.created ? { containerID: containerId(`${pod.metadata?.uid ?? ''}/${c.name}/${s.restartCount}`) } : {}),
-        ready,
-        started: s.running !== undefined,
-        restartCount: s.restartCount,
-        state,
-        lastState: s.lastTerminated ? termination(s.lastTerminated) : {},
-      },
-    ],
+    name: c.name,
+    image: c.image ?? '',
+    imageID: '',
+    ...(r.created ? { containerID: containerId(`${pod.metadata?.uid ?? ''}/${c.name}/${r.restartCount}`) } : {}),
+    ready,
+    started: r.running !== undefined,
+    restartCount: r.restartCount,
+    state,
+    lastState: r.lastTerminated ? termination(r.lastTerminated) : {},
   };
 }
 
-function condition(type: string, ok: boolean, since: string, notOk?: { reason: string; message: string }): V1PodCondition {
+function condition(type: string, ok: boolean, since: string, notOk?: NotOk): V1PodCondition {
   return {
     type,
     status: ok ? 'True' : 'False',

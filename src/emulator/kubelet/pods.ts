@@ -1,9 +1,9 @@
 /**
  * The kubelet stand-in's pods in the API: mirror pods for the static pods (recreated when the
  * manifest hash changes, deleted when the static pod is gone); run-to-completion host-network pods
- * run as local processes (process-pods.ts has the rule); every other pod bound to the node reported
- * Running as kwok does; pods being deleted confirmed gone (grace period 0), a process pod's once its
- * process ended.
+ * run as local processes, and host-network pods' init containers too, their containers then reported
+ * Running (process-pods.ts has the rule); every other pod bound to the node reported Running as kwok
+ * does; pods being deleted confirmed gone (grace period 0), a process pod's once its process ended.
  */
 import { createHash } from 'node:crypto';
 import { PatchStrategy, Watch, setHeaderOptions, type V1OwnerReference, type V1Pod } from '@kubernetes/client-node';
@@ -79,15 +79,16 @@ export class NodePods {
   }
 
   /**
-   * The log of a container of a pod bound to the node: a process pod's run, empty for a pod reported
-   * Running (it prints nothing); undefined when no such pod is bound here.
+   * The log of a container of a pod bound to the node: a process pod's run, empty for a container
+   * reported Running (it prints nothing); undefined when no such pod is bound here.
    */
   containerLog(namespace: string, name: string, container: string, previous: boolean): ContainerLogAnswer | undefined {
     const pod = this.boundPods.get(`${namespace}/${name}`);
     if (!pod || isMirrorPod(pod)) return undefined;
     const containers = [...(pod.spec?.initContainers ?? []), ...(pod.spec?.containers ?? [])];
     if (!containers.some((c) => c.name === container)) return { status: 404, message: `container "${container}" not found in pod "${name}"` };
-    if (this.processes.has(pod.metadata?.uid)) return this.processes.containerLog(pod.metadata!.uid!, previous);
+    const run = this.processes.containerLog(pod.metadata?.uid ?? '', container, previous);
+    if (run) return run;
     if (previous) return { status: 400, message: `previous terminated container "${container}" in pod "${name}" not found` };
     return { file: undefined };
   }

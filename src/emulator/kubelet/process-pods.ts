@@ -1,37 +1,48 @@
 /**
  * The kubelet stand-in's process pods: run-to-completion host-network pods bound to the node, run as
  * local processes the way an operator's one-off pod (etcdctl on a control plane node, say) runs
- * under a real kubelet.
+ * under a real kubelet; and host-network pods' init containers, as a CNI's installer runs.
  *
- * The rule. A pod bound to the node (not a mirror pod) runs as a process when spec.hostNetwork is
- * true, spec.restartPolicy is Never or OnFailure, and it has exactly one container and no init
- * containers. Every other pod is reported Running as kwok does (pods.ts), as before.
+ * The rule. A pod bound to the node (not a mirror pod) with spec.hostNetwork true runs as processes:
+ * - with init containers (none a sidecar, restartPolicy Always): its init containers, one after the
+ *   other, as a CNI DaemonSet's installer writes the CNI config into the host's /etc/cni/net.d; once
+ *   all completed, its containers are reported Running as kwok reports them and are not run (their
+ *   images' binaries are not on the machine);
+ * - without: its container, when spec.restartPolicy is Never or OnFailure and it has exactly one.
+ * Every other pod is reported Running as kwok does (pods.ts), as before.
  *
- * Such a pod's container runs as `command + args` ($(VAR) expanded) in a process group of its own,
- * command[0] looked up in the machine's binaries (the static pods' bin dirs, then PATH), with the
- * container's literal env values (and valueFrom.fieldRef of the pod's own fields), HOSTNAME, and its
- * workingDir (default /). Its output goes to `<logDir>/<namespace>_<pod>_<uid>/<container>/<n>.log`,
- * n being the restart count, the kubelet's own layout, so a log read gets the current run only. The
- * process sees the machine's own file system: a hostPath volumeMount is honoured only when its
- * mountPath is the hostPath's path (no subPath), and the hostPath type is checked as the kubelet
- * checks it (a failed check leaves the pod Pending, ContainerCreating, checked again). The API
- * server's service account token volume (kube-api-access-*) is left out: the process gets no token.
+ * A container (the one, or each init container) runs as `command + args` ($(VAR) expanded) in a
+ * process group of its own, command[0] looked up in the machine's binaries (the static pods' bin
+ * dirs, then PATH), with the container's literal env values (and valueFrom.fieldRef of the pod's own
+ * fields), HOSTNAME, and its workingDir (default /). Its output goes to
+ * `<logDir>/<namespace>_<pod>_<uid>/<container>/<n>.log`, n being the restart count, the kubelet's
+ * own layout, so a log read gets the current run only. The process sees the machine's own file
+ * system: a hostPath volumeMount is honoured only when its mountPath is the hostPath's path (no
+ * subPath), and the hostPath type is checked as the kubelet checks it (a failed check leaves the pod
+ * Pending, ContainerCreating, checked again). The API server's service account token volume
+ * (kube-api-access-*) is left out: the process gets no token.
  *
  * What the stand-in cannot give a process (a hostPath mounted elsewhere, any other volume, no
  * command, envFrom, other valueFrom) fails the pod at once, as a container that cannot start is
  * reported: phase Failed, state.terminated {exitCode 128, reason StartError, message}. A command not
- * found, or a workingDir that is not there, fails the same way under Never; under OnFailure it is
- * retried with the crash backoff like an exit.
+ * found, or a workingDir that is not there, fails the same way under Never; under OnFailure (or
+ * Always) it is retried with the crash backoff like an exit.
  *
  * Status as the kubelet reports it: Pending, then Running (state.running.startedAt), then on exit
  * Succeeded (exit 0) or Failed with state.terminated {exitCode, reason Completed|Error, startedAt,
  * finishedAt}; killed by a signal is 128+signal. OnFailure restarts a non-zero exit with the
  * kubelet's crash backoff (static-pods.ts's: at once, then the base doubling to the maximum),
- * restartCount and lastState counting. A pod being deleted: SIGTERM to the process group, SIGKILL
- * after the deletion grace period (at least 2 s, as the kubelet), then its terminal status and the
- * deletion confirmed. A pod gone from the API: its process is killed and its logs removed. A pod
- * seen Running with no process here (the kubelet restarted) is Failed with ContainerStatusUnknown
- * under Never, started again under OnFailure. Probes are not run: a running process is ready.
+ * restartCount and lastState counting. Init containers: the pod stays Pending, Initialized False,
+ * with status.initContainerStatuses (waiting PodInitializing, running, terminated Completed) until
+ * the last one completed; one that fails is restarted with the crash backoff under Always and
+ * OnFailure (waiting CrashLoopBackOff: Init:CrashLoopBackOff), fails the pod under Never.
+ *
+ * A pod being deleted: SIGTERM to the process group, SIGKILL after the deletion grace period (at
+ * least 2 s, as the kubelet), then its terminal status and the deletion confirmed. A pod gone from
+ * the API: its process is killed and its logs removed. A pod seen Running with no process here (the
+ * kubelet restarted) is Failed with ContainerStatusUnknown under Never, started again otherwise;
+ * init containers the API shows completed are not run again. Probes are not run: a running process
+ * is ready.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { closeSync, mkdirSync, openSync, rmSync, statSync, writeFileSync } from 'node:fs';
@@ -41,7 +52,15 @@ import type { V1Container, V1Pod, V1Volume } from '@kubernetes/client-node';
 import { statusOf } from '../../core/kube-errors.js';
 import type { ApiSession } from './api-session.js';
 import type { ContainerLogAnswer } from './kubelet-server.js';
-import { type ContainerTermination, type ProcessPodState, isMirrorPod, podKey, processPodStatus } from './pod-status.js';
+import {
+  type ContainerRun,
+  type ContainerTermination,
+  type ProcessPodState,
+  initPodStatus,
+  isMirrorPod,
+  podKey,
+  processPodStatus,
+} from './pod-status.js';
 import { CrashBackoff, containerPath, expandVars, formatSeconds, resolveExecutable, signalGroup, terminateGroup } from './static-pods.js';
 
 export interface ProcessPodsOptions {
@@ -51,7 +70,7 @@ export interface ProcessPodsOptions {
   logDir: string;
   /** HOSTNAME in the processes' environment. */
   hostname: string;
-  /** The crash backoff (OnFailure). Defaults 10 000 and 300 000, the kubelet's. */
+  /** The crash backoff (OnFailure, Always). Defaults 10 000 and 300 000, the kubelet's. */
   backoffBaseMs?: number;
   backoffMaxMs?: number;
 }
@@ -70,16 +89,18 @@ const DEFAULT_GRACE_SECONDS = 30;
 const START_ERROR_EXIT = 128;
 const SERVICE_ACCOUNT_VOLUME_PREFIX = 'kube-api-access-';
 
-/** The rule: a pod bound to the node that the stand-in runs as a local process. */
+/** The rule: a pod bound to the node whose containers (or init containers) the stand-in runs as local processes. */
 export function runsAsProcess(pod: V1Pod): boolean {
   const s = pod.spec;
-  return (
-    !isMirrorPod(pod) &&
-    s?.hostNetwork === true &&
-    (s.restartPolicy === 'Never' || s.restartPolicy === 'OnFailure') &&
-    s.containers.length === 1 &&
-    !s.initContainers?.length
-  );
+  if (isMirrorPod(pod) || s?.hostNetwork !== true) return false;
+  if (s.initContainers?.length) return runsInitContainers(pod);
+  return (s.restartPolicy === 'Never' || s.restartPolicy === 'OnFailure') && s.containers.length === 1;
+}
+
+/** Init containers run, none a sidecar: a sidecar would keep running beside containers that do not run. */
+function runsInitContainers(pod: V1Pod): boolean {
+  const inits = pod.spec?.initContainers ?? [];
+  return inits.length > 0 && inits.every((c) => c.restartPolicy !== 'Always');
 }
 
 interface Context {
@@ -132,10 +153,9 @@ export class ProcessPods {
     return uid !== undefined && this.pods.has(uid);
   }
 
-  /** The log of the pod's container: its current run, or the one before with `previous`. */
-  containerLog(uid: string, previous: boolean): ContainerLogAnswer {
-    const p = this.pods.get(uid);
-    return p ? p.containerLog(previous) : { file: undefined };
+  /** The log of a container run here: its current run, or the one before with `previous`; undefined for one not run. */
+  containerLog(uid: string, container: string, previous: boolean): ContainerLogAnswer | undefined {
+    return this.pods.get(uid)?.containerLog(container, previous);
   }
 
   /** The kubelet stops: every process is killed with its pod's grace period; the pods stay as they are. */
@@ -155,15 +175,18 @@ class ProcessPod {
   readonly uid: string;
   readonly key: string;
   private pod: V1Pod;
-  private readonly container: V1Container;
-  private readonly restartPolicy: 'Never' | 'OnFailure';
+  /** The init containers are run (then the containers reported running), not the one container. */
+  private readonly runsInit: boolean;
+  /** What runs, in order: the one container, or the init containers. */
+  private readonly containers: V1Container[];
+  private readonly restartPolicy: 'Never' | 'OnFailure' | 'Always';
   private readonly state: ProcessPodState;
   private child: ChildProcess | undefined;
   private exited: Promise<void> = Promise.resolve();
   private markExited: () => void = () => {};
   private killTimer: NodeJS.Timeout | undefined;
   private retryTimer: NodeJS.Timeout | undefined;
-  private readonly backoff: CrashBackoff;
+  private backoff: CrashBackoff;
   /** Being deleted: no more runs; the deletion is confirmed once the process exited. */
   private terminating = false;
   /** Gone from the API, or the kubelet stops: no more runs, no more API calls. */
@@ -179,21 +202,31 @@ class ProcessPod {
     this.pod = pod;
     this.uid = pod.metadata!.uid!;
     this.key = podKey(pod);
-    this.container = pod.spec!.containers[0]!;
-    this.restartPolicy = pod.spec!.restartPolicy as 'Never' | 'OnFailure';
+    this.runsInit = runsInitContainers(pod);
+    this.containers = this.runsInit ? pod.spec!.initContainers! : [pod.spec!.containers[0]!];
+    this.restartPolicy = (pod.spec!.restartPolicy ?? 'Always') as 'Never' | 'OnFailure' | 'Always';
     const now = new Date();
     this.state = {
       phase: 'Pending',
       startTime: pod.status?.startTime ? new Date(pod.status.startTime) : now,
       since: now,
-      restartCount: 0,
-      created: false,
+      runs: this.containers.map(() => ({ restartCount: 0, created: false })),
+      step: 0,
     };
     this.backoff = new CrashBackoff(ctx.backoffBaseMs, ctx.backoffMaxMs);
   }
 
   private get log(): ApiSession['log'] {
     return this.ctx.session.log;
+  }
+
+  /** The container running or next to run, and its runs. */
+  private get container(): V1Container {
+    return this.containers[this.state.step]!;
+  }
+
+  private get current(): ContainerRun {
+    return this.state.runs[this.state.step]!;
   }
 
   /** The latest view of the pod (a watch event may be older than the answer of our own write). */
@@ -209,22 +242,40 @@ class ProcessPod {
       this.sent = 'reported before';
       return;
     }
-    const cs = s?.containerStatuses?.[0];
-    const ranBefore = s?.phase === 'Running' || cs?.state?.running !== undefined || cs?.state?.terminated !== undefined;
+    this.skipCompleted();
+    if (this.state.step === this.containers.length) {
+      this.initialized(s?.phase === 'Running');
+      return;
+    }
+    const cs = (this.runsInit ? s?.initContainerStatuses : s?.containerStatuses)?.find((c) => c.name === this.container.name);
+    const ranBefore = (s?.phase === 'Running' && !this.runsInit) || cs?.state?.running !== undefined || cs?.state?.terminated !== undefined;
     if (ranBefore) {
       const now = new Date();
       const startedAt = cs?.state?.running?.startedAt ? new Date(cs.state.running.startedAt) : now;
-      this.state.restartCount = cs?.restartCount ?? 0;
-      this.state.created = true;
+      this.current.restartCount = cs?.restartCount ?? 0;
+      this.current.created = true;
       if (this.restartPolicy === 'Never') {
         this.log('Pod process not found: it ran before this kubelet started', { pod: this.key });
         this.finish({ exitCode: 137, reason: 'ContainerStatusUnknown', message: 'The container could not be located when the pod was terminated', startedAt, finishedAt: now });
         return;
       }
-      this.state.restartCount += 1;
+      this.current.restartCount += 1;
     }
     this.publish(); // Pending, at once: the pod is taken in
     this.run();
+  }
+
+  /** Init containers the API shows completed ran under an earlier kubelet run: they are not run again. */
+  private skipCompleted(): void {
+    const statuses = this.runsInit ? (this.pod.status?.initContainerStatuses ?? []) : [];
+    for (const c of this.containers) {
+      const cs = statuses.find((x) => x.name === c.name);
+      const t = cs?.state?.terminated;
+      if (t?.exitCode !== 0) return;
+      const at = (d: Date | undefined): Date => new Date(d ?? 0);
+      Object.assign(this.current, { created: true, restartCount: cs!.restartCount, terminated: { exitCode: 0, reason: t.reason ?? 'Completed', startedAt: at(t.startedAt), finishedAt: at(t.finishedAt) } });
+      this.state.step += 1;
+    }
   }
 
   /** The pod is being deleted: SIGTERM, SIGKILL after the grace period, then the deletion confirmed. */
@@ -259,19 +310,21 @@ class ProcessPod {
     await this.exited;
   }
 
-  containerLog(previous: boolean): ContainerLogAnswer {
-    const name = this.container.name;
+  /** Undefined for a container not run here (an init pod's container, reported running once initialized). */
+  containerLog(name: string, previous: boolean): ContainerLogAnswer | undefined {
     const podName = this.pod.metadata?.name ?? '';
+    const i = this.containers.findIndex((c) => c.name === name);
+    const waiting = (reason: string): ContainerLogAnswer => ({ status: 400, message: `container "${name}" in pod "${podName}" is waiting to start: ${reason}` });
+    if (i < 0) return this.state.step < this.containers.length && !previous ? waiting('PodInitializing') : undefined;
+    const r = this.state.runs[i]!;
     if (previous) {
-      if (!this.state.lastTerminated || this.state.restartCount < 1) {
+      if (!r.lastTerminated || r.restartCount < 1) {
         return { status: 400, message: `previous terminated container "${name}" in pod "${podName}" not found` };
       }
-      return { file: this.logFile(this.state.restartCount - 1) };
+      return { file: this.logFile(name, r.restartCount - 1) };
     }
-    if (!this.state.created) {
-      return { status: 400, message: `container "${name}" in pod "${podName}" is waiting to start: ${this.state.waiting?.reason ?? 'ContainerCreating'}` };
-    }
-    return { file: this.logFile(this.state.restartCount) };
+    if (!r.created) return waiting(r.waiting?.reason ?? (this.runsInit ? 'PodInitializing' : 'ContainerCreating'));
+    return { file: this.logFile(name, r.restartCount) };
   }
 
   // ------------------------------------------------------------------------------------------------
@@ -279,9 +332,9 @@ class ProcessPod {
 
   private run(): void {
     if (this.terminating || this.gone) return;
-    const plan = planProcess(this.pod, this.ctx.opts, this.ctx.api.nodeIp());
+    const plan = planProcess(this.pod, this.container, this.ctx.opts, this.ctx.api.nodeIp());
     if (plan.kind === 'wait') {
-      if (this.state.waiting?.message !== plan.message) {
+      if (this.current.waiting?.message !== plan.message) {
         this.log('Pod process waits for its volumes', { pod: this.key, reason: plan.message });
         this.transition({ waiting: { reason: 'ContainerCreating', message: plan.message } });
       }
@@ -293,7 +346,7 @@ class ProcessPod {
       return;
     }
 
-    const logFile = this.logFile(this.state.restartCount);
+    const logFile = this.logFile(this.container.name, this.current.restartCount);
     let child: ChildProcess;
     try {
       mkdirSync(dirname(logFile), { recursive: true });
@@ -314,8 +367,8 @@ class ProcessPod {
     });
     child.once('exit', (code, signal) => this.onExit(child, code, signal));
     if (child.pid === undefined) return;
-    this.log('Started pod process', { pod: this.key, pid: child.pid, command: [plan.bin, ...plan.args].join(' '), restartCount: this.state.restartCount });
-    this.transition({ phase: 'Running', running: { startedAt: new Date() }, created: true });
+    this.log('Started pod process', { pod: this.key, container: this.container.name, pid: child.pid, command: [plan.bin, ...plan.args].join(' '), restartCount: this.current.restartCount });
+    this.transition({ phase: this.runsInit ? 'Pending' : 'Running', running: { startedAt: new Date() }, created: true });
   }
 
   private onExit(child: ChildProcess, code: number | null, signal: NodeJS.Signals | null, err?: Error): void {
@@ -330,7 +383,7 @@ class ProcessPod {
       const now = new Date();
       const exitCode = code ?? 128 + (signal ? osConstants.signals[signal] : 0);
       this.log('Pod process exited', { pod: this.key, code, signal });
-      this.runEnded({ exitCode, reason: exitCode === 0 ? 'Completed' : 'Error', startedAt: this.state.running?.startedAt ?? now, finishedAt: now });
+      this.runEnded({ exitCode, reason: exitCode === 0 ? 'Completed' : 'Error', startedAt: this.current.running?.startedAt ?? now, finishedAt: now });
     }
     if (this.removeLogsOnExit) this.removeLogs();
     this.markExited();
@@ -341,7 +394,7 @@ class ProcessPod {
     this.log('Pod process cannot start', { pod: this.key, error: message });
     const now = new Date();
     const t: ContainerTermination = { exitCode: START_ERROR_EXIT, reason: 'StartError', message, startedAt: new Date(0), finishedAt: now };
-    this.state.created = true;
+    this.current.created = true;
     if (permanent) this.finish(t);
     else this.runEnded(t);
   }
@@ -351,19 +404,40 @@ class ProcessPod {
       this.finish(t);
       return;
     }
-    // OnFailure: the run goes to lastState, the next one follows the crash backoff
-    this.state.lastTerminated = t;
+    // OnFailure, Always: the run goes to lastState, the next one follows the crash backoff
+    this.current.lastTerminated = t;
     this.scheduleRestart(t);
   }
 
+  /** The container's last run: the pod ends with it, unless an init container completed. */
   private finish(t: ContainerTermination): void {
     clearTimeout(this.retryTimer);
-    this.transition({ phase: t.exitCode === 0 ? 'Succeeded' : 'Failed', terminated: t });
+    if (!this.runsInit || t.exitCode !== 0) {
+      this.transition({ phase: t.exitCode === 0 ? 'Succeeded' : 'Failed', terminated: t });
+      return;
+    }
+    this.transition({ terminated: t });
+    this.state.step += 1;
+    this.backoff = new CrashBackoff(this.ctx.backoffBaseMs, this.ctx.backoffMaxMs); // the kubelet's is per container
+    if (this.state.step < this.containers.length) this.run();
+    else this.initialized(false);
+  }
+
+  /** Every init container completed: the pod's containers are reported running, not run (their images' binaries are not here). */
+  private initialized(reportedBefore: boolean): void {
+    this.state.phase = 'Running';
+    if (reportedBefore) {
+      this.sent = 'reported before';
+      return;
+    }
+    this.log('Init containers completed: reporting the pod running', { pod: this.key });
+    this.state.since = new Date();
+    this.publish();
   }
 
   /** Restarts after the crash backoff's delay (static-pods.ts's CrashBackoff). */
   private scheduleRestart(t: ContainerTermination): void {
-    const phase = t.reason === 'StartError' && this.state.phase === 'Pending' ? 'Pending' : 'Running';
+    const phase = this.runsInit || (t.reason === 'StartError' && this.state.phase === 'Pending') ? 'Pending' : 'Running';
     const delayMs = this.backoff.delay();
     if (delayMs === 0) {
       this.transition({ phase, waiting: { reason: t.reason === 'StartError' ? 'RunContainerError' : 'CrashLoopBackOff', message: t.message ?? '' } });
@@ -381,7 +455,7 @@ class ProcessPod {
 
   private restart(): void {
     if (this.terminating || this.gone) return;
-    this.state.restartCount += 1;
+    this.current.restartCount += 1;
     this.run();
   }
 
@@ -392,8 +466,8 @@ class ProcessPod {
     this.killTimer = terminateGroup(pid, graceSeconds);
   }
 
-  private logFile(run: number): string {
-    return join(this.podLogDir(), this.container.name, `${run}.log`);
+  private logFile(container: string, run: number): string {
+    return join(this.podLogDir(), container, `${run}.log`);
   }
 
   private podLogDir(): string {
@@ -407,23 +481,23 @@ class ProcessPod {
   // ------------------------------------------------------------------------------------------------
   // status
 
-  /** One state of the container replaces the other; the status goes out. */
-  private transition(change: Partial<ProcessPodState>): void {
-    const s = this.state;
+  /** One state of the current container replaces the other; the status goes out. */
+  private transition(change: Partial<ContainerRun> & { phase?: ProcessPodState['phase'] }): void {
     const { phase, ...rest } = change;
-    if (phase) s.phase = phase;
-    s.running = undefined;
-    s.waiting = undefined;
-    s.terminated = undefined;
-    Object.assign(s, rest);
-    s.since = new Date();
+    if (phase) this.state.phase = phase;
+    const r = this.current;
+    r.running = undefined;
+    r.waiting = undefined;
+    r.terminated = undefined;
+    Object.assign(r, rest);
+    this.state.since = new Date();
     this.publish();
   }
 
   /** The latest state goes out after what is queued; an unchanged one is not sent again. */
   private publish(): void {
     this.enqueue('updating the status of pod', async () => {
-      const status = processPodStatus(this.pod, this.state, this.ctx.api.nodeIp());
+      const status = (this.runsInit ? initPodStatus : processPodStatus)(this.pod, this.state, this.ctx.api.nodeIp());
       const signature = JSON.stringify(status);
       if (signature === this.sent) return;
       await this.ctx.api.patchStatus(this.pod, status);
@@ -453,9 +527,8 @@ class ProcessPod {
 // --------------------------------------------------------------------------------------------------
 // what a process needs
 
-/** The process of the pod's container, or why it cannot run (yet). */
-function planProcess(pod: V1Pod, opts: ProcessPodsOptions, nodeIp: string): Plan {
-  const c = pod.spec!.containers[0]!;
+/** The process of a container of the pod, or why it cannot run (yet). */
+function planProcess(pod: V1Pod, c: V1Container, opts: ProcessPodsOptions, nodeIp: string): Plan {
   const volumes = new Map((pod.spec?.volumes ?? []).map((v) => [v.name, v]));
   for (const m of c.volumeMounts ?? []) {
     const v = volumes.get(m.name);
