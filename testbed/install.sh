@@ -290,6 +290,9 @@ build_kube_previous
 go_install kwok "$KWOK_VERSION" "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION" -ldflags "-s -w"
 go_install helm "$HELM_VERSION" "helm.sh/helm/v3/cmd/helm@$HELM_VERSION" \
   -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION"
+# A real OCI registry (go-containerregistry's, in memory) for charts pushed with `helm push`; built as
+# oci-registry (its own name, `registry`, says too little).
+go_build_via_module oci-registry "$GGCR_VERSION" "github.com/google/go-containerregistry/cmd/registry@$GGCR_VERSION" -ldflags "-s -w"
 go_build_via_module argo "$ARGO_VERSION" "github.com/argoproj/argo-workflows/v3/cmd/argo@$ARGO_VERSION" \
   -ldflags "-s -w -X github.com/argoproj/argo-workflows/v3.version=$ARGO_VERSION"
 

@@ -6,7 +6,8 @@
  *   checkout holding the cluster folder, so clusters can share vendored charts); no `..`, and the
  *   resolved folder (symlinks followed) must stay inside the repository;
  * - `spec.repo: https://...` with `chart` and `version`: `helm template NAME CHART --repo URL --version V`;
- * - `spec.repo: oci://host/path` with `chart` and `version`: `helm template NAME oci://host/path/CHART --version V`.
+ * - `spec.repo: oci://host/path` with `chart` and `version`: `helm template NAME oci://host/path/CHART --version V`
+ *   (`--plain-http` when `spec.plainHTTP`: a registry without TLS in a private network).
  *
  * Values: `spec.valuesFiles` (files of the cluster folder, resolved inside it) in order, then the
  * inline `spec.values` written to a 0600 temp file; all passed with `-f`, never with `--set`.
@@ -133,6 +134,7 @@ export async function renderAddonChart(addon: AddonChart, options: ChartRenderOp
           await fs.writeFile(registryConfig, JSON.stringify({ auths: { [host]: { auth } } }), { mode: 0o600 });
         }
         sourceArgs.push('--version', version);
+        if (spec.plainHTTP) sourceArgs.push('--plain-http');
       } else {
         chartSource = `${redactUrlCredentials(repo)} ${chart}@${version}`;
         if (credentials) {

@@ -352,6 +352,8 @@ export interface AddonChartSpec {
   version?: string;
   /** Values files of the cluster folder, applied in order before `values`. */
   valuesFiles?: string[];
+  /** An oci:// registry reached over plain HTTP (helm's --plain-http). */
+  plainHTTP?: boolean;
   /** Secret (capflow's secret store) with keys `username` and `password` for a private repository. */
   credentialsSecretRef?: { name: string };
   /** Defaults to metadata.name. */

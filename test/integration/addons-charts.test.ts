@@ -5,12 +5,12 @@
  * never in argv, a log line or an error), a template that fails to render, a document that is no
  * Kubernetes object, and paths that leave the repository or the cluster folder.
  *
- * OCI registries are not tested: serving one locally would need a registry implementation in the test
- * bed (none is installed), and the code path differs only in the chart reference and registry config.
+ * And the chart pushed with `helm push` to the test bed's OCI registry (go-containerregistry's, in
+ * memory, plain HTTP), pulled through a loopback proxy that wants basic auth.
  */
 import { expect } from 'chai';
-import { spawnSync } from 'node:child_process';
-import { createServer, type Server } from 'node:http';
+import { spawn, spawnSync } from 'node:child_process';
+import { createServer, request as httpRequest, type Server } from 'node:http';
 import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync, chmodSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -22,6 +22,8 @@ import { createLogger } from '../../src/core/logger.js';
 import { LocalSecretStore } from '../../src/core/secrets.js';
 import type { AddonChart, AddonChartSpec } from '../../src/spec/model.js';
 import { REPO_ROOT, requireTool } from '../support/tools.js';
+import { freePort } from '../support/ports.js';
+import { until } from '../support/machines.js';
 
 const PASSWORD = 'hunter2-Chart-Repo-Pass';
 const USERNAME = 'charts';
@@ -171,6 +173,50 @@ describe('addons/charts: rendering an AddonChart with the real helm template', f
       expect(text).not.to.contain(PASSWORD);
     }
     expect(logLines.some((l) => l.includes('rendered AddonChart tiny-remote'))).to.equal(true);
+  });
+
+  it('renders the chart pushed to an OCI registry (the test bed\'s, behind a basic-auth proxy), credentials in a throwaway registry config, never on argv', async () => {
+    // the chart pushed with `helm push` straight to the registry, as a release pipeline would
+    const port = await freePort();
+    const registry = spawn(requireTool('oci-registry'), ['-port', String(port)], { stdio: 'ignore' });
+    let proxy: Server | undefined;
+    try {
+      await until('the OCI registry answers', async () => (await fetch(`http://127.0.0.1:${port}/v2/`).then((r) => r.status === 200).catch(() => false)) || undefined, 10_000);
+      const isolated = { ...process.env, HELM_CACHE_HOME: join(root, 'o/cache'), HELM_CONFIG_HOME: join(root, 'o/config'), HELM_DATA_HOME: join(root, 'o/data') };
+      const push = spawnSync(helm, ['push', join(root, 'served', 'tiny-0.1.0.tgz'), `oci://127.0.0.1:${port}/charts`, '--plain-http'], { env: isolated, encoding: 'utf8' });
+      expect(push.status, push.stderr).to.equal(0);
+
+      // capflow reaches it through a proxy that wants basic auth, as a private registry does
+      const expected = `Basic ${Buffer.from(`${USERNAME}:${PASSWORD}`).toString('base64')}`;
+      const seen: string[] = [];
+      proxy = createServer((req, res) => {
+        seen.push(`${req.method} ${req.url} ${req.headers.authorization ? 'auth' : 'anonymous'}`);
+        if (req.headers.authorization !== expected) return void res.writeHead(401, { 'WWW-Authenticate': 'Basic realm="charts"' }).end();
+        const upstream = httpRequest({ host: '127.0.0.1', port, method: req.method, path: req.url, headers: { accept: req.headers.accept ?? '*/*' } }, (up) => {
+          res.writeHead(up.statusCode ?? 502, up.headers);
+          up.pipe(res);
+        });
+        upstream.on('error', () => res.writeHead(502).end());
+        req.pipe(upstream);
+      });
+      await new Promise<void>((resolve) => proxy!.listen(0, '127.0.0.1', resolve));
+      const oci = `oci://127.0.0.1:${(proxy.address() as AddressInfo).port}/charts`;
+
+      const out = await renderAddonChart(addon('tiny-oci', { repo: oci, chart: 'tiny', version: '0.1.0', plainHTTP: true, credentialsSecretRef: { name: 'chart-repo' } }), options);
+      expect(out.chartSource).to.equal(`${oci}/tiny@0.1.0`);
+      expect(out.objects.map((o) => `${o.object.kind}/${o.object.metadata?.name}`)).to.deep.equal(['CustomResourceDefinition/widgets.tiny.capflow.io', 'ConfigMap/tiny-oci-settings', 'Deployment/tiny-oci']);
+      expect(seen.some((r) => /^GET \/v2\/charts\/tiny\/manifests\/0\.1\.0 auth$/.test(r)), seen.join('\n')).to.equal(true);
+
+      const anonymous = await refused(renderAddonChart(addon('tiny-oci-anon', { repo: oci, chart: 'tiny', version: '0.1.0', plainHTTP: true }), options));
+      expect(anonymous.code).to.equal('ADDON_CHART_RENDER');
+      expect(anonymous.message).to.contain('AddonChart tiny-oci-anon').and.match(/basic credential not found/);
+      const argv = readFileSync(argvLog, 'utf8');
+      expect(argv).to.contain('--registry-config').and.contain('--plain-http');
+      for (const text of [argv, logLines.join('\n'), anonymous.message]) expect(text).not.to.contain(PASSWORD);
+    } finally {
+      registry.kill('SIGKILL');
+      await new Promise<void>((resolve) => (proxy ? proxy.close(() => resolve()) : resolve()));
+    }
   });
 
   it('names the missing secret and the keys a secret lacks', async () => {

@@ -2,7 +2,7 @@
 // Needs `bash testbed/install.sh`; without it every test here fails with that command in the message.
 
 import { expect } from 'chai';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, realpathSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
@@ -44,7 +44,7 @@ describe('test bed: tool lookup', function () {
   it('every test bed tool is installed, at the pinned version', async function () {
     this.timeout(30_000);
     const v = testbedVersions();
-    const missing = ['etcd', 'etcdctl', 'kube-apiserver', 'kube-controller-manager', 'kube-scheduler', 'kubeadm', 'kubectl', 'kwok', 'helm', 'argo', 'cloud-init', 'sshd', 'openssl']
+    const missing = ['etcd', 'etcdctl', 'kube-apiserver', 'kube-controller-manager', 'kube-scheduler', 'kubeadm', 'kubectl', 'kwok', 'helm', 'argo', 'oci-registry', 'cloud-init', 'sshd', 'openssl']
       .filter((t) => findTool(t) === undefined);
     expect(missing, `missing tools; install them with: ${INSTALL_COMMAND}`).to.deep.equal([]);
 
@@ -73,6 +73,8 @@ describe('test bed: tool lookup', function () {
     expect(await out('helm', ['version', '--short'])).to.contain(v.HELM_VERSION);
     expect(await out('argo', ['version', '--short'])).to.contain(v.ARGO_VERSION);
     expect(await out('kwok', ['--version'])).to.contain(v.KWOK_VERSION!.replace(/^v/, ''));
+    // it prints no version: the cache path it was built into names it
+    expect(realpathSync(requireTool('oci-registry'))).to.contain(`/oci-registry/${v.GGCR_VERSION}/`);
   });
 });
 
