@@ -120,11 +120,11 @@ export async function installAddons(o: InstallOptions): Promise<InstallResult> {
   // Addons of these stages that capflow installed and Git no longer has.
   const removed = Object.entries(status.addons).filter(([name, r]) => stages.has(r.stage) && !names.has(name) && !isDesiredElsewhere(o.model, name));
   o.log.info(`Addons of stage ${o.stage}: ${desired.length === 0 ? 'none' : desired.map((a) => a.name).join(', ')}`, { removed: removed.map(([n]) => n).join(', ') || undefined });
-  refuseDuplicates(desired);
 
   const applier = new AddonApplier(o.kc, o.log, o.signal);
   await withNamespaces(applier, desired, o);
   await qualifyNamespaces(applier, desired);
+  refuseDuplicates(desired);
   const preview = await checkAll(applier, desired, o);
 
   for (const a of desired) {
@@ -387,7 +387,7 @@ function refuseDuplicates(desired: DesiredAddon[]): void {
   for (const a of desired) {
     for (const { object, source } of a.objects) {
       const ref = refOf(object);
-      const key = refKey({ ...ref, namespace: ref.namespace ?? '' });
+      const key = refKey(ref);
       const other = owner.get(key);
       if (other && other !== a.name) {
         throw new InputError('ADDON_OBJECT_DUPLICATE', `${describeRef(ref)} is rendered by two addons: ${other} and ${a.name} (${source}); one object has one owner`, { hint: 'remove it from one of them' });

@@ -240,6 +240,14 @@ describe('install-addons step: charts and ClusterResourceSets against a real kub
     expect(Object.keys(status!.addons).sort()).to.deep.equal(['crs-base', 'db']);
   });
 
+  it('two addons rendering one object are refused before anything is applied, naming both', async () => {
+    setAddons(`${addonsYaml({ web: false })}---\napiVersion: capflow.io/v1alpha1\nkind: AddonChart\nmetadata:\n  name: db-copy\nspec:\n  path: charts/tiny\n  releaseName: db\n  namespace: apps\n`);
+    const res = await step();
+    expect(res.code, res.stderr).to.equal(2);
+    expect(errorOf(res)).to.match(/^ConfigMap apps\/db-settings is rendered by two addons: db and db-copy/);
+    expect(written(writesSinceMark())).to.deep.equal([]);
+  });
+
   it('killed mid-apply (SIGKILL once the audit log shows its third write), then the addon removed from Git: the rerun prunes what the killed run made, nothing leaks', async () => {
     // a chart of 40 ConfigMaps, so that the kill lands mid-apply
     mkdirSync(path.join(repo, 'charts', 'many', 'templates'), { recursive: true });
