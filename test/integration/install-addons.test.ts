@@ -12,7 +12,7 @@ import { expect } from 'chai';
 import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { AppsV1Api, CoreV1Api, type KubeConfig } from '@kubernetes/client-node';
+import { AppsV1Api, CoreV1Api, KubernetesObjectApi, PatchStrategy, type KubeConfig } from '@kubernetes/client-node';
 import { ADDON_LABEL } from '../../src/addons/apply.js';
 import { LocalSecretStore } from '../../src/core/secrets.js';
 import { readStepStatus } from '../../src/core/status.js';
@@ -238,6 +238,23 @@ describe('install-addons step: charts and ClusterResourceSets against a real kub
     expect(JSON.parse(res.outputs.addons)).to.deep.include({ name: 'web', written: 0, pruned: 2 });
     const status = await readStepStatus<AddonsStatus>(new LocalSecretStore(path.join(work, 'secrets')), 'dev', 'install-addons');
     expect(Object.keys(status!.addons).sort()).to.deep.equal(['crs-base', 'db']);
+  });
+
+  it('a field another manager took is a conflict (exit 3) before any write; with force: true capflow takes it back', async () => {
+    setAddons(addonsYaml({ web: false }));
+    const objects = kc.makeApiClient(KubernetesObjectApi);
+    await objects.patch({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'db-settings', namespace: 'apps' }, data: { role: 'hand-edited' } }, undefined, undefined, 'someone-else', true, PatchStrategy.ServerSideApply);
+    writesSinceMark();
+    const res = await step();
+    expect(res.code, res.stderr).to.equal(3);
+    expect(errorOf(res)).to.match(/addon db: ConfigMap apps\/db-settings: .*conflict.*someone-else/i);
+    expect(written(writesSinceMark())).to.deep.equal([]);
+    setAddons(addonsYaml({ web: false }).replace('  namespace: apps\n  timeout: 60s\n  values:\n    settings:\n      role: db', '  namespace: apps\n  timeout: 60s\n  force: true\n  values:\n    settings:\n      role: db'));
+    const forced = await step();
+    expect(forced.code, forced.stderr).to.equal(0);
+    expect(written(writesSinceMark())).to.deep.equal(['patch configmaps/db-settings']);
+    const cm = await kc.makeApiClient(CoreV1Api).readNamespacedConfigMap({ name: 'db-settings', namespace: 'apps' });
+    expect(cm.data?.role).to.equal('db');
   });
 
   it('two addons rendering one object are refused before anything is applied, naming both', async () => {
