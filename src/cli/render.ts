@@ -3,7 +3,7 @@ import { stringify } from 'yaml';
 import { gitTopLevel, resolveCheckout } from '../core/checkout.js';
 import { ExitCode } from '../core/errors.js';
 import { buildWorkflow } from '../gitops/workflow.js';
-import { FOLDER_VARS_FILE, loadClusterSpec, specHash } from '../spec/index.js';
+import { FOLDER_VARS_FILE, loadClusterSpec, specHashWithInputs } from '../spec/index.js';
 import { parse, str, keyValues } from './args.js';
 import type { CliIo } from './context.js';
 
@@ -56,7 +56,7 @@ export async function renderCommand(argv: string[], io: CliIo): Promise<number> 
     repo: str(values.repo) ?? repoRoot,
     revision,
     clusterPath: path.relative(repoRoot, dir) || '.',
-    specHash: specHash(model),
+    specHash: await specHashWithInputs(model, repoRoot),
     namespace: str(values.namespace)!,
     extraParameters: keyValues('render', values.param as string[] | undefined),
   });

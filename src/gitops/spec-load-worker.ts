@@ -5,7 +5,7 @@
  * they cannot hold up the reconciler's event loop (probes, webhooks, the Lease).
  */
 import { parentPort } from 'node:worker_threads';
-import { formatProblem, specHash, validateClusterSpec } from '../spec/index.js';
+import { formatProblem, specHashWithInputs, validateClusterSpec } from '../spec/index.js';
 import { displayOf, type SpecLoadReply, type SpecLoadRequest } from './spec-loads.js';
 
 const port = parentPort;
@@ -21,7 +21,8 @@ async function load(req: SpecLoadRequest): Promise<SpecLoadReply> {
   try {
     const { model, problems } = await validateClusterSpec(req.dir, { displayRoot: req.displayRoot });
     const warnings = problems.filter((p) => p.severity === 'warning').map(formatProblem);
-    if (model) return { id: req.id, result: { specHash: specHash(model), warnings } };
+    // the display root is the checkout's root: AddonCharts' chart folders are read from it
+    if (model) return { id: req.id, result: { specHash: await specHashWithInputs(model, req.displayRoot), warnings } };
     return { id: req.id, result: { errors: problems.filter((p) => p.severity === 'error').map(formatProblem), warnings } };
   } catch (err) {
     const e = err instanceof Error ? err : new Error(String(err));

@@ -6,7 +6,7 @@
 export { loadClusterSpec, validateClusterSpec, type LoadOptions, type ValidationResult } from './loader.js';
 export { DEFAULT_SPEC_LIMITS, type SpecLimits } from './limits.js';
 export { formatProblem, isSpecInvalidError, printable, SpecInvalidError, type ProblemCode, type Severity, type SpecProblem } from './problems.js';
-export { specHash, canonicalJson } from './hash.js';
+export { specHash, specHashWithInputs, canonicalJson } from './hash.js';
 export { fieldLocation, FieldProblems, type FieldLocation } from './locations.js';
 export { formatPath } from './paths.js';
 export { FOLDER_VARS_FILE, isCredentialName, parseVarsFile, parseVarsText, varsFileWithin, type VariableOptions } from './variables.js';

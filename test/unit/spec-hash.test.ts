@@ -1,5 +1,8 @@
 import { expect } from 'chai';
-import { canonicalJson, loadClusterSpec, specHash } from '../../src/spec/index.js';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { canonicalJson, loadClusterSpec, specHash, specHashWithInputs } from '../../src/spec/index.js';
 import { cleanupSpecFolders, minimalAws, specFolder, AWS_CLUSTER, CLUSTER, CONTROL_PLANE, WORKERS } from '../fixtures/spec/support.js';
 
 async function hashOf(files: Record<string, string>): Promise<string> {
@@ -63,5 +66,44 @@ describe('spec hash', function () {
 
   it('canonical JSON sorts keys at every level and keeps array order', () => {
     expect(canonicalJson({ b: [{ d: 1, c: 2 }, 3], a: 'x', u: undefined })).to.equal('{"a":"x","b":[{"c":2,"d":1},3]}');
+  });
+});
+
+describe('spec hash with the files AddonCharts read (chart folders, values files)', function () {
+  this.timeout(30_000);
+  const ADDON = 'apiVersion: capflow.io/v1alpha1\nkind: AddonChart\nmetadata:\n  name: cni\nspec:\n  path: charts/cni\n  valuesFiles: [values/cni.yaml]\n';
+  let repo = '';
+  const cluster = () => path.join(repo, 'clusters', 'dev');
+  const hash = async () => specHashWithInputs(await loadClusterSpec(cluster()), repo);
+
+  before(async () => {
+    repo = await mkdtemp(path.join(os.tmpdir(), 'capflow-hash-inputs-'));
+    await mkdir(path.join(cluster(), 'values'), { recursive: true });
+    await mkdir(path.join(repo, 'charts', 'cni', 'templates'), { recursive: true });
+    for (const [f, text] of Object.entries(minimalAws({ 'addons.yaml': ADDON }))) await writeFile(path.join(cluster(), f), text);
+    await writeFile(path.join(cluster(), 'values', 'cni.yaml'), 'mtu: 1450\n');
+    await writeFile(path.join(repo, 'charts', 'cni', 'Chart.yaml'), 'apiVersion: v2\nname: cni\nversion: 0.1.0\n');
+    await writeFile(path.join(repo, 'charts', 'cni', 'templates', 'ds.yaml'), 'kind: DaemonSet\n');
+  });
+  after(async () => rm(repo, { recursive: true, force: true }));
+
+  it('a cluster without such addons keeps the documents\' hash', async () => {
+    const folder = await specFolder(minimalAws());
+    const model = await loadClusterSpec(folder);
+    expect(await specHashWithInputs(model, folder)).to.equal(specHash(model));
+  });
+
+  it('changes when a template of the chart folder or a values file changes, and only then', async () => {
+    const first = await hash();
+    expect(first).to.not.equal(specHash(await loadClusterSpec(cluster())));
+    expect(await hash(), 'stable').to.equal(first);
+    await writeFile(path.join(repo, 'charts', 'cni', 'templates', 'ds.yaml'), 'kind: DaemonSet\n# changed\n');
+    const second = await hash();
+    expect(second).to.not.equal(first);
+    await writeFile(path.join(cluster(), 'values', 'cni.yaml'), 'mtu: 9001\n');
+    const third = await hash();
+    expect(third).to.not.equal(second);
+    await writeFile(path.join(repo, 'charts', 'unrelated.txt'), 'x');
+    expect(await hash(), 'a file outside the chart folder does not count').to.equal(third);
   });
 });
