@@ -33,7 +33,7 @@ export const installAddonsStep: Executor = {
       stage: { type: 'string', enum: Object.keys(STAGES), description: 'control-plane (the CNI, before Nodes can be Ready), workers (the rest) or all (default)' },
       concurrency: { type: 'string', pattern: '^[1-9][0-9]?$', description: 'addons rendered and installed at once (default 4)' },
       'ready-timeout': { type: 'string', pattern: DURATION_PATTERN, description: "how long a ClusterResourceSet's objects may take to be ready (default 5m; charts say theirs in spec.timeout)" },
-      'poll-interval': POLL_INTERVAL_PARAM,
+      'poll-interval': { ...POLL_INTERVAL_PARAM, description: 'delay between readiness checks (default 2s)' },
     },
   },
   outputSchema: { type: 'object', additionalProperties: false, required: ['changes', 'addons'], properties: { changes: { type: 'string' }, addons: { type: 'string' } } },

@@ -5,6 +5,8 @@ import type { Executor } from '../core/executor.js';
 export interface CliDeps {
   /** Every step capflow ships; imported on demand (only `step` needs them, and they load the AWS SDK). */
   loadExecutors: () => Promise<readonly Executor[]>;
+  /** One step by id, importing only it (undefined: no such step); without it, loadExecutors is used. */
+  loadExecutor?: (id: string) => Promise<Executor | undefined>;
   /** Absolute path of the running entry point (dist/bin/capflow.js). */
   entryPoint: string;
   stdout?: NodeJS.WritableStream;

@@ -30,6 +30,20 @@ Options:
 Exit codes: 0 ok, 2 invalid input (do not retry), 3 conflict or drift, 75 transient (retry).`;
 }
 
+/** `capflow step <id> --help`: what the step does and its parameters, from its input schema. */
+export function oneStepHelp(executor: Executor): string {
+  const props = (executor.inputSchema as { properties?: Record<string, { description?: string; enum?: unknown[] }> }).properties ?? {};
+  const params = Object.entries(props).map(([name, p]) => `  -p ${`${name}=...`.padEnd(22)} ${p.description ?? ''}${p.enum ? ` (one of: ${p.enum.join(', ')})` : ''}`.trimEnd());
+  const modes = [executor.supportsDryRun ? '--dry-run' : '', executor.supportsDelete ? '--delete' : ''].filter(Boolean).join(', ');
+  return `Usage: capflow step ${executor.id} --cluster-dir <dir> [options]
+
+${executor.description}.
+
+Parameters:
+${params.length > 0 ? params.join('\n') : '  (none)'}
+${modes ? `Modes: ${modes}\n` : ''}Common options and exit codes: capflow step --help`;
+}
+
 export async function stepCommand(argv: string[], io: CliIo, globals: { logFormat?: LogFormat; logLevel?: LogLevel }): Promise<number> {
   const { values, positionals } = parse('step', argv, {
     'cluster-dir': { type: 'string' },
@@ -41,15 +55,19 @@ export async function stepCommand(argv: string[], io: CliIo, globals: { logForma
     'dry-run': { type: 'boolean' },
     delete: { type: 'boolean' },
   });
-  const executors = await io.deps.loadExecutors();
-  if (values.help || positionals.length === 0) {
-    io.out(stepHelp(executors));
+  const id = positionals[0];
+  if (id === undefined) {
+    io.out(stepHelp(await io.deps.loadExecutors()));
     return values.help ? ExitCode.ok : ExitCode.invalidInput;
   }
-  const id = positionals[0]!;
-  const executor = executors.find((e) => e.id === id);
+  const executor = (await io.deps.loadExecutor?.(id)) ?? (await io.deps.loadExecutors()).find((e) => e.id === id);
   if (!executor) {
-    throw new InputError('STEP_UNKNOWN', `unknown step "${id}"`, { hint: `known steps: ${executors.map((e) => e.id).join(', ')}` });
+    const known = (await io.deps.loadExecutors()).map((e) => e.id);
+    throw new InputError('STEP_UNKNOWN', `unknown step "${id}"`, { hint: `known steps: ${known.join(', ')}` });
+  }
+  if (values.help) {
+    io.out(oneStepHelp(executor));
+    return ExitCode.ok;
   }
   const clusterDir = str(values['cluster-dir']);
   if (!clusterDir) throw new InputError('CLI_USAGE', 'step: --cluster-dir is required', { hint: 'see: capflow step --help' });

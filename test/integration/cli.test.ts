@@ -198,6 +198,8 @@ describe('capflow CLI (the built command, run as a child process)', function () 
     [['render', '--help'], 0, /Usage: capflow render/],
     [['run', '--help'], 0, /Usage: capflow run/],
     [['step', '--help'], 0, /validate-spec/],
+    [['step', 'install-addons', '--help'], 0, /Usage: capflow step install-addons[\s\S]*-p stage=\.\.\.\s+control-plane[\s\S]*Modes: --dry-run/],
+    [['step', 'kubeadm-init', '--help'], 0, /-p api-timeout=[\s\S]*Modes: --dry-run, --delete/],
     [['demo', '--help'], 0, /Usage: capflow demo/],
     [['frobnicate'], 2, /unknown command "frobnicate"/],
     [['validate', '--nope', 'x'], 2, /Unknown option '--nope'/],
