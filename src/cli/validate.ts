@@ -1,6 +1,7 @@
 import path from 'node:path';
 import { ExitCode } from '../core/errors.js';
-import { formatProblem, printable, specHash, validateClusterSpec } from '../spec/index.js';
+import { gitTopLevel } from '../core/checkout.js';
+import { formatProblem, printable, specHashWithInputs, validateClusterSpec } from '../spec/index.js';
 import { parse, str } from './args.js';
 import type { CliIo } from './context.js';
 
@@ -33,20 +34,22 @@ export async function validateCommand(argv: string[], io: CliIo): Promise<number
   const { model, problems } = await validateClusterSpec(dir, { ...(vars ? { varsFile: path.resolve(vars) } : {}), useEnv: values.env === true });
   const errors = problems.filter((p) => p.severity === 'error');
   const valid = errors.length === 0 && model !== undefined;
+  // the hash the reconciler and `capflow render` compute: AddonCharts' chart folders under the repository root count
+  const hash = valid ? await specHashWithInputs(model, (await gitTopLevel(dir)) ?? dir) : undefined;
   if (values.json) {
     io.out(
       JSON.stringify({
         valid,
         cluster: model?.name,
         provider: model?.provider,
-        specHash: valid ? specHash(model) : undefined,
+        specHash: hash,
         problems: problems.map((p) => ({ ...p, text: formatProblem(p) })),
       }),
     );
   } else {
     for (const p of problems) io.err(formatProblem(p));
     if (valid) {
-      io.out(`${printable(positionals[0]!)}: valid ${model.provider} cluster "${model.name}", ${model.documents.length} documents, spec hash ${specHash(model).slice(0, 12)}`);
+      io.out(`${printable(positionals[0]!)}: valid ${model.provider} cluster "${model.name}", ${model.documents.length} documents, spec hash ${hash!.slice(0, 12)}`);
     } else {
       io.err(`${printable(positionals[0]!)}: ${errors.length} ${errors.length === 1 ? 'error' : 'errors'}, nothing was applied`);
     }
