@@ -32,6 +32,7 @@ import { renderAddonChart } from './charts.js';
 import { READINESS_KINDS, waitReady } from './readiness.js';
 import { resourceSetAddons, resourcesToApply } from './resource-sets.js';
 import { runInDependencyOrder } from './schedule.js';
+import { mapLimit } from '../core/concurrency.js';
 
 export const ADDONS_STEP = 'install-addons';
 export type StageSelection = AddonStage | 'all';
@@ -458,15 +459,3 @@ export function goDuration(text: string | undefined): number | undefined {
   return total;
 }
 
-async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
-  const out = new Array<R>(items.length);
-  let next = 0;
-  const workers = Array.from({ length: Math.min(Math.max(1, limit), items.length) }, async () => {
-    while (next < items.length) {
-      const i = next++;
-      out[i] = await fn(items[i]!);
-    }
-  });
-  await Promise.all(workers);
-  return out;
-}

@@ -21,6 +21,7 @@ import { ConflictError, TransientError, isCapflowError } from '../core/errors.js
 import { statusOf, wrapKubeError } from '../core/kube-errors.js';
 import type { Logger } from '../core/logger.js';
 import { describeRef, type ObjectRef } from './apply.js';
+import { mapLimit } from '../core/concurrency.js';
 
 export interface WaitReadyOptions {
   /** The addon's name, for messages. */
@@ -302,15 +303,3 @@ export function selectorString(s: V1LabelSelector): string {
 
 const seconds = (ms: number): string => (ms / 1000).toFixed(ms < 10_000 ? 1 : 0);
 
-async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
-  const out = new Array<R>(items.length);
-  let next = 0;
-  const worker = async (): Promise<void> => {
-    while (next < items.length) {
-      const i = next++;
-      out[i] = await fn(items[i] as T);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
-  return out;
-}

@@ -33,6 +33,7 @@ import {
   type WorkflowClient,
   type WorkflowView,
 } from './types.js';
+import { mapLimit } from '../core/concurrency.js';
 
 export interface ReconcilerOptions {
   repoUrl: string;
@@ -695,19 +696,6 @@ export class Reconciler {
   }
 }
 
-/** Runs `work` over the items, at most `limit` at once; results in item order. */
-async function mapLimit<T, R>(items: readonly T[], limit: number, work: (item: T) => Promise<R>): Promise<R[]> {
-  const results = new Array<R>(items.length);
-  let next = 0;
-  const worker = async (): Promise<void> => {
-    while (next < items.length) {
-      const i = next++;
-      results[i] = await work(items[i]!);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
-  return results;
-}
 
 /** Runs at most `limit` of the functions given to it at once, the others in turn. */
 function limiter(limit: number): <T>(work: () => Promise<T>) => Promise<T> {
