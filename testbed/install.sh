@@ -6,7 +6,7 @@
 #   Go, built here:  etcd, etcdctl, kube-apiserver, kube-controller-manager, kube-scheduler, kubeadm,
 #                    kubectl (wrapper module testbed/go.mod); kube-apiserver, kube-controller-manager,
 #                    kube-scheduler, kubeadm of the previous release (testbed/previous/go.mod); kwok,
-#                    helm, argo
+#                    helm, argo, workflow-controller
 # Each Go tool lands in ${CAPFLOW_TESTBED_CACHE:-$HOME/.cache/capflow-testbed}/<tool>/<version>/bin/<tool>
 # (skipped when present) and is symlinked into ${CAPFLOW_TESTBED_BIN:-$HOME/.cache/capflow-testbed/bin};
 # the previous release's machine image gets its own bin dir, $CAPFLOW_TESTBED_BIN/<previous version>.
@@ -295,6 +295,30 @@ go_install helm "$HELM_VERSION" "helm.sh/helm/v3/cmd/helm@$HELM_VERSION" \
 go_build_via_module oci-registry "$GGCR_VERSION" "github.com/google/go-containerregistry/cmd/registry@$GGCR_VERSION" -ldflags "-s -w"
 go_build_via_module argo "$ARGO_VERSION" "github.com/argoproj/argo-workflows/v3/cmd/argo@$ARGO_VERSION" \
   -ldflags "-s -w -X github.com/argoproj/argo-workflows/v3.version=$ARGO_VERSION"
+# Argo's workflow controller, the same release as the CLI: the tests run Workflows under it, with a
+# pod stand-in playing the kubelet (test/support/argo.ts).
+go_build_via_module workflow-controller "$ARGO_VERSION" "github.com/argoproj/argo-workflows/v3/cmd/workflow-controller@$ARGO_VERSION" \
+  -ldflags "-s -w -X github.com/argoproj/argo-workflows/v3.version=$ARGO_VERSION"
+
+# The release's own CRDs, which the controller needs installed: copied from the module next to the
+# binary, $CACHE/workflow-controller/<version>/crds/minimal (the ones Argo's install manifests use:
+# this release's full ones are refused by current API servers).
+argo_crds() {
+  local dest="$CACHE/workflow-controller/$ARGO_VERSION/crds"
+  if [ -s "$dest/minimal/argoproj.io_workflowtaskresults.yaml" ]; then
+    log "argo CRDs $ARGO_VERSION: present"; return
+  fi
+  if [ "$CHECK" = 1 ]; then MISSING+=("argo-crds@$ARGO_VERSION"); log "MISSING argo CRDs $ARGO_VERSION"; return; fi
+  go_env_ok
+  local dir
+  dir="$(cd "${TMPDIR:-/tmp}" && GOFLAGS=-mod=mod go mod download -json "github.com/argoproj/argo-workflows/v3@$ARGO_VERSION" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')"
+  [ -d "$dir/manifests/base/crds/minimal" ] || { echo "argo module $ARGO_VERSION has no manifests/base/crds (at '$dir')" >&2; return 1; }
+  rm -rf "$dest"
+  mkdir -p "$dest/minimal"
+  cp "$dir/manifests/base/crds/minimal"/argoproj.io_*.yaml "$dest/minimal/"
+  log "argo CRDs $ARGO_VERSION: copied to $dest"
+}
+argo_crds
 
 if [ "$CHECK" = 1 ]; then
   if [ "${#MISSING[@]}" -gt 0 ]; then

@@ -1,14 +1,16 @@
 /**
  * The repository a run is pinned to. A local path is used as it is (the
  * local runner, a CI checkout); a remote URL is cloned at the revision into a
- * scratch directory. Either way the revision is resolved to a full commit.
+ * scratch directory, with the credentials mounted from a Secret (git-credentials.ts). Either way
+ * the revision is resolved to a full commit.
  */
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
-import { existsSync, mkdtempSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { InputError, TransientError } from './errors.js';
+import { InputError, InternalError, TransientError } from './errors.js';
+import { assertNoUrlCredentials, assertSafeRevision, classifyGitFailure, isFullCommitId, prepareGitAuth, scrubGitOutput } from './git-credentials.js';
 
 const run = promisify(execFile);
 
@@ -38,7 +40,7 @@ export async function gitTopLevel(dir: string): Promise<string | undefined> {
   }
 }
 
-export async function resolveCheckout(repo: string, revision?: string): Promise<Checkout> {
+export async function resolveCheckout(repo: string, revision?: string, options: CheckoutOptions = {}): Promise<Checkout> {
   if (!isRemoteRepo(repo)) {
     const dir = path.resolve(repo);
     if (!existsSync(dir)) throw new InputError('REPO_NOT_FOUND', `repository directory ${dir} does not exist`);
@@ -58,14 +60,86 @@ export async function resolveCheckout(repo: string, revision?: string): Promise<
     const status = await git(dir, 'status', '--porcelain').catch(() => '');
     return { dir, revision: head, dirty: status.length > 0 };
   }
-  const dir = mkdtempSync(path.join(os.tmpdir(), 'capflow-checkout-'));
-  try {
-    await git(dir, 'init', '-q');
-    await git(dir, 'remote', 'add', 'origin', repo);
-    await git(dir, 'fetch', '-q', '--depth', '1', 'origin', revision ?? 'HEAD');
-    await git(dir, 'checkout', '-q', 'FETCH_HEAD');
-  } catch (err) {
-    throw new TransientError('REPO_FETCH_FAILED', `cannot fetch ${revision ?? 'HEAD'} from ${repo}`, { cause: err });
+  return fetchCheckout(repo, revision, options);
+}
+
+/** Options of resolveCheckout for a remote repository. */
+export interface CheckoutOptions {
+  /** The environment git runs with (default process.env); $CAPFLOW_GIT_CREDENTIALS_DIR is read from it. */
+  env?: NodeJS.ProcessEnv;
+  /** The credentials directory, overriding $CAPFLOW_GIT_CREDENTIALS_DIR and the default. */
+  credentialsDir?: string;
+  /** Bound on each git command (default 10 minutes). */
+  timeoutMs?: number;
+}
+
+class GitCommandError extends Error {
+  constructor(
+    readonly stderr: string,
+    readonly timedOut: boolean,
+  ) {
+    super(stderr);
   }
-  return { dir, revision: await git(dir, 'rev-parse', 'HEAD'), dirty: false };
+}
+
+/**
+ * Clones the revision of a remote repository into a scratch directory: a full commit id is
+ * fetched alone (depth 1) and the checkout verified to be at it; a branch or tag is resolved to
+ * its commit. Credentials come from the mounted Secret (git-credentials.ts), never from the URL.
+ */
+async function fetchCheckout(repo: string, revision: string | undefined, options: CheckoutOptions): Promise<Checkout> {
+  assertNoUrlCredentials(repo);
+  const wanted = revision === undefined || revision === '' || revision === 'unknown' ? 'HEAD' : revision;
+  assertSafeRevision(wanted);
+  const auth = await prepareGitAuth(repo, { ...(options.env ? { env: options.env } : {}), ...(options.credentialsDir !== undefined ? { credentialsDir: options.credentialsDir } : {}) });
+  const timeout = options.timeoutMs ?? 600_000;
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'capflow-checkout-'));
+  const g = async (...args: string[]): Promise<string> => {
+    try {
+      const { stdout } = await run('git', args, { cwd: dir, env: auth.env, maxBuffer: 16 * 1024 * 1024, timeout, killSignal: 'SIGKILL' });
+      return stdout.trim();
+    } catch (err) {
+      const e = err as { stderr?: string; killed?: boolean; signal?: string | null; message?: string };
+      throw new GitCommandError(scrubGitOutput(e.stderr || e.message || '', auth.secrets), e.killed === true || e.signal === 'SIGKILL');
+    }
+  };
+  try {
+    try {
+      await g('init', '-q');
+      await g('remote', 'add', 'origin', repo);
+      let target = 'FETCH_HEAD^{commit}';
+      try {
+        await g('fetch', '-q', '--no-tags', '--depth', '1', 'origin', wanted);
+      } catch (err) {
+        // A server that refuses a commit it does not advertise, or a short commit id: look in every
+        // branch and tag (full history) before saying the revision is not there.
+        const e = err as GitCommandError;
+        const byId = isFullCommitId(wanted) || /^[0-9a-f]{7,39}$/.test(wanted);
+        if (!(e instanceof GitCommandError) || e.timedOut || !byId || !/not our ref|unadvertised object|couldn't find remote ref/i.test(e.stderr)) throw err;
+        await g('fetch', '-q', '--tags', 'origin', '+refs/heads/*:refs/remotes/origin/*');
+        const found = await g('rev-parse', '--verify', '--quiet', `${wanted}^{commit}`).catch(() => '');
+        if (!found) throw err;
+        target = found;
+      }
+      await g('-c', 'advice.detachedHead=false', 'checkout', '-q', '--detach', target);
+    } catch (err) {
+      if (!(err instanceof GitCommandError)) throw err;
+      if (err.timedOut) {
+        throw new TransientError('REPO_FETCH_TIMEOUT', `cannot fetch ${wanted} from ${repo}: git gave no result within ${Math.round(timeout / 1000)} s`, {
+          details: { repo, revision: wanted },
+        });
+      }
+      throw classifyGitFailure({ repo, revision: wanted, stderr: err.stderr, auth });
+    }
+    const head = await g('rev-parse', 'HEAD');
+    if (isFullCommitId(wanted) && head !== wanted) {
+      throw new InternalError('REVISION_MISMATCH', `the checkout of ${repo} is at ${head}, not at the requested ${wanted}`);
+    }
+    return { dir, revision: head, dirty: false };
+  } catch (err) {
+    rmSync(dir, { recursive: true, force: true });
+    throw err;
+  } finally {
+    await auth.cleanup();
+  }
 }

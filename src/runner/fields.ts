@@ -144,6 +144,15 @@ export const WORKFLOW_TEMPLATE_RULES: Rule = object({
     imagePullSecrets: ignored('no images are pulled locally'),
     podPriorityClassName: ignored('no pod scheduling priority locally'),
     archiveLogs: ignored('logs are always kept in the run directory'),
+    volumes: ignored('pod volumes (the /tmp emptyDir, the Git credentials Secret): children use this machine\'s filesystem'),
+    templateDefaults: object({
+      container: object({
+        image: ignored('no images locally'),
+        securityContext: ignored('children run as the current user'),
+        volumeMounts: ignored('children use this machine\'s filesystem'),
+        env: ignored('pod-only settings (where the Git credentials Secret is mounted); children use the user\'s own Git credentials'),
+      }),
+    }),
     ...workflowPodFields(),
   }),
 });

@@ -8,7 +8,7 @@
  * schemas, which differ between v1.10 and v1.11 in descriptions only) is
  * compiled once and its module shared: 35 modules for 48 (kind, line, version).
  */
-import { mkdir, mkdtemp, rename, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, rename, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { Ajv } from 'ajv';
 import standalone from 'ajv/dist/standalone/index.js';
@@ -52,6 +52,8 @@ export async function generateValidators(loc: SchemaLocations): Promise<Generate
   // Write into a fresh sibling folder, then swap it in, so a concurrent reader never sees half a set.
   await mkdir(path.dirname(finalDir), { recursive: true });
   const outDir = await mkdtemp(`${finalDir}.tmp-`);
+  // mkdtemp makes it 0700: the image's non-root user must read the validators (or it falls back to compiling).
+  await chmod(outDir, 0o755);
   const index: GeneratedIndex = { converterVersion: CONVERTER_VERSION, fingerprint: '', kinds: {} };
   const modules: string[] = [];
   const shas: string[] = [];

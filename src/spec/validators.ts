@@ -10,7 +10,7 @@ import { createHash } from 'node:crypto';
 import { readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
-import type { Ajv as AjvInstance, ErrorObject } from 'ajv';
+import type { Ajv as AjvClass, Ajv as AjvInstance, ErrorObject } from 'ajv';
 import { parse as parseYaml } from 'yaml';
 import { InputError, InternalError } from '../core/errors.js';
 import { packageRoot, schemasRoot } from '../core/package.js';
@@ -239,11 +239,21 @@ export class SchemaRegistry {
     if (!converted) throw new InternalError('SCHEMA_VERSION_MISSING', `${src.file} has no served schema for ${info.kind} ${version}`);
     if (!sharedAjv) {
       // Loaded only when compiling: executors with fresh generated validators never pay for ajv itself.
-      const { Ajv } = await import('ajv');
-      sharedAjv = new Ajv(ajvOptions(false));
+      sharedAjv = new (await ajvClass())(ajvOptions(false));
     }
     const validator: KindValidator = { validate: sharedAjv.compile(converted.schema) as ValidateFn, shape: converted.shape, origin: 'compiled' };
     compiled.set(key, validator);
     return validator;
   }
+}
+
+/**
+ * ajv's class from a dynamic import: Node gives ajv's CommonJS exports as named exports, a bundle
+ * (esbuild) may give them only under `default`.
+ */
+async function ajvClass(): Promise<typeof AjvClass> {
+  const mod = (await import('ajv')) as unknown as { Ajv?: typeof AjvClass; default?: { Ajv?: typeof AjvClass } };
+  const Ajv = mod.Ajv ?? mod.default?.Ajv;
+  if (typeof Ajv !== 'function') throw new InternalError('AJV_NOT_LOADED', 'the ajv module has no Ajv class');
+  return Ajv;
 }

@@ -58,9 +58,9 @@ const find = (objs: Obj[], kind: string, name: string): Obj => {
 
 const sourceFiles = (): string[] => readdirSync(SOURCE_DIR).filter((f) => f.endsWith('.yaml')).sort();
 
-/** Every container of a WorkflowTemplate's templates (container, script, containerSet, init, sidecars). */
+/** Every container of a WorkflowTemplate's templates (container, script, containerSet, init, sidecars) and templateDefaults. */
 function containersOf(wt: Obj): Container[] {
-  const templates = (wt.spec?.templates ?? []) as Array<Record<string, unknown>>;
+  const templates = [...((wt.spec?.templates ?? []) as Array<Record<string, unknown>>), ...(wt.spec?.templateDefaults ? [wt.spec.templateDefaults as Record<string, unknown>] : [])];
   return templates.flatMap((t) => [
     ...(t.container ? [t.container as Container] : []),
     ...(t.script ? [t.script as Container] : []),
@@ -325,7 +325,26 @@ describe('charts/capflow: the Helm chart (real helm, real kube-apiserver with Ar
       for (const t of templates) {
         for (const c of containersOf(t)) expect(c.env, t.metadata.name).to.deep.include({ name: 'CAPFLOW_CAPI_LINE', value: 'v1.11' });
       }
-      for (const t of defaults.filter((o) => o.kind === 'WorkflowTemplate')) for (const c of containersOf(t)) expect(c.env ?? [], t.metadata.name).to.deep.equal([]);
+      // by default only where the Git credentials are mounted (templateDefaults)
+      for (const t of defaults.filter((o) => o.kind === 'WorkflowTemplate'))
+        for (const c of containersOf(t)) expect((c.env ?? []).filter((e) => e.name !== 'CAPFLOW_GIT_CREDENTIALS_DIR'), t.metadata.name).to.deep.equal([]);
+    });
+
+    it('executor.extraEnv reaches every step (templateDefaults of the submitted templates); the Git credentials Secret is the one named', async () => {
+      const extraEnv = [
+        { name: 'AWS_REGION', value: 'eu-west-1' },
+        { name: 'AWS_ACCESS_KEY_ID', valueFrom: { secretKeyRef: { name: 'aws', key: 'id' } } },
+      ];
+      const objs = await render({ executor: { extraEnv, gitCredentials: { secretName: 'org-git-token' } } });
+      const submitted = objs.filter((o) => o.kind === 'WorkflowTemplate' && o.spec?.entrypoint);
+      expect(submitted.map((o) => o.metadata.name).sort()).to.deep.equal(['cluster-apply', 'cluster-delete', 'cluster-plan']);
+      for (const wt of submitted) {
+        const defaultsOf = wt.spec!.templateDefaults as { container: Container };
+        expect(defaultsOf.container.env, wt.metadata.name).to.deep.equal([{ name: 'CAPFLOW_GIT_CREDENTIALS_DIR', value: '/var/run/capflow/git' }, ...extraEnv]);
+        expect(defaultsOf.container.securityContext, wt.metadata.name).to.include({ readOnlyRootFilesystem: true });
+        const volumes = wt.spec!.volumes as Array<{ name: string; secret?: { secretName: string; optional: boolean } }>;
+        expect(volumes.find((v) => v.name === 'git-credentials')?.secret, wt.metadata.name).to.include({ secretName: 'org-git-token', optional: true });
+      }
     });
 
     it('with argocd.syncHook renders a Sync-hook Workflow running cluster-apply for the configured cluster', async () => {
