@@ -70,6 +70,10 @@ Options (environment variable in brackets; a flag wins over its variable):
   --webhook-gitlab-token-file FILE    GitLab token (or CAPFLOW_WEBHOOK_GITLAB_TOKEN)
   --webhook-gitea-secret-file FILE    Gitea HMAC secret (or CAPFLOW_WEBHOOK_GITEA_SECRET)
                              a provider without a secret has its webhooks refused
+  --apply-parameter NAME=VALUE
+                             one more parameter of every cluster-apply it submits, repeatable, e.g.
+                             machines=false to keep every cluster at its network (CAPFLOW_APPLY_PARAMETERS:
+                             NAME=VALUE,NAME=VALUE)
   --once                     run one pass (no server, no leader election, no watch), print its report
                              as JSON and exit; do not run it beside a running reconciler
   --log-format json|pretty, --log-level LEVEL   as the global options
@@ -114,6 +118,7 @@ const OPTIONS = {
   'webhook-github-secret-file': { type: 'string' },
   'webhook-gitlab-token-file': { type: 'string' },
   'webhook-gitea-secret-file': { type: 'string' },
+  'apply-parameter': { type: 'string', multiple: true },
   once: { type: 'boolean' },
   'log-format': { type: 'string' },
   'log-level': { type: 'string' },
@@ -146,13 +151,17 @@ const ENV_OF: Partial<Record<keyof typeof OPTIONS, string>> = {
   'lease-renew-deadline': 'CAPFLOW_LEASE_RENEW_DEADLINE',
   'lease-retry-period': 'CAPFLOW_LEASE_RETRY_PERIOD',
   identity: 'POD_NAME',
+  'apply-parameter': 'CAPFLOW_APPLY_PARAMETERS',
 };
 
 type Name = keyof typeof OPTIONS;
 
+/** The parameters of every run the reconciler submits; `--apply-parameter` cannot set them. */
+const RESERVED_PARAMETERS = ['repo', 'revision', 'cluster-path', 'cluster-name', 'spec-hash'];
+
 /** Flags, else environment, else the default; `--help` is the caller's (it never reaches here). */
 export function parseReconcilerConfig(argv: string[], env: NodeJS.ProcessEnv): ReconcilerConfig {
-  let values: Record<string, string | boolean | undefined>;
+  let values: Record<string, string | boolean | string[] | undefined>;
   try {
     ({ values } = parseArgs({ args: argv, options: OPTIONS, allowPositionals: false, strict: true }));
   } catch (err) {
@@ -165,6 +174,7 @@ export function parseReconcilerConfig(argv: string[], env: NodeJS.ProcessEnv): R
   const raw = (name: Name): string | undefined => {
     const flag = values[name];
     if (typeof flag === 'string') return flag;
+    if (Array.isArray(flag)) return flag.join(',');
     const variable = ENV_OF[name];
     const fromEnv = variable ? env[variable] : undefined;
     return fromEnv === '' ? undefined : fromEnv;
@@ -226,6 +236,15 @@ export function parseReconcilerConfig(argv: string[], env: NodeJS.ProcessEnv): R
   const capiLine = raw('capi-line');
   if (capiLine !== undefined && !isCapiLineChoice(capiLine)) bad('capi-line', `must be ${CAPI_LINES.map((l) => l.line).join(', ')} or auto, not "${capiLine}"`);
 
+  const applyParameters: Record<string, string> = {};
+  const applyText = raw('apply-parameter');
+  for (const pair of applyText ? applyText.split(',').map((x) => x.trim()).filter(Boolean) : []) {
+    const m = /^([A-Za-z0-9][A-Za-z0-9._-]*)=(.*)$/.exec(pair);
+    if (!m) bad('apply-parameter', `must be NAME=VALUE, not "${pair}"`);
+    if (RESERVED_PARAMETERS.includes(m![1]!)) bad('apply-parameter', `cannot set ${m![1]}: the reconciler sets it for each run`);
+    applyParameters[m![1]!] = m![2]!;
+  }
+
   const kubeconfig = raw('kubeconfig');
   const config: ReconcilerConfig = {
     repoUrl,
@@ -252,6 +271,7 @@ export function parseReconcilerConfig(argv: string[], env: NodeJS.ProcessEnv): R
     renewDeadlineSeconds: positive('lease-renew-deadline', '10s') / 1000,
     retryPeriodSeconds: positive('lease-retry-period', '2s') / 1000,
     once: values.once === true,
+    ...(Object.keys(applyParameters).length > 0 ? { applyParameters } : {}),
     ...(kubeconfig ? { kubeconfig } : {}),
     ...(capiLine !== undefined ? { capiLine: capiLine as CapiLineChoice } : {}),
     ...(logFormat ? { logFormat: logFormat as LogFormat } : {}),
@@ -275,7 +295,7 @@ function listenAddress(value: string, bad: (why: string) => never): { host: stri
 }
 
 /** Each secret from its variable or its file, never both. */
-function webhookSecrets(values: Record<string, string | boolean | undefined>, env: NodeJS.ProcessEnv, bad: (name: Name, why: string) => never): ServiceConfig['webhookSecrets'] {
+function webhookSecrets(values: Record<string, string | boolean | string[] | undefined>, env: NodeJS.ProcessEnv, bad: (name: Name, why: string) => never): ServiceConfig['webhookSecrets'] {
   const sources = [
     ['github', 'webhook-github-secret-file', 'CAPFLOW_WEBHOOK_GITHUB_SECRET'],
     ['gitlab', 'webhook-gitlab-token-file', 'CAPFLOW_WEBHOOK_GITLAB_TOKEN'],

@@ -30,6 +30,8 @@ export interface ServiceConfig extends ReconcilerOptions {
   leaseDurationSeconds: number;
   renewDeadlineSeconds: number;
   retryPeriodSeconds: number;
+  /** More parameters of the cluster-apply Workflows it submits (`--apply-parameter`), e.g. machines=false. */
+  applyParameters?: Record<string, string>;
 }
 
 export interface ReconcilerService {
@@ -65,7 +67,7 @@ export function createReconciler(config: ServiceConfig, log: Logger, leaderElect
   const reconciler = new Reconciler(config, {
     git,
     records: new ConfigMapRecordStore(kc, config.namespace, { log: log.child({ part: 'records' }) }),
-    workflows: new KubeWorkflowClient(kc, config.namespace, { log: log.child({ part: 'workflows' }) }),
+    workflows: new KubeWorkflowClient(kc, config.namespace, { log: log.child({ part: 'workflows' }), ...(config.applyParameters ? { applyParameters: config.applyParameters } : {}) }),
     ...(leader ? { leader } : {}),
     metrics,
     log,

@@ -161,6 +161,8 @@ export interface KubeWorkflowClientOptions {
   log?: Logger;
   /** Wait before restarting a watch that failed. Default 1 s. */
   watchRestartMs?: number;
+  /** More parameters of the cluster-apply Workflows (not of delete or plan runs). */
+  applyParameters?: Record<string, string>;
 }
 
 export class KubeWorkflowClient implements WorkflowClient {
@@ -194,6 +196,7 @@ export class KubeWorkflowClient implements WorkflowClient {
       namespace: this.namespace,
       name,
       labels: { [LABEL_KIND]: req.kind, [LABEL_ATTEMPT]: String(req.attempt) },
+      ...(req.kind === 'apply' && this.options.applyParameters ? { extraParameters: this.options.applyParameters } : {}),
       ...(this.options.serviceAccountName ? { serviceAccountName: this.options.serviceAccountName } : {}),
     });
     try {

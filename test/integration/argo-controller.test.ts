@@ -4,10 +4,11 @@
 // submitted, retried and resubmitted with the real argo CLI, as the UI's buttons do.
 
 import { expect } from 'chai';
-import { cpSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { cpSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { CoreV1Api } from '@kubernetes/client-node';
+import { CoreV1Api, CustomObjectsApi } from '@kubernetes/client-node';
+import { parse, parseAllDocuments, stringify } from 'yaml';
 import { CreateVpcCommand, DeleteVpcCommand, EC2Client } from '@aws-sdk/client-ec2';
 import { podNodes, startArgoBed, type ArgoBed, type Workflow } from '../support/argo.js';
 import { snapshotWorld, type World } from '../support/aws-world.js';
@@ -15,7 +16,8 @@ import { spawnCapflow } from '../support/cli.js';
 import { git } from '../support/git-remote.js';
 import { startGitHttpServer, type GitHttpServer } from '../support/git-http.js';
 import { awsTestEnv, clientConfig, startMoto, TEST_REGION, type Moto } from '../support/moto.js';
-import { REPO_ROOT } from '../support/tools.js';
+import { readRecord } from '../support/gitops.js';
+import { helmTemplate, REPO_ROOT } from '../support/tools.js';
 
 const CLUSTER = 'aws-small';
 // assembled at run time: a literal token-looking string in the source would trip secret scanners
@@ -217,6 +219,76 @@ describe('Argo for real: the workflow controller runs capflow’s templates (pod
     const [sa, sb] = [span(a!), span(b!)];
     expect(sa[1] <= sb[0] || sb[1] <= sa[0], `runs overlap: ${a} ${sa.join('-')}, ${b} ${sb.join('-')}`).to.equal(true);
     expect(await snapshotWorld(moto.endpoint)).to.deep.equal(worldAfterApply);
+  });
+
+  it('the reconciler’s cluster-apply runs under the controller and its result is recorded (repository credentials only in the reconciler’s URL)', async () => {
+    const cache = mkdtempSync(join(tmpdir(), 'capflow-argo-reconciler-'));
+    const withToken = new URL(repoUrl);
+    withToken.username = 'x-access-token';
+    withToken.password = TOKEN;
+    const reconciler = spawnCapflow(
+      [
+        'reconcile', '--repo', withToken.toString(), '--namespace', bed.namespace, '--kubeconfig', bed.env.kubeconfigPath,
+        '--listen', '127.0.0.1:0', '--no-leader-elect', '--poll-interval', '1s', '--drift-interval', '0', '--cache-dir', cache,
+        '--apply-parameter', 'machines=false',
+      ],
+      { env: { CAPFLOW_LOG_FORMAT: 'json' } },
+    );
+    try {
+      await waitFor('the reconciler recorded a finished apply', async () => ['Succeeded', 'Failed'].includes((await readRecord(bed.kc, bed.namespace, CLUSTER))?.data['run.phase'] ?? ''), 120_000);
+      const record = (await readRecord(bed.kc, bed.namespace, CLUSTER))!;
+      const name = record.data['run.workflow']!;
+      expect(record.phase, `${JSON.stringify(record.data)}\n${await bed.explain(name)}`).to.equal('Succeeded');
+      expect(record.data).to.include({ 'run.kind': 'apply', 'run.phase': 'Succeeded', appliedRevision: revision });
+      const wf = await bed.getWorkflow(name);
+      expect(wf.status?.phase).to.equal('Succeeded');
+      const parameters = (wf.spec.arguments as { parameters: Array<{ name: string; value: string }> }).parameters;
+      expect(Object.fromEntries(parameters.map((p) => [p.name, p.value]))).to.include({ repo: repoUrl, revision, machines: 'false', 'cluster-name': CLUSTER });
+      expect(JSON.stringify(wf)).to.not.include(TOKEN);
+      expect(podNodes(wf).map((n) => n.displayName)).to.deep.equal(['validate-spec(0)', 'provision-vpc(0)']);
+    } finally {
+      reconciler.child.kill('SIGTERM');
+      const r = await reconciler.done;
+      rmSync(cache, { recursive: true, force: true });
+      expect(r.stdout + r.stderr).to.not.include(TOKEN);
+    }
+  });
+
+  it('the Argo CD sync-hook Workflow the chart renders runs cluster-apply for its cluster, as the executor', async () => {
+    const rendered = await helmTemplate(
+      join(REPO_ROOT, 'charts', 'capflow'),
+      { reconciler: { enabled: false }, argocd: { syncHook: true, cluster: { name: CLUSTER }, repo: repoUrl, revision, parameters: { machines: 'false' } } },
+      { releaseName: 'capflow', namespace: bed.namespace },
+    );
+    expect(rendered.ok, rendered.output).to.equal(true);
+    const hook = parseAllDocuments(rendered.output).map((d) => d.toJS() as { kind?: string; metadata: { name: string } }).find((o) => o?.kind === 'Workflow')!;
+    // created as Argo CD creates a hook
+    await bed.kc.makeApiClient(CustomObjectsApi).createNamespacedCustomObject({ group: 'argoproj.io', version: 'v1alpha1', namespace: bed.namespace, plural: 'workflows', body: hook });
+    const wf = await bed.waitForWorkflow(hook.metadata.name);
+    expect(wf.status?.phase, await bed.explain(hook.metadata.name)).to.equal('Succeeded');
+    expect(wf.spec.serviceAccountName).to.equal('capflow-executor');
+    expect(podNodes(wf).map((n) => n.displayName)).to.deep.equal(['validate-spec(0)', 'provision-vpc(0)']);
+    expect(await snapshotWorld(moto.endpoint)).to.deep.equal(worldAfterApply);
+  });
+
+  it('every WorkflowTemplate passes Argo’s own validation on create (argo template create); a broken one is refused with the reason', async () => {
+    const ns = 'capflow-validate';
+    await bed.kc.makeApiClient(CoreV1Api).createNamespace({ body: { metadata: { name: ns } } });
+    const dir = join(REPO_ROOT, 'workflow-templates');
+    // the steps first: the cluster-* templates refer to them
+    const files = readdirSync(dir).filter((f) => f.endsWith('.yaml')).sort((a, b) => Number(a.startsWith('cluster-')) - Number(b.startsWith('cluster-')) || a.localeCompare(b));
+    for (const f of files) {
+      const r = await bed.argo(['template', 'create', join(dir, f)], { namespace: ns });
+      expect(r.code, `${f}: ${r.stderr}`).to.equal(0);
+    }
+    const broken = parse(readFileSync(join(dir, 'cluster-plan.yaml'), 'utf8')) as { metadata: { name: string }; spec: { templates: Array<{ dag?: { tasks: Array<{ depends?: string }> } }> } };
+    broken.metadata.name = 'cluster-plan-broken';
+    broken.spec.templates[0]!.dag!.tasks[1]!.depends = 'no-such-task';
+    const file = join(repoRoot, 'broken.yaml');
+    writeFileSync(file, stringify(broken));
+    const r = await bed.argo(['template', 'create', file], { namespace: ns });
+    expect(r.code).to.not.equal(0);
+    expect(r.stderr + r.stdout).to.include('no-such-task');
   });
 });
 

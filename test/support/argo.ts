@@ -78,8 +78,8 @@ export interface ArgoBed {
   kc: KubeConfig;
   namespace: string;
   pods: PodStandIn;
-  /** The real argo CLI against this namespace. */
-  argo(args: string[], opts?: { timeoutMs?: number }): Promise<RunResult>;
+  /** The real argo CLI against this namespace (or another). */
+  argo(args: string[], opts?: { timeoutMs?: number; namespace?: string }): Promise<RunResult>;
   /** `argo submit ... -o name`: the new Workflow's name. */
   submit(args: string[]): Promise<string>;
   getWorkflow(name: string): Promise<Workflow>;
@@ -168,8 +168,8 @@ export async function startArgoBed(opts: ArgoBedOptions = {}): Promise<ArgoBed> 
     });
     pods = new PodStandIn({ kc, namespace, server: env.server, caCert: env.caCert, images }).start();
 
-    const argo = (args: string[], o: { timeoutMs?: number } = {}): Promise<RunResult> =>
-      run(argoBin, [...args, '--kubeconfig', env.kubeconfigPath, '-n', namespace], { timeoutMs: o.timeoutMs ?? 60_000, env: { ...process.env, ARGO_SERVER: '' } });
+    const argo = (args: string[], o: { timeoutMs?: number; namespace?: string } = {}): Promise<RunResult> =>
+      run(argoBin, [...args, '--kubeconfig', env.kubeconfigPath, '-n', o.namespace ?? namespace], { timeoutMs: o.timeoutMs ?? 60_000, env: { ...process.env, ARGO_SERVER: '' } });
     const getWorkflow = async (name: string): Promise<Workflow> =>
       (await custom.getNamespacedCustomObject({ group: 'argoproj.io', version: 'v1alpha1', namespace, plural: 'workflows', name })) as Workflow;
     const controllerLog = (lines = 60): string => (existsSync(log) ? readFileSync(log, 'utf8').split('\n').slice(-lines).join('\n') : '');

@@ -123,6 +123,16 @@ describe('gitops config (capflow reconcile flags)', () => {
     expect(c).to.deep.include({ leaderElection: false, allowDelete: true, once: true });
   });
 
+  it('--apply-parameter (repeatable, or CAPFLOW_APPLY_PARAMETERS) adds parameters to cluster-apply runs; the reconciler’s own are refused', () => {
+    expect(parseReconcilerConfig(REPO, ENV).applyParameters).to.equal(undefined);
+    const flags = parseReconcilerConfig([...REPO, '--apply-parameter', 'machines=false', '--apply-parameter=nat-timeout=20m'], ENV);
+    expect(flags.applyParameters).to.deep.equal({ machines: 'false', 'nat-timeout': '20m' });
+    expect(parseReconcilerConfig(REPO, { ...ENV, CAPFLOW_APPLY_PARAMETERS: 'machines=false, a=b' }).applyParameters).to.deep.equal({ machines: 'false', a: 'b' });
+    expect(failure(() => parseReconcilerConfig([...REPO, '--apply-parameter', 'revision=abc'], ENV))).to.deep.include({ code: 'CONFIG_INVALID' });
+    expect(failure(() => parseReconcilerConfig([...REPO, '--apply-parameter', 'revision=abc'], ENV)).message).to.include('the reconciler sets it');
+    expect(failure(() => parseReconcilerConfig([...REPO, '--apply-parameter', 'machines'], ENV)).message).to.include('must be NAME=VALUE');
+  });
+
   it('the cache directory follows XDG_CACHE_HOME', () => {
     expect(defaultCacheDir({ XDG_CACHE_HOME: '/xdg' })).to.equal('/xdg/capflow/reconciler');
     expect(parseReconcilerConfig(REPO, { XDG_CACHE_HOME: '/xdg' }).cacheDir).to.equal('/xdg/capflow/reconciler');
