@@ -104,6 +104,8 @@ export interface ArgoBedOptions {
    * benchmark measures.
    */
   requeueTime?: string;
+  /** How often the pod stand-in looks for new pods (default 200 ms). */
+  podPollMs?: number;
 }
 
 export async function startArgoBed(opts: ArgoBedOptions = {}): Promise<ArgoBed> {
@@ -166,7 +168,7 @@ export async function startArgoBed(opts: ArgoBedOptions = {}): Promise<ArgoBed> 
       chmodSync(i.dir, 0o755);
       return i;
     });
-    pods = new PodStandIn({ kc, namespace, server: env.server, caCert: env.caCert, images }).start();
+    pods = new PodStandIn({ kc, namespace, server: env.server, caCert: env.caCert, images, ...(opts.podPollMs ? { pollMs: opts.podPollMs } : {}) }).start();
 
     const argo = (args: string[], o: { timeoutMs?: number; namespace?: string } = {}): Promise<RunResult> =>
       run(argoBin, [...args, '--kubeconfig', env.kubeconfigPath, '-n', o.namespace ?? namespace], { timeoutMs: o.timeoutMs ?? 60_000, env: { ...process.env, ARGO_SERVER: '' } });
