@@ -109,6 +109,7 @@ export interface ArgoBedOptions {
 }
 
 export async function startArgoBed(opts: ArgoBedOptions = {}): Promise<ArgoBed> {
+  if (process.getuid?.() !== 0) throw new Error('the pod stand-in runs each Workflow pod in its own mount namespace, as the pod\'s user: run the Argo tests as root');
   const namespace = opts.namespace ?? 'capflow-system';
   const crdsDir = argoCrdsDir();
   const controllerBin = requireTool('workflow-controller');

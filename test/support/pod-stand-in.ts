@@ -21,11 +21,12 @@
  * is missing keeps the pod in ContainerCreating, as the kubelet would, until it appears.
  *
  * Mount points that do not exist on this machine (e.g. /var/run/secrets/kubernetes.io/serviceaccount)
- * are created empty on it: a mount namespace shares the file system, not its directories.
+ * are created empty on it (a mount namespace shares the file system, not its directories) and
+ * removed again by stop(). It needs root: mount namespaces, bind mounts, setpriv.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { request as httpsRequest } from 'node:https';
-import { chmodSync, chownSync, createWriteStream, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, createWriteStream, existsSync, mkdirSync, mkdtempSync, readFileSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join, posix } from 'node:path';
 import { CoreV1Api, KubeConfig, type V1Container, type V1Pod, type V1Volume } from '@kubernetes/client-node';
 
@@ -96,6 +97,7 @@ export class PodStandIn {
   private stopped = false;
   private polling: Promise<void> = Promise.resolve();
   readonly runs: PodRun[] = [];
+  private readonly madeMountPoints = new Set<string>();
 
   constructor(private readonly o: PodStandInOptions) {
     this.core = o.kc.makeApiClient(CoreV1Api);
@@ -133,8 +135,27 @@ export class PodStandIn {
     this.stopped = true;
     if (this.timer) clearTimeout(this.timer);
     await this.polling;
-    for (const p of this.pods.values()) if (p.child && p.child.exitCode === null) p.child.kill('SIGKILL');
+    const exits = [...this.pods.values()]
+      .filter((p) => p.child && p.child.exitCode === null)
+      .map((p) => new Promise((r) => (p.child!.once('exit', r), p.child!.kill('SIGKILL'))));
+    await Promise.all(exits);
     rmSync(this.base, { recursive: true, force: true });
+    // Mount points made on this machine (e.g. /var/run/capflow/git): gone again, deepest first, if
+    // still empty, so nothing on this machine sees them after the tests.
+    for (const dir of [...this.madeMountPoints].sort((a, b) => b.length - a.length)) {
+      try {
+        rmdirSync(dir);
+      } catch {
+        // not empty, or in use by another stand-in of this machine: leave it
+      }
+    }
+  }
+
+  /** Makes a mount point that does not exist here, remembering each folder it made. */
+  private makeMountPoint(target: string): void {
+    const first = mkdirSync(target, { recursive: true });
+    if (first === undefined) return;
+    for (let dir = target; dir.length >= first.length; dir = posix.dirname(dir)) this.madeMountPoints.add(dir);
   }
 
   private async poll(): Promise<void> {
@@ -213,10 +234,10 @@ export class PodStandIn {
     }
     // Shallow mount points first; /tmp after anything whose source lives under /tmp.
     all.sort((a, b) => (a.target === '/tmp' ? 1 : 0) - (b.target === '/tmp' ? 1 : 0) || a.target.split('/').length - b.target.split('/').length);
+    for (const m of all) this.makeMountPoint(m.target);
     const script = [
       'set -e',
       ...all.flatMap((m) => [
-        `mkdir -p ${sh(m.target)}`,
         `mount --bind ${sh(m.source)} ${sh(m.target)}`,
         ...(m.readOnly ? [`mount -o remount,bind,ro ${sh(m.target)}`] : []),
       ]),
