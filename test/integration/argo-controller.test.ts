@@ -290,6 +290,20 @@ describe('Argo for real: the workflow controller runs capflow’s templates (pod
     expect(r.code).to.not.equal(0);
     expect(r.stderr + r.stdout).to.include('no-such-task');
   });
+
+  it('cluster-plan finds the network as Git says, then cluster-delete removes everything the cluster owns', async () => {
+    const plan = await bed.submit(['--from', 'workflowtemplate/cluster-plan', ...params()]);
+    let wf = await bed.waitForWorkflow(plan);
+    expect(wf.status?.phase, await bed.explain(plan)).to.equal('Succeeded');
+    const planVpc = podNodes(wf).find((n) => n.displayName.startsWith('plan-vpc'))!;
+    expect(planVpc.outputs?.parameters?.find((p) => p.name === 'changes')?.value).to.equal('0');
+    expect(podNodes(wf).map((n) => n.displayName.replace(/\(\d+\)$/, ''))).to.deep.equal(['validate-spec', 'plan-vpc', 'plan-nodes', 'plan-addons']);
+
+    const del = await bed.submit(['--from', 'workflowtemplate/cluster-delete', ...params()]);
+    wf = await bed.waitForWorkflow(del, { timeoutMs: 180_000 });
+    expect(wf.status?.phase, await bed.explain(del)).to.equal('Succeeded');
+    expect((await snapshotWorld(moto.endpoint)).resources).to.deep.equal([]);
+  });
 });
 
 async function waitFor(what: string, check: () => Promise<boolean>, timeoutMs: number): Promise<void> {
