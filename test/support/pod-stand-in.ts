@@ -205,7 +205,12 @@ export class PodStandIn {
       env = await this.environment(pod, main, image);
       mounts = await this.volumes(pod, main, podDir);
     } catch (err) {
-      if (!(err instanceof MissingObject)) throw err;
+      if (!(err instanceof MissingObject)) {
+        // what the stand-in cannot play (a hostPath volume, say): shown as the kubelet shows a bad
+        // container config, on the pod and so on the Workflow's node
+        state.done = true;
+        return this.setWaiting(pod, 'CreateContainerConfigError', (err as Error).message);
+      }
       state.waiting = err.message;
       return this.setWaiting(pod, 'ContainerCreating', err.message);
     }
