@@ -5,7 +5,9 @@
 import { expect } from 'chai';
 import { EksTokenSource, makeEksToken, EKS_TOKEN_PREFIX } from '../../src/aws/eks-token.js';
 import { isCapflowError } from '../../src/core/errors.js';
-import { requireTool, run } from '../support/tools.js';
+import { tmpdir } from 'node:os';
+import { locateAwsCli } from '../../src/emulator/supervisor.js';
+import { run } from '../support/tools.js';
 
 // assembled at run time: an access-key-shaped literal would trip secret scanners
 const ACCESS_KEY = ['AK', 'IA', 'CAPFLOWTESTKEY01'].join('');
@@ -40,9 +42,11 @@ describe('EKS token: a presigned STS GetCallerIdentity URL, as `aws eks get-toke
   });
 
   it('is the very token the aws CLI makes for the same credentials, cluster, region and second', async () => {
-    const aws = requireTool('aws');
+    const aws = locateAwsCli();
+    if (!aws) throw new Error('the AWS CLI is not installed: run bash testbed/install.sh');
     const r = await run(aws, ['eks', 'get-token', '--cluster-name', 'demo', '--region', 'us-east-1', '--output', 'json'], {
-      env: { PATH: process.env.PATH, HOME: '/nonexistent', AWS_ACCESS_KEY_ID: ACCESS_KEY, AWS_SECRET_ACCESS_KEY: SECRET_KEY, AWS_EC2_METADATA_DISABLED: 'true', AWS_STS_REGIONAL_ENDPOINTS: 'regional' },
+      // no config or credentials files of this machine's user: only the environment's
+      env: { PATH: process.env.PATH, HOME: tmpdir(), AWS_CONFIG_FILE: '/dev/null', AWS_SHARED_CREDENTIALS_FILE: '/dev/null', AWS_ACCESS_KEY_ID: ACCESS_KEY, AWS_SECRET_ACCESS_KEY: SECRET_KEY, AWS_EC2_METADATA_DISABLED: 'true', AWS_STS_REGIONAL_ENDPOINTS: 'regional' },
     });
     expect(r.code, r.stderr).to.equal(0);
     const theirs = (JSON.parse(r.stdout) as { status: { token: string } }).status.token;
