@@ -228,7 +228,7 @@ export function classifyGitFailure(ctx: GitFailureContext): CapflowError {
   const what = `cannot fetch ${revision} from ${repo}`;
   const details = { repo, revision, gitStderr: stderr };
   const secretHint = auth.dir
-    ? `the Git credentials Secret (${GIT_CREDENTIALS_SECRET}, or the chart's executor.gitCredentialsSecret) mounted at ${auth.dir}`
+    ? `the Git credentials Secret (${GIT_CREDENTIALS_SECRET}, or the one the chart's executor.gitCredentials.secretName names) mounted at ${auth.dir}`
     : `no Git credentials directory is mounted ($${GIT_CREDENTIALS_DIR_ENV}; in a cluster, the Secret ${GIT_CREDENTIALS_SECRET})`;
   if (/No user exists for uid/i.test(stderr)) {
     // OpenSSH needs a passwd entry for the uid it runs as; an image running as an arbitrary uid lacks it.

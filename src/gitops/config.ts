@@ -174,7 +174,6 @@ export function parseReconcilerConfig(argv: string[], env: NodeJS.ProcessEnv): R
   const raw = (name: Name): string | undefined => {
     const flag = values[name];
     if (typeof flag === 'string') return flag;
-    if (Array.isArray(flag)) return flag.join(',');
     const variable = ENV_OF[name];
     const fromEnv = variable ? env[variable] : undefined;
     return fromEnv === '' ? undefined : fromEnv;
@@ -237,8 +236,10 @@ export function parseReconcilerConfig(argv: string[], env: NodeJS.ProcessEnv): R
   if (capiLine !== undefined && !isCapiLineChoice(capiLine)) bad('capi-line', `must be ${CAPI_LINES.map((l) => l.line).join(', ')} or auto, not "${capiLine}"`);
 
   const applyParameters: Record<string, string> = {};
-  const applyText = raw('apply-parameter');
-  for (const pair of applyText ? applyText.split(',').map((x) => x.trim()).filter(Boolean) : []) {
+  // Each flag is one pair (its value may hold commas); the variable lists pairs separated by commas.
+  const applyFlags = values['apply-parameter'];
+  const applyPairs = Array.isArray(applyFlags) ? applyFlags : (raw('apply-parameter') ?? '').split(',').map((x) => x.trim()).filter(Boolean);
+  for (const pair of applyPairs) {
     const m = /^([A-Za-z0-9][A-Za-z0-9._-]*)=(.*)$/.exec(pair);
     if (!m) bad('apply-parameter', `must be NAME=VALUE, not "${pair}"`);
     if (RESERVED_PARAMETERS.includes(m![1]!)) bad('apply-parameter', `cannot set ${m![1]}: the reconciler sets it for each run`);

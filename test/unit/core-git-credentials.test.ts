@@ -14,17 +14,9 @@ import {
   scrubGitOutput,
   shellQuote,
 } from '../../src/core/git-credentials.js';
-import { isCapflowError, type CapflowError } from '../../src/core/errors.js';
+import { isCapflowError } from '../../src/core/errors.js';
+import { capflowErrorOf } from '../support/errors.js';
 
-function thrown(fn: () => void): CapflowError {
-  try {
-    fn();
-  } catch (e) {
-    if (isCapflowError(e)) return e;
-    throw e;
-  }
-  throw new Error('expected an error');
-}
 
 // Made up, in no known token shape (so that only capflow's own scrubbing can hide it).
 const SECRET = ['not', 'a', 'real', 'token', '7f3a9c'].join('-');
@@ -41,7 +33,7 @@ describe('git credentials (pure parts)', () => {
 
   it('refuses credentials in a URL without repeating them; a plain ssh user is fine', () => {
     for (const url of [`https://x-access-token:${SECRET}@github.com/o/r.git`, `https://${SECRET}@github.com/o/r.git`, `ssh://git:${SECRET}@host/r.git`]) {
-      const err = thrown(() => assertNoUrlCredentials(url));
+      const err = capflowErrorOf(() => assertNoUrlCredentials(url));
       expect(err.code).to.equal('REPO_URL_HAS_CREDENTIALS');
       expect(err.exitCode).to.equal(2);
       expect(`${err.message} ${err.hint ?? ''}`).to.not.contain(SECRET);
@@ -55,7 +47,7 @@ describe('git credentials (pure parts)', () => {
   it('accepts commit ids, branches and tags, refuses what git could read as an option', () => {
     for (const ok of ['HEAD', 'a'.repeat(40), 'main', 'release/1.2', 'v1.0.0', 'refs/heads/main']) expect(() => assertSafeRevision(ok)).to.not.throw();
     for (const bad of ['--upload-pack=x', '-h', 'a b', 'main..dev', 'x:y', 'a\nb', '', 'HEAD@{1}']) {
-      expect(thrown(() => assertSafeRevision(bad)).code, bad).to.equal('REVISION_INVALID');
+      expect(capflowErrorOf(() => assertSafeRevision(bad)).code, bad).to.equal('REVISION_INVALID');
     }
   });
 

@@ -127,6 +127,8 @@ describe('gitops config (capflow reconcile flags)', () => {
     expect(parseReconcilerConfig(REPO, ENV).applyParameters).to.equal(undefined);
     const flags = parseReconcilerConfig([...REPO, '--apply-parameter', 'machines=false', '--apply-parameter=nat-timeout=20m'], ENV);
     expect(flags.applyParameters).to.deep.equal({ machines: 'false', 'nat-timeout': '20m' });
+    // one flag is one pair, commas and all
+    expect(parseReconcilerConfig([...REPO, '--apply-parameter', 'zones=a,b'], ENV).applyParameters).to.deep.equal({ zones: 'a,b' });
     expect(parseReconcilerConfig(REPO, { ...ENV, CAPFLOW_APPLY_PARAMETERS: 'machines=false, a=b' }).applyParameters).to.deep.equal({ machines: 'false', a: 'b' });
     expect(failure(() => parseReconcilerConfig([...REPO, '--apply-parameter', 'revision=abc'], ENV))).to.deep.include({ code: 'CONFIG_INVALID' });
     expect(failure(() => parseReconcilerConfig([...REPO, '--apply-parameter', 'revision=abc'], ENV)).message).to.include('the reconciler sets it');

@@ -7,16 +7,8 @@ import { findUnsupportedFields, listIgnoredFields, loadTemplates, runWorkflow, w
 import { checkWorkflowTemplate } from '../../src/runner/validate.js';
 import type { LoadedTemplate } from '../../src/runner/index.js';
 import { FIXTURES, cleanTempDirs, fixtureTemplates, tempDir } from '../fixtures/runner/harness.js';
+import { capflowErrorOf } from '../support/errors.js';
 
-function catchError(fn: () => unknown): CapflowError {
-  try {
-    fn();
-  } catch (e) {
-    if (isCapflowError(e)) return e;
-    throw e;
-  }
-  throw new Error('expected an error');
-}
 
 async function catchAsync(p: Promise<unknown>): Promise<CapflowError> {
   try {
@@ -47,7 +39,7 @@ describe('runner: loading templates', function () {
 
   it('unsupported fields, should be rejected before anything runs, naming template, path and reason', () => {
     // The local runner never ignores an Argo field it does not implement.
-    const err = catchError(() => loadTemplates(path.join(FIXTURES, 'unsupported')));
+    const err = capflowErrorOf(() => loadTemplates(path.join(FIXTURES, 'unsupported')));
     expect(err.code).to.equal('RUNNER_UNSUPPORTED_FIELD');
     expect(err.exitCode).to.equal(2);
     expect(err.message).to.include('"uses-unsupported"');
@@ -76,14 +68,14 @@ describe('runner: loading templates', function () {
   });
 
   it('a template of the wrong shape, should fail the Argo schema with its path', () => {
-    const err = catchError(() => loadTemplates(path.join(FIXTURES, 'invalid-shape')));
+    const err = capflowErrorOf(() => loadTemplates(path.join(FIXTURES, 'invalid-shape')));
     expect(err.code).to.equal('RUNNER_INVALID_TEMPLATE');
     expect(err.message).to.match(/container\.command must be array/);
   });
 
   it('a task that does not supply a required input parameter, should be rejected at load', () => {
     // Argo: "inputs.parameters.region was not supplied" when neither an argument, value nor default exists.
-    const err = catchError(() => loadTemplates(path.join(FIXTURES, 'missing-input')));
+    const err = capflowErrorOf(() => loadTemplates(path.join(FIXTURES, 'missing-input')));
     expect(err.code).to.equal('RUNNER_INVALID_TEMPLATE');
     expect(err.message).to.include('inputs.parameters.region was not supplied');
   });
