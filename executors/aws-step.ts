@@ -56,16 +56,22 @@ export function specLoadOptions(options: StepOptions): LoadOptions {
   return options.varsFile !== undefined ? { varsFile: options.varsFile } : {};
 }
 
-/** Loads the AWS self-managed cluster; for --delete a removed folder is fine when cluster-name is given. */
+/**
+ * Loads the AWS cluster, self-managed (AWSCluster) or EKS (its region is the AWSManagedControlPlane's);
+ * for --delete a removed folder is fine when cluster-name is given.
+ */
 export async function loadAwsClusterForDelete(ctx: StepContext): Promise<{ model?: ClusterModel; clusterName: string; region: string }> {
   const { repoDir, clusterPath, params } = ctx.options;
   const fallbackRegion = params.region || ctx.aws.defaultRegion;
   try {
     const model = await loadClusterSpec(path.resolve(repoDir, clusterPath), specLoadOptions(ctx.options));
-    if (model.provider !== 'aws' || model.infrastructure.kind !== 'AWSCluster') {
-      throw new InputError('PROVIDER_NOT_AWS', `cluster ${model.name} is not an AWS self-managed cluster`);
+    if (model.provider === 'aws' && model.infrastructure.kind === 'AWSCluster') {
+      return { model, clusterName: model.name, region: model.infrastructure.spec.region ?? fallbackRegion };
     }
-    return { model, clusterName: model.name, region: model.infrastructure.spec.region ?? fallbackRegion };
+    if (model.provider === 'eks' && model.controlPlane.kind === 'AWSManagedControlPlane') {
+      return { model, clusterName: model.name, region: model.controlPlane.spec.region ?? fallbackRegion };
+    }
+    throw new InputError('PROVIDER_NOT_AWS', `cluster ${model.name} is not an AWS cluster (AWSCluster, or AWSManagedControlPlane for EKS)`);
   } catch (err) {
     if (!(isCapflowError(err) && err.code === 'SPEC_DIR_NOT_FOUND')) throw err;
     if (!params['cluster-name']) {
@@ -83,6 +89,11 @@ export function requireKubeadmAwsCluster(model: ClusterModel, step: string): ass
   }
 }
 
+/**
+ * provision-vpc's status, or NETWORK_MISSING. securityGroupIds is keyed by role: controlplane, node,
+ * apiserver-lb, bastion for a self-managed cluster; `node-eks-additional` (the group to give EKS's
+ * CreateCluster in resourcesVpcConfig.securityGroupIds) and, with a bastion, bastion for EKS.
+ */
 export async function requireNetwork(ctx: StepContext, clusterName: string): Promise<ProvisionVpcStatus> {
   const vpc = await readStepStatus<ProvisionVpcStatus>(ctx.secrets, clusterName, 'provision-vpc');
   if (!vpc) throw new InputError('NETWORK_MISSING', `cluster ${clusterName} has no network in its status secret: run provision-vpc first`, { hint: 'capflow step provision-vpc --cluster-dir ...' });
@@ -95,4 +106,30 @@ export function bootstrapScope(ctx: StepContext, model: { name: string; region: 
     { clusterName: model.name, region: model.region, revision: ctx.options.revision, specPath: ctx.options.clusterPath, ...(model.additionalTags ? { additionalTags: model.additionalTags } : {}) },
     { log: ctx.log, dryRun: ctx.options.dryRun, signal: ctx.signal, timeouts: instanceMs !== undefined ? { instanceMs } : {} },
   );
+}
+
+/** What eks-control-plane keeps in the status secret under `eks-control-plane`, for the node steps and teardown. */
+export interface EksControlPlaneStatus {
+  revision: string;
+  region: string;
+  /** The EKS cluster's own name (AWSManagedControlPlane.spec.eksClusterName, or the Cluster's name). */
+  eksClusterName: string;
+  arn: string;
+  /** https://... as EKS reports it. */
+  endpoint: string;
+  /** Base64 of the cluster CA's PEM, as EKS reports it. */
+  certificateAuthorityData: string;
+  /** Minor version the control plane runs, e.g. 1.31. */
+  version: string;
+  /** The Kubernetes service CIDR (kubernetesNetworkConfig.serviceIpv4Cidr), for node bootstrap. */
+  serviceCidr: string;
+  /** The security group EKS made for the cluster (resourcesVpcConfig.clusterSecurityGroupId). */
+  clusterSecurityGroupId: string;
+  /** The control plane's IAM role ARN. */
+  roleArn: string;
+  /** The role nodes take (managed node groups and EKS machine pools) unless a pool names its own. */
+  nodeRoleArn: string;
+  /** OIDC issuer URL, when IRSA is on. */
+  oidcIssuer?: string;
+  oidcProviderArn?: string;
 }

@@ -1,5 +1,7 @@
 /** Every step capflow ships, by id: the CLI, the image and the runner use this list. */
 import type { Executor } from '../src/core/executor.js';
+import { eksControlPlane } from './eks-control-plane.js';
+import { eksNodeGroups } from './eks-node-groups.js';
 import { installAddonsStep } from './install-addons.js';
 import { joinWorkers } from './join-workers.js';
 import { kubeadmInit } from './kubeadm-init.js';
@@ -7,4 +9,4 @@ import { launchNodes } from './launch-nodes.js';
 import { provisionVpc } from './provision-vpc.js';
 import { validateSpec } from './validate-spec.js';
 
-export const executors: readonly Executor[] = [validateSpec, provisionVpc, kubeadmInit, launchNodes, joinWorkers, installAddonsStep];
+export const executors: readonly Executor[] = [validateSpec, provisionVpc, eksControlPlane, eksNodeGroups, kubeadmInit, launchNodes, joinWorkers, installAddonsStep];

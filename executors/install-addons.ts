@@ -17,6 +17,7 @@ import { KUBECONFIG_KEY, clusterSecretName } from '../src/bootstrap/pki.js';
 import { kubeConfigFrom } from '../src/bootstrap/workload.js';
 import { loadClusterSpec } from '../src/spec/index.js';
 import { DURATION_PATTERN, POLL_INTERVAL_PARAM, parseDuration, specLoadOptions } from './aws-step.js';
+import { isEksCluster, refreshEksKubeconfig } from './eks-step.js';
 
 export const STEP_ID = ADDONS_STEP;
 const STAGES: Record<string, StageSelection> = { 'control-plane': 'ControlPlane', workers: 'Workers', all: 'all' };
@@ -46,10 +47,11 @@ export const installAddonsStep: Executor = {
     const plan = new Plan();
     const common = { model, repoRoot: ctx.options.repoDir, revision: ctx.options.revision, stage, store: ctx.secrets, log: ctx.log, plan, dryRun: ctx.options.dryRun, concurrency, resourceSetTimeoutMs: readyTimeoutMs, pollMs, signal: ctx.signal };
 
+    if (isEksCluster(model) && !ctx.options.dryRun) await refreshEksKubeconfig(ctx, model);
     const kubeconfig = (await ctx.secrets.get(clusterSecretName(model.name, 'kubeconfig')))?.[KUBECONFIG_KEY];
     if (!kubeconfig) {
       if (!ctx.options.dryRun) {
-        throw new InputError('BOOTSTRAP_MISSING', `cluster ${model.name} has no API server yet (no ${clusterSecretName(model.name, 'kubeconfig')})`, { hint: 'run kubeadm-init first' });
+        throw new InputError('BOOTSTRAP_MISSING', `cluster ${model.name} has no API server yet (no ${clusterSecretName(model.name, 'kubeconfig')})`, { hint: isEksCluster(model) ? 'run eks-control-plane first' : 'run kubeadm-init first' });
       }
       await planWithoutCluster(common);
       ctx.log.info(`Plan:\n${plan.format()}`);

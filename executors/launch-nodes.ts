@@ -10,6 +10,12 @@
  * workers by their strategy. A group's hand-made user data in `capflow-<cluster>-bootstrap` wins.
  * With --delete it terminates every machine the cluster owns. Outputs the machine inventory (also
  * in the status secret under `launch-nodes`) and the number of changes.
+ *
+ * On an EKS cluster (AWSManagedControlPlane) the step makes the MachinePools whose infrastructure is
+ * an AWSMachinePool (bootstrap: EKSConfig) as Auto Scaling groups of EKS nodes, their user data
+ * rendered from the EKSConfig against the cluster eks-control-plane made (its status entry; without
+ * it the step stops with CONTROL_PLANE_MISSING). AWSManagedMachinePools (managed node groups) are
+ * another step's and left alone.
  */
 import path from 'node:path';
 import { AutoScalingClient } from '@aws-sdk/client-auto-scaling';
@@ -19,15 +25,31 @@ import { InputError } from '../src/core/errors.js';
 import { readStepStatus, removeStepStatus, writeStepStatus } from '../src/core/status.js';
 import { Plan, makeScope, type ClusterScope } from '../src/aws/index.js';
 import type { Machine } from '../src/aws/instances.js';
-import type { RefreshState } from '../src/aws/machine-pools.js';
+import { reconcileMachinePools, type RefreshState } from '../src/aws/machine-pools.js';
+import { renderEksUserData } from '../src/bootstrap/eks-user-data.js';
 import { deleteClusterMachines, desiredGroups, formatInventory, reconcileClusterMachines } from '../src/aws/machines.js';
 import { clusterSecretName } from '../src/bootstrap/pki.js';
 import { BootstrapSession } from '../src/bootstrap/session.js';
-import { loadClusterSpec, type ClusterModel } from '../src/spec/index.js';
-import { DELETE_TARGET_PARAMS, DURATION_PATTERN, loadAwsClusterForDelete, parseDuration, requireKubeadmAwsCluster, requireNetwork, specLoadOptions } from './aws-step.js';
+import { loadClusterSpec, type AWSMachinePool, type AWSManagedControlPlane, type ClusterModel } from '../src/spec/index.js';
+import type { StepResult } from '../src/core/executor.js';
+import { k8sClusterTag } from '../src/aws/tags.js';
+import {
+  DELETE_TARGET_PARAMS,
+  DURATION_PATTERN,
+  loadAwsClusterForDelete,
+  parseDuration,
+  requireKubeadmAwsCluster,
+  requireNetwork,
+  specLoadOptions,
+  type EksControlPlaneStatus,
+} from './aws-step.js';
 import type { ProvisionVpcStatus } from './provision-vpc.js';
 
 export const STEP_ID = 'launch-nodes';
+/** The status entry eks-control-plane writes. */
+export const EKS_CONTROL_PLANE_STATUS = 'eks-control-plane';
+/** The instance profile of an EKS pool whose launch template names none: the AWS provider's default for nodes. */
+export const EKS_NODE_INSTANCE_PROFILE = 'nodes.cluster-api-provider-aws.sigs.k8s.io';
 
 /**
  * The cluster's bootstrap when its API server exists (kubeadm-init wrote the kubeconfig): join data,
@@ -142,6 +164,7 @@ export function makeLaunchNodes(options: LaunchNodesOptions = {}): Executor {
       }
 
       const model = await loadClusterSpec(path.resolve(ctx.options.repoDir, ctx.options.clusterPath), specLoadOptions(ctx.options));
+      if (model.provider === 'eks' && model.controlPlane.kind === 'AWSManagedControlPlane') return runEksPools(ctx, model as ClusterModel & { controlPlane: AWSManagedControlPlane });
       requireKubeadmAwsCluster(model, STEP_ID);
       const known = await readStepStatus<ProvisionVpcStatus>(ctx.secrets, model.name, 'provision-vpc');
       if (!known && ctx.options.dryRun) {
@@ -221,3 +244,107 @@ export function makeLaunchNodes(options: LaunchNodesOptions = {}): Executor {
 }
 
 export const launchNodes: Executor = makeLaunchNodes();
+
+type EksModel = ClusterModel & { controlPlane: AWSManagedControlPlane };
+type AsgPool = ClusterModel['machinePools'][number] & { infrastructure: AWSMachinePool };
+
+/** The EKS cluster eks-control-plane made, or CONTROL_PLANE_MISSING (exit 2: run that step first). */
+async function requireEksControlPlane(ctx: StepContext, clusterName: string): Promise<EksControlPlaneStatus> {
+  const eks = await readStepStatus<EksControlPlaneStatus>(ctx.secrets, clusterName, EKS_CONTROL_PLANE_STATUS);
+  if (!eks?.endpoint || !eks.certificateAuthorityData || !eks.eksClusterName) {
+    throw new InputError('CONTROL_PLANE_MISSING', `cluster ${clusterName} has no EKS control plane in its status secret: run eks-control-plane first`, {
+      hint: 'capflow step eks-control-plane --cluster-dir ...',
+    });
+  }
+  return eks;
+}
+
+/**
+ * An EKS cluster's machine pools: each MachinePool + AWSMachinePool (+ EKSConfig) as a launch
+ * template and an Auto Scaling group of EKS nodes, reusing the self-managed pools' reconcile
+ * (machine-pools.ts) with the EKS node's user data, security groups, tags and instance profile.
+ */
+async function runEksPools(ctx: StepContext, model: EksModel): Promise<StepResult> {
+  if (model.machineDeployments.length > 0) {
+    const md = model.machineDeployments[0]!.deployment.metadata.name;
+    throw new InputError('EKS_MACHINE_DEPLOYMENTS_UNSUPPORTED', `MachineDeployment/${md}: an EKS cluster's workers are machine pools here (MachinePool + AWSMachinePool + EKSConfig, or AWSManagedMachinePool)`, {
+      hint: 'write the workers as a MachinePool',
+    });
+  }
+  const pools = model.machinePools.filter((m): m is AsgPool => m.infrastructure.kind === 'AWSMachinePool');
+  const vpcKnown = await readStepStatus<ProvisionVpcStatus>(ctx.secrets, model.name, 'provision-vpc');
+  const eksKnown = await readStepStatus<EksControlPlaneStatus>(ctx.secrets, model.name, EKS_CONTROL_PLANE_STATUS);
+  if ((!vpcKnown || !eksKnown) && ctx.options.dryRun) {
+    // cluster-plan of a cluster not made yet: every pool is to be made, after the network and EKS.
+    const plan = new Plan();
+    for (const m of pools) plan.record({ resource: 'autoscaling-group', name: m.pool.metadata.name, action: 'create', detail: 'once provision-vpc and eks-control-plane made the network and the EKS cluster' });
+    ctx.log.info(`Plan:\n${plan.format()}`);
+    const c = plan.counts();
+    return { outputs: { machines: '[]', changes: String(c.create) }, summary: { plan: c } };
+  }
+  const vpc = vpcKnown ?? (await requireNetwork(ctx, model.name));
+  const eks = eksKnown?.endpoint ? eksKnown : await requireEksControlPlane(ctx, model.name);
+  const cp = model.controlPlane.spec;
+  const region = cp.region ?? eks.region ?? vpc.region ?? ctx.aws.defaultRegion;
+  const additionalTags = cp.additionalTags as Record<string, string> | undefined;
+  const scope = scopeFor(ctx, model.name, region, additionalTags);
+  const subnetsByZone: Record<string, { public?: string; private?: string }> = {};
+  for (const s of vpc.subnets) {
+    const zone = (subnetsByZone[s.az] ??= {});
+    if (s.public) zone.public ??= s.id;
+    else zone.private ??= s.id;
+  }
+
+  // Every pool's user data first, so a spec the renderer refuses stops the run before any AWS call.
+  // A pool's hand-made entry in the bootstrap secret wins, then its bootstrap data secret, then its EKSConfig.
+  const handMade = (await ctx.secrets.get(bootstrapSecretName(model.name))) ?? {};
+  const cluster = { name: eks.eksClusterName, endpoint: eks.endpoint, certificateAuthorityData: eks.certificateAuthorityData, serviceCidr: eks.serviceCidr };
+  const userData = new Map<string, string>();
+  for (const m of pools) {
+    const name = m.pool.metadata.name;
+    const dataSecret = m.pool.spec.template.spec.bootstrap.dataSecretName;
+    const config = m.bootstrapConfig;
+    let data = handMade[name] ?? (dataSecret ? (await ctx.secrets.get(dataSecret))?.value : undefined);
+    if (data === undefined && config?.kind === 'EKSConfig') {
+      data = await renderEksUserData({
+        spec: config.spec,
+        cluster,
+        ...(m.infrastructure.spec.awsLaunchTemplate.ami?.eksLookupType ? { amiLookupType: m.infrastructure.spec.awsLaunchTemplate.ami.eksLookupType } : {}),
+        origin: { kind: 'EKSConfig', name: config.metadata.name, path: ['spec'] },
+        resolveSecret: async (ref) => (await ctx.secrets.get(ref.name))?.[ref.key],
+      });
+    }
+    if (data === undefined) {
+      throw new InputError('BOOTSTRAP_MISSING', `MachinePool/${name} has no bootstrap data: its bootstrap names no EKSConfig${dataSecret ? `, and the secret ${dataSecret} has no key value` : ''}`, {
+        hint: `name an EKSConfig in spec.template.spec.bootstrap.configRef (or put hand-made user data under the key ${name} of the secret ${bootstrapSecretName(model.name)})`,
+      });
+    }
+    userData.set(name, data);
+  }
+
+  const sg = vpc.securityGroupIds;
+  // As the AWS provider gives EKS nodes: the node group (when provision-vpc made one), its EKS
+  // additional group, and the security group EKS made for the cluster.
+  const extraSecurityGroupIds = [sg['node-eks-additional'], eks.clusterSecurityGroupId].filter((id): id is string => !!id);
+  const results = await reconcileMachinePools(scope, ctx.aws.get(AutoScalingClient, region), {
+    pools,
+    kubernetesVersion: model.kubernetesVersion,
+    subnetsByZone,
+    nodeSecurityGroupId: sg.node ?? '',
+    extraSecurityGroupIds,
+    defaultInstanceProfile: EKS_NODE_INSTANCE_PROFILE,
+    // EKS nodes must carry their cluster's tag under the EKS name (which may differ from the Cluster's).
+    extraTags: { [k8sClusterTag(eks.eksClusterName)]: 'owned' },
+    autoscalerClusterName: eks.eksClusterName,
+    eks: true,
+    userData: async (pool) => userData.get(pool) ?? '',
+    ...(cp.sshKeyName ? { sshKeyName: cp.sshKeyName } : {}),
+    refreshState: poolRefreshState(ctx, model.name),
+  });
+  if (ctx.options.dryRun) ctx.log.info(`Plan:\n${scope.plan.format()}`);
+  else await writeStepStatus(ctx.secrets, model.name, STEP_ID, { revision: ctx.options.revision, region, machines: [] } satisfies LaunchNodesStatus);
+  return {
+    outputs: { machines: '[]', changes: changesOf(scope) },
+    summary: { plan: scope.plan.counts(), machines: 0, machinePools: results.length, ...(pools.length < model.machinePools.length ? { managedNodeGroupsLeft: model.machinePools.length - pools.length } : {}) },
+  };
+}

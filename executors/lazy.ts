@@ -8,6 +8,8 @@ import type { Executor } from '../src/core/executor.js';
 export const executorModules: Readonly<Record<string, () => Promise<Executor>>> = {
   'validate-spec': async () => (await import('./validate-spec.js')).validateSpec,
   'provision-vpc': async () => (await import('./provision-vpc.js')).provisionVpc,
+  'eks-control-plane': async () => (await import('./eks-control-plane.js')).eksControlPlane,
+  'eks-node-groups': async () => (await import('./eks-node-groups.js')).eksNodeGroups,
   'kubeadm-init': async () => (await import('./kubeadm-init.js')).kubeadmInit,
   'launch-nodes': async () => (await import('./launch-nodes.js')).launchNodes,
   'join-workers': async () => (await import('./join-workers.js')).joinWorkers,

@@ -1,9 +1,11 @@
 /**
  * provision-vpc: makes the cluster's AWS network match its AWSCluster (VPC,
  * subnets, internet gateway, NAT gateways, route tables, security groups,
- * API server load balancer, bastion), or with --delete removes all of it
- * that the cluster owns. Outputs the ids later steps need, and keeps them in
- * the cluster's status secret.
+ * API server load balancer, bastion), or, for an EKS cluster, its
+ * AWSManagedControlPlane's spec.network (the same, without the load balancer:
+ * EKS serves the API), or with --delete removes all of it that the cluster
+ * owns. Outputs the ids later steps need, and keeps them in the cluster's
+ * status secret.
  */
 import path from 'node:path';
 import type { Executor, StepContext } from '../src/core/executor.js';
@@ -11,11 +13,17 @@ import { DELETE_TARGET_PARAMS, DURATION_PATTERN, loadAwsClusterForDelete, parseD
 import { InputError } from '../src/core/errors.js';
 import { readStepStatus, removeStepStatus, writeStepStatus } from '../src/core/status.js';
 import { deleteNetwork, makeScope, reconcileNetwork, type ClusterScope, type NetworkResult } from '../src/aws/index.js';
-import { loadClusterSpec } from '../src/spec/index.js';
+import { loadClusterSpec, networkOwner } from '../src/spec/index.js';
 
 export const STEP_ID = 'provision-vpc';
 
-/** What the status secret keeps under `provision-vpc`. */
+/**
+ * What the status secret keeps under `provision-vpc`. The same shape for EKS: `subnets` (each with
+ * `public`), and `securityGroupIds` keyed by role, where the key `node-eks-additional` holds the id
+ * of the group eks-control-plane gives CreateCluster (resourcesVpcConfig.securityGroupIds), and
+ * `bastion` the bastion's group when the bastion is enabled; apiServerDns and targetGroupArn are
+ * empty (no load balancer of ours: EKS serves the API).
+ */
 import type { ProvisionVpcStatus } from './aws-step.js';
 export type { ProvisionVpcStatus };
 
@@ -51,6 +59,7 @@ function scopeFor(ctx: StepContext, p: { clusterName: string; region: string; ad
   );
 }
 
+/** api-server-dns and target-group-arn are empty for EKS (no load balancer of ours). */
 function outputsOf(r: NetworkResult): Record<string, string> {
   return {
     'vpc-id': r.vpc.id,
@@ -83,7 +92,7 @@ function statusOf(r: NetworkResult, revision: string, region: string, outputs: R
 
 export const provisionVpc: Executor = {
   id: STEP_ID,
-  description: 'Make the AWS network match the AWSCluster (VPC, subnets, gateways, routes, security groups, load balancer, bastion)',
+  description: 'Make the AWS network match the AWSCluster or the EKS AWSManagedControlPlane (VPC, subnets, gateways, routes, security groups, load balancer, bastion)',
   supportsDelete: true,
   supportsDryRun: true,
   inputSchema: {
@@ -105,7 +114,7 @@ export const provisionVpc: Executor = {
     if (ctx.options.delete) {
       const { model, clusterName, region } = await loadAwsClusterForDelete(ctx);
       const previous = await readStepStatus<ProvisionVpcStatus>(ctx.secrets, clusterName, STEP_ID);
-      const userVpc = model?.infrastructure.kind === 'AWSCluster' ? model.infrastructure.spec.network?.vpc?.id : undefined;
+      const userVpc = model ? networkOwner(model)?.spec.network?.vpc?.id : undefined;
       const userVpcIds = [userVpc, previous && !previous.vpcManaged ? previous.vpcId : undefined].filter((v): v is string => !!v);
       const scope = scopeFor(ctx, { clusterName, region });
       await deleteNetwork(scope, { userVpcIds });
@@ -115,13 +124,15 @@ export const provisionVpc: Executor = {
     }
 
     const model = await loadClusterSpec(path.resolve(ctx.options.repoDir, ctx.options.clusterPath), specLoadOptions(ctx.options));
-    if (model.provider !== 'aws' || model.infrastructure.kind !== 'AWSCluster') {
-      throw new InputError('PROVIDER_NOT_AWS', `cluster ${model.name} is a ${model.provider} cluster; provision-vpc makes the network of an AWS self-managed cluster (AWSCluster)`);
+    // The network is in the AWSCluster, or in an EKS cluster's AWSManagedControlPlane (as CAPA has it).
+    const owner = networkOwner(model);
+    if (!owner) {
+      throw new InputError('PROVIDER_NOT_AWS', `cluster ${model.name} is a ${model.provider} cluster; provision-vpc makes the network of an AWS self-managed cluster (AWSCluster) or an EKS cluster (AWSManagedControlPlane)`);
     }
-    const infra = model.infrastructure;
-    const region = infra.spec.region ?? ctx.aws.defaultRegion;
+    const region = owner.spec.region ?? ctx.aws.defaultRegion;
+    const additionalTags = owner.spec.additionalTags as Record<string, string> | undefined;
     const previous = await readStepStatus<ProvisionVpcStatus>(ctx.secrets, model.name, STEP_ID);
-    const scope = scopeFor(ctx, { clusterName: model.name, region, ...(infra.spec.additionalTags ? { additionalTags: infra.spec.additionalTags } : {}) });
+    const scope = scopeFor(ctx, { clusterName: model.name, region, ...(additionalTags ? { additionalTags } : {}) });
     const result = await reconcileNetwork(scope, model, previous?.dnsVerifiedFor ? { dnsVerifiedFor: previous.dnsVerifiedFor } : {});
     const outputs = { ...outputsOf(result), changes: changesOf(scope) };
     if (ctx.options.dryRun) {

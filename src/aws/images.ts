@@ -41,15 +41,43 @@ export function newestImage(images: readonly Image[]): Image | undefined {
     .sort((a, b) => (b.CreationDate ?? '').localeCompare(a.CreationDate ?? '') || (a.ImageId ?? '').localeCompare(b.ImageId ?? ''))[0];
 }
 
+/** Owner alias of the EKS-optimized images. */
+export const EKS_IMAGE_OWNER = 'amazon';
+
+/**
+ * The name of the EKS-optimized images Amazon publishes for a lookup type (AWSLaunchTemplate
+ * ami.eksLookupType: AmazonLinux, the default, AmazonLinuxGPU, AmazonLinux2023, AmazonLinux2023GPU),
+ * an architecture and a Kubernetes minor: the images CAPA's SSM parameters
+ * (/aws/service/eks/optimized-ami/<minor>/...) point at, newest first.
+ */
+export function eksImageNamePattern(lookupType: string | undefined, arch: 'arm64' | 'x86_64', kubernetesVersion: string): string {
+  const m = /^v?(\d+)\.(\d+)/.exec(kubernetesVersion);
+  const minor = m ? `${m[1]}.${m[2]}` : kubernetesVersion;
+  switch (lookupType) {
+    case 'AmazonLinux2023GPU':
+      return `amazon-eks-node-al2023-x86_64-nvidia-${minor}-v*`;
+    case 'AmazonLinuxGPU':
+      return `amazon-eks-gpu-node-${minor}-v*`;
+    case 'AmazonLinux2023':
+      return `amazon-eks-node-al2023-${arch}-standard-${minor}-v*`;
+    default:
+      return arch === 'arm64' ? `amazon-eks-arm64-node-${minor}-v*` : `amazon-eks-node-${minor}-v*`;
+  }
+}
+
 /**
  * The AMI id for a machine of `spec` running `kubernetesVersion`. `templateName` (optional) is named
- * in the error when nothing matches.
+ * in the error when nothing matches. `eks`: the machine is a node of an EKS cluster, which (as in
+ * CAPA) takes the EKS-optimized image of ami.eksLookupType unless the spec names its own lookup
+ * (imageLookupOrg, imageLookupFormat or imageLookupBaseOS); found by name with DescribeImages rather
+ * than through CAPA's SSM parameters.
  */
-export async function resolveImageId(scope: ClusterScope, spec: AWSMachineSpec, kubernetesVersion: string, templateName?: string): Promise<string> {
+export async function resolveImageId(scope: ClusterScope, spec: AWSMachineSpec, kubernetesVersion: string, templateName?: string, eks = false): Promise<string> {
   if (spec.ami?.id) return spec.ami.id;
-  const org = spec.imageLookupOrg || DEFAULT_IMAGE_LOOKUP_ORG;
-  const pattern = imageNamePattern(spec, kubernetesVersion);
   const arch = architectureOf(spec.instanceType);
+  const eksLookup = eks && !spec.imageLookupOrg && !spec.imageLookupBaseOS && !(typeof spec.imageLookupFormat === 'string' && spec.imageLookupFormat !== '');
+  const org = eksLookup ? EKS_IMAGE_OWNER : spec.imageLookupOrg || DEFAULT_IMAGE_LOOKUP_ORG;
+  const pattern = eksLookup ? eksImageNamePattern(spec.ami?.eksLookupType, arch, kubernetesVersion) : imageNamePattern(spec, kubernetesVersion);
   const key = JSON.stringify([org, pattern, arch]);
   let perScope = cache.get(scope);
   if (!perScope) {
@@ -72,9 +100,11 @@ export async function resolveImageId(scope: ClusterScope, spec: AWSMachineSpec, 
     );
     const image = newestImage(out.Images ?? []);
     if (!image?.ImageId) {
-      const which = templateName ? `AWSMachineTemplate/${templateName}` : 'the AWSMachineTemplate';
+      const which = templateName ? `${eks ? 'AWSMachinePool' : 'AWSMachineTemplate'}/${templateName}` : 'the AWSMachineTemplate';
       throw new InputError('AMI_NOT_FOUND', `no ${arch} image named "${pattern}" owned by ${org} in ${scope.region} for ${which} (Kubernetes ${kubernetesVersion})`, {
-        hint: `set spec.template.spec.ami.id of ${which}, or imageLookupOrg/imageLookupFormat/imageLookupBaseOS to images that exist in ${scope.region}`,
+        hint: eksLookup
+          ? `set spec.awsLaunchTemplate.ami.id of ${which}, or ami.eksLookupType to an image type published for Kubernetes ${kubernetesVersion} in ${scope.region}`
+          : `set spec.template.spec.ami.id of ${which}, or imageLookupOrg/imageLookupFormat/imageLookupBaseOS to images that exist in ${scope.region}`,
         details: { template: templateName, org, pattern, region: scope.region },
       });
     }

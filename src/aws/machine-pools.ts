@@ -18,6 +18,14 @@
  *   overrides) and capacity rebalance. Tags (set at creation, propagated to instances) are the
  *   cluster's ownership tags, role `node`, Name and `capflow.io/machine-pool`. Updates send
  *   UpdateAutoScalingGroup with only the fields that differ.
+ * - cluster-autoscaler: a MachinePool annotated `cluster.x-k8s.io/replicas-managed-by` (any value)
+ *   has its group tagged `k8s.io/cluster-autoscaler/enabled: true` and
+ *   `k8s.io/cluster-autoscaler/<cluster>: owned` (not propagated; the only tags kept in step after
+ *   creation: added or removed as the annotation comes or goes), and its desired capacity is set at
+ *   creation only (replicas, else minSize), then left to the autoscaler.
+ * - EKS nodes (an EKS cluster's pools, bootstrap EKSConfig) take the same path; the caller adds the
+ *   EKS security groups, the `kubernetes.io/cluster/<EKS name>` tag, a default instance profile and
+ *   the EKS-optimized image lookup (MachinePoolsInput).
  * - Found by name first; a template or group of our name not owned by the cluster stops the run
  *   with a ConflictError saying how to adopt it.
  * - Delete: the cluster's owned groups are force-deleted (instances terminated with them) and
@@ -25,7 +33,9 @@
  */
 import {
   CreateAutoScalingGroupCommand,
+  CreateOrUpdateTagsCommand,
   DeleteAutoScalingGroupCommand,
+  DeleteTagsCommand,
   DescribeAutoScalingGroupsCommand,
   StartInstanceRefreshCommand,
   UpdateAutoScalingGroupCommand,
@@ -34,6 +44,8 @@ import {
   type CreateAutoScalingGroupCommandInput,
   type Filter as AsgFilter,
   type MixedInstancesPolicy as AsgMixedInstancesPolicy,
+  type Tag as AsgTag,
+  type TagDescription,
   type UpdateAutoScalingGroupCommandInput,
 } from '@aws-sdk/client-auto-scaling';
 import {
@@ -48,17 +60,19 @@ import {
 } from '@aws-sdk/client-ec2';
 import { createHash } from 'node:crypto';
 import { InputError } from '../core/errors.js';
-import type { AWSMachinePool, AWSMachineSpec, MachinePoolModel } from '../spec/model.js';
+import type { AWSMachinePool, AWSMachineSpec, MachinePool, MachinePoolModel } from '../spec/model.js';
+import { REPLICAS_MANAGED_BY } from '../spec/eks-checks.js';
 import { awsErrorName, expectAtMostOne, found, isNotFound } from './find.js';
 import { resolveImageId } from './images.js';
 import { canonicalJson, instanceParams } from './machine-params.js';
 import type { ClusterScope } from './scope.js';
-import { CAPFLOW_REVISION_TAG, capaClusterTag, fromTagList, ownedTags, ROLE_TAG, tagSpecifications } from './tags.js';
+import { AUTOSCALER_ENABLED_TAG, CAPFLOW_REVISION_TAG, autoscalerClusterTag, capaClusterTag, fromTagList, ownedTags, ROLE_TAG, tagSpecifications } from './tags.js';
 import { clientToken } from './tokens.js';
 import { waitFor } from './wait.js';
 
 export const NODE_ROLE = 'node';
 export const MACHINE_POOL_TAG = 'capflow.io/machine-pool';
+export { AUTOSCALER_ENABLED_TAG, autoscalerClusterTag };
 /** Prefix of a launch template version's description: `capflow:<sha256 of its LaunchTemplateData>`. */
 export const TEMPLATE_HASH_PREFIX = 'capflow:';
 /** What the plan and the log say when the endpoint has no instance refresh. */
@@ -79,6 +93,16 @@ export interface MachinePoolsInput {
   userData: UserDataFn;
   /** AWSCluster.spec.sshKeyName, used when the launch template names none. */
   sshKeyName?: string;
+  /** Security groups every pool's instances join besides the node group's (an EKS cluster's own group). */
+  extraSecurityGroupIds?: string[];
+  /** The instance profile of a launch template that names none (EKS pools: CAPA's nodes profile). */
+  defaultInstanceProfile?: string;
+  /** Tags of every pool's template, instances and group besides ours (an EKS node's kubernetes.io/cluster/<EKS name>). */
+  extraTags?: Record<string, string>;
+  /** The cluster name in cluster-autoscaler's `k8s.io/cluster-autoscaler/<name>` tag (default the scope's cluster). */
+  autoscalerClusterName?: string;
+  /** The pools are EKS nodes: images from the EKS-optimized lookup unless the template names its own. */
+  eks?: boolean;
   /**
    * Where "a refresh is owed" is remembered across a crash (the status
    * secret): set before a new template version is made, cleared once the
@@ -123,9 +147,40 @@ function isAwsMachinePool(m: MachinePoolModel): m is MachinePoolModel & { infras
   return m.infrastructure.kind === 'AWSMachinePool';
 }
 
-function poolTags(scope: ClusterScope, m: MachinePoolModel & { infrastructure: AWSMachinePool }): Record<string, string> {
+function poolTags(scope: ClusterScope, m: MachinePoolModel & { infrastructure: AWSMachinePool }, input: Pick<MachinePoolsInput, 'extraTags'>): Record<string, string> {
   const name = m.pool.metadata.name;
-  return ownedTags(scope, NODE_ROLE, name, { ...(m.infrastructure.spec.additionalTags ?? {}), [MACHINE_POOL_TAG]: name });
+  return ownedTags(scope, NODE_ROLE, name, { ...(m.infrastructure.spec.additionalTags ?? {}), ...(input.extraTags ?? {}), [MACHINE_POOL_TAG]: name });
+}
+
+/** True when the MachinePool leaves its replicas to an autoscaler (the annotation, whatever its value). */
+export function replicasManagedExternally(pool: MachinePool): boolean {
+  return pool.metadata.annotations?.[REPLICAS_MANAGED_BY] !== undefined;
+}
+
+/**
+ * The group-only tags cluster-autoscaler discovers a pool by (not propagated to instances): both
+ * when the MachinePool's replicas are managed externally, none otherwise.
+ */
+export function autoscalerTags(pool: MachinePool, clusterName: string): Record<string, string> {
+  return replicasManagedExternally(pool) ? { [AUTOSCALER_ENABLED_TAG]: 'true', [autoscalerClusterTag(clusterName)]: 'owned' } : {};
+}
+
+/** What CreateOrUpdateTags / DeleteTags must do for the autoscaler tags of a group (the only tags kept after creation). */
+export function autoscalerTagDrift(name: string, want: Record<string, string>, have: readonly TagDescription[], clusterName: string): { set: AsgTag[]; remove: AsgTag[]; changes: string[] } {
+  const keys = [AUTOSCALER_ENABLED_TAG, autoscalerClusterTag(clusterName)];
+  const set: AsgTag[] = [];
+  const remove: AsgTag[] = [];
+  for (const key of keys) {
+    const tag = have.find((t) => t.Key === key);
+    const value = want[key];
+    if (value !== undefined && (tag?.Value !== value || tag.PropagateAtLaunch === true)) {
+      set.push({ ResourceId: name, ResourceType: 'auto-scaling-group', Key: key, Value: value, PropagateAtLaunch: false });
+    } else if (value === undefined && tag) {
+      remove.push({ ResourceId: name, ResourceType: 'auto-scaling-group', Key: key });
+    }
+  }
+  const changes = [...(set.length > 0 ? [`cluster-autoscaler tags ${set.map((t) => t.Key).join(', ')}`] : []), ...(remove.length > 0 ? [`remove cluster-autoscaler tags ${remove.map((t) => t.Key).join(', ')}`] : [])];
+  return { set, remove, changes };
 }
 
 /** sha256 of the LaunchTemplateData, keys sorted, the revision tag left out (a commit alone is no change). */
@@ -163,14 +218,15 @@ export function poolSubnets(infra: AWSMachinePool, subnetsByZone: MachinePoolsIn
 }
 
 /** The machine spec of the pool's launch template, in the shape machine-params takes. */
-function machineSpecOf(infra: AWSMachinePool): AWSMachineSpec {
+function machineSpecOf(infra: AWSMachinePool, defaultInstanceProfile?: string): AWSMachineSpec {
   const lt = infra.spec.awsLaunchTemplate;
   const instanceType = lt.instanceType ?? infra.spec.mixedInstancesPolicy?.overrides?.[0]?.instanceType;
   if (!instanceType) {
     throw new InputError('POOL_NO_INSTANCE_TYPE', `AWSMachinePool/${infra.metadata.name} spec.awsLaunchTemplate.instanceType: required (or mixedInstancesPolicy.overrides)`);
   }
   const { rootVolume, ...rest } = lt;
-  return { ...rest, instanceType, ...(rootVolume ? { rootVolume: rootVolume as AWSMachineSpec['rootVolume'] } : {}) };
+  const iamInstanceProfile = lt.iamInstanceProfile || defaultInstanceProfile;
+  return { ...rest, instanceType, ...(iamInstanceProfile ? { iamInstanceProfile } : {}), ...(rootVolume ? { rootVolume: rootVolume as AWSMachineSpec['rootVolume'] } : {}) };
 }
 
 async function launchTemplateData(
@@ -179,11 +235,12 @@ async function launchTemplateData(
   input: MachinePoolsInput,
 ): Promise<RequestLaunchTemplateData> {
   const name = m.pool.metadata.name;
-  const spec = machineSpecOf(m.infrastructure);
+  const spec = machineSpecOf(m.infrastructure, input.defaultInstanceProfile);
   const version = m.pool.spec.template.spec.version ?? input.kubernetesVersion;
-  const imageId = await resolveImageId(scope, spec, version, name);
-  const p = instanceParams(spec, { imageId, securityGroupIds: [input.nodeSecurityGroupId], ...(input.sshKeyName ? { sshKeyName: input.sshKeyName } : {}) });
-  const tags = { ...p.extraTags, ...poolTags(scope, m) };
+  const imageId = await resolveImageId(scope, spec, version, name, input.eks === true);
+  const securityGroupIds = [input.nodeSecurityGroupId, ...(input.extraSecurityGroupIds ?? [])].filter((id) => id !== '');
+  const p = instanceParams(spec, { imageId, securityGroupIds, ...(input.sshKeyName ? { sshKeyName: input.sshKeyName } : {}) });
+  const tags = { ...p.extraTags, ...poolTags(scope, m, input) };
   const userData = await input.userData(name);
   return {
     ImageId: p.imageId,
@@ -232,6 +289,8 @@ interface DesiredGroup {
   minSize: number;
   maxSize: number;
   desired?: number;
+  /** The autoscaler owns the desired capacity: set at creation only. */
+  externallyManaged: boolean;
   subnets: string[];
   capacityRebalance: boolean;
   mixed?: AsgMixedInstancesPolicy;
@@ -251,6 +310,7 @@ function desiredGroup(m: MachinePoolModel & { infrastructure: AWSMachinePool }, 
     minSize: s.minSize,
     maxSize: s.maxSize,
     ...(replicas !== undefined ? { desired: replicas } : {}),
+    externallyManaged: replicasManagedExternally(m.pool),
     subnets,
     capacityRebalance: s.capacityRebalance ?? false,
     ...(mixed ? { mixed } : {}),
@@ -269,7 +329,7 @@ function groupDrift(name: string, want: DesiredGroup, have: AutoScalingGroup): {
     update.MaxSize = want.maxSize;
     changes.push(`max ${have.MaxSize} -> ${want.maxSize}`);
   }
-  if (want.desired !== undefined && have.DesiredCapacity !== want.desired) {
+  if (!want.externallyManaged && want.desired !== undefined && have.DesiredCapacity !== want.desired) {
     update.DesiredCapacity = want.desired;
     changes.push(`desired ${have.DesiredCapacity} -> ${want.desired}`);
   }
@@ -416,7 +476,9 @@ async function reconcilePool(
   const data = await launchTemplateData(scope, m, input);
   const hash = launchTemplateDataHash(data);
   const description = `${TEMPLATE_HASH_PREFIX}${hash}`;
-  const tags = poolTags(scope, m);
+  const tags = poolTags(scope, m, input);
+  const autoscalerClusterName = input.autoscalerClusterName ?? cluster;
+  const groupOnlyTags = autoscalerTags(m.pool, autoscalerClusterName);
 
   // The launch template: created, or a new version when its content changed. Client tokens come from
   // the content and the commit: a retried step gets the first answer, a later re-creation (after a
@@ -476,35 +538,41 @@ async function reconcilePool(
       name,
       action: 'create',
       ...(scope.dryRun ? { id: NEW('auto scaling group', name) } : {}),
-      detail: `min ${want.minSize} max ${want.maxSize} desired ${want.desired ?? want.minSize} in ${subnets.length} subnets`,
+      detail: `min ${want.minSize} max ${want.maxSize} desired ${want.desired ?? want.minSize}${want.externallyManaged ? ' (then the autoscaler\'s)' : ''} in ${subnets.length} subnets`,
     });
     if (!scope.dryRun) {
       const create: CreateAutoScalingGroupCommandInput = {
         AutoScalingGroupName: name,
         MinSize: want.minSize,
         MaxSize: want.maxSize,
-        ...(want.desired !== undefined ? { DesiredCapacity: want.desired } : {}),
+        // Set once; with replicas managed externally the autoscaler moves it from then on.
+        DesiredCapacity: want.desired ?? want.minSize,
         VPCZoneIdentifier: subnets.join(','),
         CapacityRebalance: want.capacityRebalance,
         ...(want.mixed ? { MixedInstancesPolicy: want.mixed } : { LaunchTemplate: { LaunchTemplateName: name, Version: LATEST } }),
         ...(typeof m.infrastructure.spec.defaultCoolDown === 'string' ? { DefaultCooldown: cooldownSeconds(m.infrastructure.spec.defaultCoolDown) } : {}),
-        Tags: Object.entries(tags)
-          .sort(([a], [b]) => a.localeCompare(b))
-          .map(([Key, Value]) => ({ Key, Value, PropagateAtLaunch: true })),
+        Tags: [
+          ...Object.entries(tags).map(([Key, Value]) => ({ Key, Value, PropagateAtLaunch: true })),
+          ...Object.entries(groupOnlyTags).map(([Key, Value]) => ({ Key, Value, PropagateAtLaunch: false })),
+        ].sort((a, b) => a.Key.localeCompare(b.Key)),
       };
       scope.log.info('Creating auto scaling group', { name, subnets });
       await asg.send(new CreateAutoScalingGroupCommand(create), { abortSignal: scope.signal });
       arn = (await describeGroupsByName(scope, asg, [name]))[0]?.AutoScalingGroupARN;
     }
   } else {
-    const { update, changes } = groupDrift(name, want, group);
+    const { update, changes: groupChanges } = groupDrift(name, want, group);
+    const tagDrift = autoscalerTagDrift(name, groupOnlyTags, group.Tags ?? [], autoscalerClusterName);
+    const changes = [...groupChanges, ...tagDrift.changes];
     if (changes.length === 0) {
       scope.plan.record({ resource: 'autoscaling-group', name, action: 'no-change', id: name });
     } else {
       scope.plan.record({ resource: 'autoscaling-group', name, action: 'update', id: name, detail: changes.join('; ') });
       if (!scope.dryRun) {
         scope.log.info('Updating auto scaling group', { name, changes });
-        await asg.send(new UpdateAutoScalingGroupCommand(update), { abortSignal: scope.signal });
+        if (groupChanges.length > 0) await asg.send(new UpdateAutoScalingGroupCommand(update), { abortSignal: scope.signal });
+        if (tagDrift.set.length > 0) await asg.send(new CreateOrUpdateTagsCommand({ Tags: tagDrift.set }), { abortSignal: scope.signal });
+        if (tagDrift.remove.length > 0) await asg.send(new DeleteTagsCommand({ Tags: tagDrift.remove }), { abortSignal: scope.signal });
       }
     }
   }

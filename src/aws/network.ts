@@ -1,7 +1,10 @@
 /**
  * The cluster's network, in dependency order: VPC, subnets and internet
  * gateway, NAT gateways (with their Elastic IPs), route tables, then the
- * security groups, the API server load balancer and the bastion. Every read
+ * security groups, the API server load balancer and the bastion. An EKS
+ * cluster (network in its AWSManagedControlPlane) gets the same VPC, subnets,
+ * gateways and route tables, its own security group roles, and no load
+ * balancer: EKS serves the API. Every read
  * that decides anything (the region's zones, a user-supplied VPC, subnet
  * blocks) happens before the first mutating call, so bad input changes
  * nothing. Delete runs the reverse order and finds everything by the
@@ -18,7 +21,8 @@ import { deleteNatGateways, describeNatAddresses, describeNatGateways, natPlacem
 import { checkZones, desiredSubnets, layoutCovered, userSubnets, type DesiredSubnet, type ExistingSubnet } from './network-spec.js';
 import { deleteRouteTables, describeOwnedRouteTables, describeVpcRouteTables, reconcileRouteTables, type RouteTableResult } from './route-tables.js';
 import type { ClusterScope } from './scope.js';
-import { deleteSecurityGroups, reconcileSecurityGroups, type SecurityGroupRole } from './security-groups.js';
+import { deleteSecurityGroups, reconcileSecurityGroups, type AnySecurityGroupRole } from './security-groups.js';
+import { k8sClusterTag } from './tags.js';
 import { deleteSubnets, describeOwnedSubnets, describeVpcSubnets, reconcileSubnets, type SubnetResult } from './subnets.js';
 import { deleteVpcs, describeClusterVpcs, describeUserVpc, pickOwnedVpc, reconcileVpc, TagUpdates, type VpcResult } from './vpc.js';
 
@@ -30,7 +34,9 @@ export interface NetworkResult {
   internetGatewayId?: string;
   natGateways: NatGatewayResult[];
   routeTables: RouteTableResult[];
-  securityGroupIds: Record<SecurityGroupRole, string>;
+  /** By role (rolesFor: for EKS, node-eks-additional and, with a bastion, bastion). */
+  securityGroupIds: Partial<Record<AnySecurityGroupRole, string>>;
+  /** None for EKS. */
   loadBalancer?: LoadBalancerResult;
   bastion?: BastionResult;
 }
@@ -117,7 +123,8 @@ export async function reconcileNetwork(scope: ClusterScope, model: ClusterModel,
       problems.list.push(...checkZones(model, spec, zones));
       problems.throwIfAny();
     }
-    const { subnets: desired, unplaced } = desiredSubnets(spec, zones, existingSubnets);
+    const { subnets: layout, unplaced } = desiredSubnets(spec, zones, existingSubnets);
+    const desired = layout.map((d) => ({ ...d, tags: { ...eksSubnetTags(spec), ...d.tags } }));
     if (unplaced.length > 0) {
       problems.add(['spec', 'network', 'vpc', 'cidrBlock'], 'cidr-overlap', `no room left in ${spec.vpcCidr} for ${unplaced.join(', ')}`, 'list the subnets in spec.network.subnets, or lower availabilityZoneUsageLimit');
     }
@@ -135,18 +142,30 @@ export async function reconcileNetwork(scope: ClusterScope, model: ClusterModel,
     await tagUpdates.apply(scope);
   }
 
-  const securityGroupIds = await reconcileSecurityGroups(scope, { vpcId: vpc.id, spec: spec.awsCluster.spec, cluster: model.cluster });
   const pub = subnets.filter((s) => s.isPublic);
   const priv = subnets.filter((s) => !s.isPublic);
-  const [loadBalancer, bastion] = await Promise.all([
-    reconcileLoadBalancer(scope, {
-      spec: spec.awsCluster.spec,
-      vpcId: vpc.id,
-      subnets: { public: uniqueByZone(pub), private: uniqueByZone(priv) },
-      securityGroupIds,
-    }),
-    reconcileBastion(scope, { spec: spec.awsCluster.spec, subnetId: (pub[0] ?? priv[0])?.id ?? '', securityGroupId: securityGroupIds.bastion }),
-  ]);
+  const bastionSubnet = (pub[0] ?? priv[0])?.id ?? '';
+  let securityGroupIds: NetworkResult['securityGroupIds'];
+  let loadBalancer: LoadBalancerResult | undefined;
+  let bastion: BastionResult | undefined;
+  if (spec.provider === 'eks') {
+    // No API server load balancer: EKS serves the API.
+    const ids = await reconcileSecurityGroups(scope, { vpcId: vpc.id, spec: spec.infraSpec, cluster: model.cluster, provider: 'eks' });
+    securityGroupIds = ids;
+    bastion = await reconcileBastion(scope, { spec: spec.infraSpec, subnetId: bastionSubnet, securityGroupId: ids.bastion ?? '' });
+  } else {
+    const ids = await reconcileSecurityGroups(scope, { vpcId: vpc.id, spec: spec.infraSpec, cluster: model.cluster });
+    securityGroupIds = ids;
+    [loadBalancer, bastion] = await Promise.all([
+      reconcileLoadBalancer(scope, {
+        spec: spec.infraSpec,
+        vpcId: vpc.id,
+        subnets: { public: uniqueByZone(pub), private: uniqueByZone(priv) },
+        securityGroupIds: ids,
+      }),
+      reconcileBastion(scope, { spec: spec.infraSpec, subnetId: bastionSubnet, securityGroupId: ids.bastion }),
+    ]);
+  }
   scope.log.info('Network reconciled', { vpcId: vpc.id, plan: JSON.stringify(scope.plan.counts()) });
   return {
     vpc,
@@ -156,9 +175,19 @@ export async function reconcileNetwork(scope: ClusterScope, model: ClusterModel,
     natGateways,
     routeTables,
     securityGroupIds,
-    loadBalancer,
+    ...(loadBalancer ? { loadBalancer } : {}),
     ...(bastion ? { bastion } : {}),
   };
+}
+
+/**
+ * What an EKS cluster's subnets carry beyond the AWS provider's: `kubernetes.io/cluster/<EKS name>:
+ * shared` when the EKS cluster's name differs from the Cluster's, since EKS and the AWS load
+ * balancer controller find subnets by the EKS name (CAPA tags by KubernetesClusterName). The
+ * ownership tags stay keyed by the Cluster's name: delete finds resources by them.
+ */
+function eksSubnetTags(spec: NetworkSpec): Record<string, string> {
+  return spec.eksClusterName !== undefined && spec.eksClusterName !== spec.clusterName ? { [k8sClusterTag(spec.eksClusterName)]: 'shared' } : {};
 }
 
 /** One subnet per zone (a load balancer takes at most one per zone), sorted by zone. */

@@ -1,7 +1,12 @@
 /**
- * Security groups of a self-managed (kubeadm) cluster, one per CAPA role:
- * control plane, nodes, the API server load balancer and the bastion, named
- * `<cluster>-<role>` and cross-referencing each other.
+ * Security groups, one per CAPA role, named `<cluster>-<role>`. Which roles a
+ * cluster gets depends on its provider (rolesFor): a self-managed (kubeadm)
+ * cluster gets control plane, nodes, the API server load balancer and the
+ * bastion, cross-referencing each other; an EKS cluster gets what CAPA makes
+ * for an AWSManagedControlPlane: `node-eks-additional` (the extra group
+ * eks-control-plane attaches to the cluster) and the bastion's when the
+ * bastion is enabled. EKS makes the cluster's own group (the nodes' group)
+ * with the cluster; it is not made here.
  *
  * Which rules capflow manages: every ingress rule capflow authorizes carries a
  * description that starts with `capflow: `. A reconcile authorizes the desired
@@ -36,10 +41,35 @@ import type { ClusterScope } from './scope.js';
 import { ROLE_TAG, capaClusterTag, fromTagList, k8sClusterTag, ownedFilters, ownedTags, ownershipOf, tagSpecifications } from './tags.js';
 import { waitFor } from './wait.js';
 
+/** The roles of a self-managed (kubeadm) cluster's groups. */
 export type SecurityGroupRole = 'controlplane' | 'node' | 'apiserver-lb' | 'bastion';
+/** The roles of an EKS cluster's groups (CAPA's SecurityGroupBastion and SecurityGroupEKSNodeAdditional). */
+export type EksSecurityGroupRole = 'bastion' | 'node-eks-additional';
+export type AnySecurityGroupRole = SecurityGroupRole | EksSecurityGroupRole;
+/** aws: a self-managed cluster (AWSCluster); eks: an EKS cluster (AWSManagedControlPlane). */
+export type NetworkProvider = 'aws' | 'eks';
 
 /** In creation order: the groups others refer to first (it does not matter for AWS, only for the plan). */
 export const SECURITY_GROUP_ROLES: readonly SecurityGroupRole[] = ['bastion', 'apiserver-lb', 'controlplane', 'node'];
+/** Every role an EKS cluster's group may have, in creation order. */
+export const EKS_SECURITY_GROUP_ROLES: readonly EksSecurityGroupRole[] = ['bastion', 'node-eks-additional'];
+
+/** The group ids reconcileSecurityGroups returns: every role of a self-managed cluster; for EKS, the bastion's only when it exists. */
+export type SecurityGroupIds<P extends NetworkProvider> = P extends 'eks' ? { 'node-eks-additional': string; bastion?: string } : Record<SecurityGroupRole, string>;
+
+/**
+ * The roles of the groups a cluster of `provider` gets. A self-managed cluster always has its
+ * bastion group (with no rules while the bastion is disabled); an EKS cluster has one only while
+ * the bastion is enabled (CAPA's securityGroupRolesForControlPlane), or while an earlier run's is
+ * still there, so that its SSH rule is revoked when the bastion is turned off.
+ */
+export function rolesFor(provider: 'aws'): readonly SecurityGroupRole[];
+export function rolesFor(provider: 'eks', options?: { bastion?: boolean }): readonly EksSecurityGroupRole[];
+export function rolesFor(provider: NetworkProvider, options?: { bastion?: boolean }): readonly AnySecurityGroupRole[];
+export function rolesFor(provider: NetworkProvider, options: { bastion?: boolean } = {}): readonly AnySecurityGroupRole[] {
+  if (provider === 'aws') return SECURITY_GROUP_ROLES;
+  return EKS_SECURITY_GROUP_ROLES.filter((r) => r !== 'bastion' || options.bastion === true);
+}
 
 /** Every rule capflow authorizes has a description starting with this. */
 export const RULE_DESCRIPTION_PREFIX = 'capflow: ';
@@ -48,12 +78,12 @@ export const API_SERVER_PORT = 6443;
 const ANY_IPV4 = '0.0.0.0/0';
 
 /** `<cluster>-<role>`; AWS refuses group names starting with `sg-`, so such clusters get CAPA's `@` prefix. */
-export function securityGroupName(clusterName: string, role: SecurityGroupRole): string {
+export function securityGroupName(clusterName: string, role: AnySecurityGroupRole): string {
   return `${clusterName.startsWith('sg-') ? '@' : ''}${clusterName}-${role}`;
 }
 
 /** The placeholder id a dry run reports for a group it would create. */
-export function placeholderGroupId(role: SecurityGroupRole): string {
+export function placeholderGroupId(role: AnySecurityGroupRole): string {
   return `(new security-group ${role})`;
 }
 
@@ -175,8 +205,8 @@ export function toIpPermissions(rules: readonly IngressRule[]): IpPermission[] {
 }
 
 /** What the rules of one group need besides the spec: ids of the other groups, and facts about the VPC. */
-export interface RuleContext {
-  ids: Record<SecurityGroupRole, string>;
+export interface RuleContext<Ids = Record<SecurityGroupRole, string>> {
+  ids: Ids;
   /** The VPC's IPv4 CIDR (internal API load balancer). */
   vpcCidr?: string;
   /** Public IPs of the VPC's NAT gateways, as /32 CIDRs (natGatewaysIPsSource, restricted public API). */
@@ -197,7 +227,11 @@ function apiLoadBalancerScheme(spec: AWSClusterSpec): 'internet-facing' | 'inter
 }
 
 /** Does the spec need the VPC CIDR or the NAT gateway IPs (so reconcile reads them only then)? */
-function needs(spec: AWSClusterSpec): { vpcCidr: boolean; natGateways: boolean } {
+function needs(spec: AWSClusterSpec, provider: NetworkProvider): { vpcCidr: boolean; natGateways: boolean } {
+  if (provider === 'eks') {
+    const rules = (spec.network?.additionalControlPlaneIngressRules as SpecIngressRule[] | undefined) ?? [];
+    return { vpcCidr: false, natGateways: rules.some((r) => r.natGatewaysIPsSource) };
+  }
   const lb = spec.controlPlaneLoadBalancer;
   const lbRules = (lb?.ingressRules as SpecIngressRule[] | undefined) ?? [];
   const all = [
@@ -219,8 +253,14 @@ function expand(description: string, protocol: string, fromPort: number, toPort:
 const sgSources = (ids: string[]) => ids.map((value) => ({ kind: 'sg' as const, value }));
 const cidrSources = (cidrs: string[]) => cidrs.map((value) => ({ kind: value.includes(':') ? ('cidr6' as const) : ('cidr' as const), value }));
 
-/** CAPA's rule semantics for a spec rule: CIDRs as given; no source means the control plane; roles become ids. */
-function specRule(r: SpecIngressRule, ctx: RuleContext, where: string): IngressRule[] {
+/**
+ * CAPA's rule semantics for a spec rule: CIDRs as given; no source means the control plane; roles
+ * become ids. An EKS cluster's rules (eks set) may name only its own groups, and must name a source:
+ * there is no control plane group of capflow's to default to (validation says so first).
+ */
+function specRule(r: SpecIngressRule, ctx: RuleContext, where: string): IngressRule[];
+function specRule(r: SpecIngressRule, ctx: RuleContext<SecurityGroupIds<'eks'>>, where: string, eks: true): IngressRule[];
+function specRule(r: SpecIngressRule, ctx: RuleContext<Partial<Record<AnySecurityGroupRole, string>>>, where: string, eks = false): IngressRule[] {
   const description = r.description ?? `${r.protocol} ${r.fromPort}-${r.toPort}`;
   if (r.natGatewaysIPsSource) {
     if (!ctx.natGatewayCidrs?.length) {
@@ -231,15 +271,21 @@ function specRule(r: SpecIngressRule, ctx: RuleContext, where: string): IngressR
   const cidrs = [...(r.cidrBlocks ?? []), ...(r.ipv6CidrBlocks ?? [])];
   if (cidrs.length > 0) return expand(description, r.protocol, r.fromPort, r.toPort, cidrSources(cidrs));
   const ids = new Set(r.sourceSecurityGroupIds ?? []);
+  const roles: readonly AnySecurityGroupRole[] = eks ? EKS_SECURITY_GROUP_ROLES.filter((x) => ctx.ids[x] !== undefined) : SECURITY_GROUP_ROLES;
   for (const role of r.sourceSecurityGroupRoles ?? []) {
-    if (!(SECURITY_GROUP_ROLES as readonly string[]).includes(role)) {
-      throw new InputError('SG_UNKNOWN_SOURCE_ROLE', `${where}: rule "${description}" names source role ${role}, which a self-managed cluster does not have`, {
-        hint: `use one of ${SECURITY_GROUP_ROLES.join(', ')}, or sourceSecurityGroupIds`,
+    if (!(roles as readonly string[]).includes(role)) {
+      throw new InputError('SG_UNKNOWN_SOURCE_ROLE', `${where}: rule "${description}" names source role ${role}, which ${eks ? 'an EKS' : 'a self-managed'} cluster does not have`, {
+        hint: `use one of ${roles.join(', ')}, or sourceSecurityGroupIds`,
       });
     }
-    ids.add(ctx.ids[role as SecurityGroupRole]);
+    ids.add(ctx.ids[role as AnySecurityGroupRole]!);
   }
-  if (ids.size === 0) ids.add(ctx.ids.controlplane);
+  if (ids.size === 0 && eks) {
+    throw new InputError('SG_RULE_NO_SOURCE', `${where}: rule "${description}" names no source, and an EKS cluster has no control plane security group of capflow's to default to`, {
+      hint: 'give cidrBlocks, sourceSecurityGroupIds or sourceSecurityGroupRoles',
+    });
+  }
+  if (ids.size === 0) ids.add(ctx.ids.controlplane!);
   return expand(description, r.protocol, r.fromPort, r.toPort, sgSources([...ids].sort()));
 }
 
@@ -295,9 +341,19 @@ export function desiredIngressRules(role: SecurityGroupRole, spec: AWSClusterSpe
       break;
     }
     case 'bastion':
-      rules = bastion.enabled && !bastion.disableIngressRules ? expand('SSH', 'tcp', 22, 22, cidrSources(bastion.allowedCIDRBlocks ?? [ANY_IPV4])) : [];
+      rules = bastionIngress(bastion);
       break;
   }
+  return unique(rules);
+}
+
+/** SSH to the bastion from its allow-list, while it is enabled and its rules are not turned off. */
+function bastionIngress(bastion: BastionSpec): IngressRule[] {
+  return bastion.enabled && !bastion.disableIngressRules ? expand('SSH', 'tcp', 22, 22, cidrSources(bastion.allowedCIDRBlocks ?? [ANY_IPV4])) : [];
+}
+
+/** Without duplicates: the first description of a rule wins. */
+function unique(rules: IngressRule[]): IngressRule[] {
   const seen = new Set<string>();
   return rules.filter((r) => {
     const k = ruleKey(r);
@@ -305,6 +361,21 @@ export function desiredIngressRules(role: SecurityGroupRole, spec: AWSClusterSpe
     seen.add(k);
     return true;
   });
+}
+
+/**
+ * The ingress rules of an EKS cluster's group, as CAPA gives them: the bastion's SSH as for a
+ * self-managed cluster; node-eks-additional (attached to the EKS control plane's network
+ * interfaces) takes spec.network.additionalControlPlaneIngressRules and SSH from the bastion.
+ */
+export function desiredEksIngressRules(role: EksSecurityGroupRole, spec: AWSClusterSpec, ctx: RuleContext<SecurityGroupIds<'eks'>>): IngressRule[] {
+  const bastion = bastionSpec(spec);
+  if (role === 'bastion') return unique(bastionIngress(bastion));
+  const additional = (spec.network?.additionalControlPlaneIngressRules as SpecIngressRule[] | undefined) ?? [];
+  return unique([
+    ...additional.flatMap((r) => specRule(r, ctx, 'spec.network.additionalControlPlaneIngressRules', true)),
+    ...(bastion.enabled && ctx.ids.bastion ? expand('SSH', 'tcp', 22, 22, sgSources([ctx.ids.bastion])) : []),
+  ]);
 }
 
 export interface RuleDiff {
@@ -344,8 +415,8 @@ async function describeSecurityGroups(scope: ClusterScope, filters: Filter[]): P
   return out;
 }
 
-async function ruleContextFacts(scope: ClusterScope, vpcId: string, spec: AWSClusterSpec): Promise<Omit<RuleContext, 'ids'>> {
-  const need = needs(spec);
+async function ruleContextFacts(scope: ClusterScope, vpcId: string, spec: AWSClusterSpec, provider: NetworkProvider): Promise<Omit<RuleContext, 'ids'>> {
+  const need = needs(spec, provider);
   const facts: Omit<RuleContext, 'ids'> = {};
   if (need.vpcCidr && !vpcId.startsWith('(')) {
     const out = await scope.ec2.send(new DescribeVpcsCommand({ VpcIds: [vpcId] }), { abortSignal: scope.signal });
@@ -366,17 +437,19 @@ async function ruleContextFacts(scope: ClusterScope, vpcId: string, spec: AWSClu
 }
 
 /**
- * Makes the four groups exist (found by the cluster's ownership and role tags in the VPC, created
- * tagged when missing) and holds their ingress rules to the spec. Returns the group ids by role
- * (placeholders for groups a dry run would create).
+ * Makes the groups of the provider's roles exist (rolesFor; found by the cluster's ownership and
+ * role tags in the VPC, created tagged when missing) and holds their ingress rules to the spec.
+ * Returns the group ids by role (placeholders for groups a dry run would create).
  */
-export async function reconcileSecurityGroups(
+export async function reconcileSecurityGroups<P extends NetworkProvider = 'aws'>(
   scope: ClusterScope,
-  input: { vpcId: string; spec: AWSClusterSpec; cluster: Cluster },
-): Promise<Record<SecurityGroupRole, string>> {
+  input: { vpcId: string; spec: AWSClusterSpec; cluster: Cluster; provider?: P },
+): Promise<SecurityGroupIds<P>> {
   const { vpcId, spec, cluster } = input;
+  const provider: NetworkProvider = input.provider ?? 'aws';
   const log = scope.log.child({ vpcId });
-  const names = Object.fromEntries(SECURITY_GROUP_ROLES.map((r) => [r, securityGroupName(scope.clusterName, r)])) as Record<SecurityGroupRole, string>;
+  const candidates: readonly AnySecurityGroupRole[] = provider === 'aws' ? SECURITY_GROUP_ROLES : EKS_SECURITY_GROUP_ROLES;
+  const names = Object.fromEntries(candidates.map((r) => [r, securityGroupName(scope.clusterName, r)])) as Record<AnySecurityGroupRole, string>;
   const newVpc = vpcId.startsWith('(');
 
   // One describe for all roles: the cluster's owned groups in the VPC with one of our role tags.
@@ -385,10 +458,10 @@ export async function reconcileSecurityGroups(
     : await describeSecurityGroups(scope, [
         { Name: 'vpc-id', Values: [vpcId] },
         ...ownedFilters(scope.clusterName),
-        { Name: `tag:${ROLE_TAG}`, Values: [...SECURITY_GROUP_ROLES] },
+        { Name: `tag:${ROLE_TAG}`, Values: [...candidates] },
       ]);
-  const existing = new Map<SecurityGroupRole, SecurityGroup>();
-  for (const role of SECURITY_GROUP_ROLES) {
+  const existing = new Map<AnySecurityGroupRole, SecurityGroup>();
+  for (const role of candidates) {
     const mine = owned.filter((g) => fromTagList(g.Tags)[ROLE_TAG] === role);
     const one = expectAtMostOne(
       mine.map((g) => found(g, g.GroupId, fromTagList(g.Tags), scope.clusterName)),
@@ -398,9 +471,10 @@ export async function reconcileSecurityGroups(
     );
     if (one) existing.set(role, one.item);
   }
+  const roles = rolesFor(provider, { bastion: bastionSpec(spec).enabled === true || existing.has('bastion') });
 
   // Missing roles: a group of the same name that is not ours would make CreateSecurityGroup fail; say how to adopt it.
-  const missing = SECURITY_GROUP_ROLES.filter((r) => !existing.has(r));
+  const missing = roles.filter((r) => !existing.has(r));
   if (missing.length > 0 && !newVpc) {
     const sameName = await describeSecurityGroups(scope, [
       { Name: 'vpc-id', Values: [vpcId] },
@@ -417,8 +491,8 @@ export async function reconcileSecurityGroups(
     }
   }
 
-  const ids = {} as Record<SecurityGroupRole, string>;
-  for (const role of SECURITY_GROUP_ROLES) {
+  const ids: Partial<Record<AnySecurityGroupRole, string>> = {};
+  for (const role of roles) {
     const name = names[role];
     const group = existing.get(role);
     if (group) {
@@ -446,11 +520,14 @@ export async function reconcileSecurityGroups(
   }
 
   // Rules, now that every group has an id to refer to.
-  const ctx: RuleContext = { ids, ...(await ruleContextFacts(scope, vpcId, spec)) };
-  for (const role of SECURITY_GROUP_ROLES) {
+  const facts = await ruleContextFacts(scope, vpcId, spec, provider);
+  for (const role of roles) {
     const name = names[role];
-    const id = ids[role];
-    const desired = desiredIngressRules(role, spec, cluster, ctx);
+    const id = ids[role]!;
+    const desired =
+      provider === 'aws'
+        ? desiredIngressRules(role as SecurityGroupRole, spec, cluster, { ids: ids as Record<SecurityGroupRole, string>, ...facts })
+        : desiredEksIngressRules(role as EksSecurityGroupRole, spec, { ids: ids as SecurityGroupIds<'eks'>, ...facts });
     const current = existing.has(role) ? currentIngressRules(existing.get(role)!) : [];
     const diff = diffIngressRules(current, desired);
     const changes = diff.authorize.length + diff.revoke.length + diff.describe.length;
@@ -484,7 +561,7 @@ export async function reconcileSecurityGroups(
       });
     }
   }
-  return ids;
+  return ids as SecurityGroupIds<P>;
 }
 
 /** Revokes rules as they were read (with their descriptions: moto matches on them); already gone is fine. */

@@ -16,6 +16,12 @@ export const CAPFLOW_SPEC_TAG = 'capflow.io/spec';
 /** Set when capflow creates the resource, for resources whose role repeats (per AZ). */
 export const CAPFLOW_AZ_TAG = 'capflow.io/availability-zone';
 
+/** The tags cluster-autoscaler's auto-discovery looks for (`--node-group-auto-discovery=asg:tag=...`). */
+export const AUTOSCALER_ENABLED_TAG = 'k8s.io/cluster-autoscaler/enabled';
+export function autoscalerClusterTag(clusterName: string): string {
+  return `k8s.io/cluster-autoscaler/${clusterName}`;
+}
+
 export type Ownership = 'owned' | 'shared' | 'unowned';
 
 export interface Provenance {

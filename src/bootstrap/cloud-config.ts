@@ -183,14 +183,14 @@ async function fromSecret(input: UserDataInput, ref: SecretKeyRef, path: Array<s
 }
 
 /** CABPK writes `enabled` only when true, and servers as listed. */
-function ntp(spec: Rest): Rest | undefined {
+export function ntp(spec: Rest): Rest | undefined {
   const servers = nonEmptyList(spec.servers);
   if (!servers && spec.enabled !== true) return undefined;
   return defined({ enabled: spec.enabled === true ? true : undefined, servers });
 }
 
 /** cloud-init's disk_setup: one entry per device. */
-function diskSetup(spec: Rest): Rest | undefined {
+export function diskSetup(spec: Rest): Rest | undefined {
   const partitions = Array.isArray(spec.partitions) ? (spec.partitions as Rest[]) : [];
   if (partitions.length === 0) return undefined;
   return Object.fromEntries(
@@ -198,7 +198,7 @@ function diskSetup(spec: Rest): Rest | undefined {
   );
 }
 
-function fsSetup(spec: Rest): Rest[] | undefined {
+export function fsSetup(spec: Rest): Rest[] | undefined {
   const filesystems = Array.isArray(spec.filesystems) ? (spec.filesystems as Rest[]) : [];
   if (filesystems.length === 0) return undefined;
   return filesystems.map((f) =>

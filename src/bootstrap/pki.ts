@@ -41,7 +41,7 @@ export const TLS_KEY_KEY = 'tls.key';
 export const KUBECONFIG_KEY = 'value';
 
 /** Name suffixes of Cluster API's cluster secrets. */
-export type SecretPurpose = 'ca' | 'etcd' | 'proxy' | 'sa' | 'kubeconfig';
+export type SecretPurpose = 'ca' | 'etcd' | 'proxy' | 'sa' | 'kubeconfig' | 'user-kubeconfig';
 
 export function clusterSecretName(clusterName: string, purpose: SecretPurpose): string {
   return `${clusterName}-${purpose}`;

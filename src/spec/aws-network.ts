@@ -1,18 +1,23 @@
 /**
- * The network an AWSCluster describes, and the checks on it that need no
- * cloud: CIDR syntax and sizes AWS accepts, containment, overlaps, subnet ids,
- * zones that belong to the region. Validation runs them for every command and
- * step (so `capflow validate` and the reconciler refuse what provision-vpc
- * would); provision-vpc adds the checks that need reads (the region's zones, a
- * user-supplied VPC). Every problem names the file:line:column of its field.
+ * The network an AWSCluster describes (or, for an EKS cluster, its
+ * AWSManagedControlPlane: CAPA keeps an EKS cluster's network there), and the
+ * checks on it that need no cloud: CIDR syntax and sizes AWS accepts,
+ * containment, overlaps, subnet ids, zones that belong to the region.
+ * Validation runs them for every command and step (so `capflow validate` and
+ * the reconciler refuse what provision-vpc would); provision-vpc adds the
+ * checks that need reads (the region's zones, a user-supplied VPC). Every
+ * problem names the file:line:column of its field.
  */
 import { InputError } from '../core/errors.js';
 import { cidrProblem, contains, defaultLayout, overlappingPairs, parseCidr } from '../core/cidr.js';
 import { FieldProblems } from './locations.js';
 import type { ProblemCode, SpecProblem } from './problems.js';
-import type { AWSCluster, AWSClusterSpec, ClusterModel } from './model.js';
+import type { AWSCluster, AWSClusterSpec, AWSManagedControlPlane, ClusterModel } from './model.js';
 
-/** AWSCluster annotation choosing one shared NAT gateway instead of one per zone (CAPA v2.9 has no field for it). */
+/**
+ * Annotation choosing one shared NAT gateway instead of one per zone (CAPA v2.9 has no field for it),
+ * on the document that holds the network: the AWSCluster, or an EKS cluster's AWSManagedControlPlane.
+ */
 export const NAT_GATEWAYS_ANNOTATION = 'capflow.io/nat-gateways';
 export type NatMode = 'per-az' | 'single';
 
@@ -33,12 +38,27 @@ export interface ListedSubnet {
   tags: Record<string, string>;
 }
 
+/** The kinds that hold a cluster's AWS network. */
+export type NetworkOwnerKind = 'AWSCluster' | 'AWSManagedControlPlane';
+
 export interface NetworkSpec {
+  /** The Cluster's name: ownership tags and resource names are keyed by it, for EKS too. */
   clusterName: string;
+  /** aws: a self-managed cluster (AWSCluster); eks: the network of an AWSManagedControlPlane. */
+  provider: 'aws' | 'eks';
   region: string;
-  /** The AWSCluster document, for problem locations. */
-  infra: { kind: 'AWSCluster'; name: string };
-  awsCluster: AWSCluster;
+  /** The document holding the network, for problem locations. */
+  infra: { kind: NetworkOwnerKind; name: string };
+  /**
+   * That document's spec. The fields provision-vpc reads (network, bastion, sshKeyName,
+   * additionalTags, region) have the same shape in both kinds; controlPlaneLoadBalancer is
+   * an AWSCluster's only.
+   */
+  infraSpec: AWSClusterSpec;
+  /** That document's annotations. */
+  annotations: Record<string, string>;
+  /** EKS: the EKS cluster's own name (spec.eksClusterName, else the Cluster's name), which EKS and its load balancer controller find subnets by. */
+  eksClusterName?: string;
   /** A user-supplied VPC id: capflow uses it and never tags or deletes it. */
   vpcId?: string;
   vpcCidr: string;
@@ -54,21 +74,34 @@ const SUBNET_ID = /^subnet-[0-9a-f]+$/;
 const VPC_ID = /^vpc-([0-9a-f]{8}|[0-9a-f]{17})$/;
 const SECURITY_GROUP_ID = /^sg-([0-9a-f]{8}|[0-9a-f]{17})$/;
 
-/** Reads the network part of an AWS cluster's model. */
+/** The document that holds the cluster's network: an AWSCluster, or an EKS cluster's AWSManagedControlPlane; undefined for other clusters. */
+export function networkOwner(model: ClusterModel): AWSCluster | AWSManagedControlPlane | undefined {
+  if (model.provider === 'aws' && model.infrastructure.kind === 'AWSCluster') return model.infrastructure;
+  if (model.provider === 'eks' && model.controlPlane.kind === 'AWSManagedControlPlane') return model.controlPlane;
+  return undefined;
+}
+
+/** Reads the network part of an AWS cluster's model (self-managed or EKS). */
 export function networkSpecOf(model: ClusterModel): NetworkSpec {
-  if (model.provider !== 'aws' || model.infrastructure.kind !== 'AWSCluster') {
-    throw new InputError('PROVIDER_NOT_AWS', `cluster ${model.name} is a ${model.provider} cluster; provision-vpc makes the network of an AWSCluster`);
+  const owner = networkOwner(model);
+  if (!owner) {
+    throw new InputError('PROVIDER_NOT_AWS', `cluster ${model.name} is a ${model.provider} cluster; provision-vpc makes the network of an AWSCluster or an EKS cluster's AWSManagedControlPlane`);
   }
-  const awsCluster = model.infrastructure;
-  const spec: AWSClusterSpec = awsCluster.spec ?? {};
+  // The fields read here and by provision-vpc have one shape in both kinds (CAPA's NetworkSpec, Bastion).
+  const spec: AWSClusterSpec = owner.spec ?? {};
   const vpc = spec.network?.vpc ?? {};
-  const nat = awsCluster.metadata.annotations?.[NAT_GATEWAYS_ANNOTATION];
+  const annotations = owner.metadata.annotations ?? {};
+  const nat = annotations[NAT_GATEWAYS_ANNOTATION];
   const listed = spec.network?.subnets;
+  const eksName = owner.kind === 'AWSManagedControlPlane' ? (owner.spec.eksClusterName ?? model.name) : undefined;
   return {
     clusterName: model.name,
+    provider: owner.kind === 'AWSCluster' ? 'aws' : 'eks',
     region: spec.region ?? 'us-east-1',
-    infra: { kind: 'AWSCluster', name: awsCluster.metadata.name },
-    awsCluster,
+    infra: { kind: owner.kind, name: owner.metadata.name },
+    infraSpec: spec,
+    annotations,
+    ...(eksName !== undefined ? { eksClusterName: eksName } : {}),
     ...(vpc.id ? { vpcId: vpc.id } : {}),
     vpcCidr: vpc.cidrBlock ?? DEFAULT_VPC_CIDR,
     ...(listed && listed.length > 0
@@ -91,7 +124,7 @@ export function networkSpecOf(model: ClusterModel): NetworkSpec {
   };
 }
 
-/** Problems located at fields of the AWSCluster. */
+/** Problems located at fields of the document holding the network (AWSCluster or AWSManagedControlPlane), by its kind and name. */
 export class NetworkProblems {
   private readonly problems: FieldProblems;
   constructor(
@@ -105,8 +138,8 @@ export class NetworkProblems {
     return this.problems.list;
   }
 
-  add(path: Array<string | number>, code: ProblemCode, message: string, hint?: string): void {
-    this.problems.add(this.spec.infra, path, code, message, hint);
+  add(path: Array<string | number>, code: ProblemCode, message: string, hint?: string, severity?: SpecProblem['severity']): void {
+    this.problems.add(this.spec.infra, path, code, message, hint, severity);
   }
 
   /** Throws SpecInvalidError (exit 2) when any problem was added. */
@@ -131,7 +164,7 @@ export function zoneOfRegion(zone: string, region: string): boolean {
  * classic ELB, a health check protocol that type takes, subnets named by id.
  */
 function checkLoadBalancer(spec: NetworkSpec, p: NetworkProblems): void {
-  const lb = spec.awsCluster.spec.controlPlaneLoadBalancer;
+  const lb = spec.infraSpec.controlPlaneLoadBalancer;
   if (lb === undefined) return;
   const at = ['spec', 'controlPlaneLoadBalancer'];
   const type = lb.loadBalancerType === undefined ? 'nlb' : lb.loadBalancerType === 'elb' || lb.loadBalancerType === 'classic' ? 'classic' : lb.loadBalancerType;
@@ -157,6 +190,44 @@ function checkLoadBalancer(spec: NetworkSpec, p: NetworkProblems): void {
   }
 }
 
+/**
+ * The security group roles an EKS rule may name as its source: the groups provision-vpc makes for
+ * an EKS cluster (src/aws/security-groups.ts, rolesFor('eks')). CAPA's `node` group of an EKS
+ * cluster is the one EKS makes with the cluster, which does not exist yet when the network is made.
+ */
+function eksSourceRoles(spec: NetworkSpec): string[] {
+  return ['node-eks-additional', ...((spec.infraSpec.bastion as { enabled?: boolean } | undefined)?.enabled ? ['bastion'] : [])];
+}
+
+/** What only an EKS network has: rule sources that exist for EKS, fields EKS's own node group makes moot. */
+function checkEksNetwork(spec: NetworkSpec, p: NetworkProblems): void {
+  const net = spec.infraSpec.network ?? {};
+  const roles = eksSourceRoles(spec);
+  const rules = net.additionalControlPlaneIngressRules;
+  if (Array.isArray(rules)) {
+    rules.forEach((r: unknown, i) => {
+      if (typeof r !== 'object' || r === null) return;
+      const rule = r as { cidrBlocks?: unknown[]; ipv6CidrBlocks?: unknown[]; sourceSecurityGroupIds?: unknown[]; sourceSecurityGroupRoles?: unknown[]; natGatewaysIPsSource?: boolean };
+      const at = ['spec', 'network', 'additionalControlPlaneIngressRules', i];
+      const named = [rule.cidrBlocks, rule.ipv6CidrBlocks, rule.sourceSecurityGroupIds, rule.sourceSecurityGroupRoles].some((l) => Array.isArray(l) && l.length > 0);
+      if (!named && rule.natGatewaysIPsSource !== true) {
+        // An AWSCluster's rule without a source defaults to its control plane group; EKS has none of capflow's.
+        p.add(at, 'invalid-value', 'the rule names no source, and an EKS cluster has no control plane security group of its own to default to', 'give cidrBlocks, sourceSecurityGroupIds or sourceSecurityGroupRoles');
+      }
+      (Array.isArray(rule.sourceSecurityGroupRoles) ? rule.sourceSecurityGroupRoles : []).forEach((role, j) => {
+        if (typeof role === 'string' && !roles.includes(role)) {
+          p.add([...at, 'sourceSecurityGroupRoles', j], 'invalid-value', `an EKS cluster has no ${role} security group that capflow makes`, `use ${roles.join(' or ')}, or sourceSecurityGroupIds`);
+        }
+      });
+    });
+  }
+  for (const field of ['additionalNodeIngressRules', 'nodePortIngressRuleCidrBlocks'] as const) {
+    if (net[field] !== undefined) {
+      p.add(['spec', 'network', field], 'ignored-field', `ignored for an EKS cluster: its nodes' group is the one EKS makes, whose rules EKS keeps (as the AWS provider does)`, 'give the nodes a security group of your own for such rules (a launch template\'s additionalSecurityGroups)', 'warning');
+    }
+  }
+}
+
 /** The prefix of the smallest subnet of the default layout (33 when the block cannot be split at all). */
 function smallestSubnetPrefix(vpcCidr: string, zones: string[], schema: NetworkSpec['subnetSchema']): number {
   try {
@@ -166,14 +237,14 @@ function smallestSubnetPrefix(vpcCidr: string, zones: string[], schema: NetworkS
   }
 }
 
-/** Field paths of the AWSCluster's subnets and VPC, for problem locations. */
+/** Field paths of the subnets and VPC (the same in an AWSCluster and an AWSManagedControlPlane), for problem locations. */
 export const SUBNETS = ['spec', 'network', 'subnets'] as const;
 export const VPC = ['spec', 'network', 'vpc'] as const;
 
 /** Checks that need no cloud: annotation, CIDR syntax, containment, overlaps, ids, zones named. */
 export function checkNetworkSpec(model: ClusterModel, spec: NetworkSpec): SpecProblem[] {
   const p = new NetworkProblems(model, spec);
-  const nat = spec.awsCluster.metadata.annotations?.[NAT_GATEWAYS_ANNOTATION];
+  const nat = spec.annotations[NAT_GATEWAYS_ANNOTATION];
   if (nat !== undefined && nat !== 'single' && nat !== 'per-az') {
     p.add(['metadata', 'annotations', NAT_GATEWAYS_ANNOTATION], 'invalid-value', `must be "single" or "per-az", not "${nat}"`);
   }
@@ -181,6 +252,7 @@ export function checkNetworkSpec(model: ClusterModel, spec: NetworkSpec): SpecPr
     p.add([...VPC, 'availabilityZoneUsageLimit'], 'invalid-value', 'must be at least 1');
   }
   checkLoadBalancer(spec, p);
+  if (spec.provider === 'eks') checkEksNetwork(spec, p);
   if (spec.vpcId) {
     if (!VPC_ID.test(spec.vpcId)) p.add([...VPC, 'id'], 'invalid-value', `"${spec.vpcId}" is not a VPC id (vpc- and 8 or 17 hexadecimal digits)`, 'name an existing VPC by its id, or remove spec.network.vpc.id to let capflow make one');
     if (!spec.subnets) {

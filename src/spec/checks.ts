@@ -5,7 +5,8 @@
  * the reconciler, so a spec that passes validation gets past every check a
  * step can make without reading the cloud.
  *
- * - the AWS network (src/spec/aws-network.ts): CIDRs, sizes, overlaps, zones;
+ * - the AWS network (src/spec/aws-network.ts) of an AWSCluster or an EKS
+ *   cluster's AWSManagedControlPlane: CIDRs, sizes, overlaps, zones;
  * - every CIDR-valued field of every document (security group rules, bastion
  *   and API server allow-lists, pod and service ranges), found by field name;
  * - region names, instance type names, Kubernetes versions (and the rule that
@@ -13,7 +14,8 @@
  *   rolling update limits, delete policies, failure domains of the region.
  */
 import { isIP } from 'node:net';
-import { checkNetworkSpec, networkSpecOf, zoneOfRegion } from './aws-network.js';
+import { checkEks } from './eks-checks.js';
+import { checkNetworkSpec, networkOwner, networkSpecOf, zoneOfRegion } from './aws-network.js';
 import { FieldProblems } from './locations.js';
 import { bootstrapSpecProblems, type BootstrapRole } from './kubeadm-spec.js';
 import type { ClusterModel, SpecDocument } from './model.js';
@@ -64,7 +66,8 @@ export function checkModel(model: ClusterModel): SpecProblem[] {
   checkReplicas(model, p);
   checkRollouts(model, p);
   checkBootstrapSpecs(model, p);
-  if (model.provider === 'aws' && model.infrastructure.kind === 'AWSCluster') {
+  checkEks(model, p);
+  if (networkOwner(model)) {
     // A block both checks refuse (by its field name above, and as the network's) is reported once.
     const key = (x: SpecProblem): string => `${x.file}:${x.line}:${x.column} ${x.path}`;
     const found = new Set(problems.map(key));
@@ -244,7 +247,7 @@ function checkBootstrapSpecs(model: ClusterModel, p: FieldProblems): void {
 
 /** Rolling update limits that could never make progress, unknown delete policies, failure domains outside the region. */
 function checkRollouts(model: ClusterModel, p: FieldProblems): void {
-  const region = model.provider === 'aws' && model.infrastructure.kind === 'AWSCluster' ? networkSpecOf(model).region : undefined;
+  const region = networkOwner(model) ? networkSpecOf(model).region : undefined;
   for (const doc of model.documents.filter((d) => d.kind === 'MachineDeployment')) {
     const spec = isRecord(doc.object.spec) ? doc.object.spec : {};
     const replicas = typeof spec.replicas === 'number' ? spec.replicas : 1;

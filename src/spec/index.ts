@@ -14,8 +14,10 @@ export { checkHostKey, selects } from './references.js';
 export type { ValidatorMode } from './validators.js';
 export type * from './model.js';
 export { STAGE_ANNOTATION } from './model.js';
+export { REPLICAS_MANAGED_BY } from './eks-checks.js';
 export {
   checkNetworkSpec,
+  networkOwner,
   networkSpecOf,
   NetworkProblems,
   DEFAULT_AZ_LIMIT,
@@ -25,6 +27,7 @@ export {
   VPC,
   type ListedSubnet,
   type NatMode,
+  type NetworkOwnerKind,
   type NetworkSpec,
 } from './aws-network.js';
 export { DELETE_POLICIES, resolveIntOrPercent, rolloutLimit } from './rollout.js';

@@ -418,6 +418,13 @@ const FEATURES: FeatureRule[] = [
   },
   {
     kind: 'AWSManagedControlPlane',
+    path: ['spec', 'secondaryCidrBlock'],
+    applies: (v) => v !== undefined,
+    message: 'AWSManagedControlPlane.spec.secondaryCidrBlock is not supported yet: provision-vpc neither adds the block to the VPC nor makes its subnets',
+    hint: 'remove it; pods take addresses from the subnets of spec.network',
+  },
+  {
+    kind: 'AWSManagedControlPlane',
     path: ['spec', 'identityRef'],
     applies: (v) => v !== undefined,
     message: 'identityRef is ignored: capflow uses the executor\'s AWS credentials',

@@ -18,21 +18,12 @@ import os from 'node:os';
 import path from 'node:path';
 import { awsTestEnv } from '../support/moto.js';
 import type { KillAfterMutating } from '../support/fault-proxy.js';
-import { forEachOnBeds, startCrashBeds, stopCrashBeds, type CrashBed } from '../support/crash-beds.js';
+import { boundaryCalls, forEachOnBeds, startCrashBeds, stopCrashBeds, type CrashBed } from '../support/crash-beds.js';
 import { snapshotWorld, untagged, type World } from '../support/aws-world.js';
 import { REPO_ROOT } from '../support/tools.js';
 
 const bin = path.join(REPO_ROOT, 'dist', 'bin', 'capflow.js');
 
-/** 1-based positions of the first and the last call of each action, in order. */
-function boundaryCalls(actions: readonly string[]): number[] {
-  const points = new Set<number>();
-  for (const a of new Set(actions)) {
-    points.add(actions.indexOf(a) + 1);
-    points.add(actions.lastIndexOf(a) + 1);
-  }
-  return [...points].sort((x, y) => x - y);
-}
 const CLUSTER = 'aws-dev';
 
 interface StepRun { code: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string }

@@ -2,10 +2,102 @@ import { expect } from 'chai';
 import { readdirSync } from 'node:fs';
 import path from 'node:path';
 import { argoLintOffline, REPO_ROOT } from '../support/tools.js';
-import { loadTemplates } from '../../src/runner/index.js';
+import { evaluateWhen, loadTemplates, type DagTask, type Template, type TemplateIndex } from '../../src/runner/index.js';
+import type { Executor } from '../../src/core/executor.js';
 
 const dir = path.join(REPO_ROOT, 'workflow-templates');
 const files = readdirSync(dir).filter((f) => f.endsWith('.yaml')).map((f) => path.join(dir, f));
+
+const DAGS = ['cluster-apply', 'cluster-delete', 'cluster-plan'];
+/** The steps every DAG runs, by WorkflowTemplate name: each is `capflow step <the same id>`. */
+const STEPS = ['eks-control-plane', 'eks-node-groups', 'install-addons', 'join-workers', 'kubeadm-init', 'launch-nodes', 'provision-vpc', 'validate-spec'];
+
+// The exact `when` of each conditional task. Argo evaluates them with govaluate after substitution,
+// the local runner with src/runner/expr.ts: both read 'quoted' operands as strings and true/false
+// as booleans, so a provider value is always quoted (an unquoted value with a '-' would be
+// arithmetic to govaluate), machines compares to the boolean true as it always has.
+const APPLY_AWS = "'{{tasks.validate-spec.outputs.parameters.provider}}' == 'aws' && {{workflow.parameters.machines}} == true";
+const APPLY_EKS = "'{{tasks.validate-spec.outputs.parameters.provider}}' == 'eks' && {{workflow.parameters.machines}} == true";
+const PLAN_AWS = "'{{tasks.validate-spec.outputs.parameters.provider}}' == 'aws'";
+const PLAN_EKS = "'{{tasks.validate-spec.outputs.parameters.provider}}' == 'eks'";
+const DELETE_AWS = "'{{workflow.parameters.provider}}' != 'eks'";
+const DELETE_EKS = "'{{workflow.parameters.provider}}' != 'aws'";
+
+interface Shape {
+  depends?: string;
+  when?: string;
+  ref: string;
+}
+/** Each DAG task: its depends, when and `<WorkflowTemplate>/<template>`. */
+const SHAPES: Record<string, Record<string, Shape>> = {
+  'cluster-apply': {
+    'validate-spec': { ref: 'validate-spec/validate-spec' },
+    'provision-vpc': { depends: 'validate-spec', ref: 'provision-vpc/provision-vpc' },
+    'kubeadm-init': { depends: 'provision-vpc', when: APPLY_AWS, ref: 'kubeadm-init/kubeadm-init' },
+    'launch-nodes': { depends: 'kubeadm-init', when: APPLY_AWS, ref: 'launch-nodes/launch-nodes' },
+    'install-cni': { depends: 'kubeadm-init', when: APPLY_AWS, ref: 'install-addons/install-addons' },
+    'join-workers': { depends: 'launch-nodes && install-cni', when: APPLY_AWS, ref: 'join-workers/join-workers' },
+    'install-addons': { depends: 'join-workers', when: APPLY_AWS, ref: 'install-addons/install-addons' },
+    'eks-control-plane': { depends: 'provision-vpc', when: APPLY_EKS, ref: 'eks-control-plane/eks-control-plane' },
+    'eks-node-groups': { depends: 'eks-control-plane', when: APPLY_EKS, ref: 'eks-node-groups/eks-node-groups' },
+    'launch-nodes-eks': { depends: 'eks-control-plane', when: APPLY_EKS, ref: 'launch-nodes/launch-nodes' },
+    'install-addons-eks': { depends: 'eks-node-groups && launch-nodes-eks', when: APPLY_EKS, ref: 'install-addons/install-addons' },
+  },
+  'cluster-plan': {
+    'validate-spec': { ref: 'validate-spec/validate-spec' },
+    'plan-vpc': { depends: 'validate-spec', ref: 'provision-vpc/plan-vpc' },
+    'plan-nodes': { depends: 'plan-vpc', ref: 'launch-nodes/plan-nodes' },
+    'plan-eks-control-plane': { depends: 'plan-vpc', when: PLAN_EKS, ref: 'eks-control-plane/plan-eks-control-plane' },
+    'plan-eks-node-groups': { depends: 'plan-eks-control-plane', when: PLAN_EKS, ref: 'eks-node-groups/plan-eks-node-groups' },
+    'plan-addons': { depends: 'plan-nodes && plan-eks-node-groups', ref: 'install-addons/plan-addons' },
+  },
+  'cluster-delete': {
+    'delete-nodes': { ref: 'launch-nodes/delete-nodes' },
+    'delete-bootstrap': { depends: 'delete-nodes', when: DELETE_AWS, ref: 'kubeadm-init/delete-bootstrap' },
+    'delete-eks-node-groups': { when: DELETE_EKS, ref: 'eks-node-groups/delete-eks-node-groups' },
+    'delete-eks-control-plane': { depends: 'delete-eks-node-groups && delete-nodes', when: DELETE_EKS, ref: 'eks-control-plane/delete-eks-control-plane' },
+    'delete-vpc': { depends: 'delete-nodes && delete-eks-control-plane', ref: 'provision-vpc/delete-vpc' },
+  },
+};
+
+function dagTasks(index: TemplateIndex, name: string): DagTask[] {
+  const spec = index.get(name)!.resource.spec;
+  return spec.templates!.find((t) => t.name === spec.entrypoint)!.dag!.tasks;
+}
+
+/** Every container template of the step WorkflowTemplates, with its WorkflowTemplate's name. */
+function stepTemplates(index: TemplateIndex): Array<{ owner: string; t: Template }> {
+  return STEPS.flatMap((owner) => (index.get(owner)?.resource.spec.templates ?? []).map((t) => ({ owner, t })));
+}
+
+interface Invocation {
+  step: string;
+  mode: 'apply' | 'plan' | 'delete';
+  /** -p key=value, the value as written (usually {{inputs.parameters.key}}). */
+  params: Record<string, string>;
+}
+function invocation(t: Template): Invocation {
+  const args = t.container?.args ?? [];
+  expect(t.container?.command, t.name).to.deep.equal(['capflow']);
+  expect(args[0], t.name).to.equal('step');
+  const params: Record<string, string> = {};
+  for (let i = 0; i < args.length; i++) if (args[i] === '-p') {
+    const [k, ...v] = args[++i]!.split('=');
+    params[k!] = v.join('=');
+  }
+  for (const flag of ['--repo', '--revision', '--cluster-dir', '--outputs']) expect(args, `${t.name} ${flag}`).to.include(flag);
+  expect(args[args.indexOf('--outputs') + 1], t.name).to.equal('/tmp/outputs');
+  return { step: args[1]!, mode: args.includes('--delete') ? 'delete' : args.includes('--dry-run') ? 'plan' : 'apply', params };
+}
+
+interface PropSchema {
+  pattern?: string;
+  enum?: string[];
+}
+interface ObjectSchema {
+  properties?: Record<string, PropSchema>;
+  required?: string[];
+}
 
 describe('workflow-templates/: what Argo and the local runner make of our DAGs', function () {
   this.timeout(120_000);
@@ -17,19 +109,137 @@ describe('workflow-templates/: what Argo and the local runner make of our DAGs',
 
   it('every WorkflowTemplate loads in the local runner (Argo schema, supported fields, refs, inputs)', () => {
     const index = loadTemplates(dir);
-    expect([...index.keys()].sort()).to.deep.equal(['cluster-apply', 'cluster-delete', 'cluster-plan', 'install-addons', 'join-workers', 'kubeadm-init', 'launch-nodes', 'provision-vpc', 'validate-spec']);
+    expect([...index.keys()].sort()).to.deep.equal([...DAGS, ...STEPS].sort());
   });
 
   it('every cluster DAG holds a per-cluster mutex and a deadline, and every step retries only exit 75', () => {
     const index = loadTemplates(dir);
-    for (const name of ['cluster-apply', 'cluster-plan', 'cluster-delete']) {
+    for (const name of DAGS) {
       const spec = index.get(name)!.resource.spec;
       expect(spec.synchronization?.mutexes?.[0]?.name, name).to.equal('capflow-cluster-{{workflow.parameters.cluster-name}}');
       expect(spec.activeDeadlineSeconds, name).to.be.a('number');
     }
-    const step = index.get('validate-spec')!.resource.spec.templates![0]!;
-    expect(step.activeDeadlineSeconds).to.not.equal(undefined);
-    expect((step.retryStrategy as { expression?: string }).expression).to.equal('asInt(lastRetry.exitCode) == 75');
-    expect(step.container?.command).to.deep.equal(['capflow']);
+    for (const { owner, t } of stepTemplates(index)) {
+      const where = `${owner}/${t.name}`;
+      expect(t.activeDeadlineSeconds, where).to.not.equal(undefined);
+      expect(t.retryStrategy?.expression, where).to.equal('asInt(lastRetry.exitCode) == 75');
+      expect(t.retryStrategy?.retryPolicy, where).to.equal('Always');
+      expect(t.container?.command, where).to.deep.equal(['capflow']);
+      expect(t.container?.image, where).to.equal('ghcr.io/capflow/capflow:0.1.0');
+    }
+  });
+
+  it('the EKS steps give EKS’s slow waits room: 45 minutes an attempt, a retry not cut short by backoff.maxDuration', () => {
+    const index = loadTemplates(dir);
+    for (const owner of ['eks-control-plane', 'eks-node-groups']) {
+      for (const t of index.get(owner)!.resource.spec.templates!) {
+        const { mode, params } = invocation(t);
+        if (mode === 'plan') continue;
+        expect(t.activeDeadlineSeconds, t.name).to.equal(2700);
+        expect(params['wait-timeout'], t.name).to.equal('{{inputs.parameters.wait-timeout}}');
+        expect(t.inputs?.parameters?.find((p) => p.name === 'wait-timeout')?.value, t.name).to.equal('30m');
+        // Argo gives a retried pod at most (first attempt's start + maxDuration): it must outlast an attempt.
+        const m = /^(\d+)m$/.exec(t.retryStrategy?.backoff?.maxDuration ?? '');
+        expect(m && Number(m[1]) * 60, `${t.name} maxDuration`).to.be.greaterThan(2700);
+      }
+    }
+  });
+
+  it('each cluster DAG has the tasks, depends and `when` of both variants (aws, eks)', () => {
+    const index = loadTemplates(dir);
+    for (const name of DAGS) {
+      const got = Object.fromEntries(
+        dagTasks(index, name).map((t) => [
+          t.name,
+          { ...(t.depends !== undefined ? { depends: t.depends } : {}), ...(t.when !== undefined ? { when: t.when } : {}), ref: `${t.templateRef?.name}/${t.templateRef?.template}` },
+        ]),
+      );
+      expect(got, name).to.deep.equal(SHAPES[name]);
+    }
+    // install-addons for eks runs every stage (its default, all); for aws, the CNI first, then the workers' stage.
+    const stage = (task: string): string | undefined => dagTasks(index, 'cluster-apply').find((t) => t.name === task)!.arguments?.parameters?.find((p) => p.name === 'stage')?.value as string | undefined;
+    expect([stage('install-cni'), stage('install-addons'), stage('install-addons-eks')]).to.deep.equal(['control-plane', 'workers', undefined]);
+    const addons = index.get('install-addons')!.resource.spec.templates!.find((t) => t.name === 'install-addons')!;
+    expect(addons.inputs?.parameters?.find((p) => p.name === 'stage')?.value).to.equal('all');
+    // cluster-delete: the provider is a parameter ("" = unknown: both chains)
+    const provider = index.get('cluster-delete')!.resource.spec.arguments!.parameters!.find((p) => p.name === 'provider');
+    expect(provider).to.deep.include({ value: '', enum: ['', 'aws', 'eks'] });
+  });
+
+  it('every `when` quotes its string operands, and picks the variant for each provider as intended', () => {
+    const index = loadTemplates(dir);
+    for (const name of DAGS) {
+      for (const t of dagTasks(index, name)) {
+        if (t.when === undefined) continue;
+        // every substitution but the boolean machines parameter is inside single quotes
+        const bare = t.when.replace(/'\{\{[^}]+\}\}'/g, "'x'").replace(/\{\{workflow\.parameters\.machines\}\}/g, 'true');
+        expect(bare, `${name}/${t.name}: ${t.when}`).to.not.include('{{');
+      }
+    }
+    const substitute = (when: string, provider: string, machines: string): string =>
+      when.replaceAll('{{tasks.validate-spec.outputs.parameters.provider}}', provider).replaceAll('{{workflow.parameters.provider}}', provider).replaceAll('{{workflow.parameters.machines}}', machines);
+    const cases: Array<[string, string, string, boolean]> = [
+      // expression, provider, machines, runs
+      [APPLY_AWS, 'aws', 'true', true],
+      [APPLY_AWS, 'eks', 'true', false],
+      [APPLY_AWS, 'byoh', 'true', false],
+      [APPLY_AWS, 'aws', 'false', false],
+      [APPLY_EKS, 'eks', 'true', true],
+      [APPLY_EKS, 'aws', 'true', false],
+      [APPLY_EKS, 'eks', 'false', false],
+      [PLAN_AWS, 'aws', '', true],
+      [PLAN_AWS, 'eks', '', false],
+      [PLAN_EKS, 'eks', '', true],
+      [PLAN_EKS, 'aws', '', false],
+      [DELETE_AWS, '', '', true],
+      [DELETE_AWS, 'aws', '', true],
+      [DELETE_AWS, 'eks', '', false],
+      [DELETE_EKS, '', '', true],
+      [DELETE_EKS, 'eks', '', true],
+      [DELETE_EKS, 'aws', '', false],
+    ];
+    for (const [when, provider, machines, runs] of cases) expect(evaluateWhen(substitute(when, provider, machines)), `${when} with provider=${provider} machines=${machines}`).to.equal(runs);
+  });
+
+  describe('each step template against its executor (executors/index.ts: inputSchema, outputSchema)', () => {
+    let executors: readonly Executor[];
+    before(async () => {
+      executors = (await import('../../executors/index.js')).executors;
+    });
+
+    for (const owner of STEPS) {
+      it(`${owner}: \`capflow step ${owner}\` exists, takes every -p its templates pass, and writes every output they read`, () => {
+        const index = loadTemplates(dir);
+        const executor = executors.find((e) => e.id === owner);
+        expect(executor, `executors/index.ts has no step ${owner}`).to.not.equal(undefined);
+        const input = executor!.inputSchema as ObjectSchema;
+        const output = executor!.outputSchema as ObjectSchema;
+        for (const t of index.get(owner)!.resource.spec.templates!) {
+          const where = `${owner}/${t.name}`;
+          const inv = invocation(t);
+          expect(inv.step, where).to.equal(owner);
+          if (inv.mode === 'delete') expect(executor!.supportsDelete, `${where}: --delete`).to.equal(true);
+          if (inv.mode === 'plan') expect(executor!.supportsDryRun, `${where}: --dry-run`).to.equal(true);
+          for (const [key, value] of Object.entries(inv.params)) {
+            const prop = input.properties?.[key];
+            expect(prop, `${where}: -p ${key} is not in ${owner}'s inputSchema`).to.not.equal(undefined);
+            // the value the template passes by default (or literally) is one the executor accepts
+            const ref = /^\{\{inputs\.parameters\.([^}]+)\}\}$/.exec(value);
+            const declared = ref ? t.inputs?.parameters?.find((p) => p.name === ref[1]) : undefined;
+            const given = ref ? declared?.value : value;
+            if (typeof given === 'string' && given !== '') {
+              if (prop!.pattern) expect(given, `${where}: ${key} default`).to.match(new RegExp(prop!.pattern));
+              if (prop!.enum) expect(prop!.enum, `${where}: ${key} default`).to.include(given);
+            }
+            for (const e of declared?.enum ?? []) if (prop!.enum) expect(prop!.enum, `${where}: ${key} enum`).to.include(e);
+          }
+          // Argo fails a step whose output file is missing: the executor must always write each one.
+          for (const o of t.outputs?.parameters ?? []) {
+            expect(o.valueFrom?.path, `${where}: ${o.name}`).to.equal(`/tmp/outputs/${o.name}`);
+            expect(output.required ?? [], `${where}: output ${o.name} is not a required output of ${owner}`).to.include(o.name);
+          }
+        }
+      });
+    }
   });
 });

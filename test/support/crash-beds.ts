@@ -14,7 +14,7 @@
  * with them each reset and the first call after it take about 1 s more each.
  */
 import os from 'node:os';
-import { startMoto, type Moto } from './moto.js';
+import { startMoto, type Moto, type StartMotoOptions } from './moto.js';
 import { startFaultProxy, type FaultProxy } from './fault-proxy.js';
 
 export interface CrashBed {
@@ -34,10 +34,11 @@ export function crashBedCount(): number {
   return n;
 }
 
-export async function startCrashBeds(count = crashBedCount()): Promise<CrashBed[]> {
+/** `motoOptions`: e.g. AWS's managed IAM policies, for suites whose steps attach them (EKS). */
+export async function startCrashBeds(count = crashBedCount(), motoOptions: StartMotoOptions = {}): Promise<CrashBed[]> {
   const started = await Promise.allSettled(
     Array.from({ length: count }, async (): Promise<CrashBed> => {
-      const moto = await startMoto();
+      const moto = await startMoto(motoOptions);
       try {
         return { moto, proxy: await startFaultProxy({ target: moto.endpoint }) };
       } catch (err) {
@@ -91,4 +92,14 @@ export async function forEachOnBeds<B extends CrashBed, T>(beds: readonly B[], c
     first.message += `\n(and ${more.length} more case(s) failed at the same time: ${more.map((e) => (e instanceof Error ? e.message : String(e)).split('\n')[0]).join('; ')})`;
   }
   throw first;
+}
+
+/** 1-based positions of the first and the last call of each action, in order: a crash matrix's kill points. */
+export function boundaryCalls(actions: readonly string[]): number[] {
+  const points = new Set<number>();
+  for (const a of new Set(actions)) {
+    points.add(actions.indexOf(a) + 1);
+    points.add(actions.lastIndexOf(a) + 1);
+  }
+  return [...points].sort((x, y) => x - y);
 }

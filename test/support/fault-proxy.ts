@@ -11,11 +11,18 @@
  *
  * Request bodies are buffered (they are small and must be decoded to know the action before deciding
  * on a fault); response bodies from moto are streamed through. Listens on 127.0.0.1 only.
+ *
+ * EKS calls moto lacks (addons, version updates, access entries, a PEM CA...) are answered by the
+ * stand-in of test/support/eks-stand-in.ts in moto's place (option `eks`, on by default), after the
+ * same recording and faults as forwarded calls.
  */
-import { createServer, request as httpRequest, type IncomingMessage, type ServerResponse } from 'node:http';
+import { createServer, request as httpRequest, IncomingMessage, type ServerResponse } from 'node:http';
 import { randomUUID } from 'node:crypto';
 import { LOOPBACK } from './ports.js';
 import { startMoto, type Moto } from './moto.js';
+import { EksStandIn, type EksAnswer, type EksStandInOptions } from './eks-stand-in.js';
+
+export { EksStandIn, type EksStandInOptions } from './eks-stand-in.js';
 
 // ---------------------------------------------------------------------------------------------
 // Public types
@@ -108,6 +115,8 @@ export interface Faults {
 export interface FaultProxyOptions extends Faults {
   /** moto's endpoint, e.g. http://127.0.0.1:45123 */
   target: string;
+  /** The EKS stand-in for what moto lacks: on by default (true), its options, or false for moto alone. */
+  eks?: boolean | EksStandInOptions;
 }
 
 export interface FaultProxy {
@@ -119,7 +128,9 @@ export interface FaultProxy {
   setFaults(f: Faults): void;
   countBy(action: string): number;
   mutatingCalls(): RecordedCall[];
-  /** Forget the recorded calls and all faults. */
+  /** The EKS stand-in answering in moto's place (undefined with `eks: false`). */
+  eks: EksStandIn | undefined;
+  /** Forget the recorded calls, all faults and the EKS stand-in's state. */
   reset(): void;
   stop(): Promise<void>;
 }
@@ -157,7 +168,7 @@ function scopeService(auth: string | undefined): string | undefined {
   return m?.[1];
 }
 
-/** EKS REST routes: [method, path pattern, action]. Path parameter names become params. */
+/** EKS REST routes: [method, path pattern, action], matched on the raw path; path parameters (decoded) become params. */
 const EKS_ROUTES: Array<[string, RegExp, string]> = [
   ['POST', /^\/clusters$/, 'CreateCluster'],
   ['GET', /^\/clusters$/, 'ListClusters'],
@@ -179,6 +190,15 @@ const EKS_ROUTES: Array<[string, RegExp, string]> = [
   ['DELETE', /^\/clusters\/(?<name>[^/]+)\/addons\/(?<addonName>[^/]+)$/, 'DeleteAddon'],
   ['POST', /^\/clusters\/(?<name>[^/]+)\/addons\/(?<addonName>[^/]+)\/update$/, 'UpdateAddon'],
   ['GET', /^\/addons\/supported-versions$/, 'DescribeAddonVersions'],
+  ['POST', /^\/clusters\/(?<name>[^/]+)\/access-entries$/, 'CreateAccessEntry'],
+  ['GET', /^\/clusters\/(?<name>[^/]+)\/access-entries$/, 'ListAccessEntries'],
+  ['GET', /^\/clusters\/(?<name>[^/]+)\/access-entries\/(?<principalArn>[^/]+)$/, 'DescribeAccessEntry'],
+  ['POST', /^\/clusters\/(?<name>[^/]+)\/access-entries\/(?<principalArn>[^/]+)$/, 'UpdateAccessEntry'],
+  ['DELETE', /^\/clusters\/(?<name>[^/]+)\/access-entries\/(?<principalArn>[^/]+)$/, 'DeleteAccessEntry'],
+  ['POST', /^\/clusters\/(?<name>[^/]+)\/access-entries\/(?<principalArn>[^/]+)\/access-policies$/, 'AssociateAccessPolicy'],
+  ['GET', /^\/clusters\/(?<name>[^/]+)\/access-entries\/(?<principalArn>[^/]+)\/access-policies$/, 'ListAssociatedAccessPolicies'],
+  ['DELETE', /^\/clusters\/(?<name>[^/]+)\/access-entries\/(?<principalArn>[^/]+)\/access-policies\/(?<policyArn>[^/]+)$/, 'DisassociateAccessPolicy'],
+  ['GET', /^\/access-policies$/, 'ListAccessPolicies'],
   ['POST', /^\/tags\/(?<resourceArn>.+)$/, 'TagResource'],
   ['DELETE', /^\/tags\/(?<resourceArn>.+)$/, 'UntagResource'],
   ['GET', /^\/tags\/(?<resourceArn>.+)$/, 'ListTagsForResource'],
@@ -210,17 +230,18 @@ function decode(req: IncomingMessage, body: Buffer): Decoded {
     return { service, action, protocol: service === 'ec2' ? 'ec2' : 'query', params };
   }
 
-  // REST-JSON (EKS): method + path.
+  // REST-JSON (EKS): method + path. Matched raw, since a principal ARN in the path carries an encoded '/'.
   const path = decodeURIComponent(url.pathname);
   if (scope === 'eks' || scope === undefined) {
     for (const [method, pattern, name] of EKS_ROUTES) {
-      const m = req.method === method ? pattern.exec(path) : null;
+      const m = req.method === method ? pattern.exec(url.pathname) : null;
       if (m) {
+        const groups = Object.fromEntries(Object.entries(m.groups ?? {}).map(([k, v]) => [k, decodeURIComponent(v)]));
         return {
           service: 'eks',
           action: name,
           protocol: 'rest-json',
-          params: { ...jsonScalars(body), ...(m.groups ?? {}) },
+          params: { ...jsonScalars(body), ...groups },
         };
       }
     }
@@ -366,6 +387,7 @@ const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 export async function startFaultProxy(opts: FaultProxyOptions): Promise<FaultProxy> {
   const target = new URL(opts.target);
   const calls: RecordedCall[] = [];
+  const eks = opts.eks === false ? undefined : new EksStandIn(opts.eks === true ? {} : opts.eks);
 
   // Fault state, rebuilt by setFaults.
   let faults: Faults = {};
@@ -392,7 +414,7 @@ export async function startFaultProxy(opts: FaultProxyOptions): Promise<FaultPro
     clearTimeout(killTimer);
     killFired = false;
   }
-  const { target: _t, ...initialFaults } = opts;
+  const { target: _t, eks: _e, ...initialFaults } = opts;
   setFaults(initialFaults);
 
   function doKill(k: KillAfterMutating): void {
@@ -463,34 +485,41 @@ export async function startFaultProxy(opts: FaultProxyOptions): Promise<FaultPro
       return;
     }
 
-    // Forward to moto.
-    const upstream = await new Promise<IncomingMessage>((resolve, reject) => {
-      const up = httpRequest(
-        { host: target.hostname, port: target.port, method: req.method, path: req.url, headers: endToEndHeaders(req.headers) },
-        resolve,
-      );
-      up.once('error', reject);
-      up.end(body);
-    });
+    // Forward to moto, or let the EKS stand-in answer (it asks moto what it needs).
+    const upstream: IncomingMessage | EksAnswer =
+      eks && d.service === 'eks' && eks.handles(d.action)
+        ? await eks.answer(
+            { action: d.action, method: req.method ?? 'GET', url: req.url ?? '/', params: d.params, headers: req.headers, body },
+            (method, path, json) => askMoto(req, method, path, json),
+          )
+        : await forward(req.method ?? 'GET', req.url ?? '/', endToEndHeaders(req.headers), body);
+    const standIn = !(upstream instanceof IncomingMessage);
 
     const kill = faults.killAfterMutating;
     const killNow = mutating && kill && !killFired && ++mutatingReached === kill.n ? kill : undefined;
     if (killNow) killFired = true;
 
     if (killNow?.when === 'before-response') {
-      // moto has answered, so the call took effect; the caller dies without hearing it.
-      upstream.resume();
+      // moto (or the stand-in) has answered, so the call took effect; the caller dies without hearing it.
+      if (!standIn) upstream.resume();
       doKill(killNow);
       finish(0, 'killed-before-response');
       res.destroy();
       return;
     }
 
-    res.writeHead(upstream.statusCode ?? 502, endToEndHeaders(upstream.headers));
-    upstream.once('aborted', () => res.destroy()); // moto died mid-answer: the caller sees a broken connection
-    upstream.pipe(res);
-    await new Promise<void>((resolve) => res.once('close', resolve));
-    finish(upstream.statusCode ?? 502, killNow ? 'killed-after-response' : undefined);
+    const status = standIn ? upstream.status : (upstream.statusCode ?? 502);
+    const closed = new Promise<void>((resolve) => res.once('close', resolve));
+    if (standIn) {
+      res.writeHead(status, upstream.headers);
+      res.end(upstream.body);
+    } else {
+      res.writeHead(status, endToEndHeaders(upstream.headers));
+      upstream.once('aborted', () => res.destroy()); // moto died mid-answer: the caller sees a broken connection
+      upstream.pipe(res);
+    }
+    await closed;
+    finish(status, killNow ? 'killed-after-response' : undefined);
 
     if (killNow) {
       // The answer is out. Kill at the caller's next call, or after graceMs.
@@ -503,6 +532,27 @@ export async function startFaultProxy(opts: FaultProxyOptions): Promise<FaultPro
       pendingKill = fire;
       killTimer = setTimeout(fire, killNow.graceMs ?? 200);
     }
+  }
+
+  function forward(method: string, path: string, headers: IncomingMessage['headers'], body: Buffer | string): Promise<IncomingMessage> {
+    return new Promise<IncomingMessage>((resolve, reject) => {
+      const up = httpRequest({ host: target.hostname, port: target.port, method, path, headers }, resolve);
+      up.once('error', reject);
+      up.end(body);
+    });
+  }
+
+  /** The stand-in's own question to moto, with the caller's credentials (moto keys its backends by their scope). */
+  async function askMoto(req: IncomingMessage, method: string, path: string, json?: unknown): Promise<EksAnswer> {
+    const payload = json === undefined ? '' : JSON.stringify(json);
+    const headers: IncomingMessage['headers'] = { 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(payload)) };
+    for (const h of ['authorization', 'x-amz-date', 'x-amz-security-token']) if (req.headers[h] !== undefined) headers[h] = req.headers[h];
+    const up = await forward(method, path, headers, payload);
+    const chunks: Buffer[] = [];
+    for await (const chunk of up) chunks.push(chunk as Buffer);
+    const out: Record<string, string> = {};
+    for (const [k, v] of Object.entries(endToEndHeaders(up.headers))) if (v !== undefined) out[k] = Array.isArray(v) ? v.join(', ') : v;
+    return { status: up.statusCode ?? 502, headers: out, body: Buffer.concat(chunks) };
   }
 
   const server = createServer((req, res) => {
@@ -529,12 +579,14 @@ export async function startFaultProxy(opts: FaultProxyOptions): Promise<FaultPro
     endpoint: `http://${LOOPBACK}:${port}`,
     port,
     calls,
+    eks,
     setFaults,
     countBy: (action) => calls.filter((c) => c.action === action).length,
     mutatingCalls: () => calls.filter((c) => c.mutating),
     reset() {
       calls.length = 0;
       setFaults({});
+      eks?.reset();
     },
     stop: () =>
       new Promise<void>((resolve) => {
@@ -546,14 +598,14 @@ export async function startFaultProxy(opts: FaultProxyOptions): Promise<FaultPro
 
 /**
  * Registers mocha hooks for the usual AWS bed of a suite: moto behind the
- * fault proxy, started once, both reset before each test. Read the live
+ * fault proxy (with the EKS stand-in, `opts.eks`), started once, all reset before each test. Read the live
  * values through the returned object inside tests and hooks.
  */
-export function useMotoBehindProxy(): { readonly moto: Moto; readonly proxy: FaultProxy } {
+export function useMotoBehindProxy(opts: { eks?: boolean | EksStandInOptions } = {}): { readonly moto: Moto; readonly proxy: FaultProxy } {
   const bed: { moto?: Moto; proxy?: FaultProxy } = {};
   before(async () => {
     bed.moto = await startMoto();
-    bed.proxy = await startFaultProxy({ target: bed.moto.endpoint });
+    bed.proxy = await startFaultProxy({ target: bed.moto.endpoint, ...opts });
   });
   after(async () => {
     await bed.proxy?.stop();

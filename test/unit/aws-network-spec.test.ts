@@ -3,7 +3,10 @@ import { desiredSubnets, checkZones, orderZones, type ExistingSubnet } from '../
 import { networkSpecOf, type NetworkSpec } from '../../src/spec/index.js';
 import { overlappingPairs } from '../../src/core/cidr.js';
 import { fieldLocation, formatProblem, loadClusterSpec, validateClusterSpec } from '../../src/spec/index.js';
-import { cleanupSpecFolders, CLUSTER, displayRootOf, minimalAws, specFolder } from '../fixtures/spec/support.js';
+import { cleanupSpecFolders, CLUSTER, displayRootOf, examplesDir, minimalAws, specFolder } from '../fixtures/spec/support.js';
+import { rolesFor } from '../../src/aws/security-groups.js';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
 
 const ZONES = ['us-east-1a', 'us-east-1b', 'us-east-1c', 'us-east-1d', 'us-east-1e', 'us-east-1f'];
 
@@ -11,8 +14,10 @@ function computed(over: Partial<NetworkSpec> = {}): NetworkSpec {
   return {
     clusterName: 'dev',
     region: 'us-east-1',
+    provider: 'aws',
     infra: { kind: 'AWSCluster', name: 'dev' },
-    awsCluster: { apiVersion: 'infrastructure.cluster.x-k8s.io/v1beta2', kind: 'AWSCluster', metadata: { name: 'dev', namespace: 'default' }, spec: {} },
+    infraSpec: {},
+    annotations: {},
     vpcCidr: '10.0.0.0/16',
     azLimit: 3,
     azSelection: 'Ordered',
@@ -130,6 +135,61 @@ describe('aws/network-spec: the network an AWSCluster asks for', function () {
       expect(fieldLocation(model, { kind: 'AWSCluster', name: 'dev' }, ['spec', 'network', 'vpc', 'cidrBlock'])).to.deep.equal({ file: 'clusters/test/cluster.yaml', line: 25, column: 18 });
       expect(fieldLocation(model, { kind: 'AWSCluster', name: 'dev' }, ['spec', 'network', 'vpc', 'availabilityZoneUsageLimit'])?.line).to.equal(24);
       expect(fieldLocation(model, { kind: 'AWSCluster', name: 'nope' }, ['spec'])).to.equal(undefined);
+    });
+  });
+
+  describe('an EKS cluster: the network of its AWSManagedControlPlane', () => {
+    /** The eks-managed example, its control plane's spec lines (after `spec:`) replaced by `specLines`. */
+    async function eks(edit: (controlPlane: string) => string = (t) => t) {
+      const file = (name: string) => readFileSync(path.join(examplesDir, 'eks-managed', name), 'utf8');
+      const dir = await specFolder({ 'cluster.yaml': file('cluster.yaml'), 'control-plane.yaml': edit(file('control-plane.yaml')), 'node-groups.yaml': file('node-groups.yaml') });
+      return validateClusterSpec(dir, { displayRoot: displayRootOf(dir) });
+    }
+
+    it('the example, should read the network, region and EKS name from the AWSManagedControlPlane', async () => {
+      const { model, problems } = await eks();
+      expect(problems.filter((x) => x.severity === 'error')).to.deep.equal([]);
+      const spec = networkSpecOf(model!);
+      expect({ provider: spec.provider, infra: spec.infra, region: spec.region, vpcCidr: spec.vpcCidr, azLimit: spec.azLimit, eksClusterName: spec.eksClusterName }).to.deep.equal({
+        provider: 'eks',
+        infra: { kind: 'AWSManagedControlPlane', name: 'eks-prod-control-plane' },
+        region: 'us-west-2',
+        vpcCidr: '10.20.0.0/16',
+        azLimit: 3,
+        eksClusterName: 'eks-prod',
+      });
+      const unnamed = await eks((t) => t.replace('  eksClusterName: eks-prod\n', ''));
+      expect(networkSpecOf(unnamed.model!).eksClusterName, 'defaults to the Cluster\'s name').to.equal('eks-prod');
+    });
+
+    it('a rule without a source, a source role EKS lacks and node rules, should each be reported at their field', async () => {
+      const { problems } = await eks((t) =>
+        t.replace(
+          '      availabilityZoneUsageLimit: 3\n',
+          '      availabilityZoneUsageLimit: 3\n    additionalControlPlaneIngressRules:\n    - description: any\n      protocol: tcp\n      fromPort: 443\n      toPort: 443\n    - description: nodes\n      protocol: tcp\n      fromPort: 443\n      toPort: 443\n      sourceSecurityGroupRoles:\n      - node\n    nodePortIngressRuleCidrBlocks:\n    - 10.0.0.0/8\n',
+        ),
+      );
+      const lines = problems.map((x) => `${x.severity} ${x.path}: ${x.message}`);
+      expect(lines).to.include.members([
+        'error spec.network.additionalControlPlaneIngressRules[0]: the rule names no source, and an EKS cluster has no control plane security group of its own to default to',
+        'error spec.network.additionalControlPlaneIngressRules[1].sourceSecurityGroupRoles[0]: an EKS cluster has no node security group that capflow makes',
+        "warning spec.network.nodePortIngressRuleCidrBlocks: ignored for an EKS cluster: its nodes' group is the one EKS makes, whose rules EKS keeps (as the AWS provider does)",
+      ]);
+      expect(problems.every((x) => x.kind === 'AWSManagedControlPlane' && x.file === 'clusters/test/control-plane.yaml' && x.line !== undefined)).to.equal(true);
+    });
+
+    it('a secondaryCidrBlock, should be refused as not supported yet, at its field', async () => {
+      const { model, problems } = await eks((t) => t.replace('  version: v1.31\n', '  version: v1.31\n  secondaryCidrBlock: 100.64.0.0/16\n'));
+      expect(model).to.equal(undefined);
+      expect(problems.map(formatProblem)).to.deep.equal([
+        'clusters/test/control-plane.yaml:9:3 AWSManagedControlPlane/eks-prod-control-plane spec.secondaryCidrBlock: AWSManagedControlPlane.spec.secondaryCidrBlock is not supported yet: provision-vpc neither adds the block to the VPC nor makes its subnets hint: remove it; pods take addresses from the subnets of spec.network',
+      ]);
+    });
+
+    it('rolesFor, should name the groups per provider: the AWSCluster\'s four, and for EKS node-eks-additional plus the bastion\'s only with a bastion', () => {
+      expect(rolesFor('aws')).to.deep.equal(['bastion', 'apiserver-lb', 'controlplane', 'node']);
+      expect(rolesFor('eks')).to.deep.equal(['node-eks-additional']);
+      expect(rolesFor('eks', { bastion: true })).to.deep.equal(['bastion', 'node-eks-additional']);
     });
   });
 });

@@ -24,6 +24,7 @@ describe('spec loader', function () {
       { dir: 'aws-self-managed', provider: 'aws', name: 'aws-dev' },
       { dir: 'aws-machinepool', provider: 'aws', name: 'aws-pool' },
       { dir: 'eks-managed', provider: 'eks', name: 'eks-prod' },
+      { dir: 'eks-machine-pool', provider: 'eks', name: 'eks-pools' },
       { dir: 'byoh', provider: 'byoh', name: 'byoh-lab' },
     ] as const;
     for (const c of cases) {
