@@ -18,7 +18,7 @@ import {
 } from '@aws-sdk/client-eks';
 import { ConflictError } from '../core/errors.js';
 import { awsErrorName } from './find.js';
-import { eksOwnedTags, type EksScope } from './eks-scope.js';
+import { eksOwnedTags, listAll, type EksScope } from './eks-scope.js';
 import { ownershipOf } from './tags.js';
 
 export interface DesiredAccessEntry {
@@ -30,15 +30,11 @@ export interface DesiredAccessEntry {
   policies: Array<{ policyArn: string; scope: AccessScope }>;
 }
 
-async function listEntries(scope: EksScope): Promise<string[]> {
-  const out: string[] = [];
-  let nextToken: string | undefined;
-  do {
+function listEntries(scope: EksScope): Promise<string[]> {
+  return listAll(async (nextToken) => {
     const page = await scope.eks.send(new ListAccessEntriesCommand({ clusterName: scope.eksClusterName, ...(nextToken ? { nextToken } : {}) }));
-    out.push(...(page.accessEntries ?? []));
-    nextToken = page.nextToken;
-  } while (nextToken);
-  return out;
+    return { items: page.accessEntries, nextToken: page.nextToken };
+  });
 }
 
 const scopeKey = (s: AccessScope | undefined) => `${s?.type ?? 'cluster'}:${[...(s?.namespaces ?? [])].sort().join(',')}`;

@@ -16,7 +16,7 @@ import {
 } from '@aws-sdk/client-eks';
 import { awsErrorName } from './find.js';
 import { waitState, waitUpdate } from './eks-cluster.js';
-import { eksOwnedTags, type EksScope } from './eks-scope.js';
+import { eksOwnedTags, listAll, type EksScope } from './eks-scope.js';
 import { ownershipOf } from './tags.js';
 
 export interface DesiredAddon {
@@ -28,15 +28,11 @@ export interface DesiredAddon {
   resolveConflicts: ResolveConflicts;
 }
 
-async function listAddons(scope: EksScope): Promise<string[]> {
-  const out: string[] = [];
-  let nextToken: string | undefined;
-  do {
+function listAddons(scope: EksScope): Promise<string[]> {
+  return listAll(async (nextToken) => {
     const page = await scope.eks.send(new ListAddonsCommand({ clusterName: scope.eksClusterName, ...(nextToken ? { nextToken } : {}) }));
-    out.push(...(page.addons ?? []));
-    nextToken = page.nextToken;
-  } while (nextToken);
-  return out;
+    return { items: page.addons, nextToken: page.nextToken };
+  });
 }
 
 async function describeAddon(scope: EksScope, addonName: string): Promise<Addon | undefined> {

@@ -21,7 +21,7 @@ import {
 } from '@aws-sdk/client-eks';
 import { ConflictError, TransientError } from '../core/errors.js';
 import { awsErrorName } from './find.js';
-import { elapsed, eksMinor, eksOwnedTags, minorDistance, type EksScope } from './eks-scope.js';
+import { elapsed, eksMinor, eksOwnedTags, listAll, minorDistance, type EksScope } from './eks-scope.js';
 import { ownershipOf, adoptHint } from './tags.js';
 import { waitFor } from './wait.js';
 
@@ -241,15 +241,11 @@ export async function reconcileEksCluster(scope: EksScope, desired: DesiredEksCl
 }
 
 /** Node groups still attached to the cluster (EKS refuses to delete a cluster that has any). */
-export async function listNodegroups(scope: EksScope): Promise<string[]> {
-  const out: string[] = [];
-  let nextToken: string | undefined;
-  do {
+export function listNodegroups(scope: EksScope): Promise<string[]> {
+  return listAll(async (nextToken) => {
     const page = await scope.eks.send(new ListNodegroupsCommand({ clusterName: scope.eksClusterName, ...(nextToken ? { nextToken } : {}) }));
-    out.push(...(page.nodegroups ?? []));
-    nextToken = page.nextToken;
-  } while (nextToken);
-  return out;
+    return { items: page.nodegroups, nextToken: page.nextToken };
+  });
 }
 
 /** Deletes the control plane capflow owns and waits until EKS has forgotten it. */

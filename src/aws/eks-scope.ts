@@ -62,3 +62,15 @@ export function elapsed(sinceMs: number, now = Date.now()): string {
   const s = Math.max(0, Math.round((now - sinceMs) / 1000));
   return s >= 60 ? `${Math.floor(s / 60)}m${String(s % 60).padStart(2, '0')}s` : `${s}s`;
 }
+
+/** Every item of a paginated EKS List call (they all page with nextToken). */
+export async function listAll<T>(page: (nextToken: string | undefined) => Promise<{ items: T[] | undefined; nextToken?: string | undefined }>): Promise<T[]> {
+  const out: T[] = [];
+  let nextToken: string | undefined;
+  do {
+    const p = await page(nextToken);
+    out.push(...(p.items ?? []));
+    nextToken = p.nextToken;
+  } while (nextToken);
+  return out;
+}

@@ -256,7 +256,7 @@ describe('EKS: network, control plane and managed node groups against moto (EKS 
     expect(order.indexOf('DeleteRole')).to.be.lessThan(order.indexOf('DeleteVpc'));
     const gone = await eks().send(new DescribeClusterCommand({ name: CLUSTER })).then(() => undefined, (e: Error) => e.name);
     expect(gone).to.equal('ResourceNotFoundException');
-    const world = await snapshotWorld(moto.endpoint);
+    const world = await snapshotWorld(moto.endpoint, REGION);
     expect(world.resources.filter((r) => r.tags[OWNED] === 'owned')).to.deep.equal([]);
     await iam()
       .send(new GetRoleCommand({ RoleName: `${CLUSTER}-iam-service-role` }))
@@ -415,7 +415,7 @@ describe('EKS through the local runner: cluster-apply and cluster-delete pick th
 
       const del = await spawnCapflow(['run', 'cluster-delete', '--run-dir', runDir, ...params, '-p', 'provider=eks'], { env }).done;
       expect(del.code, del.stderr.slice(-4000) + del.stdout).to.equal(0);
-      const world = await snapshotWorld(moto.endpoint);
+      const world = await snapshotWorld(moto.endpoint, REGION);
       expect(world.resources.filter((r) => r.tags[OWNED] === 'owned')).to.deep.equal([]);
       const gone = await eks().send(new DescribeClusterCommand({ name: CLUSTER })).then(() => undefined, (e: Error) => e.name);
       expect(gone).to.equal('ResourceNotFoundException');

@@ -12,18 +12,12 @@ import path from 'node:path';
 import { PassThrough } from 'node:stream';
 import {
   CreateKeyPairCommand,
-  DescribeAddressesCommand,
-  DescribeInstancesCommand,
-  DescribeInternetGatewaysCommand,
-  DescribeNatGatewaysCommand,
   DescribeRouteTablesCommand,
   DescribeSecurityGroupsCommand,
   DescribeSubnetsCommand,
-  DescribeVpcsCommand,
   EC2Client,
   type SecurityGroup,
 } from '@aws-sdk/client-ec2';
-import { DescribeLoadBalancersCommand, ElasticLoadBalancingV2Client } from '@aws-sdk/client-elastic-load-balancing-v2';
 import { AwsClients } from '../../src/core/aws.js';
 import { createLogger } from '../../src/core/logger.js';
 import { LocalSecretStore } from '../../src/core/secrets.js';
@@ -32,6 +26,7 @@ import { runStep, type StepSummary } from '../../src/core/step-host.js';
 import { provisionVpc, type ProvisionVpcStatus } from '../../executors/provision-vpc.js';
 import { clientConfig } from '../support/moto.js';
 import { useMotoBehindProxy, type RecordedCall } from '../support/fault-proxy.js';
+import { snapshotWorld, type WorldResource } from '../support/aws-world.js';
 
 const CLUSTER = 'eks-prod';
 const REGION = 'us-west-2';
@@ -43,49 +38,8 @@ const ROLE = 'sigs.k8s.io/cluster-api-provider-aws/role';
 /** moto's Ubuntu AMI (its default images are in every region). */
 const PINNED_AMI = 'ami-1e749f67';
 
-interface Resource {
-  kind: string;
-  id: string;
-  tags: Record<string, string>;
-}
-
 const tagMap = (tags: Array<{ Key?: string; Value?: string }> | undefined): Record<string, string> =>
   Object.fromEntries((tags ?? []).map((t) => [t.Key ?? '', t.Value ?? '']));
-
-/** What exists in the region besides the account's defaults (test/support/aws-world.ts reads the default region only). */
-async function worldIn(motoEndpoint: string, region: string): Promise<Resource[]> {
-  const config = { ...clientConfig(motoEndpoint), region };
-  const ec2 = new EC2Client(config);
-  const elbv2 = new ElasticLoadBalancingV2Client(config);
-  try {
-    const out: Resource[] = [];
-    const vpcs = (await ec2.send(new DescribeVpcsCommand({}))).Vpcs ?? [];
-    const defaults = new Set(vpcs.filter((v) => v.IsDefault).map((v) => v.VpcId));
-    for (const v of vpcs) if (!v.IsDefault) out.push({ kind: 'vpc', id: v.VpcId!, tags: tagMap(v.Tags) });
-    for (const s of (await ec2.send(new DescribeSubnetsCommand({}))).Subnets ?? []) if (!defaults.has(s.VpcId)) out.push({ kind: 'subnet', id: s.SubnetId!, tags: tagMap(s.Tags) });
-    for (const g of (await ec2.send(new DescribeInternetGatewaysCommand({}))).InternetGateways ?? []) {
-      if (!g.Attachments?.some((a) => defaults.has(a.VpcId))) out.push({ kind: 'internet-gateway', id: g.InternetGatewayId!, tags: tagMap(g.Tags) });
-    }
-    for (const a of (await ec2.send(new DescribeAddressesCommand({}))).Addresses ?? []) out.push({ kind: 'eip', id: a.AllocationId!, tags: tagMap(a.Tags) });
-    for (const n of (await ec2.send(new DescribeNatGatewaysCommand({}))).NatGateways ?? []) {
-      if (n.State !== 'deleted' && n.State !== 'deleting') out.push({ kind: 'nat-gateway', id: n.NatGatewayId!, tags: tagMap(n.Tags) });
-    }
-    for (const r of (await ec2.send(new DescribeRouteTablesCommand({}))).RouteTables ?? []) {
-      if (!defaults.has(r.VpcId) && !r.Associations?.some((a) => a.Main)) out.push({ kind: 'route-table', id: r.RouteTableId!, tags: tagMap(r.Tags) });
-    }
-    for (const g of (await ec2.send(new DescribeSecurityGroupsCommand({}))).SecurityGroups ?? []) {
-      if (!defaults.has(g.VpcId) && g.GroupName !== 'default') out.push({ kind: 'security-group', id: g.GroupId!, tags: tagMap(g.Tags) });
-    }
-    for (const r of (await ec2.send(new DescribeInstancesCommand({}))).Reservations ?? []) {
-      for (const i of r.Instances ?? []) if (i.State?.Name !== 'terminated') out.push({ kind: 'instance', id: i.InstanceId!, tags: tagMap(i.Tags) });
-    }
-    for (const lb of (await elbv2.send(new DescribeLoadBalancersCommand({}))).LoadBalancers ?? []) out.push({ kind: 'load-balancer', id: lb.LoadBalancerArn!, tags: {} });
-    return out;
-  } finally {
-    ec2.destroy();
-    elbv2.destroy();
-  }
-}
 
 interface Run {
   exitCode: number;
@@ -144,8 +98,8 @@ describe('provision-vpc: the network of an EKS cluster (AWSManagedControlPlane) 
 
   const mutating = (r: Run) => r.calls.filter((c) => c.mutating);
   const actions = (calls: RecordedCall[]) => calls.map((c) => c.action).sort();
-  const world = () => worldIn(bed.moto.endpoint, REGION);
-  const owned = (w: Resource[]) => w.filter((x) => x.tags[CAPA] === 'owned' || x.tags[K8S] === 'owned');
+  const world = async () => (await snapshotWorld(bed.moto.endpoint, REGION)).resources;
+  const owned = (w: WorldResource[]) => w.filter((x) => x.tags[CAPA] === 'owned' || x.tags[K8S] === 'owned');
   function expectOk(r: Run): void {
     expect(r.exitCode, `${JSON.stringify(r.summary.error)}\n${r.log.slice(-3000)}`).to.equal(0);
   }

@@ -32,9 +32,9 @@ export interface World {
 const tagMap = (tags: Array<{ Key?: string; Value?: string }> | undefined): Record<string, string> =>
   Object.fromEntries((tags ?? []).map((t) => [t.Key ?? '', t.Value ?? '']));
 
-/** Reads the world straight from moto (not through the fault proxy, so nothing is recorded). */
-export async function snapshotWorld(motoEndpoint: string): Promise<World> {
-  const config = clientConfig(motoEndpoint);
+/** Reads the world of one region (default the test region) straight from moto (not through the fault proxy, so nothing is recorded). */
+export async function snapshotWorld(motoEndpoint: string, region?: string): Promise<World> {
+  const config = { ...clientConfig(motoEndpoint), ...(region ? { region } : {}) };
   const ec2 = new EC2Client(config);
   const elbv2 = new ElasticLoadBalancingV2Client(config);
   try {
