@@ -60,7 +60,7 @@ export function specLoadOptions(options: StepOptions): LoadOptions {
  * Loads the AWS cluster, self-managed (AWSCluster) or EKS (its region is the AWSManagedControlPlane's);
  * for --delete a removed folder is fine when cluster-name is given.
  */
-export async function loadAwsClusterForDelete(ctx: StepContext): Promise<{ model?: ClusterModel; clusterName: string; region: string }> {
+export async function loadAwsClusterForDelete(ctx: StepContext): Promise<{ model?: ClusterModel; clusterName: string; region: string; notAws?: true }> {
   const { repoDir, clusterPath, params } = ctx.options;
   const fallbackRegion = params.region || ctx.aws.defaultRegion;
   try {
@@ -71,6 +71,8 @@ export async function loadAwsClusterForDelete(ctx: StepContext): Promise<{ model
     if (model.provider === 'eks' && model.controlPlane.kind === 'AWSManagedControlPlane') {
       return { model, clusterName: model.name, region: model.controlPlane.spec.region ?? fallbackRegion };
     }
+    // cluster-delete's default runs every provider's chain: a bring-your-own-host cluster has nothing on AWS.
+    if (model.provider === 'byoh') return { model, clusterName: model.name, region: fallbackRegion, notAws: true };
     throw new InputError('PROVIDER_NOT_AWS', `cluster ${model.name} is not an AWS cluster (AWSCluster, or AWSManagedControlPlane for EKS)`);
   } catch (err) {
     if (!(isCapflowError(err) && err.code === 'SPEC_DIR_NOT_FOUND')) throw err;

@@ -6,7 +6,8 @@ import { installAddonsStep } from './install-addons.js';
 import { joinWorkers } from './join-workers.js';
 import { kubeadmInit } from './kubeadm-init.js';
 import { launchNodes } from './launch-nodes.js';
+import { prepareHosts } from './prepare-hosts.js';
 import { provisionVpc } from './provision-vpc.js';
 import { validateSpec } from './validate-spec.js';
 
-export const executors: readonly Executor[] = [validateSpec, provisionVpc, eksControlPlane, eksNodeGroups, kubeadmInit, launchNodes, joinWorkers, installAddonsStep];
+export const executors: readonly Executor[] = [validateSpec, provisionVpc, eksControlPlane, eksNodeGroups, prepareHosts, kubeadmInit, launchNodes, joinWorkers, installAddonsStep];

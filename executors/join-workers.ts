@@ -18,6 +18,8 @@ import { retireJoinToken } from '../src/bootstrap/join-token.js';
 import { clusterSecretName } from '../src/bootstrap/pki.js';
 import { BootstrapSession } from '../src/bootstrap/session.js';
 import { loadClusterSpec } from '../src/spec/index.js';
+import { byohJoin } from './byoh-kubeadm.js';
+import { SSH_PARAMS, isByohCluster } from './byoh-step.js';
 import { DURATION_PATTERN, POLL_INTERVAL_PARAM, bootstrapScope, parseDuration, requireKubeadmAwsCluster, requireNetwork, specLoadOptions } from './aws-step.js';
 
 export const STEP_ID = 'join-workers';
@@ -42,6 +44,8 @@ export const joinWorkers: Executor = {
       'node-timeout': { type: 'string', pattern: DURATION_PATTERN, description: 'how long Nodes may take to be Ready (default 15m)' },
       'poll-interval': POLL_INTERVAL_PARAM,
       'drain-timeout': { type: 'string', pattern: DURATION_PATTERN, description: 'how long the Node of a gone machine is drained before it is deleted (default 30s)' },
+      // bring-your-own-host clusters: how the step reaches the hosts over SSH
+      ...SSH_PARAMS,
     },
   },
   outputSchema: { type: 'object', additionalProperties: false, required: ['nodes', 'ready'], properties: { nodes: { type: 'string' }, ready: { type: 'string' } } },
@@ -50,6 +54,7 @@ export const joinWorkers: Executor = {
     const pollMs = parseDuration(ctx.options.params['poll-interval'], 'poll-interval') ?? 5000;
     const drainTimeoutMs = parseDuration(ctx.options.params['drain-timeout'], 'drain-timeout') ?? 30_000;
     const model = await loadClusterSpec(path.resolve(ctx.options.repoDir, ctx.options.clusterPath), specLoadOptions(ctx.options));
+    if (isByohCluster(model)) return byohJoin(ctx, model, { pollMs, timeoutMs, drainTimeoutMs });
     requireKubeadmAwsCluster(model, STEP_ID);
     const vpc = await requireNetwork(ctx, model.name);
     if (!(await ctx.secrets.get(clusterSecretName(model.name, 'kubeconfig')))) {

@@ -22,6 +22,8 @@ import { CONTROL_PLANE_GROUP } from '../src/bootstrap/machine-data.js';
 import { clusterSecretName } from '../src/bootstrap/pki.js';
 import { BootstrapSession } from '../src/bootstrap/session.js';
 import { loadClusterSpec } from '../src/spec/index.js';
+import { byohInit, byohInitDelete } from './byoh-kubeadm.js';
+import { SSH_PARAMS, isByohCluster, loadByohForDelete } from './byoh-step.js';
 import { DELETE_TARGET_PARAMS, DURATION_PATTERN, POLL_INTERVAL_PARAM, bootstrapScope, loadAwsClusterForDelete, parseDuration, requireKubeadmAwsCluster, requireNetwork, specLoadOptions } from './aws-step.js';
 
 export const STEP_ID = 'kubeadm-init';
@@ -47,6 +49,8 @@ export const kubeadmInit: Executor = {
       'api-timeout': { type: 'string', pattern: DURATION_PATTERN, description: 'how long to wait for the API server to answer /readyz (default 15m)' },
       'poll-interval': POLL_INTERVAL_PARAM,
       ...DELETE_TARGET_PARAMS,
+      // bring-your-own-host clusters: how the step reaches the hosts over SSH
+      ...SSH_PARAMS,
     },
   },
   outputSchema: { type: 'object', additionalProperties: false, required: [...OUTPUTS], properties: Object.fromEntries(OUTPUTS.map((o) => [o, { type: 'string' }])) },
@@ -55,6 +59,8 @@ export const kubeadmInit: Executor = {
     const timeoutMs = parseDuration(ctx.options.params['api-timeout'], 'api-timeout') ?? 15 * 60_000;
 
     if (ctx.options.delete) {
+      const byoh = await loadByohForDelete(ctx).catch(() => undefined);
+      if (byoh?.model) return byohInitDelete(ctx, byoh.clusterName);
       const { clusterName, region } = await loadAwsClusterForDelete(ctx);
       const scope = bootstrapScope(ctx, { name: clusterName, region });
       await deleteBootstrapPayloads(scope, ctx.aws.get(SecretsManagerClient, region));
@@ -70,6 +76,7 @@ export const kubeadmInit: Executor = {
     }
 
     const model = await loadClusterSpec(path.resolve(ctx.options.repoDir, ctx.options.clusterPath), specLoadOptions(ctx.options));
+    if (isByohCluster(model)) return byohInit(ctx, model, { pollMs, timeoutMs });
     requireKubeadmAwsCluster(model, STEP_ID);
     const vpc = await requireNetwork(ctx, model.name);
     const infra = model.infrastructure.spec as { region?: string; additionalTags?: Record<string, string> };

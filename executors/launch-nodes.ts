@@ -154,7 +154,11 @@ export function makeLaunchNodes(options: LaunchNodesOptions = {}): Executor {
     async run(ctx) {
       const pollMs = parseDuration(ctx.options.params['poll-interval'], 'poll-interval');
       if (ctx.options.delete) {
-        const { clusterName, region } = await loadAwsClusterForDelete(ctx);
+        const { clusterName, region, notAws } = await loadAwsClusterForDelete(ctx);
+        if (notAws) {
+          ctx.log.info(`Cluster ${clusterName} has bring-your-own hosts, no AWS machines: nothing to delete`);
+          return { outputs: { machines: '[]', changes: '0' } };
+        }
         const vpc = await readStepStatus<ProvisionVpcStatus>(ctx.secrets, clusterName, 'provision-vpc');
         const scope = scopeFor(ctx, clusterName, region);
         const gone = await deleteClusterMachines(scope, ctx.aws.get(AutoScalingClient, region), { ...(vpc?.targetGroupArn ? { targetGroupArn: vpc.targetGroupArn } : {}), ...(pollMs !== undefined ? { pollMs } : {}) });

@@ -10,6 +10,7 @@ export const executorModules: Readonly<Record<string, () => Promise<Executor>>> 
   'provision-vpc': async () => (await import('./provision-vpc.js')).provisionVpc,
   'eks-control-plane': async () => (await import('./eks-control-plane.js')).eksControlPlane,
   'eks-node-groups': async () => (await import('./eks-node-groups.js')).eksNodeGroups,
+  'prepare-hosts': async () => (await import('./prepare-hosts.js')).prepareHosts,
   'kubeadm-init': async () => (await import('./kubeadm-init.js')).kubeadmInit,
   'launch-nodes': async () => (await import('./launch-nodes.js')).launchNodes,
   'join-workers': async () => (await import('./join-workers.js')).joinWorkers,

@@ -112,7 +112,11 @@ export const provisionVpc: Executor = {
   },
   async run(ctx) {
     if (ctx.options.delete) {
-      const { model, clusterName, region } = await loadAwsClusterForDelete(ctx);
+      const { model, clusterName, region, notAws } = await loadAwsClusterForDelete(ctx);
+      if (notAws) {
+        ctx.log.info(`Cluster ${clusterName} has bring-your-own hosts, no AWS network: nothing to delete`);
+        return { outputs: { ...Object.fromEntries(OUTPUTS.map((o) => [o, ''])), changes: '0' } };
+      }
       const previous = await readStepStatus<ProvisionVpcStatus>(ctx.secrets, clusterName, STEP_ID);
       const userVpc = model ? networkOwner(model)?.spec.network?.vpc?.id : undefined;
       const userVpcIds = [userVpc, previous && !previous.vpcManaged ? previous.vpcId : undefined].filter((v): v is string => !!v);

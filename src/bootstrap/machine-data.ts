@@ -6,7 +6,7 @@
  */
 import { InputError } from '../core/errors.js';
 import type { ClusterModel, KubeadmConfigSpec } from '../spec/index.js';
-import { renderCloudConfig, type ClusterCertificates, type SecretResolver } from './cloud-config.js';
+import { renderCloudConfig, type CloudConfig, type ClusterCertificates, type SecretResolver } from './cloud-config.js';
 import type { BootstrapRole, SpecOrigin } from './kubeadm-config.js';
 import { caCertHash, type ClusterPki } from './pki.js';
 import { sealUserData, type SealedUserData } from './sealed-user-data.js';
@@ -51,15 +51,18 @@ export function groupSpec(model: ClusterModel, group: string): GroupSpec {
   throw new InputError('MACHINE_GROUP_UNKNOWN', `cluster ${model.name} has no machine group ${group}`);
 }
 
-export interface ClusterBootstrap {
+export interface GroupBootstrap {
   model: ClusterModel;
-  region: string;
   /** The API load balancer. */
   endpoint: { host: string; port: number };
   pki: ClusterPki;
   resolveSecret: SecretResolver;
   /** For joins: the bootstrap token and its TTL (`15m0s`). */
   join?: { token: string; ttl: string };
+}
+
+export interface ClusterBootstrap extends GroupBootstrap {
+  region: string;
   /** The Secrets Manager secret the group's payload is kept in. */
   payloadSecret(group: string): string;
 }
@@ -75,9 +78,14 @@ function certificatesOf(pki: ClusterPki): ClusterCertificates {
 
 /** The group's sealed bootstrap data in `role`. */
 export async function groupBootstrapData(b: ClusterBootstrap, group: string, role: BootstrapRole): Promise<SealedUserData> {
+  return sealUserData(await groupCloudConfig(b, group, role), { secretId: b.payloadSecret(group), region: b.region });
+}
+
+/** The group's bootstrap in `role` as a cloud-config, unsealed. */
+export async function groupCloudConfig(b: GroupBootstrap, group: string, role: BootstrapRole): Promise<CloudConfig> {
   const g = groupSpec(b.model, group);
   if (role !== 'init' && !b.join) throw new InputError('BOOTSTRAP_TOKEN_MISSING', `joining ${group} needs a bootstrap token`);
-  const config = await renderCloudConfig({
+  return renderCloudConfig({
     role,
     spec: g.spec,
     origin: g.origin,
@@ -90,5 +98,4 @@ export async function groupBootstrapData(b: ClusterBootstrap, group: string, rol
     ...(role === 'worker-join' ? {} : { certificates: certificatesOf(b.pki) }),
     resolveSecret: b.resolveSecret,
   });
-  return sealUserData(config, { secretId: b.payloadSecret(group), region: b.region });
 }

@@ -6,6 +6,7 @@
  */
 import type { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { AppsV1Api, AuthorizationV1Api, CoreV1Api, VersionApi, type KubeConfig } from '@kubernetes/client-node';
+import { InternalError } from '../core/errors.js';
 import { statusOf } from '../core/kube-errors.js';
 import { reconcileBootstrapPayload, payloadSecretName } from '../aws/bootstrap-payloads.js';
 import type { ClusterScope } from '../aws/scope.js';
@@ -16,7 +17,8 @@ import { OverlayStore, type SecretStore } from '../core/secrets.js';
 import { FieldProblems, type ClusterModel } from '../spec/index.js';
 import type { BootstrapRole } from './kubeadm-config.js';
 import { ensureJoinToken, joinTokenSecretName, kubeadmDuration, type JoinToken } from './join-token.js';
-import { CONTROL_PLANE_GROUP, groupBootstrapData } from './machine-data.js';
+import { CONTROL_PLANE_GROUP, groupBootstrapData, groupCloudConfig } from './machine-data.js';
+import type { CloudConfig } from './cloud-config.js';
 import { compareVersions, readClusterVersion, versionParts } from './cluster-version.js';
 import { removeEtcdMember } from './etcd-members.js';
 import { deleteNode, drainNode, listNodes } from './nodes.js';
@@ -29,12 +31,16 @@ export const POOL_JOIN_TOKEN_TTL_MS = 24 * 60 * 60_000;
 /** A stand-in token for dry runs, which render user data but make no token. */
 const PLAN_TOKEN = 'abcdef.0123456789abcdef';
 
+/** What a session needs of its step: an AWS cluster's scope, or (bring-your-own hosts) just these. */
+export type SessionScope = Pick<ClusterScope, 'dryRun' | 'plan' | 'signal'> & { region?: string };
+
 export interface SessionOptions {
   store: SecretStore;
   model: ClusterModel;
-  scope: ClusterScope;
-  secretsManager: SecretsManagerClient;
-  /** The API load balancer's DNS name (provision-vpc's output). */
+  scope: SessionScope;
+  /** AWS clusters: where sealed bootstrap payloads go (userData). */
+  secretsManager?: SecretsManagerClient;
+  /** The API load balancer's DNS name (provision-vpc's output); bring-your-own hosts have none. */
   apiServerDns: string;
   log: Logger;
   drainTimeoutMs?: number;
@@ -164,11 +170,13 @@ export class BootstrapSession {
    * names the secret (the init machine keeps its own, deleted once the API answers).
    */
   async userData(group: string, role: BootstrapRole, payloadKey = group): Promise<string> {
+    const scope = this.o.scope as ClusterScope;
+    if (!this.o.secretsManager || !('ec2' in scope)) throw new InternalError('SESSION_NOT_AWS', 'sealed user data needs an AWS cluster scope and Secrets Manager');
     const join = role === 'init' ? undefined : await this.joinToken();
     const sealed = await groupBootstrapData(
       {
         model: this.o.model,
-        region: this.o.scope.region,
+        region: scope.region,
         endpoint: this.endpoint,
         pki: await this.pki(),
         resolveSecret: async (ref) => (await this.o.store.get(ref.name))?.[ref.key],
@@ -178,8 +186,21 @@ export class BootstrapSession {
       group,
       role,
     );
-    await reconcileBootstrapPayload(this.o.scope, this.o.secretsManager, payloadKey, sealed.payload);
+    await reconcileBootstrapPayload(scope, this.o.secretsManager, payloadKey, sealed.payload);
     return sealed.userData;
+  }
+
+  /**
+   * A group's bootstrap as a cloud-config, unsealed: what bring-your-own hosts get over SSH (the
+   * same files and commands an EC2 machine's user data carries).
+   */
+  async cloudConfig(group: string, role: BootstrapRole): Promise<CloudConfig> {
+    const join = role === 'init' ? undefined : await this.joinToken();
+    return groupCloudConfig(
+      { model: this.o.model, endpoint: this.endpoint, pki: await this.pki(), resolveSecret: async (ref) => (await this.o.store.get(ref.name))?.[ref.key], ...(join ? { join } : {}) },
+      group,
+      role,
+    );
   }
 
   private async joinToken(): Promise<{ token: string; ttl: string }> {

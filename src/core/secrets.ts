@@ -6,6 +6,7 @@
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import os from 'node:os';
+import { randomUUID } from 'node:crypto';
 import type { CoreV1Api } from '@kubernetes/client-node';
 import { InputError } from './errors.js';
 import { statusOf, wrapKubeError } from './kube-errors.js';
@@ -22,6 +23,11 @@ export interface SecretStore {
   get(name: string): Promise<SecretData | undefined>;
   /** Creates or replaces the whole secret. */
   put(name: string, data: SecretData, labels?: Record<string, string>, options?: PutOptions): Promise<void>;
+  /**
+   * Creates the secret only if no secret of that name exists, atomically (of two concurrent
+   * creates, exactly one succeeds): true when created, false when it already existed.
+   */
+  create(name: string, data: SecretData, labels?: Record<string, string>, options?: PutOptions): Promise<boolean>;
   delete(name: string): Promise<void>;
   list(prefix?: string): Promise<string[]>;
 }
@@ -62,9 +68,27 @@ export class LocalSecretStore implements SecretStore {
     await fs.mkdir(this.dir, { recursive: true, mode: 0o700 });
     await fs.chmod(this.dir, 0o700);
     const target = this.file(name);
-    const tmp = `${target}.${process.pid}.tmp`;
+    const tmp = `${target}.${process.pid}.${randomUUID()}.tmp`;
     await fs.writeFile(tmp, JSON.stringify({ type: options.type ?? 'Opaque', labels, data }, null, 2), { mode: 0o600 });
     await fs.rename(tmp, target);
+  }
+
+  /** A hard link of a complete temp file: the name appears whole or not at all, and only once (EEXIST). */
+  async create(name: string, data: SecretData, labels: Record<string, string> = {}, options: PutOptions = {}): Promise<boolean> {
+    await fs.mkdir(this.dir, { recursive: true, mode: 0o700 });
+    await fs.chmod(this.dir, 0o700);
+    const target = this.file(name);
+    const tmp = `${target}.${process.pid}.${randomUUID()}.tmp`;
+    try {
+      await fs.writeFile(tmp, JSON.stringify({ type: options.type ?? 'Opaque', labels, data }, null, 2), { mode: 0o600, flag: 'wx' });
+      await fs.link(tmp, target);
+      return true;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'EEXIST') return false;
+      throw err;
+    } finally {
+      await fs.rm(tmp, { force: true });
+    }
   }
 
   async delete(name: string): Promise<void> {
@@ -97,6 +121,13 @@ export class OverlayStore implements SecretStore {
 
   async put(name: string, data: SecretData): Promise<void> {
     this.written.set(name, { ...data });
+  }
+
+  /** Create-if-absent against what this overlay sees (its own writes over the base); never writes the base. */
+  async create(name: string, data: SecretData): Promise<boolean> {
+    if ((await this.get(name)) !== undefined) return false;
+    this.written.set(name, { ...data });
+    return true;
   }
 
   async delete(name: string): Promise<void> {
@@ -163,6 +194,26 @@ export class KubernetesSecretStore implements SecretStore {
     } catch (err) {
       if (statusOf(err) !== 404) throw wrapKubeError(err, `writing secret ${this.namespace}/${name}`, { verb: 'update', resource: 'secrets', namespace: this.namespace });
       await api.createNamespacedSecret({ namespace: this.namespace, body });
+    }
+  }
+
+  /** createNamespacedSecret: the API server refuses a second create of one name (409 AlreadyExists). */
+  async create(name: string, data: SecretData, labels: Record<string, string> = {}, options: PutOptions = {}): Promise<boolean> {
+    checkName(name);
+    const api = await this.core();
+    const body = {
+      apiVersion: 'v1',
+      kind: 'Secret',
+      type: options.type ?? 'Opaque',
+      metadata: { name, namespace: this.namespace, labels: { 'app.kubernetes.io/managed-by': 'capflow', ...labels } },
+      stringData: data,
+    };
+    try {
+      await api.createNamespacedSecret({ namespace: this.namespace, body });
+      return true;
+    } catch (err) {
+      if (statusOf(err) === 409) return false;
+      throw wrapKubeError(err, `creating secret ${this.namespace}/${name}`, { verb: 'create', resource: 'secrets', namespace: this.namespace });
     }
   }
 

@@ -84,8 +84,13 @@ export interface LoadBalancerView {
   listeners: Array<{ port: number; hostPort: number; targets: Array<{ id: string; host: string; port: number; state: string }> }>;
 }
 
-const DEFAULT_STATE_DIR = '/srv/capflow-machines';
-const NETNS_PREFIX = 'cfm-';
+/** Where machines keep their directories unless told otherwise (not under a directory machines see through a layer of their own). */
+export const DEFAULT_STATE_DIR = '/srv/capflow-machines';
+/**
+ * Every namespace of the emulator's machines and networks is `cfm-<owner id>-...`, the owner's
+ * directory `<state dir>/<owner id>` holding `owner.pid`: cleanLeftovers removes those of dead owners.
+ */
+export const NETNS_PREFIX = 'cfm-';
 
 /**
  * The Kubernetes version an AMI's name carries: CAPA's image lookup finds `capa-ami-{{.BaseOS}}-?{{.K8sVersion}}-*`
@@ -115,7 +120,7 @@ export function machineImageFor(
 }
 
 /** The compiled entry point of a machine-side process (run with node, from src/ under tsx too). */
-function entry(name: string): string {
+export function emulatorEntry(name: 'capflow-kubelet' | 'capflow-machine-agent' | 'capflow-vpc-router'): string {
   const file = join(packageRoot(), 'dist', 'bin', `${name}.js`);
   if (!existsSync(file)) throw new InputError('EMULATOR_NOT_BUILT', `${file} is missing: the machines run the compiled capflow; run npm run build`);
   return file;
@@ -319,7 +324,7 @@ export class MachineSupervisor {
       this.vpcCidrs.set(vpcId, cidr);
     }
     const net = await ensureVpcNetwork(`${NETNS_PREFIX}${this.id}-${shortId(vpcId)}`, vpcId, cidr);
-    const router = await VpcRouter.start(net, entry('capflow-vpc-router'), join(this.stateDir, 'vpc', shortId(vpcId)), this.log);
+    const router = await VpcRouter.start(net, emulatorEntry('capflow-vpc-router'), join(this.stateDir, 'vpc', shortId(vpcId)), this.log);
     const published = [...(this.opts.publishHostPorts ?? []), ...(this.opts.machineAwsCli ? [Number(new URL(this.opts.endpoint).port)] : [])];
     if (published.length > 0) await router.publish(net.routerAddress, [...new Set(published)]);
     const state: VpcState = { net, router, addresses: new Map(), hosts: {} };
@@ -347,7 +352,7 @@ export class MachineSupervisor {
       kubeBinDir: image.kubeBinDir,
       ...(this.opts.cloudInitBinary ? { cloudInitBinary: this.opts.cloudInitBinary } : {}),
       nodeBinary: process.execPath,
-      kubeletEntry: entry('capflow-kubelet'),
+      kubeletEntry: emulatorEntry('capflow-kubelet'),
       kubeletVersion: image.kubernetesVersion,
       hosts: vpc.hosts,
       kubeletRestartSeconds: this.opts.kubeletRestartSeconds ?? 10,
@@ -370,7 +375,7 @@ export class MachineSupervisor {
       vpc: vpc.net,
       netns: `${NETNS_PREFIX}${this.id}-${id}`,
       vethName: `m${id.replace(/^i-/, '').slice(-14)}`,
-      agentEntry: entry('capflow-machine-agent'),
+      agentEntry: emulatorEntry('capflow-machine-agent'),
       keepFiles: this.opts.keepFiles ?? false,
     });
     this.running.set(id, machine);
@@ -470,8 +475,8 @@ export class MachineSupervisor {
   }
 }
 
-/** Namespaces and directories of supervisors whose process is gone (a crashed test run). */
-async function cleanLeftovers(root: string): Promise<void> {
+/** Namespaces and directories of supervisors (and BYOH labs) whose process is gone (a crashed test run). */
+export async function cleanLeftovers(root: string): Promise<void> {
   const alive = new Set<string>();
   if (existsSync(root)) {
     for (const id of readdirSync(root)) {

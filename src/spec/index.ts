@@ -10,10 +10,10 @@ export { specHash, specHashWithInputs, canonicalJson } from './hash.js';
 export { fieldLocation, FieldProblems, type FieldLocation } from './locations.js';
 export { formatPath } from './paths.js';
 export { FOLDER_VARS_FILE, isCredentialName, parseVarsFile, parseVarsText, varsFileWithin, type VariableOptions } from './variables.js';
-export { checkHostKey, selects } from './references.js';
+export { checkHostKey, checkHostKeyFingerprint, checkPinnedHostKey, HOST_KEY_FINGERPRINT, labelSelectorMatches, selects } from './references.js';
 export type { ValidatorMode } from './validators.js';
 export type * from './model.js';
-export { STAGE_ANNOTATION } from './model.js';
+export { KUBE_VIP_DEFAULT_IMAGE, STAGE_ANNOTATION } from './model.js';
 export { REPLICAS_MANAGED_BY } from './eks-checks.js';
 export {
   checkNetworkSpec,

@@ -335,11 +335,57 @@ export interface InventoryHost {
   user: string;
   /** Default 22. */
   port: number;
-  /** OpenSSH public key line (`ssh-ed25519 AAAA... [comment]`), pinned. */
-  hostKey: string;
+  /**
+   * The pinned host key: an OpenSSH public key line (`ssh-ed25519 AAAA... [comment]`) or a SHA256
+   * fingerprint as `ssh-keygen -lf` prints it (`SHA256:` + 43 unpadded base64 characters).
+   * Absent only with trustOnFirstUse.
+   */
+  hostKey?: string;
+  /** Accept the key seen on first connection (and report it as a suggested change). Default false. */
+  trustOnFirstUse?: boolean;
   labels?: Record<string, string>;
 }
-export type ByoHostInventory = Resource<'ByoHostInventory', { hosts: InventoryHost[]; sshKeySecretRef?: { name: string } }>;
+
+/** A bastion every SSH connection to the hosts goes through. */
+export interface InventoryJumpHost {
+  address: string;
+  /** Default 22. */
+  port: number;
+  user: string;
+  /** Pinned, in either form InventoryHost.hostKey takes. */
+  hostKey: string;
+}
+
+/** Where the hosts get kubeadm, kubelet and kubectl: at most one of the two; neither means pkgs.k8s.io for the cluster's minor. */
+export interface InventoryPackages {
+  /** http(s) URL of a Kubernetes package repository: the deb repository (Debian-like hosts) or rpm baseurl (RHEL-like). */
+  repository?: string;
+  /** An absolute directory on each host holding an offline bundle (.deb/.rpm packages or the binaries). */
+  bundlePath?: string;
+}
+
+export const KUBE_VIP_DEFAULT_IMAGE = 'ghcr.io/kube-vip/kube-vip:v0.8.9';
+
+/** What serves ByoCluster.spec.controlPlaneEndpoint. */
+export interface InventoryApiServerLoadBalancer {
+  /** kube-vip (the default): a static pod on the control plane hosts holds the address. external: not capflow's. */
+  type: 'kube-vip' | 'external';
+  /** kube-vip: the interface holding the address; absent means the host's default-route interface. */
+  interface?: string;
+  /** kube-vip image; default KUBE_VIP_DEFAULT_IMAGE. */
+  image: string;
+}
+
+export interface ByoHostInventorySpec {
+  hosts: InventoryHost[];
+  /** The SSH private key, in capflow's secret store; `key` defaults to `ssh-privatekey`. */
+  sshKeySecretRef?: { name: string; key: string };
+  jumpHost?: InventoryJumpHost;
+  packages?: InventoryPackages;
+  /** Always set by the loader (defaults: type kube-vip, image KUBE_VIP_DEFAULT_IMAGE). */
+  apiServerLoadBalancer: InventoryApiServerLoadBalancer;
+}
+export type ByoHostInventory = Resource<'ByoHostInventory', ByoHostInventorySpec>;
 
 export interface AddonChartSpec {
   /** Chart repository (https://...) or OCI registry (oci://...); exactly one of repo and path. */

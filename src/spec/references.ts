@@ -1,9 +1,11 @@
 /**
  * Cross-document checks: exactly one Cluster, unique kind/name, references
  * (kind, API group, existence), clusterName agreement, provider detection,
- * ClusterResourceSet resources and selectors, the BYOH host inventory and
- * AddonChart ordering. Then the typed model is assembled.
+ * ClusterResourceSet resources and selectors, the BYOH host inventory (host
+ * keys, packages, the API server address, enough hosts for each machine group)
+ * and AddonChart ordering. Then the typed model is assembled.
  */
+import { isIP } from 'node:net';
 import { closest, hasErrors, type SpecProblem } from './problems.js';
 import { formatPath, getPath, isRecord } from './paths.js';
 import { groupOf, kindInfo } from './kinds.js';
@@ -81,6 +83,16 @@ export function selects(selector: LabelSelector | undefined, labels: Record<stri
         return false;
     }
   });
+}
+
+/**
+ * Kubernetes LabelSelector semantics (metav1.LabelSelectorAsSelector): an absent selector selects
+ * nothing, an empty one (`{}`) everything; matchLabels and matchExpressions are ANDed.
+ */
+export function labelSelectorMatches(selector: LabelSelector | undefined, labels: Record<string, string>): boolean {
+  if (!selector) return false;
+  if (Object.keys(selector.matchLabels ?? {}).length === 0 && (selector.matchExpressions ?? []).length === 0) return true;
+  return selects(selector, labels);
 }
 
 export interface ResolveResult {
@@ -337,6 +349,18 @@ export function resolveSpec(
   } else if (provider === 'byoh' && clusterDoc) {
     rep(clusterDoc).report('dangling-ref', ['spec', 'infrastructureRef'], 'a BYOH cluster needs a capflow.io/v1alpha1 ByoHostInventory listing its hosts (name, address, user, hostKey)', { at: 'key' });
   }
+  if (provider === 'byoh' && infraDoc?.kind === 'ByoCluster') {
+    checkControlPlaneEndpoint(infraDoc, rep(infraDoc), inventoryDoc);
+    if (inventoryDoc) {
+      const groups: Array<{ doc: CheckedDocument; template: CheckedDocument | undefined }> = [
+        ...(cpDoc?.kind === 'KubeadmControlPlane' ? [{ doc: cpDoc, template: cpTemplateDoc }] : []),
+        ...mdModels.map((m) => ({ doc: m.md, template: m.template })),
+      ];
+      for (const g of groups) {
+        if (g.template?.kind === 'ByoMachineTemplate') checkHostSupply(g.doc, rep(g.doc), g.template, inventoryDoc);
+      }
+    }
+  }
 
   // AddonCharts: dependencies exist, no cycles, install order.
   const addons = ofKind('AddonChart');
@@ -458,29 +482,143 @@ export function checkHostKey(line: string): string | undefined {
   return undefined;
 }
 
+/** A SHA256 host key fingerprint as `ssh-keygen -lf` prints it. */
+export const HOST_KEY_FINGERPRINT = /^SHA256:[A-Za-z0-9+/]{43}$/;
+
+/** Checks a `SHA256:` fingerprint: 43 unpadded base64 characters that decode to the 32 bytes of a SHA-256. */
+export function checkHostKeyFingerprint(value: string): string | undefined {
+  const b64 = value.startsWith('SHA256:') ? value.slice('SHA256:'.length) : undefined;
+  if (b64 === undefined) return 'a fingerprint starts with SHA256:';
+  if (b64.endsWith('=')) return 'the base64 after SHA256: is written without = padding (as ssh-keygen -lf prints it)';
+  if (!/^[A-Za-z0-9+/]*$/.test(b64)) return 'the part after SHA256: is not base64';
+  if (b64.length !== 43) return `SHA256: is followed by 43 base64 characters, not ${b64.length}`;
+  // The last character carries 2 bits of padding, which must be zero.
+  if (Buffer.from(b64, 'base64').toString('base64').replace(/=+$/, '') !== b64) return 'the base64 after SHA256: does not encode 32 bytes';
+  return undefined;
+}
+
+/** Checks a pinned host key in either form capflow takes: an OpenSSH public key line or a SHA256 fingerprint. */
+export function checkPinnedHostKey(value: string): string | undefined {
+  if (value.trim().startsWith('SHA256:')) {
+    const problem = checkHostKeyFingerprint(value.trim());
+    return problem ? `not a SHA256 host key fingerprint: ${problem}` : undefined;
+  }
+  const problem = checkHostKey(value);
+  return problem ? `not a well-formed OpenSSH public key: ${problem}` : undefined;
+}
+
+const HOST_KEY_HINT = 'copy the line from the host: cat /etc/ssh/ssh_host_ed25519_key.pub (or its fingerprint: ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub)';
+
 function checkInventory(d: CheckedDocument, r: DocumentReporter): void {
   const hosts = getPath(d.value, ['spec', 'hosts']);
+  if (Array.isArray(hosts)) {
+    const names = new Map<string, number>();
+    const endpoints = new Map<string, number>();
+    hosts.forEach((h, i) => {
+      if (!isRecord(h)) return;
+      if (typeof h.name === 'string') {
+        const first = names.get(h.name);
+        if (first !== undefined) r.report('duplicate', ['spec', 'hosts', i, 'name'], `duplicate host name "${h.name}" (also spec.hosts[${first}])`);
+        else names.set(h.name, i);
+      }
+      const port = typeof h.port === 'number' ? h.port : 22;
+      if (typeof h.address === 'string') {
+        const ep = `${h.address}:${port}`;
+        const first = endpoints.get(ep);
+        if (first !== undefined) r.report('duplicate', ['spec', 'hosts', i, 'address'], `duplicate host address ${ep} (also spec.hosts[${first}])`);
+        else endpoints.set(ep, i);
+      }
+      if (typeof h.hostKey === 'string') {
+        const problem = checkPinnedHostKey(h.hostKey);
+        if (problem) r.report('invalid-value', ['spec', 'hosts', i, 'hostKey'], problem, { hint: HOST_KEY_HINT });
+      } else if (h.hostKey === undefined && h.trustOnFirstUse !== true) {
+        const label = typeof h.name === 'string' ? `host "${h.name}"` : `spec.hosts[${i}]`;
+        const address = typeof h.address === 'string' ? h.address : '<address>';
+        const keyscan = `ssh-keyscan ${port !== 22 ? `-p ${port} ` : ''}-t ed25519 ${address}`;
+        r.report(
+          'dangling-ref',
+          ['spec', 'hosts', i],
+          `${label} has no hostKey: pin its SSH host key, from \`${keyscan}\` (checked out of band) or on the host \`cat /etc/ssh/ssh_host_ed25519_key.pub\``,
+          { hint: 'or set trustOnFirstUse: true to accept the key seen on first connection (capflow then reports it as a suggested change to this file)' },
+        );
+      }
+    });
+  }
+
+  const jumpKey = getPath(d.value, ['spec', 'jumpHost', 'hostKey']);
+  if (typeof jumpKey === 'string') {
+    const problem = checkPinnedHostKey(jumpKey);
+    if (problem) r.report('invalid-value', ['spec', 'jumpHost', 'hostKey'], problem, { hint: `on the jump host: ${HOST_KEY_HINT}` });
+  }
+
+  const packages = getPath(d.value, ['spec', 'packages']);
+  if (isRecord(packages)) {
+    const { repository, bundlePath } = packages;
+    if (repository !== undefined && bundlePath !== undefined) {
+      r.report('invalid-value', ['spec', 'packages', 'bundlePath'], 'at most one of repository and bundlePath may be given: packages come from a repository, or from an offline bundle on each host', { at: 'key' });
+    }
+    if (typeof bundlePath === 'string' && !bundlePath.startsWith('/')) {
+      r.report('invalid-value', ['spec', 'packages', 'bundlePath'], `"${bundlePath}" is not an absolute path; bundlePath is a directory on each host, such as /opt/capflow/bundle`);
+    }
+    if (typeof repository === 'string' && !isHttpUrl(repository)) {
+      r.report('invalid-value', ['spec', 'packages', 'repository'], `"${repository}" is not an http:// or https:// URL`, { hint: 'e.g. https://pkgs.k8s.io/core:/stable:/v1.31, or a mirror of it' });
+    }
+  }
+}
+
+function isHttpUrl(s: string): boolean {
+  try {
+    const u = new URL(s);
+    return (u.protocol === 'http:' || u.protocol === 'https:') && u.hostname !== '';
+  } catch {
+    return false;
+  }
+}
+
+/** ByoCluster.spec.controlPlaneEndpoint: always set; with kube-vip (the default) an IP address it can hold. */
+function checkControlPlaneEndpoint(byoCluster: CheckedDocument, r: DocumentReporter, inventoryDoc: CheckedDocument | undefined): void {
+  const lbType = (inventoryDoc ? getPath(inventoryDoc.value, ['spec', 'apiServerLoadBalancer', 'type']) : undefined) ?? 'kube-vip';
+  const endpoint = getPath(byoCluster.value, ['spec', 'controlPlaneEndpoint']);
+  const host = isRecord(endpoint) ? endpoint.host : undefined;
+  if (!isRecord(endpoint) || host === undefined || host === '') {
+    if (endpoint !== undefined && !isRecord(endpoint)) return; // the schema's to report
+    const served = lbType === 'kube-vip' ? 'kube-vip holds on the control plane hosts' : 'the external load balancer serves';
+    r.report('dangling-ref', ['spec', 'controlPlaneEndpoint'], `a BYOH cluster needs spec.controlPlaneEndpoint (host and port): the API server's address, which ${served}`, {
+      at: 'key',
+      hint: 'e.g. controlPlaneEndpoint: {host: 10.0.10.100, port: 6443}, a free address on the control plane hosts\' network',
+    });
+    return;
+  }
+  if (lbType === 'kube-vip' && typeof host === 'string' && isIP(host) === 0) {
+    r.report('invalid-value', ['spec', 'controlPlaneEndpoint', 'host'], `"${host}" is a name, but kube-vip (the ByoHostInventory's apiServerLoadBalancer) holds an IP address on the control plane hosts`, {
+      hint: 'give an IPv4 or IPv6 address, or set the ByoHostInventory\'s spec.apiServerLoadBalancer.type to external when a load balancer you run serves this name',
+    });
+  }
+}
+
+/** A machine group (a KubeadmControlPlane or MachineDeployment) needs `replicas` inventory hosts its ByoMachineTemplate selects. */
+function checkHostSupply(group: CheckedDocument, r: DocumentReporter, template: CheckedDocument, inventoryDoc: CheckedDocument): void {
+  const hosts = getPath(inventoryDoc.value, ['spec', 'hosts']);
   if (!Array.isArray(hosts)) return;
-  const names = new Map<string, number>();
-  const endpoints = new Map<string, number>();
-  hosts.forEach((h, i) => {
-    if (!isRecord(h)) return;
-    if (typeof h.name === 'string') {
-      const first = names.get(h.name);
-      if (first !== undefined) r.report('duplicate', ['spec', 'hosts', i, 'name'], `duplicate host name "${h.name}" (also spec.hosts[${first}])`);
-      else names.set(h.name, i);
-    }
-    if (typeof h.address === 'string') {
-      const ep = `${h.address}:${typeof h.port === 'number' ? h.port : 22}`;
-      const first = endpoints.get(ep);
-      if (first !== undefined) r.report('duplicate', ['spec', 'hosts', i, 'address'], `duplicate host address ${ep} (also spec.hosts[${first}])`);
-      else endpoints.set(ep, i);
-    }
-    if (typeof h.hostKey === 'string') {
-      const problem = checkHostKey(h.hostKey);
-      if (problem) r.report('invalid-value', ['spec', 'hosts', i, 'hostKey'], `not a well-formed OpenSSH public key: ${problem}`, { hint: 'copy the line from the host: cat /etc/ssh/ssh_host_ed25519_key.pub' });
-    }
-  });
+  const replicasValue = getPath(group.value, ['spec', 'replicas']);
+  // Cluster API defaults replicas to 1.
+  const replicas = replicasValue === undefined ? 1 : replicasValue;
+  if (typeof replicas !== 'number' || replicas <= 0) return;
+  const selector = getPath(template.value, ['spec', 'template', 'spec', 'selector']) as LabelSelector | undefined;
+  if (selector !== undefined && !isRecord(selector)) return;
+  const matching = hosts
+    .filter(isRecord)
+    .filter((h) => labelSelectorMatches(selector, isRecord(h.labels) ? (h.labels as Record<string, string>) : {}))
+    .map((h) => (typeof h.name === 'string' ? h.name : '?'));
+  if (matching.length >= replicas) return;
+  const of = matching.length === 0 ? 'none of the inventory' : `${matching.length} of the inventory: ${matching.join(', ')}`;
+  const selectorText = selector === undefined ? ' (it has no selector, which selects no host)' : '';
+  r.report(
+    'invalid-value',
+    ['spec', 'replicas'],
+    `${group.kind}/${group.name} wants ${replicas} host${replicas === 1 ? '' : 's'}; ${template.kind}/${template.name}'s selector matches ${of}${selectorText}`,
+    { hint: `add hosts labelled to match spec.template.spec.selector of ${template.kind}/${template.name} to the ByoHostInventory (${where(inventoryDoc)}), or lower replicas` },
+  );
 }
 
 /**

@@ -10,7 +10,7 @@ const files = readdirSync(dir).filter((f) => f.endsWith('.yaml')).map((f) => pat
 
 const DAGS = ['cluster-apply', 'cluster-delete', 'cluster-plan'];
 /** The steps every DAG runs, by WorkflowTemplate name: each is `capflow step <the same id>`. */
-const STEPS = ['eks-control-plane', 'eks-node-groups', 'install-addons', 'join-workers', 'kubeadm-init', 'launch-nodes', 'provision-vpc', 'validate-spec'];
+const STEPS = ['eks-control-plane', 'eks-node-groups', 'install-addons', 'join-workers', 'kubeadm-init', 'launch-nodes', 'prepare-hosts', 'provision-vpc', 'validate-spec'];
 
 // The exact `when` of each conditional task. Argo evaluates them with govaluate after substitution,
 // the local runner with src/runner/expr.ts: both read 'quoted' operands as strings and true/false
@@ -18,10 +18,18 @@ const STEPS = ['eks-control-plane', 'eks-node-groups', 'install-addons', 'join-w
 // arithmetic to govaluate), machines compares to the boolean true as it always has.
 const APPLY_AWS = "'{{tasks.validate-spec.outputs.parameters.provider}}' == 'aws' && {{workflow.parameters.machines}} == true";
 const APPLY_EKS = "'{{tasks.validate-spec.outputs.parameters.provider}}' == 'eks' && {{workflow.parameters.machines}} == true";
+const APPLY_BYOH = "'{{tasks.validate-spec.outputs.parameters.provider}}' == 'byoh' && {{workflow.parameters.machines}} == true";
+/** provision-vpc and plan-vpc, plan-nodes: aws and eks (byoh hosts bring their own network). */
+const NOT_BYOH = "'{{tasks.validate-spec.outputs.parameters.provider}}' != 'byoh'";
 const PLAN_AWS = "'{{tasks.validate-spec.outputs.parameters.provider}}' == 'aws'";
 const PLAN_EKS = "'{{tasks.validate-spec.outputs.parameters.provider}}' == 'eks'";
-const DELETE_AWS = "'{{workflow.parameters.provider}}' != 'eks'";
-const DELETE_EKS = "'{{workflow.parameters.provider}}' != 'aws'";
+const PLAN_BYOH = "'{{tasks.validate-spec.outputs.parameters.provider}}' == 'byoh'";
+/** delete-bootstrap: aws and byoh (kubeadm-init's delete); "" is unknown and runs every chain. */
+const DELETE_KUBEADM = "'{{workflow.parameters.provider}}' != 'eks'";
+/** delete-nodes and delete-vpc: aws and eks. */
+const DELETE_AWS_EKS = "'{{workflow.parameters.provider}}' != 'byoh'";
+const DELETE_EKS = "'{{workflow.parameters.provider}}' == '' || '{{workflow.parameters.provider}}' == 'eks'";
+const DELETE_BYOH = "'{{workflow.parameters.provider}}' == '' || '{{workflow.parameters.provider}}' == 'byoh'";
 
 interface Shape {
   depends?: string;
@@ -32,7 +40,7 @@ interface Shape {
 const SHAPES: Record<string, Record<string, Shape>> = {
   'cluster-apply': {
     'validate-spec': { ref: 'validate-spec/validate-spec' },
-    'provision-vpc': { depends: 'validate-spec', ref: 'provision-vpc/provision-vpc' },
+    'provision-vpc': { depends: 'validate-spec', when: NOT_BYOH, ref: 'provision-vpc/provision-vpc' },
     'kubeadm-init': { depends: 'provision-vpc', when: APPLY_AWS, ref: 'kubeadm-init/kubeadm-init' },
     'launch-nodes': { depends: 'kubeadm-init', when: APPLY_AWS, ref: 'launch-nodes/launch-nodes' },
     'install-cni': { depends: 'kubeadm-init', when: APPLY_AWS, ref: 'install-addons/install-addons' },
@@ -42,21 +50,28 @@ const SHAPES: Record<string, Record<string, Shape>> = {
     'eks-node-groups': { depends: 'eks-control-plane', when: APPLY_EKS, ref: 'eks-node-groups/eks-node-groups' },
     'launch-nodes-eks': { depends: 'eks-control-plane', when: APPLY_EKS, ref: 'launch-nodes/launch-nodes' },
     'install-addons-eks': { depends: 'eks-node-groups && launch-nodes-eks', when: APPLY_EKS, ref: 'install-addons/install-addons' },
+    'prepare-hosts': { depends: 'validate-spec', when: APPLY_BYOH, ref: 'prepare-hosts/prepare-hosts' },
+    'kubeadm-init-byoh': { depends: 'prepare-hosts', when: APPLY_BYOH, ref: 'kubeadm-init/kubeadm-init' },
+    'install-cni-byoh': { depends: 'kubeadm-init-byoh', when: APPLY_BYOH, ref: 'install-addons/install-addons' },
+    'join-workers-byoh': { depends: 'install-cni-byoh', when: APPLY_BYOH, ref: 'join-workers/join-workers' },
+    'install-addons-byoh': { depends: 'join-workers-byoh', when: APPLY_BYOH, ref: 'install-addons/install-addons' },
   },
   'cluster-plan': {
     'validate-spec': { ref: 'validate-spec/validate-spec' },
-    'plan-vpc': { depends: 'validate-spec', ref: 'provision-vpc/plan-vpc' },
-    'plan-nodes': { depends: 'plan-vpc', ref: 'launch-nodes/plan-nodes' },
+    'plan-vpc': { depends: 'validate-spec', when: NOT_BYOH, ref: 'provision-vpc/plan-vpc' },
+    'plan-nodes': { depends: 'plan-vpc', when: NOT_BYOH, ref: 'launch-nodes/plan-nodes' },
     'plan-eks-control-plane': { depends: 'plan-vpc', when: PLAN_EKS, ref: 'eks-control-plane/plan-eks-control-plane' },
     'plan-eks-node-groups': { depends: 'plan-eks-control-plane', when: PLAN_EKS, ref: 'eks-node-groups/plan-eks-node-groups' },
-    'plan-addons': { depends: 'plan-nodes && plan-eks-node-groups', ref: 'install-addons/plan-addons' },
+    'plan-prepare-hosts': { depends: 'validate-spec', when: PLAN_BYOH, ref: 'prepare-hosts/plan-prepare-hosts' },
+    'plan-addons': { depends: 'plan-nodes && plan-eks-node-groups && plan-prepare-hosts', ref: 'install-addons/plan-addons' },
   },
   'cluster-delete': {
-    'delete-nodes': { ref: 'launch-nodes/delete-nodes' },
-    'delete-bootstrap': { depends: 'delete-nodes', when: DELETE_AWS, ref: 'kubeadm-init/delete-bootstrap' },
+    'delete-nodes': { when: DELETE_AWS_EKS, ref: 'launch-nodes/delete-nodes' },
+    'delete-bootstrap': { depends: 'delete-nodes && delete-prepare-hosts', when: DELETE_KUBEADM, ref: 'kubeadm-init/delete-bootstrap' },
     'delete-eks-node-groups': { when: DELETE_EKS, ref: 'eks-node-groups/delete-eks-node-groups' },
     'delete-eks-control-plane': { depends: 'delete-eks-node-groups && delete-nodes', when: DELETE_EKS, ref: 'eks-control-plane/delete-eks-control-plane' },
-    'delete-vpc': { depends: 'delete-nodes && delete-eks-control-plane', ref: 'provision-vpc/delete-vpc' },
+    'delete-vpc': { depends: 'delete-nodes && delete-eks-control-plane', when: DELETE_AWS_EKS, ref: 'provision-vpc/delete-vpc' },
+    'delete-prepare-hosts': { when: DELETE_BYOH, ref: 'prepare-hosts/delete-prepare-hosts' },
   },
 };
 
@@ -145,7 +160,33 @@ describe('workflow-templates/: what Argo and the local runner make of our DAGs',
     }
   });
 
-  it('each cluster DAG has the tasks, depends and `when` of both variants (aws, eks)', () => {
+  it('the SSH steps take the SSH settings with the same defaults; prepare-hosts gives package installs 30 minutes an attempt, a retry not cut short by backoff.maxDuration', () => {
+    const index = loadTemplates(dir);
+    const ssh = { 'connect-timeout': '20s', 'command-timeout': '15m', parallelism: '10' };
+    const sshSteps = [...index.get('prepare-hosts')!.resource.spec.templates!, ...['kubeadm-init', 'join-workers'].map((o) => index.get(o)!.resource.spec.templates!.find((t) => t.name === o)!)];
+    for (const t of sshSteps) {
+      const { mode, params } = invocation(t);
+      for (const [key, value] of Object.entries(ssh)) {
+        expect(params[key], `${t.name} -p ${key}`).to.equal(`{{inputs.parameters.${key}}}`);
+        // a plan only reads: its commands get less time than the 10 minutes the plan has
+        expect(t.inputs?.parameters?.find((p) => p.name === key)?.value, `${t.name} ${key}`).to.equal(mode === 'plan' && key === 'command-timeout' ? '2m' : value);
+      }
+    }
+    for (const t of index.get('prepare-hosts')!.resource.spec.templates!) {
+      const { mode, params } = invocation(t);
+      if (mode === 'plan') {
+        expect(t.activeDeadlineSeconds, t.name).to.equal(600);
+        continue;
+      }
+      expect(t.activeDeadlineSeconds, t.name).to.equal(1800);
+      const m = /^(\d+)m$/.exec(t.retryStrategy?.backoff?.maxDuration ?? '');
+      expect(m && Number(m[1]) * 60, `${t.name} maxDuration`).to.be.greaterThan(1800);
+      // --delete finds the hosts by cluster-name when the folder is gone; hosts have no region
+      if (mode === 'delete') expect(Object.keys(params).sort(), t.name).to.deep.equal(['cluster-name', 'command-timeout', 'connect-timeout', 'parallelism']);
+    }
+  });
+
+  it('each cluster DAG has the tasks, depends and `when` of every variant (aws, eks, byoh)', () => {
     const index = loadTemplates(dir);
     for (const name of DAGS) {
       const got = Object.fromEntries(
@@ -156,14 +197,14 @@ describe('workflow-templates/: what Argo and the local runner make of our DAGs',
       );
       expect(got, name).to.deep.equal(SHAPES[name]);
     }
-    // install-addons for eks runs every stage (its default, all); for aws, the CNI first, then the workers' stage.
+    // install-addons for eks runs every stage (its default, all); for aws and byoh, the CNI first, then the workers' stage.
     const stage = (task: string): string | undefined => dagTasks(index, 'cluster-apply').find((t) => t.name === task)!.arguments?.parameters?.find((p) => p.name === 'stage')?.value as string | undefined;
-    expect([stage('install-cni'), stage('install-addons'), stage('install-addons-eks')]).to.deep.equal(['control-plane', 'workers', undefined]);
+    expect([stage('install-cni'), stage('install-addons'), stage('install-addons-eks'), stage('install-cni-byoh'), stage('install-addons-byoh')]).to.deep.equal(['control-plane', 'workers', undefined, 'control-plane', 'workers']);
     const addons = index.get('install-addons')!.resource.spec.templates!.find((t) => t.name === 'install-addons')!;
     expect(addons.inputs?.parameters?.find((p) => p.name === 'stage')?.value).to.equal('all');
-    // cluster-delete: the provider is a parameter ("" = unknown: both chains)
+    // cluster-delete: the provider is a parameter ("" = unknown: every chain)
     const provider = index.get('cluster-delete')!.resource.spec.arguments!.parameters!.find((p) => p.name === 'provider');
-    expect(provider).to.deep.include({ value: '', enum: ['', 'aws', 'eks'] });
+    expect(provider).to.deep.include({ value: '', enum: ['', 'aws', 'eks', 'byoh'] });
   });
 
   it('every `when` quotes its string operands, and picks the variant for each provider as intended', () => {
@@ -187,16 +228,37 @@ describe('workflow-templates/: what Argo and the local runner make of our DAGs',
       [APPLY_EKS, 'eks', 'true', true],
       [APPLY_EKS, 'aws', 'true', false],
       [APPLY_EKS, 'eks', 'false', false],
+      [APPLY_EKS, 'byoh', 'true', false],
+      [APPLY_BYOH, 'byoh', 'true', true],
+      [APPLY_BYOH, 'byoh', 'false', false],
+      [APPLY_BYOH, 'aws', 'true', false],
+      [APPLY_BYOH, 'eks', 'true', false],
+      [NOT_BYOH, 'aws', '', true],
+      [NOT_BYOH, 'eks', '', true],
+      [NOT_BYOH, 'byoh', '', false],
       [PLAN_AWS, 'aws', '', true],
       [PLAN_AWS, 'eks', '', false],
       [PLAN_EKS, 'eks', '', true],
       [PLAN_EKS, 'aws', '', false],
-      [DELETE_AWS, '', '', true],
-      [DELETE_AWS, 'aws', '', true],
-      [DELETE_AWS, 'eks', '', false],
+      [PLAN_BYOH, 'byoh', '', true],
+      [PLAN_BYOH, 'aws', '', false],
+      [PLAN_BYOH, 'eks', '', false],
+      [DELETE_KUBEADM, '', '', true],
+      [DELETE_KUBEADM, 'aws', '', true],
+      [DELETE_KUBEADM, 'byoh', '', true],
+      [DELETE_KUBEADM, 'eks', '', false],
+      [DELETE_AWS_EKS, '', '', true],
+      [DELETE_AWS_EKS, 'aws', '', true],
+      [DELETE_AWS_EKS, 'eks', '', true],
+      [DELETE_AWS_EKS, 'byoh', '', false],
       [DELETE_EKS, '', '', true],
       [DELETE_EKS, 'eks', '', true],
       [DELETE_EKS, 'aws', '', false],
+      [DELETE_EKS, 'byoh', '', false],
+      [DELETE_BYOH, '', '', true],
+      [DELETE_BYOH, 'byoh', '', true],
+      [DELETE_BYOH, 'aws', '', false],
+      [DELETE_BYOH, 'eks', '', false],
     ];
     for (const [when, provider, machines, runs] of cases) expect(evaluateWhen(substitute(when, provider, machines)), `${when} with provider=${provider} machines=${machines}`).to.equal(runs);
   });

@@ -51,12 +51,19 @@ export function clusterFile(name: string, file: string): string {
   return text;
 }
 
-/** A semantic change: the MachineDeployment's replicas (2 in the example) set to `replicas`. */
+/**
+ * A semantic change: the MachineDeployment's replicas (2 in the example) set to `replicas`, with
+ * worker hosts added to the inventory (which has 2) so that the folder stays valid.
+ */
 export function withReplicas(name: string, replicas: number): Record<string, string> {
   const text = clusterFile(name, 'workers.yaml');
   const next = text.replace(/\n {2}replicas: 2\n/, `\n  replicas: ${replicas}\n`);
   if (next === text) throw new Error('withReplicas: the example changed (no "  replicas: 2")');
-  return { [`clusters/${name}/workers.yaml`]: next };
+  const extra = Array.from({ length: Math.max(0, replicas - 2) }, (_, i) =>
+    [`  - name: extra-worker-${i}`, `    address: 10.0.11.${i + 1}`, '    user: capflow', '    trustOnFirstUse: true', '    labels:', '      capflow.io/role: worker', ''].join('\n'),
+  );
+  const hosts = extra.length > 0 ? { [`clusters/${name}/hosts.yaml`]: `${clusterFile(name, 'hosts.yaml').trimEnd()}\n${extra.join('')}` } : {};
+  return { [`clusters/${name}/workers.yaml`]: next, ...hosts };
 }
 
 /** A change Git sees and the spec hash does not: a comment line added to every file. */

@@ -40,6 +40,12 @@ class RecordingStore implements SecretStore {
     this.puts.push(name);
     if (this.puts.length === this.crashAfterPut) throw new Error(`crash after writing ${name}`);
   }
+  async create(name: string, data: SecretData, labels?: Record<string, string>, options?: PutOptions): Promise<boolean> {
+    const created = await this.inner.create(name, data, labels, options);
+    if (created) this.puts.push(name);
+    if (created && this.puts.length === this.crashAfterPut) throw new Error(`crash after writing ${name}`);
+    return created;
+  }
   delete(name: string): Promise<void> {
     return this.inner.delete(name);
   }

@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import type { V1Pod } from '@kubernetes/client-node';
 import { stringify as toYaml } from 'yaml';
+import { containerStandIn, isKubeVipImage } from '../../src/emulator/kubelet/kube-vip.js';
 import { StaticPodRunner, type StaticPodStatus } from '../../src/emulator/kubelet/static-pods.js';
 
 // A tiny HTTP server: /livez fails while the "sick" file exists; IGNORE_TERM makes it ignore SIGTERM.
@@ -238,5 +239,30 @@ describe('kubelet stand-in: static pods as local processes', function () {
     expect(s.waiting!.reason).to.equal('RunContainerError');
     expect(s.waiting!.message).to.contain('executable file not found');
     expect(s.pid).to.equal(undefined);
+  });
+
+  it('a kube-vip image runs the kube-vip stand-in, not a command (here without an address: it exits 1, saying so)', async () => {
+    // the address is what the stand-in would add to the machine's interface: that part runs in the BYOH lab's machines only (test/integration/byoh-lab.test.ts)
+    const m = manifest({ name: 'kube-vip', env: { vip_arp: 'true', port: '6443', cp_enable: 'true' } });
+    const c = m.spec!.containers[0]!;
+    m.spec!.containers[0] = { name: c.name, image: 'ghcr.io/kube-vip/kube-vip:v0.8.9', args: ['manager'], env: c.env, volumeMounts: [{ mountPath: '/etc/kubernetes/admin.conf', name: 'kubeconfig' }] };
+    m.spec!.volumes = [{ name: 'kubeconfig', hostPath: { path: '/etc/kubernetes/super-admin.conf' } }];
+    write('kube-vip.yaml', m);
+    const s = await waitFor('kube-vip stand-in exited', () => pod('kube-vip')?.lastExit && pod('kube-vip'));
+    expect(s.lastExit!.code).to.equal(1);
+    expect(readFileSync(join(dir, 'pods', 'kube-system_kube-vip', 'kube-vip.log'), 'utf8')).to.contain('kube-vip stand-in: env address (or vip_address) holds no IPv4 address');
+  });
+});
+
+describe('emulator/kubelet kube-vip stand-in: which images it stands in for', () => {
+  it('kube-vip images under any registry, by tag or digest; no other image', () => {
+    for (const image of ['ghcr.io/kube-vip/kube-vip:v0.8.9', 'plndr/kube-vip:0.3.1', 'registry.local:5000/mirror/kube-vip:v1', 'kube-vip:v1', 'ghcr.io/kube-vip/kube-vip:v0.8.9@sha256:abc123']) {
+      expect(isKubeVipImage(image), image).to.equal(true);
+    }
+    for (const image of [undefined, '', 'registry.k8s.io/kube-apiserver:v1.34.4', 'ghcr.io/kube-vip/kube-vip-cloud-provider:v0.0.10', 'example.com/not-kube-vip:v1']) {
+      expect(isKubeVipImage(image), String(image)).to.equal(false);
+    }
+    expect(containerStandIn({ name: 'x', image: 'registry.k8s.io/etcd:3.6.4-0', command: ['etcd'] })).to.equal(undefined);
+    expect(containerStandIn({ name: 'kube-vip', image: 'ghcr.io/kube-vip/kube-vip:v0.8.9', args: ['manager'] }, '/usr/bin/node')).to.deep.include({ bin: '/usr/bin/node' });
   });
 });

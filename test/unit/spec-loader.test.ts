@@ -1,6 +1,7 @@
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { expect } from 'chai';
-import { formatProblem, isSpecInvalidError, loadClusterSpec, validateClusterSpec, type SpecProblem } from '../../src/spec/index.js';
+import { checkHostKeyFingerprint, formatProblem, isSpecInvalidError, labelSelectorMatches, loadClusterSpec, validateClusterSpec, type SpecProblem } from '../../src/spec/index.js';
 import type { AWSCluster, KubeadmControlPlane } from '../../src/spec/index.js';
 import { isCapflowError } from '../../src/core/errors.js';
 import { cleanupSpecFolders, displayRootOf, examplesDir, fixturesDir, minimalAws, specFolder, AWS_CLUSTER, CLUSTER } from '../fixtures/spec/support.js';
@@ -323,10 +324,149 @@ spec:
 `;
       expect(await problemsOf(minimalAws({ 'hosts.yaml': inv }))).to.deep.equal([
         'clusters/test/hosts.yaml:2:7 ByoHostInventory/hosts kind: warning: a ByoHostInventory is only used by BYOH clusters (this is an aws cluster)',
-        'clusters/test/hosts.yaml:10:14 ByoHostInventory/hosts spec.hosts[0].hostKey: not a well-formed OpenSSH public key: the key blob is a ssh-rsa key, not ssh-ed25519 hint: copy the line from the host: cat /etc/ssh/ssh_host_ed25519_key.pub',
+        'clusters/test/hosts.yaml:10:14 ByoHostInventory/hosts spec.hosts[0].hostKey: not a well-formed OpenSSH public key: the key blob is a ssh-rsa key, not ssh-ed25519 hint: copy the line from the host: cat /etc/ssh/ssh_host_ed25519_key.pub (or its fingerprint: ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub)',
         'clusters/test/hosts.yaml:11:11 ByoHostInventory/hosts spec.hosts[1].name: duplicate host name "h1" (also spec.hosts[0])',
         'clusters/test/hosts.yaml:14:11 ByoHostInventory/hosts spec.hosts[1].port: must be <= 65535 (got 70000)',
-        'clusters/test/hosts.yaml:15:14 ByoHostInventory/hosts spec.hosts[1].hostKey: not a well-formed OpenSSH public key: the key blob is too short hint: copy the line from the host: cat /etc/ssh/ssh_host_ed25519_key.pub',
+        'clusters/test/hosts.yaml:15:14 ByoHostInventory/hosts spec.hosts[1].hostKey: not a well-formed OpenSSH public key: the key blob is too short hint: copy the line from the host: cat /etc/ssh/ssh_host_ed25519_key.pub (or its fingerprint: ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub)',
+      ]);
+    });
+  });
+  describe('BYOH host inventory', () => {
+    const example = (file: string): string => readFileSync(path.join(examplesDir, 'byoh', file), 'utf8');
+    /** The byoh example's folder, with files replaced. */
+    const byoh = (overrides: Record<string, string> = {}): Record<string, string> => ({
+      'cluster.yaml': example('cluster.yaml'),
+      'control-plane.yaml': example('control-plane.yaml'),
+      'workers.yaml': example('workers.yaml'),
+      'hosts.yaml': example('hosts.yaml'),
+      ...overrides,
+    });
+    const KEY_W0 = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBbyL8tE90kj9da6W6c3AzKjRU6N4HimhBz1GQll6ybZ';
+    // ssh-keygen -lf of the example's byoh-cp-0 key.
+    const FINGERPRINT = 'SHA256:1XkykIcakZLCIZUL+MdnlKCmeGDx4r/G6LLr8JGncT0';
+    /** An inventory: `spec` lines above the hosts, then hosts (each a block of lines under `- `). */
+    const inventory = (specLines: string, hosts: string[]): string =>
+      `apiVersion: capflow.io/v1alpha1\nkind: ByoHostInventory\nmetadata:\n  name: hosts\nspec:\n${specLines}  hosts:\n${hosts.join('')}`;
+    const host = (name: string, address: string, role: string, extra = `    hostKey: ${KEY_W0}\n`): string =>
+      `  - name: ${name}\n    address: ${address}\n    user: capflow\n${extra}    labels:\n      capflow.io/role: ${role}\n`;
+    const threeHosts = (extra0?: string): string[] => [host('cp', '10.0.0.1', 'control-plane', extra0), host('w0', '10.0.0.2', 'worker'), host('w1', '10.0.0.3', 'worker')];
+
+    it('accepts a SHA256 fingerprint, trustOnFirstUse without a key, a jump host, packages and kube-vip, and applies the defaults', async () => {
+      const inv = inventory(
+        `  sshKeySecretRef: {name: ssh}\n  jumpHost: {address: bastion.example.com, user: jump, hostKey: "${FINGERPRINT}"}\n  packages: {bundlePath: /opt/capflow/bundle}\n`,
+        [host('cp', '10.0.0.1', 'control-plane', `    hostKey: ${FINGERPRINT}\n`), host('w0', '10.0.0.2', 'worker', '    trustOnFirstUse: true\n'), host('w1', '10.0.0.3', 'worker')],
+      );
+      const dir = await specFolder(byoh({ 'hosts.yaml': inv }));
+      const { model, problems } = await validateClusterSpec(dir, { displayRoot: displayRootOf(dir) });
+      expect(problems.map(formatProblem)).to.deep.equal([]);
+      const spec = model?.hostInventory?.spec;
+      expect(spec?.sshKeySecretRef).to.deep.equal({ name: 'ssh', key: 'ssh-privatekey' });
+      expect(spec?.jumpHost).to.deep.equal({ address: 'bastion.example.com', port: 22, user: 'jump', hostKey: FINGERPRINT });
+      expect(spec?.apiServerLoadBalancer).to.deep.equal({ type: 'kube-vip', image: 'ghcr.io/kube-vip/kube-vip:v0.8.9' });
+      expect(spec?.hosts.map((h) => [h.name, h.hostKey ?? null, h.trustOnFirstUse])).to.deep.equal([
+        ['cp', FINGERPRINT, false],
+        ['w0', null, true],
+        ['w1', KEY_W0, false],
+      ]);
+    });
+
+    it('the example shows kube-vip on eth0 and still validates', async () => {
+      const model = await loadClusterSpec(path.join(examplesDir, 'byoh'));
+      expect(model.hostInventory?.spec.apiServerLoadBalancer).to.deep.equal({ type: 'kube-vip', interface: 'eth0', image: 'ghcr.io/kube-vip/kube-vip:v0.8.9' });
+    });
+
+    it('refuses a duplicate address:port (the default port counts) and a duplicate name', async () => {
+      const inv = inventory('', [...threeHosts(), host('w2', '10.0.0.2', 'worker', `    port: 22\n    hostKey: ${KEY_W0}\n`), host('w0', '10.0.0.9', 'worker')]);
+      expect(await problemsOf(byoh({ 'hosts.yaml': inv }))).to.deep.equal([
+        'clusters/test/hosts.yaml:26:14 ByoHostInventory/hosts spec.hosts[3].address: duplicate host address 10.0.0.2:22 (also spec.hosts[1])',
+        'clusters/test/hosts.yaml:32:11 ByoHostInventory/hosts spec.hosts[4].name: duplicate host name "w0" (also spec.hosts[1])',
+      ]);
+    });
+
+    it('refuses a host without a key (unless trustOnFirstUse), saying how to get it', async () => {
+      const inv = inventory('', [host('cp', 'cp.lab.example.com', 'control-plane', '    port: 2222\n'), host('w0', '10.0.0.2', 'worker', '    trustOnFirstUse: false\n'), host('w1', '10.0.0.3', 'worker')]);
+      expect(await problemsOf(byoh({ 'hosts.yaml': inv }))).to.deep.equal([
+        'clusters/test/hosts.yaml:7:5 ByoHostInventory/hosts spec.hosts[0]: host "cp" has no hostKey: pin its SSH host key, from `ssh-keyscan -p 2222 -t ed25519 cp.lab.example.com` (checked out of band) or on the host `cat /etc/ssh/ssh_host_ed25519_key.pub` hint: or set trustOnFirstUse: true to accept the key seen on first connection (capflow then reports it as a suggested change to this file)',
+        'clusters/test/hosts.yaml:13:5 ByoHostInventory/hosts spec.hosts[1]: host "w0" has no hostKey: pin its SSH host key, from `ssh-keyscan -t ed25519 10.0.0.2` (checked out of band) or on the host `cat /etc/ssh/ssh_host_ed25519_key.pub` hint: or set trustOnFirstUse: true to accept the key seen on first connection (capflow then reports it as a suggested change to this file)',
+      ]);
+    });
+
+    it('refuses a malformed fingerprint, on a host and on the jump host', async () => {
+      const inv = inventory(`  jumpHost:\n    address: 10.0.0.254\n    user: jump\n    hostKey: "${FINGERPRINT}="\n`, threeHosts(`    hostKey: SHA256:1XkykIcakZLCIZUL+MdnlKCmeGDx4r\n`));
+      const hint = 'hint: copy the line from the host: cat /etc/ssh/ssh_host_ed25519_key.pub (or its fingerprint: ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub)';
+      expect(await problemsOf(byoh({ 'hosts.yaml': inv }))).to.deep.equal([
+        `clusters/test/hosts.yaml:9:14 ByoHostInventory/hosts spec.jumpHost.hostKey: not a SHA256 host key fingerprint: the base64 after SHA256: is written without = padding (as ssh-keygen -lf prints it) hint: on the jump host: ${hint.slice('hint: '.length)}`,
+        `clusters/test/hosts.yaml:14:14 ByoHostInventory/hosts spec.hosts[0].hostKey: not a SHA256 host key fingerprint: SHA256: is followed by 43 base64 characters, not 30 ${hint}`,
+      ]);
+    });
+
+    it('checks fingerprints byte for byte', () => {
+      expect(checkHostKeyFingerprint(FINGERPRINT)).to.equal(undefined);
+      // 43 characters whose last one carries non-zero padding bits: not the encoding of 32 bytes.
+      expect(checkHostKeyFingerprint(`${FINGERPRINT.slice(0, -1)}1`)).to.equal('the base64 after SHA256: does not encode 32 bytes');
+      expect(checkHostKeyFingerprint('SHA256:' + '*'.repeat(43))).to.equal('the part after SHA256: is not base64');
+    });
+
+    it('refuses both package sources, a relative bundlePath and a repository that is not http(s)', async () => {
+      const both = inventory('  packages:\n    repository: https://mirror.example.com/deb/\n    bundlePath: opt/bundle\n', threeHosts());
+      expect(await problemsOf(byoh({ 'hosts.yaml': both }))).to.deep.equal([
+        'clusters/test/hosts.yaml:8:5 ByoHostInventory/hosts spec.packages.bundlePath: at most one of repository and bundlePath may be given: packages come from a repository, or from an offline bundle on each host',
+        'clusters/test/hosts.yaml:8:17 ByoHostInventory/hosts spec.packages.bundlePath: "opt/bundle" is not an absolute path; bundlePath is a directory on each host, such as /opt/capflow/bundle',
+      ]);
+      const ftp = inventory('  packages:\n    repository: ftp://mirror.example.com/deb/\n', threeHosts());
+      expect(await problemsOf(byoh({ 'hosts.yaml': ftp }))).to.deep.equal([
+        'clusters/test/hosts.yaml:7:17 ByoHostInventory/hosts spec.packages.repository: "ftp://mirror.example.com/deb/" is not an http:// or https:// URL hint: e.g. https://pkgs.k8s.io/core:/stable:/v1.31, or a mirror of it',
+      ]);
+    });
+
+    it('refuses a group whose selector matches fewer hosts than its replicas, at its replicas line', async () => {
+      const workers = example('workers.yaml').replace('replicas: 2', 'replicas: 3');
+      expect(await problemsOf(byoh({ 'workers.yaml': workers }))).to.deep.equal([
+        "clusters/test/workers.yaml:7:13 MachineDeployment/byoh-lab-md-0 spec.replicas: MachineDeployment/byoh-lab-md-0 wants 3 hosts; ByoMachineTemplate/byoh-lab-workers's selector matches 2 of the inventory: byoh-worker-0, byoh-worker-1 hint: add hosts labelled to match spec.template.spec.selector of ByoMachineTemplate/byoh-lab-workers to the ByoHostInventory (clusters/test/hosts.yaml:7:9), or lower replicas",
+      ]);
+      const cp = example('control-plane.yaml').replace('capflow.io/role: control-plane\n', 'capflow.io/role: etcd\n');
+      expect(await problemsOf(byoh({ 'control-plane.yaml': cp.replace(/capflow\.io\/role: control-plane$/, 'capflow.io/role: etcd') }))).to.deep.equal([
+        "clusters/test/control-plane.yaml:6:13 KubeadmControlPlane/byoh-lab-control-plane spec.replicas: KubeadmControlPlane/byoh-lab-control-plane wants 1 host; ByoMachineTemplate/byoh-lab-control-plane's selector matches none of the inventory hint: add hosts labelled to match spec.template.spec.selector of ByoMachineTemplate/byoh-lab-control-plane to the ByoHostInventory (clusters/test/hosts.yaml:7:9), or lower replicas",
+      ]);
+    });
+
+    it('says nothing when two groups select the same hosts (claims decide)', async () => {
+      // The control plane's selector {} selects every host; the workers' still have their two.
+      const cp = example('control-plane.yaml').replace(/selector:\n\s+matchLabels:\n\s+capflow\.io\/role: control-plane/, 'selector: {}');
+      expect(cp).to.include('selector: {}');
+      expect(await problemsOf(byoh({ 'control-plane.yaml': cp }))).to.deep.equal([]);
+    });
+
+    it('selectors follow Kubernetes LabelSelector semantics', () => {
+      const labels = { 'capflow.io/role': 'worker', zone: 'a' };
+      expect(labelSelectorMatches(undefined, labels)).to.equal(false);
+      expect(labelSelectorMatches({}, labels)).to.equal(true);
+      expect(labelSelectorMatches({ matchLabels: { zone: 'a' }, matchExpressions: [{ key: 'capflow.io/role', operator: 'In', values: ['worker'] }] }, labels)).to.equal(true);
+      expect(labelSelectorMatches({ matchExpressions: [{ key: 'gpu', operator: 'DoesNotExist' }, { key: 'zone', operator: 'NotIn', values: ['b'] }] }, labels)).to.equal(true);
+      expect(labelSelectorMatches({ matchExpressions: [{ key: 'gpu', operator: 'Exists' }] }, labels)).to.equal(false);
+    });
+
+    it('with kube-vip, refuses a control plane endpoint that is a name; external takes one; either needs it set', async () => {
+      const named = example('cluster.yaml').replace('host: 10.0.10.100', 'host: api.lab.example.com');
+      expect(await problemsOf(byoh({ 'cluster.yaml': named }))).to.deep.equal([
+        'clusters/test/cluster.yaml:31:11 ByoCluster/byoh-lab spec.controlPlaneEndpoint.host: "api.lab.example.com" is a name, but kube-vip (the ByoHostInventory\'s apiServerLoadBalancer) holds an IP address on the control plane hosts hint: give an IPv4 or IPv6 address, or set the ByoHostInventory\'s spec.apiServerLoadBalancer.type to external when a load balancer you run serves this name',
+      ]);
+      const external = example('hosts.yaml').replace('type: kube-vip', 'type: external');
+      expect(await problemsOf(byoh({ 'cluster.yaml': named, 'hosts.yaml': external }))).to.deep.equal([]);
+      const v6 = example('cluster.yaml').replace('host: 10.0.10.100', 'host: "fd00:10::100"');
+      expect(await problemsOf(byoh({ 'cluster.yaml': v6 }))).to.deep.equal([]);
+      const none = example('cluster.yaml').replace(/ {2}controlPlaneEndpoint:\n\s+host: 10\.0\.10\.100\n\s+port: 6443\n/, '');
+      expect(none).to.not.include('controlPlaneEndpoint');
+      expect(await problemsOf(byoh({ 'cluster.yaml': none, 'hosts.yaml': external }))).to.deep.equal([
+        "clusters/test/cluster.yaml:28:1 ByoCluster/byoh-lab spec.controlPlaneEndpoint: a BYOH cluster needs spec.controlPlaneEndpoint (host and port): the API server's address, which the external load balancer serves hint: e.g. controlPlaneEndpoint: {host: 10.0.10.100, port: 6443}, a free address on the control plane hosts' network",
+      ]);
+    });
+
+    it('refuses a BYOH folder without a ByoHostInventory', async () => {
+      const files = byoh();
+      delete files['hosts.yaml'];
+      expect(await problemsOf(files)).to.deep.equal([
+        'clusters/test/cluster.yaml:15:3 Cluster/byoh-lab spec.infrastructureRef: a BYOH cluster needs a capflow.io/v1alpha1 ByoHostInventory listing its hosts (name, address, user, hostKey)',
       ]);
     });
   });

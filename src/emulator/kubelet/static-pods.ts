@@ -10,6 +10,9 @@
  * terminationGracePeriodSeconds). An exit, whoever caused it, restarts the process with the kubelet's
  * crash backoff: at once the first time, then the base (10 s) doubling up to 5 min, forgotten after
  * twice the maximum without an exit. Probes follow the kubelet's prober (probes.ts).
+ *
+ * A container of kube-vip's image runs the kube-vip stand-in (kube-vip.ts: the control plane VIP added
+ * to the machine's interface while the pod runs) instead of its command, which would need the image.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
@@ -19,6 +22,7 @@ import { delimiter, dirname, join } from 'node:path';
 import type { V1Container, V1Pod } from '@kubernetes/client-node';
 import { parse as parseYaml } from 'yaml';
 import type { KubeletLog } from './kubelet-log.js';
+import { containerStandIn } from './kube-vip.js';
 import { ContainerProber } from './probes.js';
 
 export interface StaticPodRunnerOptions {
@@ -336,11 +340,14 @@ class StaticPod {
     const env = this.environment();
     const expand = (s: string): string => expandVars(s, env);
     const argv = [...(c.command ?? []), ...(c.args ?? [])].map(expand);
-    if (!c.command?.length) {
+    // an image with a stand-in of its own (kube-vip's: kube-vip.ts) runs that, whatever its command
+    const standIn = containerStandIn({ ...c, args: c.args?.map(expand) });
+    if (!standIn && !c.command?.length) {
       return this.failToStart('the stand-in runs only containers with a command: it has no images to take an entrypoint from');
     }
-    const bin = resolveExecutable(argv[0]!, (env.PATH ?? '').split(delimiter)); // binDirs lead the PATH
+    const bin = standIn ? standIn.bin : resolveExecutable(argv[0]!, (env.PATH ?? '').split(delimiter)); // binDirs lead the PATH
     if (!bin) return this.failToStart(`executable file not found in $PATH: ${argv[0]}`);
+    const args = standIn ? standIn.args : argv.slice(1);
 
     const logFile = staticPodLogFile(this.ctx.logDir, this.namespace, this.name, c.name);
     let child: ChildProcess;
@@ -348,7 +355,7 @@ class StaticPod {
       mkdirSync(dirname(logFile), { recursive: true });
       const fd = openSync(logFile, 'a');
       try {
-        child = spawn(bin, argv.slice(1), { cwd: '/', env, stdio: ['ignore', fd, fd], detached: true });
+        child = spawn(bin, args, { cwd: '/', env, stdio: ['ignore', fd, fd], detached: true });
       } finally {
         closeSync(fd);
       }
@@ -372,7 +379,7 @@ class StaticPod {
       changed: () => this.ctx.changed(),
       kill: (graceSeconds) => this.kill(graceSeconds ?? this.graceSeconds),
     });
-    this.ctx.log('Started static pod process', { pod: this.key, pid: child.pid, restartCount: this.restartCount });
+    this.ctx.log('Started static pod process', { pod: this.key, pid: child.pid, restartCount: this.restartCount, ...(standIn ? { standIn: standIn.what } : {}) });
     this.prober.start();
     this.ctx.changed();
   }
