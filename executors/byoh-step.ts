@@ -40,11 +40,23 @@ export function requireByohCluster(model: ClusterModel, step: string): asserts m
   }
 }
 
+export interface PreparedHost {
+  host: string;
+  group: string;
+  /** The host's name as its kubelet registers it. */
+  node: string;
+  /** Its default-route interface (kube-vip's default). */
+  iface?: string;
+  target: SshTarget;
+}
+
 /** What prepare-hosts leaves for the steps after it and for teardown (which may run without the folder). */
 export interface PreparedHostsStatus {
   revision: string;
   /** node: the host's name as its kubelet registers it; iface: its default-route interface (kube-vip's default). */
-  hosts: Array<{ host: string; group: string; node: string; iface?: string; target: SshTarget }>;
+  hosts: PreparedHost[];
+  /** Hosts the spec let go, kept until join-workers drained, reset and released them (they may be gone from the inventory). */
+  leaving?: PreparedHost[];
   jumpHost?: SshTarget;
   sshKeySecretRef?: { name: string; key?: string };
 }
@@ -90,7 +102,7 @@ export async function loadByohForDelete(ctx: StepContext): Promise<{ model?: Byo
  */
 export async function retireClaims(ctx: StepContext, clusterName: string, claims: HostClaim[], status: PreparedHostsStatus | undefined, o: { drainMustSucceed: boolean; parallelism: number; drainTimeoutMs?: number }): Promise<{ mutating: number; read: number }> {
   if (claims.length === 0) return { mutating: 0, read: 0 };
-  const byHost = new Map((status?.hosts ?? []).map((h) => [h.host, h]));
+  const byHost = new Map([...(status?.leaving ?? []), ...(status?.hosts ?? [])].map((h) => [h.host, h]));
   const missing = claims.filter((c) => !byHost.get(c.host));
   if (missing.length > 0) throw new InputError('BYOH_HOST_UNKNOWN', `cluster ${clusterName}: no connection details for ${missing.map((c) => c.host).join(', ')} (prepare-hosts' status is gone)`, { hint: 'run prepare-hosts on the cluster folder first, or reset the hosts by hand and delete their claims (capflow-host-* secrets)' });
   const connections = new HostConnections(await byohSshOptions(ctx, clusterName, undefined, status?.jumpHost, status?.sshKeySecretRef));

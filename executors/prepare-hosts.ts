@@ -51,7 +51,7 @@ async function applyHosts(ctx: StepContext) {
   const wanted = planClaims(inventory.spec.hosts, machineGroupsOf(model), await listClaims(ctx.secrets), model.name);
   if (wanted.short.length > 0) {
     throw new ConflictError('HOSTS_SHORT', `cluster ${model.name} needs more hosts than are free: ${wanted.short.map((s) => `${s.group} wants ${s.want}, ${s.have} free (${s.candidates.join(', ') || 'none'})`).join('; ')}`, {
-      hint: 'add hosts with matching labels to the ByoHostInventory, or wait until another cluster releases some (capflow status shows the claims)',
+      hint: 'add hosts with matching labels to the ByoHostInventory, or wait until another cluster releases some (`capflow hosts` lists the claims)',
       details: { short: wanted.short },
     });
   }
@@ -80,9 +80,17 @@ async function applyHosts(ctx: StepContext) {
       if (result.changes.length === 0) plan.record({ resource: 'host', name: host.name, action: 'no-change', detail: `${result.facts.os} ${result.facts.osVersion} ${result.facts.arch}, kubeadm ${result.facts.kubeadm ?? '-'}` });
       return { host: host.name, group, node: result.facts.hostname.toLowerCase(), iface: result.facts.defaultInterface, changes: result.changes.length };
     });
+    // Leaving hosts keep their connection details (from this inventory, or the last run's if they left it).
+    const previous = await readStepStatus<PreparedHostsStatus>(ctx.secrets, model.name, PREPARE_HOSTS_STEP);
+    const known = new Map([...(previous?.leaving ?? []), ...(previous?.hosts ?? [])].map((h) => [h.host, h]));
+    const leaving = wanted.release.flatMap((r) => {
+      const h = known.get(r.host) ?? (targets.get(r.host) ? { host: r.host, group: r.group, node: r.host, target: targets.get(r.host)! } : undefined);
+      return h ? [h] : [];
+    });
     const status: PreparedHostsStatus = {
       revision: ctx.options.revision,
       hosts: prepared.map((p) => ({ host: p.host, group: p.group, node: p.node, ...(p.iface ? { iface: p.iface } : {}), target: targets.get(p.host)! })),
+      ...(leaving.length > 0 ? { leaving } : {}),
       ...(jumpHost ? { jumpHost } : {}),
       ...(inventory.spec.sshKeySecretRef ? { sshKeySecretRef: inventory.spec.sshKeySecretRef } : {}),
     };

@@ -27,6 +27,7 @@ Commands:
   step <step-id>           run one executor directly
   reconcile                keep the clusters of a GitOps repository converged (the reconciler service)
   status [cluster ...]     print what the reconciler recorded per cluster
+  hosts [cluster ...]      list the bring-your-own hosts clusters have claimed
   version                  print the version
 
 Global options (before the command):
@@ -87,6 +88,8 @@ export async function runCli(argv: string[], deps: CliDeps): Promise<number> {
         return await (await import('./reconcile.js')).reconcileCommand(args, io, globals);
       case 'status':
         return await (await import('./status.js')).statusCommand(args, io);
+      case 'hosts':
+        return await (await import('./hosts.js')).hostsCommand(args, io);
       default:
         io.err(`capflow: unknown command "${command}"\n`);
         io.err(usage);

@@ -181,14 +181,8 @@ export class KubernetesSecretStore implements SecretStore {
   async put(name: string, data: SecretData, labels: Record<string, string> = {}, options: PutOptions = {}): Promise<void> {
     checkName(name);
     const api = await this.core();
-    const body = {
-      apiVersion: 'v1',
-      kind: 'Secret',
-      // immutable once created: a replace with another type is refused by the API server
-      type: options.type ?? 'Opaque',
-      metadata: { name, namespace: this.namespace, labels: { 'app.kubernetes.io/managed-by': 'capflow', ...labels } },
-      stringData: data,
-    };
+    // the type is immutable once created: a replace with another type is refused by the API server
+    const body = this.body(name, data, labels, options);
     try {
       await api.replaceNamespacedSecret({ name, namespace: this.namespace, body });
     } catch (err) {
@@ -197,17 +191,21 @@ export class KubernetesSecretStore implements SecretStore {
     }
   }
 
-  /** createNamespacedSecret: the API server refuses a second create of one name (409 AlreadyExists). */
-  async create(name: string, data: SecretData, labels: Record<string, string> = {}, options: PutOptions = {}): Promise<boolean> {
-    checkName(name);
-    const api = await this.core();
-    const body = {
+  private body(name: string, data: SecretData, labels: Record<string, string>, options: PutOptions) {
+    return {
       apiVersion: 'v1',
       kind: 'Secret',
       type: options.type ?? 'Opaque',
       metadata: { name, namespace: this.namespace, labels: { 'app.kubernetes.io/managed-by': 'capflow', ...labels } },
       stringData: data,
     };
+  }
+
+  /** createNamespacedSecret: the API server refuses a second create of one name (409 AlreadyExists). */
+  async create(name: string, data: SecretData, labels: Record<string, string> = {}, options: PutOptions = {}): Promise<boolean> {
+    checkName(name);
+    const api = await this.core();
+    const body = this.body(name, data, labels, options);
     try {
       await api.createNamespacedSecret({ namespace: this.namespace, body });
       return true;

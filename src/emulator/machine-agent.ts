@@ -11,7 +11,8 @@
  *      version as `kubelet`, and recording stand-ins for the
  *      commands that would change the host or need a container runtime (src/emulator/stand-in-commands);
  *   3. systemd's part: the container runtime stand-in (a CRI socket) and the kubelet service started
- *      at boot, the kubelet restarted when it exits;
+ *      at boot, the kubelet restarted when it exits, held down by `systemctl stop kubelet` until a
+ *      start or restart (kubeadm reset stops it; kubeadm init starts it);
  *   4. cloud-init's part: the user data run as cloud-init would (src/emulator/cloud-init).
  *
  * Everything is logged to the machine's boot log (`boot.log` in its directory on the host).
@@ -23,7 +24,7 @@ import { REDACTED, redactString } from '../core/redact.js';
 import { boot } from './cloud-init.js';
 import { startCriStandIn } from './cri-stand-in.js';
 import { decodeUserData } from './user-data.js';
-import { MACHINE_LOGS, MACHINE_PATH, PRIVATE_LAYERS, layerDirName, type MachineConfig } from './machine-config.js';
+import { KUBELET_SERVICE, MACHINE_LOGS, MACHINE_PATH, PRIVATE_LAYERS, layerDirName, type MachineConfig } from './machine-config.js';
 import { writeStandInCommands } from './stand-in-commands.js';
 
 /**
@@ -196,6 +197,12 @@ class KubeletService {
 
   start(): void {
     if (this.stopped) return;
+    // `systemctl stop kubelet` holds the service down until a start or restart.
+    if (this.request() === 'stop') {
+      this.timer = setTimeout(() => this.start(), 500);
+      return;
+    }
+    rmSync(KUBELET_SERVICE.requestFile, { force: true });
     mkdirSync(dirname(MACHINE_LOGS.kubelet), { recursive: true });
     // the kubelet's lines go to its log and, like a journal, into the boot log
     let pending = '';
@@ -208,15 +215,33 @@ class KubeletService {
     const env = { ...machineEnv(), ...(this.config.kubeletHeartbeatSeconds ? { CAPFLOW_KUBELET_HEARTBEAT_SECONDS: String(this.config.kubeletHeartbeatSeconds) } : {}) };
     const child = spawn('/usr/local/bin/kubelet', [], { cwd: '/', env, stdio: ['ignore', 'pipe', 'pipe'] });
     this.child = child;
+    mkdirSync(dirname(KUBELET_SERVICE.pidFile), { recursive: true });
+    writeFileSync(KUBELET_SERVICE.pidFile, String(child.pid ?? ''));
     child.stdout.on('data', out);
     child.stderr.on('data', out);
     this.log(`systemd: kubelet.service started (pid ${child.pid})`);
     child.once('exit', (code, signal) => {
       this.child = undefined;
       if (this.stopped) return;
+      const request = this.request();
+      if (request) {
+        this.log(`systemd: kubelet.service ${request === 'stop' ? 'stopped' : 'restarting'} (systemctl)`);
+        this.start();
+        return;
+      }
       this.log(`systemd: kubelet.service exited (${signal ?? `code ${code}`}); restarting in ${this.config.kubeletRestartSeconds} s`);
       this.timer = setTimeout(() => this.start(), this.config.kubeletRestartSeconds * 1000);
     });
+  }
+
+  /** The last `systemctl start|stop|restart kubelet` not yet acted on. */
+  private request(): 'stop' | 'start' | undefined {
+    try {
+      const r = readFileSync(KUBELET_SERVICE.requestFile, 'utf8').trim();
+      return r === 'stop' || r === 'start' ? r : undefined;
+    } catch {
+      return undefined;
+    }
   }
 
   async stop(): Promise<void> {

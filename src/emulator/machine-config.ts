@@ -41,6 +41,15 @@ export const MACHINE_LOGS = {
   standInCalls: '/var/log/capflow/stand-in-calls.jsonl',
 } as const;
 
+/**
+ * systemd's hold on the kubelet service, inside the machine's own /run: the service's pid, and the
+ * last `systemctl start|stop|restart kubelet` (the systemctl stand-in writes it, the agent obeys).
+ */
+export const KUBELET_SERVICE = {
+  pidFile: '/run/capflow/kubelet.pid',
+  requestFile: '/run/capflow/kubelet.request',
+} as const;
+
 export function layerDirName(path: string): string {
   return path.replace(/^\//, '').replace(/\//g, '-');
 }

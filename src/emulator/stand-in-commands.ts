@@ -5,6 +5,9 @@
  * records its call as one JSON line in the record file and succeeds. `systemctl is-active` and
  * `is-enabled` answer `active`/`enabled` for the image's units (kubelet, containerd) and
  * `inactive`/`disabled` (exit 3/1) for any other; crictl, ctr and the rest print nothing.
+ * `systemctl stop kubelet` stops the machine's kubelet stand-in (and with it its pods, as kubeadm
+ * reset's container removal would) and holds it down until `systemctl start|restart kubelet`
+ * (the machine agent reads the request; see KUBELET_SERVICE in machine-config.ts).
  *
  * The kernel's and swap's stand-ins keep a little state of their own, per machine (a JSON-lines file
  * of changes next to the record file, in the machine's own /var), so that host preparation can check,
@@ -29,6 +32,7 @@
 import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { InternalError } from '../core/errors.js';
+import { KUBELET_SERVICE } from './machine-config.js';
 
 export const STAND_IN_COMMANDS = [
   'systemctl', 'crictl', 'ctr', 'apt-get', 'apt', 'yum', 'dnf', 'modprobe', 'lsmod', 'sysctl', 'swapoff',
@@ -49,6 +53,8 @@ export interface StandInOptions {
   etcDir?: string;
   /** Where modules, swaps and sys are read: default /proc (tests give a temp dir). */
   procDir?: string;
+  /** The kubelet service's pid and request files (default KUBELET_SERVICE; tests give a temp dir). */
+  kubeletService?: { pidFile: string; requestFile: string };
 }
 
 /** Hidden, so that it is no command of its own on the PATH. */
@@ -297,6 +303,35 @@ function swapon() {
   }
 }
 
+// systemctl stop kubelet acts on the agent's kubelet service: held down until a start or restart,
+// the running kubelet gets SIGTERM and is waited for, as systemctl stop waits. The stand-in's pods
+// are its own processes and stop with it: what kubeadm reset's removal of the containers does after
+// its stop. start and restart only lift a stop: a real restart leaves the containers running, so
+// the stand-in (which reads its files afresh as they change) is not restarted.
+function kubeletService(verb) {
+  const { mkdirSync, writeFileSync } = require('node:fs');
+  const { dirname } = require('node:path');
+  mkdirSync(dirname(SETTINGS.kubelet.requestFile), { recursive: true });
+  writeFileSync(SETTINGS.kubelet.requestFile, verb === 'stop' ? 'stop' : 'start');
+  if (verb !== 'stop') return;
+  const pid = Number(readText(SETTINGS.kubelet.pidFile));
+  if (!(pid > 1)) return;
+  try {
+    process.kill(pid, 'SIGTERM');
+  } catch {
+    return;
+  }
+  const nap = new Int32Array(new SharedArrayBuffer(4));
+  for (const deadline = Date.now() + 60000; Date.now() < deadline; ) {
+    try {
+      process.kill(pid, 0);
+    } catch {
+      return;
+    }
+    Atomics.wait(nap, 0, 0, 100);
+  }
+}
+
 if (command === 'systemctl') {
   const [verb, ...units] = args.filter((a) => !a.startsWith('-'));
   const answers = { 'is-active': ['active', 'inactive', 3], 'is-enabled': ['enabled', 'disabled', 1] }[verb];
@@ -305,6 +340,8 @@ if (command === 'systemctl') {
     const installed = units.map((u) => IMAGE_UNITS.has(u.replace(/\.service$/, '')));
     if (!quiet) out(installed.map((yes) => (yes ? answers[0] : answers[1]) + '\n').join(''));
     if (installed.some((yes) => !yes)) process.exitCode = answers[2];
+  } else if (['start', 'stop', 'restart', 'try-restart', 'reload-or-restart'].includes(verb) && units.some((u) => u.replace(/\.service$/, '') === 'kubelet')) {
+    kubeletService(verb);
   }
 } else if (command === 'modprobe') modprobe();
 else if (command === 'lsmod') lsmod();
@@ -318,7 +355,7 @@ export function writeStandInCommands(binDir: string, recordFile: string, opts: S
   mkdirSync(dirname(recordFile), { recursive: true });
   const stateFile = opts.stateFile ?? standInStateFile(recordFile);
   mkdirSync(dirname(stateFile), { recursive: true });
-  const settings = { stateFile, etcDir: opts.etcDir ?? '/etc', procDir: opts.procDir ?? '/proc' };
+  const settings = { stateFile, etcDir: opts.etcDir ?? '/etc', procDir: opts.procDir ?? '/proc', kubelet: opts.kubeletService ?? KUBELET_SERVICE };
   const recorder = join(binDir, RECORDER);
   writeFileSync(recorder, RECORDER_SOURCE.replace('/*SETTINGS*/', JSON.stringify(settings)));
   for (const command of STAND_IN_COMMANDS) {

@@ -179,7 +179,8 @@ export class SshHost implements HostShell {
           // Whole lines into the step's log as they come: long commands (kubeadm, package installs) show progress.
           const parts = (lines[which] + text).split('\n');
           lines[which] = parts.pop()!;
-          for (const line of parts) if (line.trim()) this.o.log.debug(`${this.target.name}| ${redactAll(line, opts.secrets)}`, { host: this.target.name, stream: which });
+          // A change's output (kubeadm's phases, a package install) is the step's progress: info; a query's is debug.
+          for (const line of parts) if (line.trim()) this.o.log[opts.mutating ? 'info' : 'debug'](`${this.target.name}| ${redactAll(line, opts.secrets)}`, { host: this.target.name, stream: which });
         };
         stream.on('data', take('stdout'));
         stream.stderr.on('data', take('stderr'));

@@ -13,47 +13,9 @@ import { MACHINE_PATH } from '../../src/emulator/machine-config.js';
 import { startByohLab, type ByohLab, type LabHost } from '../support/byoh-lab.js';
 import { until } from '../support/machines.js';
 import { testbedVersions } from '../support/tools.js';
+import { kubeVipManifest } from '../../src/hosts/kube-vip.js';
 
 const TCP_PROBE = "const s = require('net').connect(Number(process.argv[2]), process.argv[1]); s.setEncoding('utf8'); let d = ''; s.on('data', (c) => (d += c)); s.on('end', () => { process.stdout.write(d); process.exit(0); }); s.on('connect', () => { if (!process.argv[3]) process.exit(0); }); s.on('error', (e) => { console.error(e.code); process.exit(1); }); setTimeout(() => { console.error('timeout'); process.exit(2); }, 1500);";
-
-/** kube-vip's static pod as `kube-vip manifest pod --arp --controlplane --address <vip> --interface eth0` writes it (leader election off: the first control plane during kubeadm init). */
-function kubeVipManifest(vip: string): unknown {
-  const env: Record<string, string> = {
-    vip_arp: 'true',
-    port: '6443',
-    vip_interface: 'eth0',
-    vip_cidr: '32',
-    dns_mode: 'first',
-    cp_enable: 'true',
-    cp_namespace: 'kube-system',
-    vip_leaderelection: 'false',
-    address: vip,
-    prometheus_server: ':2112',
-  };
-  return {
-    apiVersion: 'v1',
-    kind: 'Pod',
-    metadata: { creationTimestamp: null, name: 'kube-vip', namespace: 'kube-system' },
-    spec: {
-      containers: [
-        {
-          args: ['manager'],
-          env: [...Object.entries(env).map(([name, value]) => ({ name, value })), { name: 'vip_nodename', valueFrom: { fieldRef: { fieldPath: 'spec.nodeName' } } }],
-          image: 'ghcr.io/kube-vip/kube-vip:v0.8.9',
-          imagePullPolicy: 'IfNotPresent',
-          name: 'kube-vip',
-          resources: {},
-          securityContext: { capabilities: { add: ['NET_ADMIN', 'NET_RAW'] } },
-          volumeMounts: [{ mountPath: '/etc/kubernetes/admin.conf', name: 'kubeconfig' }],
-        },
-      ],
-      hostAliases: [{ hostnames: ['kubernetes'], ip: '127.0.0.1' }],
-      hostNetwork: true,
-      volumes: [{ hostPath: { path: '/etc/kubernetes/super-admin.conf' }, name: 'kubeconfig' }],
-    },
-    status: {},
-  };
-}
 
 describe('BYOH lab: booting machines with a real sshd and kubeadm, reached by OpenSSH from the lab network (stand-ins: kubelet, kube-vip, modprobe/lsmod, sysctl, swapoff/swapon)', function () {
   this.timeout(90_000);
@@ -160,7 +122,8 @@ describe('BYOH lab: booting machines with a real sshd and kubeadm, reached by Op
   it('kube-vip stand-in: kube-vip\'s static pod manifest (ARP, control plane, no leader election) puts the VIP on eth0, where the lab reaches the host, and takes it off when removed', async () => {
     // the kubelet stand-in runs static pods once it has a configuration; no API server is needed for them
     const config = toYaml({ apiVersion: 'kubelet.config.k8s.io/v1beta1', kind: 'KubeletConfiguration', staticPodPath: '/etc/kubernetes/manifests' });
-    const manifest = toYaml(kubeVipManifest(lab.vip));
+    // the manifest capflow writes on a control plane host (src/hosts/kube-vip.ts)
+    const manifest = kubeVipManifest({ address: lab.vip, interface: 'eth0', kubeconfigPath: '/etc/kubernetes/super-admin.conf' });
     const w = await h0.run('mkdir -p /var/lib/kubelet /etc/kubernetes/manifests && cat > /var/lib/kubelet/config.yaml && touch /var/lib/kubelet/kubeadm-flags.env', { input: config });
     expect(w.code, w.stderr).to.equal(0);
     expect((await h0.run('cat > /etc/kubernetes/manifests/kube-vip.yaml', { input: manifest })).code).to.equal(0);

@@ -7,18 +7,18 @@
  * cluster is built up test by test (the order matters).
  */
 import { expect } from 'chai';
-import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { stringify } from 'yaml';
 import { LocalSecretStore } from '../../src/core/secrets.js';
 import { listClaims, releaseHost } from '../../src/hosts/claims.js';
-import { CAPFLOW_BIN } from '../support/cli.js';
+import { CAPFLOW_BIN, spawnCapflow } from '../support/cli.js';
 import { startByohLab, type ByohLab } from '../support/byoh-lab.js';
+import { BYOH_CLUSTER, BYOH_SSH_SECRET, writeByohCluster, type ByohClusterOptions } from '../support/byoh-cluster.js';
 import { testbedVersions } from '../support/tools.js';
 
-const CLUSTER = 'byoh-test';
-const SSH_SECRET = 'byoh-test-ssh';
+const CLUSTER = BYOH_CLUSTER;
+const SSH_SECRET = BYOH_SSH_SECRET;
 
 interface StepRun {
   code: number;
@@ -35,33 +35,7 @@ describe('BYOH: kubeadm over SSH on the test bed\'s booting machines (sshd and t
   let store: LocalSecretStore;
   const version = () => testbedVersions().KUBERNETES_VERSION!;
 
-  /** The cluster folder, written from the lab: its hosts, their pinned keys, the VIP. */
-  function writeCluster(dir: string, o: { workers?: number; hostKeys?: Record<string, string>; name?: string; hosts?: string[] } = {}): string {
-    const name = o.name ?? CLUSTER;
-    const folder = path.join(repo, 'clusters', dir);
-    mkdirSync(folder, { recursive: true });
-    // SystemVerification: kubeadm's kernel check does not know every kernel (the hosts share the test
-    // machine's). Port-10250: the kubelet stand-in keeps serving after `kubeadm reset`, whose
-    // `systemctl stop kubelet` the recording systemctl stand-in does not act on (a real kubelet stops).
-    const nodeRegistration = { ignorePreflightErrors: ['SystemVerification', 'Port-10250'] };
-    const cni = { path: '/etc/cni/net.d/10-bridge.conflist', owner: 'root:root', permissions: '0644', content: '{"cniVersion": "1.0.0", "name": "bridge", "plugins": [{"type": "bridge", "bridge": "cni0", "ipam": {"type": "host-local", "subnet": "192.168.0.0/16"}}]}\n' };
-    const docs = [
-      { apiVersion: 'cluster.x-k8s.io/v1beta1', kind: 'Cluster', metadata: { name }, spec: { clusterNetwork: { pods: { cidrBlocks: ['192.168.0.0/16'] } }, infrastructureRef: { apiVersion: 'infrastructure.cluster.x-k8s.io/v1beta1', kind: 'ByoCluster', name }, controlPlaneRef: { apiVersion: 'controlplane.cluster.x-k8s.io/v1beta1', kind: 'KubeadmControlPlane', name: `${name}-cp` } } },
-      { apiVersion: 'infrastructure.cluster.x-k8s.io/v1beta1', kind: 'ByoCluster', metadata: { name }, spec: { controlPlaneEndpoint: { host: lab.vip, port: 6443 } } },
-      { apiVersion: 'controlplane.cluster.x-k8s.io/v1beta1', kind: 'KubeadmControlPlane', metadata: { name: `${name}-cp` }, spec: { replicas: 1, version: version(), machineTemplate: { infrastructureRef: { apiVersion: 'infrastructure.cluster.x-k8s.io/v1beta1', kind: 'ByoMachineTemplate', name: `${name}-cp` } }, kubeadmConfigSpec: { initConfiguration: { nodeRegistration }, joinConfiguration: { nodeRegistration }, files: [cni] } } },
-      { apiVersion: 'infrastructure.cluster.x-k8s.io/v1beta1', kind: 'ByoMachineTemplate', metadata: { name: `${name}-cp` }, spec: { template: { spec: { selector: { matchLabels: { role: 'control-plane' } } } } } },
-      { apiVersion: 'cluster.x-k8s.io/v1beta1', kind: 'MachineDeployment', metadata: { name: `${name}-md-0` }, spec: { clusterName: name, replicas: o.workers ?? 2, selector: { matchLabels: {} }, template: { spec: { clusterName: name, version: version(), bootstrap: { configRef: { apiVersion: 'bootstrap.cluster.x-k8s.io/v1beta1', kind: 'KubeadmConfigTemplate', name: `${name}-workers` } }, infrastructureRef: { apiVersion: 'infrastructure.cluster.x-k8s.io/v1beta1', kind: 'ByoMachineTemplate', name: `${name}-workers` } } } } },
-      { apiVersion: 'infrastructure.cluster.x-k8s.io/v1beta1', kind: 'ByoMachineTemplate', metadata: { name: `${name}-workers` }, spec: { template: { spec: { selector: { matchLabels: { role: 'worker' } } } } } },
-      { apiVersion: 'bootstrap.cluster.x-k8s.io/v1beta1', kind: 'KubeadmConfigTemplate', metadata: { name: `${name}-workers` }, spec: { template: { spec: { joinConfiguration: { nodeRegistration }, files: [cni] } } } },
-    ];
-    writeFileSync(path.join(folder, 'cluster.yaml'), docs.map((d) => stringify(d)).join('---\n'));
-    const hosts = lab.hosts
-      .filter((h) => !o.hosts || o.hosts.includes(h.name))
-      .map((h) => ({ name: h.name, address: h.address, port: h.port, user: h.user, hostKey: o.hostKeys?.[h.name] ?? h.hostKeyPublic, labels: h.labels }));
-    const inventory = { apiVersion: 'capflow.io/v1alpha1', kind: 'ByoHostInventory', metadata: { name: `${name}-hosts` }, spec: { sshKeySecretRef: { name: SSH_SECRET }, apiServerLoadBalancer: { type: 'kube-vip' }, hosts } };
-    writeFileSync(path.join(folder, 'hosts.yaml'), stringify(inventory));
-    return `clusters/${dir}`;
-  }
+  const writeCluster = (dir: string, o: Omit<ByohClusterOptions, 'version'> = {}) => writeByohCluster(repo, dir, lab, { ...o, version: version() });
 
   /** `capflow step` inside the lab's network; its JSON summary line parsed. */
   async function step(id: string, clusterPath: string, extra: string[] = []): Promise<StepRun> {
@@ -137,6 +111,11 @@ describe('BYOH: kubeadm over SSH on the test bed\'s booting machines (sshd and t
     // Prepared: kernel modules and sysctls as kubeadm wants them, on each host.
     for (const h of lab.hosts) expect((await h.run('lsmod')).stdout, h.name).to.include('br_netfilter');
 
+    // `capflow hosts` lists them from the same store.
+    const listed = await spawnCapflow(['hosts', CLUSTER, '--json'], { env: env() }).done;
+    expect(listed.code, listed.stderr).to.equal(0);
+    expect((JSON.parse(listed.stdout) as Array<{ host: string; state: string }>).map((c) => `${c.host} ${c.state}`).sort()).to.deep.equal(['cp-0 claimed', 'worker-0 claimed', 'worker-1 claimed']);
+
     // A second cluster wanting the same hosts is refused, claiming nothing.
     const other = writeCluster('other', { name: 'byoh-other', workers: 1 });
     const o = await step('prepare-hosts', other);
@@ -187,6 +166,21 @@ describe('BYOH: kubeadm over SSH on the test bed\'s booting machines (sshd and t
     const queries = /^(lsmod|swapon --show.*|sysctl -n .*|systemctl (is-active|is-enabled|cat) .*|containerd --version)$/;
     const changes = lab.hosts.flatMap((h, i) => h.standInCalls().slice(before[i]).map((c) => `${h.name}: ${[c.command, ...c.args].join(' ')}`).filter((c) => !queries.test(c.replace(/^[^:]+: /, ''))));
     expect(changes).to.deep.equal([]);
+  });
+
+  it('a host removed from the inventory is drained, reset and released once the others are in', async () => {
+    writeCluster('lab', { workers: 1, hosts: ['cp-0', 'worker-0'] });
+    const prepare = await step('prepare-hosts', 'clusters/lab');
+    expect(prepare.code, why(prepare)).to.equal(0);
+    expect((await listClaims(store, CLUSTER)).find((c) => c.host === 'worker-1')?.state).to.equal('releasing');
+    const join = await step('join-workers', 'clusters/lab', ['-p', 'poll-interval=1s']);
+    expect(join.code, why(join)).to.equal(0);
+    expect(join.summary.outputs).to.deep.include({ ready: '2/2' });
+    expect(join.summary.released).to.equal(1);
+    expect(await nodeState('worker-1')).to.equal('clean');
+    expect((await listClaims(store, CLUSTER)).map((c) => c.host).sort()).to.deep.equal(['cp-0', 'worker-0']);
+    const nodes = await lab.hosts[0]!.run('kubectl --kubeconfig /etc/kubernetes/admin.conf get nodes -o name');
+    expect(nodes.stdout.trim().split('\n').sort()).to.deep.equal(['node/cp-0', 'node/worker-0']);
   });
 
   it('cluster-delete drains, resets and releases every host; a second delete makes no SSH connection', async () => {

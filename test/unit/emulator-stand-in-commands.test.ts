@@ -3,8 +3,8 @@
 // check, change, and see its change on a rerun. Runs the generated scripts for real (sh and node).
 
 import { expect } from 'chai';
-import { spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { readStandInCalls, standInStateFile, writeStandInCommands } from '../../src/emulator/stand-in-commands.js';
@@ -21,7 +21,8 @@ describe('emulator/stand-in-commands: stateful modprobe/lsmod, sysctl and swapof
     mkdirSync(dirname(path), { recursive: true });
     writeFileSync(path, text);
   };
-  const install = (machine: string): void => writeStandInCommands(join(dir, machine, 'bin'), join(dir, machine, 'log', 'calls.jsonl'), { etcDir: etc, procDir: proc });
+  const kubeletService = () => ({ pidFile: join(dir, 'run', 'kubelet.pid'), requestFile: join(dir, 'run', 'kubelet.request') });
+  const install = (machine: string): void => writeStandInCommands(join(dir, machine, 'bin'), join(dir, machine, 'log', 'calls.jsonl'), { etcDir: etc, procDir: proc, kubeletService: kubeletService() });
 
   beforeEach(() => {
     dir = mkdtempSync(join(tmpdir(), 'capflow-stand-in-state-'));
@@ -39,6 +40,27 @@ describe('emulator/stand-in-commands: stateful modprobe/lsmod, sysctl and swapof
     const r = spawnSync(join(binDir, command), args, { encoding: 'utf8' });
     return { status: r.status, stdout: r.stdout, stderr: r.stderr };
   };
+
+  it('systemctl stop kubelet stops the kubelet (SIGTERM, waited for) and holds it down; restart only lifts the hold', async () => {
+    const { pidFile, requestFile } = kubeletService();
+    // a stand-in for the kubelet stand-in: a process that exits on SIGTERM
+    const kubelet = spawn(process.execPath, ['-e', 'setInterval(() => {}, 1000)'], { stdio: 'ignore' });
+    const exited = new Promise<string | null>((resolve) => kubelet.once('exit', (_code, signal) => resolve(signal)));
+    put(pidFile, String(kubelet.pid));
+    expect(call('systemctl', ['restart', 'kubelet']).status).to.equal(0);
+    expect(readFileSync(requestFile, 'utf8')).to.equal('start');
+    expect(kubelet.exitCode, 'restart leaves a running kubelet alone').to.equal(null);
+    // asynchronously: this process is the kubelet's parent and must reap it for the wait to end
+    const stop = spawn(join(bin, 'systemctl'), ['stop', 'kubelet.service'], { stdio: 'ignore' });
+    const stopped = new Promise<number | null>((resolve) => stop.once('exit', (code) => resolve(code)));
+    expect(await exited).to.equal('SIGTERM');
+    expect(await stopped).to.equal(0);
+    expect(readFileSync(requestFile, 'utf8')).to.equal('stop');
+    expect(call('systemctl', ['start', 'kubelet']).status).to.equal(0);
+    expect(readFileSync(requestFile, 'utf8')).to.equal('start');
+    expect(call('systemctl', ['stop', 'containerd']).status, 'other units: recorded only').to.equal(0);
+    expect(readFileSync(requestFile, 'utf8')).to.equal('start');
+  });
 
   it('the state file sits next to the record file by default', () => {
     expect(standInStateFile('/var/log/capflow/stand-in-calls.jsonl')).to.equal('/var/log/capflow/stand-in-state.jsonl');
