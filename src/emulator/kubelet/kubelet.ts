@@ -25,6 +25,7 @@ import type { KubeletLog } from './kubelet-log.js';
 import { type ContainerLogAnswer, type ContainerLogRequest, KubeletServer } from './kubelet-server.js';
 import { NodeApi, type NodeApiPaths } from './node-api.js';
 import { StaticPodRunner, type StaticPodStatus, staticPodLogFile } from './static-pods.js';
+import { KUBELET_SERVICE } from '../machine-config.js';
 
 export const DEFAULT_KUBELET_VERSION = 'v1.34.4';
 const DEFAULT_HEALTHZ = { address: '127.0.0.1', port: 10248 };
@@ -88,8 +89,8 @@ export interface RunningKubelet {
   /** Known once the flags are read. */
   nodeName(): string | undefined;
   staticPods(): StaticPodStatus[];
-  /** Stops the API side and every static pod process. Safe to call twice. */
-  stop(): Promise<void>;
+  /** Stops the API side and every static pod process (with their grace periods, or `podGraceSeconds`). Safe to call twice. */
+  stop(podGraceSeconds?: number): Promise<void>;
 }
 
 /** The root-relative default paths, with overrides. */
@@ -107,6 +108,17 @@ export function kubeletPaths(root = '/', overrides: Partial<KubeletPaths> = {}):
     podLogDir: at('/var/log/pods'),
     ...overrides,
   };
+}
+
+const STOP_REQUEST_GRACE_SECONDS = 1;
+
+/** Whether the machine's systemctl stand-in asked the kubelet service to stop (machine-config.ts). */
+function stopRequested(): boolean {
+  try {
+    return readFileSync(KUBELET_SERVICE.requestFile, 'utf8').trim() === 'stop';
+  } catch {
+    return false;
+  }
 }
 
 /**
@@ -133,7 +145,9 @@ export async function main(argv: string[], overrides: Partial<KubeletOptions> = 
     process.on('SIGTERM', onSignal);
     process.on('SIGINT', onSignal);
   });
-  await kubelet.stop();
+  // Stopped by `systemctl stop kubelet` (kubeadm reset, which then removes the containers at once):
+  // the pods go with a short grace, not each its own; any other stop keeps their grace periods.
+  await kubelet.stop(stopRequested() ? STOP_REQUEST_GRACE_SECONDS : undefined);
   return 0;
 }
 
@@ -262,13 +276,13 @@ export async function runKubelet(opts: KubeletOptions = {}): Promise<RunningKube
     serverUrl: () => server?.url(),
     nodeName: () => nodeName,
     staticPods: () => runner?.status() ?? [],
-    stop: async () => {
+    stop: async (podGraceSeconds?: number) => {
       if (stopped) return;
       stopped = true;
       log('Stopping kubelet stand-in');
       await startup;
       await nodeApi?.stop();
-      await runner?.stop();
+      await runner?.stop(podGraceSeconds);
       await server?.close();
       await healthz.close();
     },

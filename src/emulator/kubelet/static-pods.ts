@@ -166,12 +166,12 @@ export class StaticPodRunner {
       .sort((a, b) => `${a.namespace}/${a.name}`.localeCompare(`${b.namespace}/${b.name}`));
   }
 
-  /** Stops polling and every pod's process (each with its grace period). */
-  async stop(): Promise<void> {
+  /** Stops polling and every pod's process (each with its grace period, or `graceSeconds` when given). */
+  async stop(graceSeconds?: number): Promise<void> {
     this.stopped = true;
     clearTimeout(this.timer);
     await this.syncing;
-    await Promise.all([...this.pods.values()].map((p) => p.stop()));
+    await Promise.all([...this.pods.values()].map((p) => p.stop(graceSeconds)));
     this.pods.clear();
   }
 
@@ -327,11 +327,11 @@ class StaticPod {
   }
 
   /** SIGTERM to the process group, SIGKILL after the pod's grace period; resolves once it exited. */
-  async stop(): Promise<void> {
+  async stop(graceSeconds = this.graceSeconds): Promise<void> {
     this.stopping = true;
     clearTimeout(this.restartTimer);
     this.prober?.stop();
-    if (this.child) this.kill(this.graceSeconds);
+    if (this.child) this.kill(graceSeconds);
     await this.exited;
   }
 
