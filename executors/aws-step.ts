@@ -6,7 +6,8 @@
  */
 import path from 'node:path';
 import type { StepContext } from '../src/core/executor.js';
-import { InputError, isCapflowError } from '../src/core/errors.js';
+import { setTimeout as delay } from 'node:timers/promises';
+import { InputError, TransientError, isCapflowError } from '../src/core/errors.js';
 import type { StepOptions } from '../src/core/executor.js';
 import { loadClusterSpec, type AWSCluster, type ClusterModel, type KubeadmControlPlane, type LoadOptions } from '../src/spec/index.js';
 import { readStepStatus } from '../src/core/status.js';
@@ -134,4 +135,34 @@ export interface EksControlPlaneStatus {
   /** OIDC issuer URL, when IRSA is on. */
   oidcIssuer?: string;
   oidcProviderArn?: string;
+}
+
+/**
+ * Polls `check` until the API server answers ready, saying so every 15 s; API_SERVER_NOT_READY
+ * (exit 75: a rerun keeps waiting) with `hint` after `timeoutMs`. kubeadm-init's wait, on EC2
+ * machines and on bring-your-own hosts.
+ */
+export async function waitForApiServer(
+  ctx: StepContext,
+  server: string,
+  check: () => Promise<{ ready: boolean; detail: string }>,
+  answer: { ready: boolean; detail: string },
+  o: { pollMs: number; timeoutMs: number; hint: string },
+): Promise<{ ready: boolean; detail: string }> {
+  const started = Date.now();
+  let lastSaid = 0;
+  while (!answer.ready) {
+    const waited = Date.now() - started;
+    if (waited > o.timeoutMs) {
+      throw new TransientError('API_SERVER_NOT_READY', `the API server at ${server} did not answer /readyz within ${Math.round(o.timeoutMs / 1000)}s (last: ${answer.detail})`, { hint: o.hint });
+    }
+    if (Date.now() - lastSaid >= 15_000) {
+      ctx.log.info(`Waiting for the API server ${Math.round(waited / 1000)}s`, { endpoint: server, last: answer.detail });
+      lastSaid = Date.now();
+    }
+    await delay(o.pollMs, undefined, { signal: ctx.signal });
+    answer = await check();
+  }
+  ctx.log.info('API server ready', { endpoint: server, after: `${Math.round((Date.now() - started) / 1000)}s` });
+  return answer;
 }

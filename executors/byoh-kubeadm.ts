@@ -23,6 +23,7 @@ import { listClaims } from '../src/hosts/claims.js';
 import { HostConnections, inventoryOf } from '../src/hosts/inventory.js';
 import { hostKubeState, runBootstrap } from '../src/hosts/kubeadm.js';
 import { KUBE_VIP_IMAGE, kubeVipKubeconfigPath, kubeVipManifest } from '../src/hosts/kube-vip.js';
+import { waitForApiServer } from './aws-step.js';
 import { byohSshOptions, requirePreparedHosts, retireClaims, type ByohClusterModel, type PreparedHostsStatus } from './byoh-step.js';
 
 const KUBE_VIP_MANIFEST = '/etc/kubernetes/manifests/kube-vip.yaml';
@@ -82,7 +83,7 @@ export async function byohInit(ctx: StepContext, model: ByohClusterModel, o: { p
         ctx.log.info(`kubeadm init on ${first.host}`, { host: first.host, endpoint: session.server });
         await runBootstrap(shell, config, { what: 'kubeadm init', log: ctx.log, extraFiles: vip });
       }
-      answer = await waitReady(ctx, session.server, check, answer, o);
+      answer = await waitForApiServer(ctx, session.server, check, answer, { ...o, hint: 'look at the control plane host: journalctl -u kubelet, crictl ps; run again to keep waiting' });
     }
     if (ctx.options.dryRun) ctx.log.info(`Plan:\n${plan.format()}`);
     else await writeStepStatus(ctx.secrets, model.name, 'kubeadm-init', { revision: ctx.options.revision, server: session.server, kubeconfigSecret, host: first.host });
@@ -90,24 +91,6 @@ export async function byohInit(ctx: StepContext, model: ByohClusterModel, o: { p
   } finally {
     await connections.closeAll();
   }
-}
-
-async function waitReady(ctx: StepContext, server: string, check: () => Promise<{ ready: boolean; detail: string }>, answer: { ready: boolean; detail: string }, o: { pollMs: number; timeoutMs: number }) {
-  const started = Date.now();
-  let lastSaid = 0;
-  while (!answer.ready) {
-    if (Date.now() - started > o.timeoutMs) {
-      throw new TransientError('API_SERVER_NOT_READY', `the API server at ${server} did not answer /readyz within ${Math.round(o.timeoutMs / 1000)}s (last: ${answer.detail})`, { hint: 'look at the control plane host: journalctl -u kubelet, crictl ps; run again to keep waiting' });
-    }
-    if (Date.now() - lastSaid >= 15_000) {
-      ctx.log.info(`Waiting for the API server ${Math.round((Date.now() - started) / 1000)}s`, { endpoint: server, last: answer.detail });
-      lastSaid = Date.now();
-    }
-    await delay(o.pollMs, undefined, { signal: ctx.signal });
-    answer = await check();
-  }
-  ctx.log.info('API server ready', { endpoint: server, after: `${Math.round((Date.now() - started) / 1000)}s` });
-  return answer;
 }
 
 /** kubeadm-init --delete of a BYOH cluster: its join token, kubeconfig and status (the hosts are prepare-hosts'). */

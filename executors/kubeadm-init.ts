@@ -9,10 +9,9 @@
  * Outputs the kubeconfig Secret's name, never its content.
  */
 import path from 'node:path';
-import { setTimeout as delay } from 'node:timers/promises';
 import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import type { Executor } from '../src/core/executor.js';
-import { InputError, TransientError } from '../src/core/errors.js';
+import { InputError } from '../src/core/errors.js';
 import { removeStepStatus, writeStepStatus } from '../src/core/status.js';
 import { deleteBootstrapPayloads } from '../src/aws/bootstrap-payloads.js';
 import { describeMachines, registerTargets, registeredTargets } from '../src/aws/instances.js';
@@ -24,7 +23,7 @@ import { BootstrapSession } from '../src/bootstrap/session.js';
 import { loadClusterSpec } from '../src/spec/index.js';
 import { byohInit, byohInitDelete } from './byoh-kubeadm.js';
 import { SSH_PARAMS, isByohCluster, loadByohForDelete } from './byoh-step.js';
-import { DELETE_TARGET_PARAMS, DURATION_PATTERN, POLL_INTERVAL_PARAM, bootstrapScope, loadAwsClusterForDelete, parseDuration, requireKubeadmAwsCluster, requireNetwork, specLoadOptions } from './aws-step.js';
+import { DELETE_TARGET_PARAMS, DURATION_PATTERN, POLL_INTERVAL_PARAM, bootstrapScope, loadAwsClusterForDelete, parseDuration, waitForApiServer, requireKubeadmAwsCluster, requireNetwork, specLoadOptions } from './aws-step.js';
 
 export const STEP_ID = 'kubeadm-init';
 /** The init machine's payload secret: it holds the cluster's keys, and goes once the API answers. */
@@ -128,23 +127,11 @@ export const kubeadmInit: Executor = {
         ctx.log.info(`Plan:\n${scope.plan.format()}`);
         return { outputs, summary: { plan: scope.plan.counts() } };
       }
-      const started = Date.now();
-      let lastSaid = 0;
-      while (!answer.ready) {
-        const waited = Date.now() - started;
-        if (waited > timeoutMs) {
-          throw new TransientError('API_SERVER_NOT_READY', `the API server at ${session.server} did not answer /readyz within ${Math.round(timeoutMs / 1000)}s (last: ${answer.detail})`, {
-            hint: 'look at the first control plane machine\'s boot log (cloud-init output: the payload fetch, then kubeadm init); run again to keep waiting',
-          });
-        }
-        if (Date.now() - lastSaid >= 15_000) {
-          ctx.log.info(`Waiting for the API server ${Math.round(waited / 1000)}s`, { endpoint: session.server, last: answer.detail });
-          lastSaid = Date.now();
-        }
-        await delay(pollMs, undefined, { signal: ctx.signal });
-        answer = await check();
-      }
-      ctx.log.info('API server ready', { endpoint: session.server, after: `${Math.round((Date.now() - started) / 1000)}s` });
+      answer = await waitForApiServer(ctx, session.server, check, answer, {
+        pollMs,
+        timeoutMs,
+        hint: 'look at the first control plane machine\'s boot log (cloud-init output: the payload fetch, then kubeadm init); run again to keep waiting',
+      });
     }
     // The init payload holds the cluster's keys: gone once kubeadm init is done (also after a crash here).
     await deleteBootstrapPayloads(scope, secretsManager, [INIT_PAYLOAD]);
