@@ -135,6 +135,8 @@ export interface EksControlPlaneStatus {
   /** OIDC issuer URL, when IRSA is on. */
   oidcIssuer?: string;
   oidcProviderArn?: string;
+  /** The IAM ARNs capflow mapped in the cluster's aws-auth ConfigMap (so a spec that drops them all still takes them back). */
+  awsAuthManaged?: string[];
 }
 
 /**

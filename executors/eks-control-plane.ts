@@ -3,7 +3,8 @@
  * AWSManagedControlPlane: the IAM roles (the control plane's and the nodes',
  * unless the spec names its own), the cluster in provision-vpc's subnets
  * (version, endpoint access, logging, secrets encryption, access mode), the
- * IAM OIDC provider for IRSA, access entries, and the EKS addons; then the
+ * IAM OIDC provider for IRSA, access entries or the aws-auth ConfigMap (the
+ * spec's mappings and the roles of self-managed node pools), and the EKS addons; then the
  * kubeconfig Secrets `<cluster>-kubeconfig` (a short-lived token) and
  * `<cluster>-user-kubeconfig` (exec). An upgrade moves the control plane one
  * minor version, then its addons; the node groups follow in eks-node-groups.
@@ -11,14 +12,19 @@
  * provider and the roles capflow made, and the kubeconfig Secrets.
  */
 import type { LogType } from '@aws-sdk/client-eks';
+import { CoreV1Api } from '@kubernetes/client-node';
+import { TransientError } from '../src/core/errors.js';
 import type { Executor, StepContext } from '../src/core/executor.js';
 import { readStepStatus, removeStepStatus, writeStepStatus } from '../src/core/status.js';
 import { reconcileAccessEntries, type DesiredAccessEntry } from '../src/aws/eks-access.js';
 import { reconcileAddons, type DesiredAddon } from '../src/aws/eks-addons.js';
+import { isEmpty, nodeRoleMapping, reconcileAwsAuth, type DesiredAwsAuth } from '../src/aws/eks-aws-auth.js';
 import { deleteEksCluster, reconcileEksCluster, VersionSkewError, type AuthenticationMode, type DesiredEksCluster } from '../src/aws/eks-cluster.js';
-import { writeEksKubeconfigs } from '../src/aws/eks-kubeconfig.js';
+import { tokenKubeconfig, writeEksKubeconfigs } from '../src/aws/eks-kubeconfig.js';
+import { makeEksToken } from '../src/aws/eks-token.js';
+import { kubeConfigFrom } from '../src/bootstrap/workload.js';
 import { eksMinor, type EksScope } from '../src/aws/eks-scope.js';
-import { CONTROL_PLANE_POLICIES, NODE_POLICIES, deleteOwnedRoles, reconcileRole, roleName, useGivenRole, type RoleResult } from '../src/aws/iam-roles.js';
+import { CONTROL_PLANE_POLICIES, EKS_NODE_INSTANCE_PROFILE, NODE_POLICIES, deleteOwnedRoles, instanceProfileRoleArn, reconcileRole, roleName, useGivenRole, type RoleResult } from '../src/aws/iam-roles.js';
 import { deleteOidcProvider, reconcileOidcProvider } from '../src/aws/oidc-provider.js';
 import { clusterSecretName } from '../src/bootstrap/pki.js';
 import { FieldProblems } from '../src/spec/index.js';
@@ -46,6 +52,10 @@ interface Spec {
   accessConfig?: { authenticationMode?: string; bootstrapClusterCreatorAdminPermissions?: boolean };
   accessEntries?: Array<{ principalARN: string; type?: string; username?: string; kubernetesGroups?: string[]; accessPolicies?: Array<{ policyARN: string; accessScope?: { type?: string; namespaces?: string[] } }> }>;
   addons?: Array<{ name: string; version: string; configuration?: string; conflictResolution?: string; serviceAccountRoleARN?: string }>;
+  iamAuthenticatorConfig?: {
+    mapRoles?: Array<{ rolearn: string; username: string; groups?: string[] }>;
+    mapUsers?: Array<{ userarn: string; username: string; groups?: string[] }>;
+  };
   associateOIDCProvider?: boolean;
   bootstrapSelfManagedAddons?: boolean;
   upgradePolicy?: string;
@@ -126,6 +136,59 @@ function desiredAccessEntries(spec: Spec): DesiredAccessEntry[] {
   }));
 }
 
+/**
+ * The roles the instances of self-managed pools (MachinePools on AWSMachinePools) take, from their
+ * instance profiles: EKS lets them join only when aws-auth or an access entry maps them.
+ */
+async function selfManagedNodeRoles(scope: EksScope, model: EksClusterModel, problems: FieldProblems): Promise<string[]> {
+  const arns: string[] = [];
+  const byProfile = new Map<string, string | undefined>();
+  for (const { infrastructure } of model.machinePools) {
+    if (infrastructure.kind !== 'AWSMachinePool') continue;
+    const given = (infrastructure.spec as { awsLaunchTemplate?: { iamInstanceProfile?: string } }).awsLaunchTemplate?.iamInstanceProfile;
+    const profile = given || EKS_NODE_INSTANCE_PROFILE;
+    if (!byProfile.has(profile)) byProfile.set(profile, await instanceProfileRoleArn(scope, profile));
+    const arn = byProfile.get(profile);
+    if (!arn) {
+      problems.add(
+        { kind: infrastructure.kind, name: infrastructure.metadata.name },
+        given ? ['spec', 'awsLaunchTemplate', 'iamInstanceProfile'] : ['spec', 'awsLaunchTemplate'],
+        'not-found',
+        `instance profile ${profile} does not exist or holds no role: the pool's nodes could not join`,
+        given ? 'create it with a role trusted by ec2.amazonaws.com, or name one that exists' : `create ${profile} (clusterawsadm makes the AWS provider's default), or set awsLaunchTemplate.iamInstanceProfile`,
+      );
+    } else if (!arns.includes(arn)) arns.push(arn);
+  }
+  return arns;
+}
+
+/** What aws-auth should hold: the spec's mappings, and in CONFIG_MAP mode the self-managed nodes' roles. */
+function desiredAwsAuth(spec: Spec, mode: string, nodeRoles: readonly string[]): DesiredAwsAuth {
+  const config = spec.iamAuthenticatorConfig ?? {};
+  const mapRoles = (config.mapRoles ?? []).map((r) => ({ rolearn: r.rolearn, username: r.username, groups: r.groups ?? [] }));
+  if (mode === 'CONFIG_MAP') {
+    for (const arn of nodeRoles) if (!mapRoles.some((r) => r.rolearn === arn)) mapRoles.push(nodeRoleMapping(arn));
+  }
+  return { mapRoles, mapUsers: (config.mapUsers ?? []).map((u) => ({ userarn: u.userarn, username: u.username, groups: u.groups ?? [] })) };
+}
+
+/** Writes aws-auth through the cluster's API, as the identity that runs this step. */
+async function applyAwsAuth(scope: EksScope, cluster: { endpoint: string; caData: string; endpointPublic: boolean }, desired: DesiredAwsAuth): Promise<string[]> {
+  const { token } = await makeEksToken({ clusterName: scope.eksClusterName, region: scope.region, credentials: () => scope.eks.config.credentials() });
+  const kc = kubeConfigFrom(tokenKubeconfig({ clusterName: scope.clusterName, eksClusterName: scope.eksClusterName, region: scope.region, endpoint: cluster.endpoint, certificateAuthorityData: cluster.caData }, token));
+  try {
+    return (await reconcileAwsAuth(scope, kc.makeApiClient(CoreV1Api), desired)).managed;
+  } catch (err) {
+    if (err instanceof TransientError && !cluster.endpointPublic) {
+      throw new TransientError('EKS_API_UNREACHABLE', `${err.message} (the cluster's endpoint ${cluster.endpoint} is private)`, {
+        hint: 'run this step from inside the VPC, or allow public endpoint access from this address (spec.endpointAccess)',
+        cause: err,
+      });
+    }
+    throw err;
+  }
+}
+
 async function apply(ctx: StepContext): Promise<{ outputs: Record<string, string>; summary: Record<string, unknown> }> {
   const model = await loadEksCluster(ctx);
   requireEksCluster(model, EKS_CONTROL_PLANE_STEP);
@@ -160,9 +223,23 @@ async function apply(ctx: StepContext): Promise<{ outputs: Record<string, string
   }
   const issuer = cluster.identity?.oidc?.issuer;
   const oidc = spec.associateOIDCProvider && issuer ? await reconcileOidcProvider(scope, issuer) : undefined;
-  if ((cluster.accessConfig?.authenticationMode ?? 'CONFIG_MAP') !== 'CONFIG_MAP') await reconcileAccessEntries(scope, desiredAccessEntries(spec));
-  else if (spec.accessEntries?.length) problems.add(doc, ['spec', 'accessEntries'], 'invalid-value', 'access entries need spec.accessConfig.authenticationMode api or api_and_config_map');
+  const mode = cluster.accessConfig?.authenticationMode ?? 'CONFIG_MAP';
+  const nodeRoles = await selfManagedNodeRoles(scope, model, problems);
   problems.throwIfAny();
+  if (mode !== 'CONFIG_MAP') {
+    // The API modes let self-managed nodes in by an EC2_LINUX access entry for their role.
+    const nodeEntries = nodeRoles.filter((arn) => !spec.accessEntries?.some((e) => e.principalARN === arn)).map((principalArn) => ({ principalArn, type: 'EC2_LINUX', kubernetesGroups: [], policies: [] }));
+    await reconcileAccessEntries(scope, [...desiredAccessEntries(spec), ...nodeEntries]);
+  } else if (spec.accessEntries?.length) problems.add(doc, ['spec', 'accessEntries'], 'invalid-value', 'access entries need spec.accessConfig.authenticationMode api or api_and_config_map');
+  problems.throwIfAny();
+  // aws-auth is reached through the cluster's own API: only when there is something to write, or
+  // something capflow wrote before to take back.
+  const awsAuth = desiredAwsAuth(spec, mode, nodeRoles);
+  const before = await readStepStatus<EksControlPlaneStatus>(ctx.secrets, model.name, EKS_CONTROL_PLANE_STEP);
+  let awsAuthManaged: string[] = [];
+  if (mode !== 'API' && cluster.endpoint && (!isEmpty(awsAuth) || before?.awsAuthManaged?.length)) {
+    awsAuthManaged = await applyAwsAuth(scope, { endpoint: cluster.endpoint, caData: cluster.certificateAuthority?.data ?? '', endpointPublic: cluster.resourcesVpcConfig?.endpointPublicAccess ?? true }, awsAuth);
+  }
   await reconcileAddons(scope, desiredAddons(spec));
 
   const status: EksControlPlaneStatus = {
@@ -179,6 +256,7 @@ async function apply(ctx: StepContext): Promise<{ outputs: Record<string, string
     nodeRoleArn: roles.node.arn,
     ...(issuer ? { oidcIssuer: issuer } : {}),
     ...(oidc ? { oidcProviderArn: oidc.arn } : {}),
+    ...(awsAuthManaged.length ? { awsAuthManaged } : {}),
   };
   if (ctx.options.dryRun) {
     ctx.log.info(`Plan:\n${scope.plan.format()}`);

@@ -6,13 +6,18 @@
  * version after it, removed when the spec drops them. MachinePools on an
  * AWSMachinePool (Auto Scaling groups with EKS bootstrap data) are
  * launch-nodes'. With --delete: every node group capflow made, waited until
- * gone, so the control plane can be deleted next.
+ * gone, so the control plane can be deleted next. A pool's awsLaunchTemplate
+ * becomes the group's own launch template (with ami.id: EKS bootstrap user
+ * data rendered from its EKSConfig), made before the group, deleted after it.
  */
 import type { Taint } from '@aws-sdk/client-eks';
 import type { Executor, StepContext } from '../src/core/executor.js';
 import { ConflictError, InputError } from '../src/core/errors.js';
 import { readStepStatus } from '../src/core/status.js';
 import { deleteNodegroups, nodegroupTags, reconcileNodegroups, type DesiredNodegroup } from '../src/aws/eks-node-groups.js';
+import { nodegroupTemplate, type ManagedLaunchTemplateSpec } from '../src/aws/eks-launch-templates.js';
+import { renderEksUserData } from '../src/bootstrap/eks-user-data.js';
+import { bootstrapSecretName } from './launch-nodes.js';
 import { eksMinor, minorDistance, type EksScope } from '../src/aws/eks-scope.js';
 import { useGivenRole } from '../src/aws/iam-roles.js';
 import { FieldProblems, REPLICAS_MANAGED_BY, type AWSManagedMachinePool, type MachinePoolModel } from '../src/spec/index.js';
@@ -43,6 +48,7 @@ interface ManagedPoolSpec {
   updateConfig?: { maxUnavailable?: number; maxUnavailablePercentage?: number };
   remoteAccess?: { sshKeyName?: string; sourceSecurityGroups?: string[] };
   additionalTags?: Record<string, string>;
+  awsLaunchTemplate?: ManagedLaunchTemplateSpec;
 }
 
 type ManagedPool = MachinePoolModel & { infrastructure: AWSManagedMachinePool };
@@ -64,7 +70,42 @@ function subnetsFor(spec: ManagedPoolSpec, network: ProvisionVpcStatus): string[
     .map((s) => s.id);
 }
 
-async function desiredGroups(scope: EksScope, pools: ManagedPool[], cp: EksControlPlaneStatus, network: ProvisionVpcStatus, problems: FieldProblems): Promise<DesiredNodegroup[]> {
+/** Plain-text user data of a pool whose template names a custom AMI. */
+type UserDataOf = (pool: ManagedPool) => Promise<string>;
+
+/**
+ * The user data of a custom AMI's nodes (EKS's own images bootstrap themselves): the pool's entry in
+ * the hand-made bootstrap secret, else its bootstrap data secret, else its EKSConfig (or an empty
+ * one) rendered as launch-nodes renders an EKS pool's. Never logged.
+ */
+function userDataFor(ctx: StepContext, clusterName: string, cp: EksControlPlaneStatus): UserDataOf {
+  const cluster = { name: cp.eksClusterName, endpoint: cp.endpoint, certificateAuthorityData: cp.certificateAuthorityData, serviceCidr: cp.serviceCidr };
+  return async (pool) => {
+    const name = pool.pool.metadata.name;
+    const handMade = (await ctx.secrets.get(bootstrapSecretName(clusterName))) ?? {};
+    const dataSecret = pool.pool.spec.template.spec.bootstrap.dataSecretName;
+    const given = handMade[name] ?? (dataSecret ? (await ctx.secrets.get(dataSecret))?.value : undefined);
+    if (given !== undefined) return given;
+    const config = pool.bootstrapConfig?.kind === 'EKSConfig' ? pool.bootstrapConfig : undefined;
+    const lookupType = (pool.infrastructure.spec as ManagedPoolSpec).awsLaunchTemplate?.ami?.eksLookupType;
+    return renderEksUserData({
+      spec: config?.spec ?? {},
+      cluster,
+      ...(lookupType ? { amiLookupType: lookupType } : {}),
+      ...(config ? { origin: { kind: 'EKSConfig', name: config.metadata.name, path: ['spec'] } } : {}),
+      resolveSecret: async (ref) => (await ctx.secrets.get(ref.name))?.[ref.key],
+    });
+  };
+}
+
+async function desiredGroups(
+  scope: EksScope,
+  pools: ManagedPool[],
+  cp: EksControlPlaneStatus,
+  network: ProvisionVpcStatus,
+  problems: FieldProblems,
+  userDataOf: UserDataOf,
+): Promise<DesiredNodegroup[]> {
   const out: DesiredNodegroup[] = [];
   const givenRoles = new Map<string, string | undefined>();
   for (const pool of pools) {
@@ -88,6 +129,19 @@ async function desiredGroups(scope: EksScope, pools: ManagedPool[], cp: EksContr
       if (!arn) problems.add(doc, ['spec', 'roleName'], 'not-found', `IAM role ${spec.roleName} does not exist`, 'create it (trusted by ec2.amazonaws.com, with the EKS worker node policies), or remove roleName');
       nodeRoleArn = arn ?? '';
     }
+    const lt = spec.awsLaunchTemplate;
+    // With additionalSecurityGroups the template names every group, so EKS adds none of its own:
+    // the cluster's security group (what EKS would add) and the EKS additional node group come first.
+    const baseSecurityGroupIds = [cp.clusterSecurityGroupId, network.securityGroupIds['node-eks-additional']].filter((id): id is string => !!id);
+    const launchTemplate = lt
+      ? await nodegroupTemplate(scope, {
+          nodegroup: name,
+          spec: lt,
+          baseSecurityGroupIds,
+          ...(lt.ami?.id ? { userData: await userDataOf(pool) } : {}),
+          ...(spec.additionalTags ? { additionalTags: spec.additionalTags } : {}),
+        })
+      : undefined;
     out.push({
       name,
       machinePool: pool.pool.metadata.name,
@@ -108,6 +162,7 @@ async function desiredGroups(scope: EksScope, pools: ManagedPool[], cp: EksContr
       ...(spec.remoteAccess ? { remoteAccess: { ...(spec.remoteAccess.sshKeyName ? { ec2SshKey: spec.remoteAccess.sshKeyName } : {}), ...(spec.remoteAccess.sourceSecurityGroups ? { sourceSecurityGroups: spec.remoteAccess.sourceSecurityGroups } : {}) } } : {}),
       version,
       tags: nodegroupTags(scope, name, externallyScaled, spec.additionalTags ?? {}),
+      ...(launchTemplate ? { launchTemplate } : {}),
     });
   }
   return out;
@@ -128,7 +183,7 @@ async function apply(ctx: StepContext) {
   const network = await requireNetwork(ctx, model.name);
   const scope = eksScopeFor(ctx, { clusterName: model.name, eksClusterName: eksClusterNameOf(model), region: regionOf(model, ctx.aws.defaultRegion) });
   const problems = new FieldProblems(model);
-  const desired = await desiredGroups(scope, pools, cp, network, problems);
+  const desired = await desiredGroups(scope, pools, cp, network, problems, userDataFor(ctx, model.name, cp));
   problems.throwIfAny();
   const groups = await reconcileNodegroups(scope, desired, cp.version);
   if (ctx.options.dryRun) ctx.log.info(`Plan:\n${scope.plan.format()}`);

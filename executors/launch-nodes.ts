@@ -26,6 +26,7 @@ import { readStepStatus, removeStepStatus, writeStepStatus } from '../src/core/s
 import { Plan, makeScope, type ClusterScope } from '../src/aws/index.js';
 import type { Machine } from '../src/aws/instances.js';
 import { reconcileMachinePools, type RefreshState } from '../src/aws/machine-pools.js';
+import { EKS_NODE_INSTANCE_PROFILE } from '../src/aws/iam-roles.js';
 import { renderEksUserData } from '../src/bootstrap/eks-user-data.js';
 import { deleteClusterMachines, desiredGroups, formatInventory, reconcileClusterMachines } from '../src/aws/machines.js';
 import { clusterSecretName } from '../src/bootstrap/pki.js';
@@ -48,8 +49,7 @@ import type { ProvisionVpcStatus } from './provision-vpc.js';
 export const STEP_ID = 'launch-nodes';
 /** The status entry eks-control-plane writes. */
 export const EKS_CONTROL_PLANE_STATUS = 'eks-control-plane';
-/** The instance profile of an EKS pool whose launch template names none: the AWS provider's default for nodes. */
-export const EKS_NODE_INSTANCE_PROFILE = 'nodes.cluster-api-provider-aws.sigs.k8s.io';
+export { EKS_NODE_INSTANCE_PROFILE };
 
 /**
  * The cluster's bootstrap when its API server exists (kubeadm-init wrote the kubeconfig): join data,

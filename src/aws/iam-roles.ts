@@ -11,6 +11,7 @@ import {
   AttachRolePolicyCommand,
   CreateRoleCommand,
   DeleteRoleCommand,
+  GetInstanceProfileCommand,
   DetachRolePolicyCommand,
   GetRoleCommand,
   ListAttachedRolePoliciesCommand,
@@ -24,6 +25,9 @@ import type { EksScope } from './eks-scope.js';
 import { adoptHint, ownedTags, ownershipOf } from './tags.js';
 
 export type RoleTrust = 'eks' | 'ec2';
+
+/** The instance profile of an EKS pool whose launch template names none: the AWS provider's default for nodes. */
+export const EKS_NODE_INSTANCE_PROFILE = 'nodes.cluster-api-provider-aws.sigs.k8s.io';
 
 const TRUSTED_SERVICE: Record<RoleTrust, string> = { eks: 'eks.amazonaws.com', ec2: 'ec2.amazonaws.com' };
 
@@ -80,6 +84,16 @@ const partitionOf = (arn: string | undefined): string => arn?.split(':')[1] ?? '
 const tagsOf = (role: Role): Record<string, string> => Object.fromEntries((role.Tags ?? []).map((t) => [t.Key ?? '', t.Value ?? '']));
 
 /** A role the spec names: it must exist; capflow uses it as it is. */
+/** The role an instance profile hands its instances; undefined when the profile does not exist or holds none. */
+export async function instanceProfileRoleArn(scope: EksScope, profileName: string): Promise<string | undefined> {
+  try {
+    return (await scope.iam.send(new GetInstanceProfileCommand({ InstanceProfileName: profileName }))).InstanceProfile?.Roles?.[0]?.Arn;
+  } catch (err) {
+    if (awsErrorName(err) === 'NoSuchEntity') return undefined;
+    throw err;
+  }
+}
+
 export async function useGivenRole(scope: EksScope, name: string): Promise<RoleResult | undefined> {
   const role = await getRole(scope, name);
   if (!role) return undefined;

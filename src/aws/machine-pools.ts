@@ -422,7 +422,7 @@ async function describeGroupsByName(scope: ClusterScope, asg: AutoScalingClient,
   return out;
 }
 
-async function describeTemplates(scope: ClusterScope, filters: Filter[]): Promise<LaunchTemplate[]> {
+export async function describeTemplates(scope: ClusterScope, filters: Filter[]): Promise<LaunchTemplate[]> {
   const out: LaunchTemplate[] = [];
   let NextToken: string | undefined;
   do {
@@ -431,6 +431,79 @@ async function describeTemplates(scope: ClusterScope, filters: Filter[]): Promis
     NextToken = page.NextToken;
   } while (NextToken);
   return out;
+}
+
+export interface EnsuredTemplate {
+  templateId?: string;
+  /** The template's latest version (the one just made, when one was). */
+  version?: number;
+  /** A new version was made (or, in a dry run, would be). */
+  newVersion: boolean;
+  hash: string;
+}
+
+/**
+ * A launch template of the given name holding `data`: created when there is none, a new version when
+ * the latest version's `capflow:<hash>` description differs, nothing otherwise; each recorded in the
+ * plan (dry runs stop there). Client tokens come from the content and the commit: a retried step gets
+ * the first answer, a later re-creation (after a delete, from another commit) is not mistaken for it.
+ * `beforeNewVersion` runs before a new version is made (a refresh owed across a crash).
+ */
+export async function ensureLaunchTemplate(
+  scope: ClusterScope,
+  opts: { name: string; template?: LaunchTemplate; data: RequestLaunchTemplateData; tags: Record<string, string>; createDetail: string; beforeNewVersion?: () => Promise<void> },
+): Promise<EnsuredTemplate> {
+  const { name, template, data, tags } = opts;
+  const cluster = scope.clusterName;
+  const hash = launchTemplateDataHash(data);
+  const description = `${TEMPLATE_HASH_PREFIX}${hash}`;
+  let templateId = template?.LaunchTemplateId;
+  let version = template?.LatestVersionNumber;
+  let newVersion = false;
+  if (!template) {
+    scope.plan.record({ resource: 'launch-template', name, action: 'create', ...(scope.dryRun ? { id: NEW('launch template', name) } : {}), detail: opts.createDetail });
+    if (!scope.dryRun) {
+      scope.log.info('Creating launch template', { name, hash });
+      const out = await scope.ec2.send(
+        new CreateLaunchTemplateCommand({
+          LaunchTemplateName: name,
+          VersionDescription: description,
+          LaunchTemplateData: data,
+          ClientToken: clientToken(cluster, `launch-template/${name}`, [hash, scope.revision]),
+          TagSpecifications: tagSpecifications('launch-template', tags),
+        }),
+        { abortSignal: scope.signal },
+      );
+      templateId = out.LaunchTemplate?.LaunchTemplateId;
+      version = out.LaunchTemplate?.LatestVersionNumber ?? 1;
+    }
+  } else {
+    const latest = await scope.ec2.send(new DescribeLaunchTemplateVersionsCommand({ LaunchTemplateId: template.LaunchTemplateId, Versions: [LATEST] }), {
+      abortSignal: scope.signal,
+    });
+    const current = latest.LaunchTemplateVersions?.[0]?.VersionDescription;
+    if (current === description) {
+      scope.plan.record({ resource: 'launch-template', name, action: 'no-change', id: templateId, detail: `version ${version}` });
+    } else {
+      newVersion = true;
+      scope.plan.record({ resource: 'launch-template', name, action: 'update', id: templateId, detail: `new version (content ${hash.slice(0, 12)})` });
+      if (!scope.dryRun) {
+        await opts.beforeNewVersion?.();
+        scope.log.info('Creating launch template version', { name, hash });
+        const out = await scope.ec2.send(
+          new CreateLaunchTemplateVersionCommand({
+            LaunchTemplateId: templateId,
+            VersionDescription: description,
+            LaunchTemplateData: data,
+            ClientToken: clientToken(cluster, `launch-template-version/${name}`, [hash, scope.revision]),
+          }),
+          { abortSignal: scope.signal },
+        );
+        version = out.LaunchTemplateVersion?.VersionNumber ?? version;
+      }
+    }
+  }
+  return { ...(templateId ? { templateId } : {}), ...(version !== undefined ? { version } : {}), newVersion, hash };
 }
 
 /**
@@ -474,61 +547,19 @@ async function reconcilePool(
   const subnets = poolSubnets(m.infrastructure, input.subnetsByZone);
   const want = desiredGroup(m, subnets);
   const data = await launchTemplateData(scope, m, input);
-  const hash = launchTemplateDataHash(data);
-  const description = `${TEMPLATE_HASH_PREFIX}${hash}`;
   const tags = poolTags(scope, m, input);
   const autoscalerClusterName = input.autoscalerClusterName ?? cluster;
   const groupOnlyTags = autoscalerTags(m.pool, autoscalerClusterName);
 
-  // The launch template: created, or a new version when its content changed. Client tokens come from
-  // the content and the commit: a retried step gets the first answer, a later re-creation (after a
-  // delete, from another commit) is not mistaken for it.
-  let templateId = template?.LaunchTemplateId;
-  let version = template?.LatestVersionNumber;
-  let newVersion = false;
-  if (!template) {
-    scope.plan.record({ resource: 'launch-template', name, action: 'create', ...(scope.dryRun ? { id: NEW('launch template', name) } : {}), detail: `${data.InstanceType} ${data.ImageId}` });
-    if (!scope.dryRun) {
-      scope.log.info('Creating launch template', { name, hash });
-      const out = await scope.ec2.send(
-        new CreateLaunchTemplateCommand({
-          LaunchTemplateName: name,
-          VersionDescription: description,
-          LaunchTemplateData: data,
-          ClientToken: clientToken(cluster, `launch-template/${name}`, [hash, scope.revision]),
-          TagSpecifications: tagSpecifications('launch-template', tags),
-        }),
-        { abortSignal: scope.signal },
-      );
-      templateId = out.LaunchTemplate?.LaunchTemplateId;
-      version = out.LaunchTemplate?.LatestVersionNumber ?? 1;
-    }
-  } else {
-    const latest = await scope.ec2.send(new DescribeLaunchTemplateVersionsCommand({ LaunchTemplateId: template.LaunchTemplateId, Versions: [LATEST] }), {
-      abortSignal: scope.signal,
-    });
-    const current = latest.LaunchTemplateVersions?.[0]?.VersionDescription;
-    if (current === description) {
-      scope.plan.record({ resource: 'launch-template', name, action: 'no-change', id: templateId, detail: `version ${version}` });
-    } else {
-      newVersion = true;
-      scope.plan.record({ resource: 'launch-template', name, action: 'update', id: templateId, detail: `new version (content ${hash.slice(0, 12)})` });
-      if (!scope.dryRun) {
-        if (group) await input.refreshState?.set(name, true);
-        scope.log.info('Creating launch template version', { name, hash });
-        const out = await scope.ec2.send(
-          new CreateLaunchTemplateVersionCommand({
-            LaunchTemplateId: templateId,
-            VersionDescription: description,
-            LaunchTemplateData: data,
-            ClientToken: clientToken(cluster, `launch-template-version/${name}`, [hash, scope.revision]),
-          }),
-          { abortSignal: scope.signal },
-        );
-        version = out.LaunchTemplateVersion?.VersionNumber ?? version;
-      }
-    }
-  }
+  // The launch template: created, or a new version when its content changed.
+  const { templateId, version, newVersion, hash } = await ensureLaunchTemplate(scope, {
+    name,
+    ...(template ? { template } : {}),
+    data,
+    tags,
+    createDetail: `${data.InstanceType} ${data.ImageId}`,
+    ...(group ? { beforeNewVersion: () => input.refreshState?.set(name, true) ?? Promise.resolve() } : {}),
+  });
 
   // The Auto Scaling group.
   let arn = group?.AutoScalingGroupARN;

@@ -1,7 +1,7 @@
 /**
  * The crash matrix of the EKS steps: eks-control-plane and eks-node-groups (real child processes,
- * the image's entry point) are SIGKILLed right after the first and the last call of each mutating
- * action of a create (and the first of each of a delete), then run again; the EKS and IAM world
+ * the image's entry point) are SIGKILLed right after each mutating call of a create and of a
+ * delete, then run again; the EKS and IAM world
  * must equal the one an uninterrupted run makes: no duplicate, nothing leaked. For each action that
  * makes a resource the kill also lands before its answer (the call took effect, the caller never
  * heard). The calls moto lacks (addons, updates) come from the fault proxy's EKS stand-in, which
@@ -22,7 +22,7 @@ import { runStep } from '../../src/core/step-host.js';
 import { provisionVpc } from '../../executors/provision-vpc.js';
 import { awsTestEnv, clientConfig } from '../support/moto.js';
 import type { KillAfterMutating } from '../support/fault-proxy.js';
-import { boundaryCalls, forEachOnBeds, startCrashBeds, stopCrashBeds, type CrashBed } from '../support/crash-beds.js';
+import { forEachOnBeds, startCrashBeds, stopCrashBeds, type CrashBed } from '../support/crash-beds.js';
 import { REPO_ROOT } from '../support/tools.js';
 
 const bin = path.join(REPO_ROOT, 'dist', 'bin', 'capflow.js');
@@ -140,7 +140,7 @@ describe('EKS crash matrix (eks-control-plane and eks-node-groups killed at each
       expect(r.code, r.stderr).to.equal(0);
       const actions = bed.proxy.calls.slice(from).filter((c) => c.mutating).map((c) => c.action);
       totals[stepId] = actions.length;
-      createPoints[stepId] = boundaryCalls(actions);
+      createPoints[stepId] = actions.map((_, i) => i + 1);
       unheardPoints[stepId] = [...new Set(actions)].filter((a) => a.startsWith('Create')).map((a) => actions.indexOf(a) + 1);
     }
     reference = await eksWorld(bed.proxy.endpoint);
@@ -151,14 +151,14 @@ describe('EKS crash matrix (eks-control-plane and eks-node-groups killed at each
       const r = await step(bed, stepId, secrets, ['--delete']);
       expect(r.code, r.stderr).to.equal(0);
       const actions = bed.proxy.calls.slice(from).filter((c) => c.mutating).map((c) => c.action);
-      deletePoints.push(...[...new Set(actions)].map((a) => ({ stepId, n: actions.indexOf(a) + 1 })));
+      deletePoints.push(...actions.map((_, i) => ({ stepId, n: i + 1 })));
     }
     expect(await eksWorld(bed.proxy.endpoint)).to.deep.equal({ clusters: [], roles: [], providers: 0 });
     expect(totals['eks-control-plane']).to.be.greaterThan(5);
     rmSync(secrets, { recursive: true, force: true });
   });
 
-  it('a create killed after (and, for each Create action, before the answer of) each boundary call converges on rerun to the reference world', async () => {
+  it('a create killed after each mutating call (and, for each Create action, before the answer of its first) converges on rerun to the reference world', async () => {
     const cases = STEPS.flatMap((stepId) => [
       ...createPoints[stepId]!.map((n) => ({ stepId, n, when: 'after-response' as const })),
       ...unheardPoints[stepId]!.map((n) => ({ stepId, n, when: 'before-response' as const })),
@@ -182,7 +182,7 @@ describe('EKS crash matrix (eks-control-plane and eks-node-groups killed at each
     });
   });
 
-  it('a delete killed after the first call of each mutating action converges on rerun to nothing left', async () => {
+  it('a delete killed after each mutating call converges on rerun to nothing left', async () => {
     expect(deletePoints.length).to.be.greaterThan(3);
     await forEachOnBeds(beds, deletePoints, async (bed, c) => {
       const secrets = await freshNetwork(bed);

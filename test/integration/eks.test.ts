@@ -12,23 +12,20 @@ import { X509Certificate } from 'node:crypto';
 import { cpSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { PassThrough } from 'node:stream';
 import { DescribeAddonCommand, DescribeClusterCommand, DescribeNodegroupCommand, EKSClient, ListNodegroupsCommand } from '@aws-sdk/client-eks';
 import { GetRoleCommand, IAMClient, ListAttachedRolePoliciesCommand, ListOpenIDConnectProvidersCommand } from '@aws-sdk/client-iam';
 import { parse as parseYaml } from 'yaml';
-import { AwsClients } from '../../src/core/aws.js';
 import type { Executor } from '../../src/core/executor.js';
-import { createLogger } from '../../src/core/logger.js';
 import { LocalSecretStore } from '../../src/core/secrets.js';
 import { readStepStatus } from '../../src/core/status.js';
-import { runStep, type StepSummary } from '../../src/core/step-host.js';
 import { eksControlPlane } from '../../executors/eks-control-plane.js';
 import { eksNodeGroups } from '../../executors/eks-node-groups.js';
 import { provisionVpc } from '../../executors/provision-vpc.js';
 import type { EksControlPlaneStatus, ProvisionVpcStatus } from '../../executors/aws-step.js';
 import { awsTestEnv, clientConfig, startMoto, type Moto } from '../support/moto.js';
-import { startFaultProxy, type FaultProxy, type RecordedCall } from '../support/fault-proxy.js';
+import { startFaultProxy, type FaultProxy } from '../support/fault-proxy.js';
 import { snapshotWorld } from '../support/aws-world.js';
+import { runStepVia, type StepRun } from '../support/step-run.js';
 import { spawnCapflow } from '../support/cli.js';
 import { createGitRemote, git, type GitRemote } from '../support/git-remote.js';
 
@@ -38,13 +35,7 @@ const REVISION = '89abcdef0123456789abcdef0123456789abcdef';
 const EXAMPLE = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..', '..', 'examples', 'clusters', 'eks-managed');
 const OWNED = `sigs.k8s.io/cluster-api-provider-aws/cluster/${CLUSTER}`;
 
-interface Run {
-  exitCode: number;
-  summary: StepSummary;
-  calls: RecordedCall[];
-  log: string;
-  outputs: Record<string, string>;
-}
+type Run = StepRun;
 
 describe('EKS: network, control plane and managed node groups against moto (EKS calls moto lacks served by the fault proxy stand-in, in the real API response shapes)', function () {
   this.timeout(240_000);
@@ -87,34 +78,8 @@ describe('EKS: network, control plane and managed node groups against moto (EKS 
     writeFileSync(file(name), next);
   }
 
-  async function run(step: Executor, opts: { dryRun?: boolean; delete?: boolean; params?: Record<string, string> } = {}): Promise<Run> {
-    const from = proxy.calls.length;
-    const { credentials } = clientConfig(proxy.endpoint);
-    const aws = new AwsClients({ endpoint: proxy.endpoint, region: REGION, clientConfig: { credentials }, retry: { minTimeoutMs: 5, maxTimeoutMs: 50, retries: 10 } });
-    const logStream = new PassThrough();
-    let log = '';
-    logStream.on('data', (d: Buffer) => (log += d.toString()));
-    const outputsDir = mkdtempSync(path.join(os.tmpdir(), 'capflow-eks-out-'));
-    try {
-      const { exitCode, summary } = await runStep(
-        step,
-        { repoDir: repo, clusterPath: 'clusters/eks', revision: REVISION, dryRun: opts.dryRun === true, delete: opts.delete === true, params: { ...(step.id.startsWith('eks-') ? { 'poll-interval': '20ms' } : {}), ...(opts.params ?? {}) } },
-        { aws, secrets, log: createLogger({ stream: logStream, format: 'json', level: 'info' }), stdout: new PassThrough(), outputsDir },
-      );
-      const outputs: Record<string, string> = {};
-      for (const name of Object.keys((step.outputSchema as { properties: object }).properties)) {
-        try {
-          outputs[name] = readFileSync(path.join(outputsDir, name), 'utf8');
-        } catch {
-          /* not written on failure */
-        }
-      }
-      return { exitCode, summary, calls: proxy.calls.slice(from), log, outputs };
-    } finally {
-      aws.destroy();
-      rmSync(outputsDir, { recursive: true, force: true });
-    }
-  }
+  const run = (step: Executor, opts: { dryRun?: boolean; delete?: boolean; params?: Record<string, string> } = {}): Promise<Run> =>
+    runStepVia({ proxy, repo, clusterPath: 'clusters/eks', region: REGION, revision: REVISION, secrets }, step, opts);
 
   const mutating = (r: Run) => r.calls.filter((c) => c.mutating).map((c) => c.action);
   function expectOk(r: Run): void {

@@ -7,6 +7,11 @@
  *     UpdateNodegroupConfig (moto answers the one with the cluster, and forgets the other's),
  *     DescribeUpdate, ListUpdates,
  *   - access entries and access policies (node roles get their EC2_LINUX entry at CreateNodegroup),
+ *   - node groups with a launch template: CreateNodegroup and UpdateNodegroupVersion read the
+ *     template version from moto's EC2 and refuse what EKS refuses (an instance profile, spot
+ *     options, an instance type in both places, an AMI type or release next to an image id); the
+ *     describe shows what EKS shows (moto keeps its defaults): no disk size or remote access, no
+ *     instance types when the template names one, AMI type CUSTOM for an image id,
  *   - and rewrites of moto's cluster answers: a real PEM CA, accessConfig (moto drops it), the
  *     version an update reached, CREATING/UPDATING/DELETING while those last.
  *
@@ -34,6 +39,12 @@ export interface EksStandInOptions {
   deleteDescribes?: number;
   /** The IAM principal that creates clusters (its admin access entry). Default moto's caller, arn:aws:iam::<account>:user/moto. */
   creatorPrincipalArn?: string;
+  /**
+   * A real API server that plays an ACTIVE cluster's control plane (its address and CA replace
+   * moto's fictitious endpoint and the stand-in's CA), for steps that write into the cluster
+   * (aws-auth). Clusters it returns nothing for keep the fictitious endpoint, which must not be dialled.
+   */
+  workloadApi?: (cluster: { name: string; region: string }) => { endpoint: string; caPem: string } | undefined;
 }
 
 /** One EKS call as the proxy received it. */
@@ -55,8 +66,8 @@ export interface EksAnswer {
   body: Buffer;
 }
 
-/** Sends one request to moto with the caller's credentials (the proxy provides it). */
-export type MotoCall = (method: string, path: string, body?: unknown) => Promise<EksAnswer>;
+/** Sends one request to moto with the caller's credentials (the proxy provides it); `service` routes it to another of moto's services (ec2). */
+export type MotoCall = (method: string, path: string, body?: unknown, service?: string) => Promise<EksAnswer>;
 
 // ---------------------------------------------------------------------------------------------
 // Recorded catalog: versions EKS offered for Kubernetes 1.29-1.34
@@ -250,7 +261,17 @@ interface NodegroupState {
   version: string;
   releaseVersion: string;
   launchTemplate?: Json;
+  /** What EKS reads from the launch template version the group runs (custom AMI, instance type). */
+  template?: TemplateContent;
   update?: UpdateRec;
+}
+
+/** The parts of a launch template version EKS checks and reports (from moto's EC2). */
+interface TemplateContent {
+  imageId?: string;
+  instanceType?: string;
+  iamInstanceProfile: boolean;
+  instanceMarketOptions: boolean;
 }
 
 interface ClusterState {
@@ -298,6 +319,31 @@ const isAnswer = (x: unknown): x is EksAnswer => typeof x === 'object' && x !== 
 const now = () => Date.now() / 1000; // REST-JSON timestamps: epoch seconds
 const str = (v: unknown): string | undefined => (typeof v === 'string' ? v : undefined);
 const strs = (v: unknown): string[] | undefined => (Array.isArray(v) ? v.filter((x): x is string => typeof x === 'string') : undefined);
+
+/** What EKS refuses in a managed node group's launch template, or next to one in the request; undefined when fine. */
+function nodegroupTemplateProblem(t: TemplateContent, body: Json): string | undefined {
+  if (t.iamInstanceProfile) return 'Launch template should not specify an instance profile. The nodegroup IAM role will be used.';
+  if (t.instanceMarketOptions) return 'Launch template should not specify instance market options. Use the nodegroup capacityType instead.';
+  if (t.instanceType && (strs(body['instanceTypes']) ?? []).length > 0) return 'Instance type cannot be specified in both the launch template and the nodegroup.';
+  if (t.imageId && body['amiType'] !== undefined && body['amiType'] !== 'CUSTOM') return 'You cannot specify an AMI type other than CUSTOM when the launch template names an image id.';
+  if (t.imageId && body['releaseVersion'] !== undefined) return 'You cannot specify a release version when the launch template names an image id.';
+  return undefined;
+}
+
+/**
+ * A node group with a launch template as EKS describes it (moto fills in its defaults whatever the
+ * template says): no disk size or remote access (the template's), no instance types when the template
+ * names one, AMI type CUSTOM with the image as release when it names an image.
+ */
+function withTemplate(out: Json, t: TemplateContent | undefined): void {
+  delete out['diskSize'];
+  delete out['remoteAccess'];
+  if (t?.instanceType) delete out['instanceTypes'];
+  if (t?.imageId) {
+    out['amiType'] = 'CUSTOM';
+    out['releaseVersion'] = t.imageId;
+  }
+}
 const obj = (v: unknown): Json | undefined => (typeof v === 'object' && v !== null && !Array.isArray(v) ? (v as Json) : undefined);
 const strMap = (v: unknown): Record<string, string> => Object.fromEntries(Object.entries(obj(v) ?? {}).filter((e): e is [string, string] => typeof e[1] === 'string'));
 
@@ -344,7 +390,7 @@ const updateJson = (u: UpdateRec) => ({ id: u.id, status: u.status, type: u.type
 // The stand-in
 
 export class EksStandIn {
-  private readonly opts: Required<Omit<EksStandInOptions, 'creatorPrincipalArn'>> & Pick<EksStandInOptions, 'creatorPrincipalArn'>;
+  private readonly opts: Required<Omit<EksStandInOptions, 'creatorPrincipalArn' | 'workloadApi'>> & Pick<EksStandInOptions, 'creatorPrincipalArn' | 'workloadApi'>;
   private readonly clusters = new Map<string, ClusterState>();
   /** Clusters moto has deleted that still show DELETING: key -> describes left and the last answer. */
   private readonly deleting = new Map<string, { left: number; cluster: Json }>();
@@ -356,6 +402,7 @@ export class EksStandIn {
       createDescribes: opts.createDescribes ?? 0,
       deleteDescribes: opts.deleteDescribes ?? 0,
       creatorPrincipalArn: opts.creatorPrincipalArn,
+      workloadApi: opts.workloadApi,
     };
   }
 
@@ -483,6 +530,11 @@ export class EksStandIn {
       certificateAuthority: { data: await st.caData },
     };
     if (status) out['status'] = status;
+    const api = this.opts.workloadApi?.({ name: st.name, region: st.region });
+    if (api) {
+      out['endpoint'] = api.endpoint;
+      out['certificateAuthority'] = { data: Buffer.from(api.caPem).toString('base64') };
+    }
     if (out['status'] === 'CREATING') {
       delete out['endpoint'];
       out['certificateAuthority'] = {};
@@ -705,10 +757,26 @@ export class EksStandIn {
       });
     }
     const releaseVersion = str(c.body['releaseVersion']) ?? NODE_RELEASES[version];
+    // A launch template: EKS reads the version named and refuses what a managed node group's template may not hold.
+    const lt = obj(c.body['launchTemplate']);
+    let template: TemplateContent | undefined;
+    if (lt) {
+      const names = { clusterName: c.name, nodegroupName: str(c.body['nodegroupName']) };
+      const content = await this.templateContent(c, lt);
+      if (isAnswer(content)) return content;
+      const refused = nodegroupTemplateProblem(content, c.body);
+      if (refused) return eksError('InvalidParameterException', refused, names);
+      template = content;
+    }
     const r = await c.moto('POST', `/clusters/${encodeURIComponent(c.name)}/node-groups`, { ...c.body, version, ...(releaseVersion ? { releaseVersion } : {}) });
     if (r.status !== 200) return r;
     const ng = obj(parseJson(r.body)['nodegroup']) ?? {};
-    st.nodegroups.set(str(ng['nodegroupName']) ?? '', { version, releaseVersion: str(ng['releaseVersion']) ?? '', ...(obj(ng['launchTemplate']) ? { launchTemplate: obj(ng['launchTemplate']) } : {}) });
+    st.nodegroups.set(str(ng['nodegroupName']) ?? '', {
+      version,
+      releaseVersion: template?.imageId ?? str(ng['releaseVersion']) ?? '',
+      ...(obj(ng['launchTemplate']) ? { launchTemplate: obj(ng['launchTemplate']) } : {}),
+      ...(template ? { template } : {}),
+    });
     // EKS gives a managed node group's role its node access entry itself (when the cluster takes access entries).
     const role = str(c.body['nodeRole']);
     if (role && st.accessConfig.authenticationMode !== 'CONFIG_MAP' && !st.accessEntries.has(role)) {
@@ -725,6 +793,7 @@ export class EksStandIn {
     if (ngs.update) await observe(ngs.update);
     const ng = obj(parseJson(r.body)['nodegroup']) ?? {};
     const out: Json = { ...ng, version: ngs.version, releaseVersion: ngs.releaseVersion, ...(ngs.launchTemplate ? { launchTemplate: ngs.launchTemplate } : {}) };
+    if (ngs.launchTemplate) withTemplate(out, ngs.template);
     if (ngs.update?.status === 'InProgress') out['status'] = 'UPDATING';
     return json(200, { nodegroup: out });
   }
@@ -749,6 +818,25 @@ export class EksStandIn {
       st.nodegroups.set(nodegroupName, ngs);
     }
     return ngs;
+  }
+
+  /** What EKS reads of a node group's launch template version (moto's EC2, DescribeLaunchTemplateVersions), or EKS's error. */
+  private async templateContent(c: Ctx, lt: Json): Promise<TemplateContent | EksAnswer> {
+    const id = str(lt['id']);
+    const name = str(lt['name']);
+    const version = str(lt['version']) ?? '$Default';
+    const q = new URLSearchParams({ Action: 'DescribeLaunchTemplateVersions', Version: '2016-11-15', ...(id ? { LaunchTemplateId: id } : name ? { LaunchTemplateName: name } : {}), 'LaunchTemplateVersion.1': version });
+    const r = await c.moto('GET', `/?${q.toString()}`, undefined, 'ec2');
+    const xml = r.body.toString('utf8');
+    const data = r.status === 200 ? /<launchTemplateData>([\s\S]*?)<\/launchTemplateData>/.exec(xml)?.[1] : undefined;
+    if (data === undefined) return eksError('InvalidParameterException', `Launch template ${id ?? name ?? ''} version ${version} does not exist.`, { clusterName: c.name });
+    const tag = (t: string) => new RegExp(`<${t}>([^<]*)</${t}>`).exec(data)?.[1];
+    return {
+      ...(tag('imageId') ? { imageId: tag('imageId')! } : {}),
+      ...(tag('instanceType') ? { instanceType: tag('instanceType')! } : {}),
+      iamInstanceProfile: /<iamInstanceProfile>/.test(data),
+      instanceMarketOptions: /<instanceMarketOptions>/.test(data),
+    };
   }
 
   /** moto applies the change and answers an update it forgets; EKS's update runs, and DescribeUpdate knows it. */
@@ -810,6 +898,19 @@ export class EksStandIn {
     const lt = obj(c.body['launchTemplate']);
     const ltVersion = str(lt?.['version']);
     if (lt && !ngs.launchTemplate) return eksError('InvalidParameterException', 'A launch template cannot be specified for a nodegroup that was not created with one.', names);
+    let template = ngs.template;
+    if (lt) {
+      const ltId = str(lt['id']);
+      if (ltId !== undefined && ltId !== str(ngs.launchTemplate?.['id'])) return eksError('InvalidParameterException', 'You cannot change the launch template of a node group, only its version.', names);
+      const content = await this.templateContent(c, { ...ngs.launchTemplate, ...lt });
+      if (isAnswer(content)) return content;
+      const refused = nodegroupTemplateProblem(content, c.body);
+      if (refused) return eksError('InvalidParameterException', refused, names);
+      template = content;
+    }
+    if (template?.imageId && (c.body['version'] !== undefined || c.body['releaseVersion'] !== undefined)) {
+      return eksError('InvalidParameterException', 'You cannot specify a Kubernetes version or a release version for a node group whose launch template names a custom AMI.', names);
+    }
     const params = [
       { type: 'Version', value: version },
       { type: 'ReleaseVersion', value: releaseVersion },
@@ -825,6 +926,8 @@ export class EksStandIn {
         target.version = version;
         target.releaseVersion = releaseVersion;
         if (ltVersion !== undefined) target.launchTemplate = { ...target.launchTemplate, version: ltVersion };
+        if (template) target.template = template;
+        if (template?.imageId) target.releaseVersion = template.imageId;
       },
       { nodegroupName },
     );

@@ -490,7 +490,7 @@ export async function startFaultProxy(opts: FaultProxyOptions): Promise<FaultPro
       eks && d.service === 'eks' && eks.handles(d.action)
         ? await eks.answer(
             { action: d.action, method: req.method ?? 'GET', url: req.url ?? '/', params: d.params, headers: req.headers, body },
-            (method, path, json) => askMoto(req, method, path, json),
+            (method, path, json, service) => askMoto(req, method, path, json, service),
           )
         : await forward(req.method ?? 'GET', req.url ?? '/', endToEndHeaders(req.headers), body);
     const standIn = !(upstream instanceof IncomingMessage);
@@ -542,11 +542,17 @@ export async function startFaultProxy(opts: FaultProxyOptions): Promise<FaultPro
     });
   }
 
-  /** The stand-in's own question to moto, with the caller's credentials (moto keys its backends by their scope). */
-  async function askMoto(req: IncomingMessage, method: string, path: string, json?: unknown): Promise<EksAnswer> {
+  /**
+   * The stand-in's own question to moto, with the caller's credentials (moto keys its backends by their scope).
+   * With `service` (e.g. ec2, for a launch template EKS reads) the credential scope names that service, which
+   * moto routes by (it does not check signatures).
+   */
+  async function askMoto(req: IncomingMessage, method: string, path: string, json?: unknown, service?: string): Promise<EksAnswer> {
     const payload = json === undefined ? '' : JSON.stringify(json);
-    const headers: IncomingMessage['headers'] = { 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(payload)) };
+    // A query-protocol service (ec2) reads its parameters from the query string, not JSON.
+    const headers: IncomingMessage['headers'] = { 'content-type': service ? 'application/x-www-form-urlencoded' : 'application/json', 'content-length': String(Buffer.byteLength(payload)) };
     for (const h of ['authorization', 'x-amz-date', 'x-amz-security-token']) if (req.headers[h] !== undefined) headers[h] = req.headers[h];
+    if (service && typeof headers['authorization'] === 'string') headers['authorization'] = headers['authorization'].replace(/(Credential=[^/]+\/[^/]+\/[^/]+\/)[^/]+(\/aws4_request)/, `$1${service}$2`);
     const up = await forward(method, path, headers, payload);
     const chunks: Buffer[] = [];
     for await (const chunk of up) chunks.push(chunk as Buffer);
