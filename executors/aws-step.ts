@@ -112,6 +112,11 @@ export function bootstrapScope(ctx: StepContext, model: { name: string; region: 
 }
 
 /** What eks-control-plane keeps in the status secret under `eks-control-plane`, for the node steps and teardown. */
+/** The secret holding hand-made user data for machines and pools (launch-nodes, eks-node-groups). */
+export function bootstrapSecretName(clusterName: string): string {
+  return `capflow-${clusterName}-bootstrap`;
+}
+
 export interface EksControlPlaneStatus {
   revision: string;
   region: string;

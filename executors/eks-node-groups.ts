@@ -17,11 +17,10 @@ import { readStepStatus } from '../src/core/status.js';
 import { deleteNodegroups, nodegroupTags, reconcileNodegroups, type DesiredNodegroup } from '../src/aws/eks-node-groups.js';
 import { nodegroupTemplate, type ManagedLaunchTemplateSpec } from '../src/aws/eks-launch-templates.js';
 import { renderEksUserData } from '../src/bootstrap/eks-user-data.js';
-import { bootstrapSecretName } from './launch-nodes.js';
 import { eksMinor, minorDistance, type EksScope } from '../src/aws/eks-scope.js';
 import { useGivenRole } from '../src/aws/iam-roles.js';
 import { FieldProblems, REPLICAS_MANAGED_BY, type AWSManagedMachinePool, type MachinePoolModel } from '../src/spec/index.js';
-import { requireNetwork, type EksControlPlaneStatus, type ProvisionVpcStatus } from './aws-step.js';
+import { bootstrapSecretName, requireNetwork, type EksControlPlaneStatus, type ProvisionVpcStatus } from './aws-step.js';
 import { EKS_CONTROL_PLANE_STEP, EKS_INPUT_SCHEMA, changesOf, stringOutputs, eksClusterNameOf, eksScopeFor, loadEksCluster, loadEksForDelete, regionOf, requireEksCluster } from './eks-step.js';
 
 export const STEP_ID = 'eks-node-groups';

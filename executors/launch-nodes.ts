@@ -37,6 +37,7 @@ import { k8sClusterTag } from '../src/aws/tags.js';
 import {
   DELETE_TARGET_PARAMS,
   DURATION_PATTERN,
+  bootstrapSecretName,
   loadAwsClusterForDelete,
   parseDuration,
   requireKubeadmAwsCluster,
@@ -49,7 +50,6 @@ import type { ProvisionVpcStatus } from './provision-vpc.js';
 export const STEP_ID = 'launch-nodes';
 /** The status entry eks-control-plane writes. */
 export const EKS_CONTROL_PLANE_STATUS = 'eks-control-plane';
-export { EKS_NODE_INSTANCE_PROFILE };
 
 /**
  * The cluster's bootstrap when its API server exists (kubeadm-init wrote the kubeconfig): join data,
@@ -90,10 +90,6 @@ function poolRefreshState(ctx: StepContext, clusterName: string): RefreshState {
 function changesOf(scope: ClusterScope): string {
   const c = scope.plan.counts();
   return String(c.create + c.update + c.delete);
-}
-
-export function bootstrapSecretName(clusterName: string): string {
-  return `capflow-${clusterName}-bootstrap`;
 }
 
 /** A machine in the outputs and the status secret. */

@@ -65,8 +65,28 @@ const mocha = new Mocha({ timeout: 120_000, slow: 5_000, reporter: 'spec', ...(g
 for (const f of files) mocha.addFile(f);
 await mocha.loadFilesAsync();
 const runner = mocha.run();
+// Wall time per test file (its top-level suites, hooks included): what to
+// trim when the CI run grows past its budget.
+const fileMs = new Map();
+const started = new Map();
+runner.on('suite', (suite) => {
+  if (suite.parent?.root && suite.file) started.set(suite, Date.now());
+});
+runner.on('suite end', (suite) => {
+  const t = started.get(suite);
+  if (t === undefined) return;
+  const file = path.relative(root, suite.file);
+  fileMs.set(file, (fileMs.get(file) ?? 0) + Date.now() - t);
+});
 runner.on('end', () => {
   const { passes = 0, failures = 0, pending = 0 } = runner.stats ?? {};
+  const slowest = [...fileMs].sort((a, b) => b[1] - a[1]).slice(0, 15);
+  if (files.length > 1 && slowest.length > 0) {
+    const total = [...fileMs.values()].reduce((a, b) => a + b, 0);
+    console.log('');
+    console.log(`slowest test files (of ${Math.round(total / 1000)} s in ${fileMs.size} files):`);
+    for (const [file, ms] of slowest) console.log(`  ${String(Math.round(ms / 1000)).padStart(5)} s  ${file}`);
+  }
   console.log('');
   console.log(`tests: ${passes} passed, ${failures} failed${pending ? `, ${pending} skipped` : ''}`);
   // Helpers start servers; make sure none keeps the process alive.
