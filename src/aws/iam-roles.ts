@@ -11,8 +11,8 @@ import {
   AttachRolePolicyCommand,
   CreateRoleCommand,
   DeleteRoleCommand,
-  GetInstanceProfileCommand,
   DetachRolePolicyCommand,
+  GetInstanceProfileCommand,
   GetRoleCommand,
   ListAttachedRolePoliciesCommand,
   ListInstanceProfilesForRoleCommand,
@@ -83,7 +83,6 @@ export async function getRole(scope: EksScope, name: string): Promise<Role | und
 const partitionOf = (arn: string | undefined): string => arn?.split(':')[1] ?? 'aws';
 const tagsOf = (role: Role): Record<string, string> => Object.fromEntries((role.Tags ?? []).map((t) => [t.Key ?? '', t.Value ?? '']));
 
-/** A role the spec names: it must exist; capflow uses it as it is. */
 /** The role an instance profile hands its instances; undefined when the profile does not exist or holds none. */
 export async function instanceProfileRoleArn(scope: EksScope, profileName: string): Promise<string | undefined> {
   try {
@@ -94,6 +93,7 @@ export async function instanceProfileRoleArn(scope: EksScope, profileName: strin
   }
 }
 
+/** A role the spec names: it must exist; capflow uses it as it is. */
 export async function useGivenRole(scope: EksScope, name: string): Promise<RoleResult | undefined> {
   const role = await getRole(scope, name);
   if (!role) return undefined;
