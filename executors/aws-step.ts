@@ -10,8 +10,10 @@ import { setTimeout as delay } from 'node:timers/promises';
 import { InputError, TransientError, isCapflowError } from '../src/core/errors.js';
 import type { StepOptions } from '../src/core/executor.js';
 import { loadClusterSpec, type AWSCluster, type ClusterModel, type KubeadmControlPlane, type LoadOptions } from '../src/spec/index.js';
-import { readStepStatus } from '../src/core/status.js';
+import { readStepStatus, removeStepStatus } from '../src/core/status.js';
+import { driftKey, writeDriftReport } from '../src/core/drift.js';
 import { makeScope, type ClusterScope } from '../src/aws/index.js';
+import type { Provenance } from '../src/aws/provenance.js';
 
 /** What provision-vpc keeps in the status secret for the steps after it. */
 export interface ProvisionVpcStatus {
@@ -172,4 +174,24 @@ export async function waitForApiServer(
   }
   ctx.log.info('API server ready', { endpoint: server, after: `${Math.round((Date.now() - started) / 1000)}s` });
   return answer;
+}
+
+/**
+ * Keeps what this run found (a plan) or changed (an apply) in the status secret under
+ * `drift.<step>`, each change with its spec field and file:line, for `capflow status CLUSTER`.
+ */
+export async function recordDrift(ctx: StepContext, clusterName: string, step: string, scope: ClusterScope, provenance?: Provenance): Promise<void> {
+  await writeDriftReport(ctx.secrets, clusterName, {
+    step,
+    mode: ctx.options.dryRun ? 'plan' : 'apply',
+    revision: ctx.options.revision,
+    at: new Date().toISOString(),
+    changes: scope.plan.changes(),
+    ...(provenance ? { provenance } : {}),
+  });
+}
+
+/** A deleted cluster's step keeps no drift report (the status secret goes with its last key). */
+export async function forgetDrift(ctx: StepContext, clusterName: string, step: string): Promise<void> {
+  await removeStepStatus(ctx.secrets, clusterName, driftKey(step));
 }

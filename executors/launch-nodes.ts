@@ -38,9 +38,11 @@ import {
   DELETE_TARGET_PARAMS,
   DURATION_PATTERN,
   bootstrapSecretName,
+  forgetDrift,
   loadAwsClusterForDelete,
   parseDuration,
   requireKubeadmAwsCluster,
+  recordDrift,
   requireNetwork,
   specLoadOptions,
   type EksControlPlaneStatus,
@@ -159,7 +161,10 @@ export function makeLaunchNodes(options: LaunchNodesOptions = {}): Executor {
         const scope = scopeFor(ctx, clusterName, region);
         const gone = await deleteClusterMachines(scope, ctx.aws.get(AutoScalingClient, region), { ...(vpc?.targetGroupArn ? { targetGroupArn: vpc.targetGroupArn } : {}), ...(pollMs !== undefined ? { pollMs } : {}) });
         if (ctx.options.dryRun) ctx.log.info(`Plan:\n${scope.plan.format()}`);
-        else await removeStepStatus(ctx.secrets, clusterName, STEP_ID);
+        else {
+          await removeStepStatus(ctx.secrets, clusterName, STEP_ID);
+          await forgetDrift(ctx, clusterName, STEP_ID);
+        }
         return { outputs: { machines: '[]', changes: changesOf(scope) }, summary: { plan: scope.plan.counts(), terminated: gone.length } };
       }
 
@@ -181,6 +186,7 @@ export function makeLaunchNodes(options: LaunchNodesOptions = {}): Executor {
       const specGroups = desiredGroups(model, vpc);
       const region = model.infrastructure.spec.region ?? vpc.region ?? ctx.aws.defaultRegion;
       const scope = scopeFor(ctx, model.name, region, model.infrastructure.spec.additionalTags);
+      scope.plan.bind(model, path.resolve(ctx.options.repoDir));
       const subnetsByAz: Record<string, string> = {};
       for (const s of vpc.subnets) if (!s.public && !subnetsByAz[s.az]) subnetsByAz[s.az] = s.id;
 
@@ -238,6 +244,7 @@ export function makeLaunchNodes(options: LaunchNodesOptions = {}): Executor {
         ctx.log.info(`Machines:\n${formatInventory(machines)}`);
         await writeStepStatus(ctx.secrets, model.name, STEP_ID, { revision: ctx.options.revision, region, machines: records } satisfies LaunchNodesStatus);
       }
+      await recordDrift(ctx, model.name, STEP_ID, scope);
       return { outputs: { machines: JSON.stringify(records), changes: changesOf(scope) }, summary: { plan: scope.plan.counts(), machines: records.length, machinePools: pools.length } };
     },
   };
@@ -288,6 +295,7 @@ async function runEksPools(ctx: StepContext, model: EksModel): Promise<StepResul
   const region = cp.region ?? eks.region ?? vpc.region ?? ctx.aws.defaultRegion;
   const additionalTags = cp.additionalTags as Record<string, string> | undefined;
   const scope = scopeFor(ctx, model.name, region, additionalTags);
+  scope.plan.bind(model, path.resolve(ctx.options.repoDir));
   const subnetsByZone: Record<string, { public?: string; private?: string }> = {};
   for (const s of vpc.subnets) {
     const zone = (subnetsByZone[s.az] ??= {});
@@ -343,6 +351,7 @@ async function runEksPools(ctx: StepContext, model: EksModel): Promise<StepResul
   });
   if (ctx.options.dryRun) ctx.log.info(`Plan:\n${scope.plan.format()}`);
   else await writeStepStatus(ctx.secrets, model.name, STEP_ID, { revision: ctx.options.revision, region, machines: [] } satisfies LaunchNodesStatus);
+  await recordDrift(ctx, model.name, STEP_ID, scope);
   return {
     outputs: { machines: '[]', changes: changesOf(scope) },
     summary: { plan: scope.plan.counts(), machines: 0, machinePools: results.length, ...(pools.length < model.machinePools.length ? { managedNodeGroupsLeft: model.machinePools.length - pools.length } : {}) },

@@ -9,10 +9,11 @@
  */
 import path from 'node:path';
 import type { Executor, StepContext } from '../src/core/executor.js';
-import { DELETE_TARGET_PARAMS, DURATION_PATTERN, loadAwsClusterForDelete, parseDuration, specLoadOptions } from './aws-step.js';
+import { DELETE_TARGET_PARAMS, DURATION_PATTERN, forgetDrift, loadAwsClusterForDelete, parseDuration, recordDrift, specLoadOptions } from './aws-step.js';
 import { InputError } from '../src/core/errors.js';
 import { readStepStatus, removeStepStatus, writeStepStatus } from '../src/core/status.js';
 import { deleteNetwork, makeScope, reconcileNetwork, type ClusterScope, type NetworkResult } from '../src/aws/index.js';
+import { describeProvenance } from '../src/aws/provenance.js';
 import { loadClusterSpec, networkOwner } from '../src/spec/index.js';
 
 export const STEP_ID = 'provision-vpc';
@@ -123,7 +124,10 @@ export const provisionVpc: Executor = {
       const scope = scopeFor(ctx, { clusterName, region });
       await deleteNetwork(scope, { userVpcIds });
       if (ctx.options.dryRun) ctx.log.info(`Plan:\n${scope.plan.format()}`);
-      else await removeStepStatus(ctx.secrets, clusterName, STEP_ID);
+      else {
+        await removeStepStatus(ctx.secrets, clusterName, STEP_ID);
+        await forgetDrift(ctx, clusterName, STEP_ID);
+      }
       return { outputs: { ...Object.fromEntries(OUTPUTS.map((o) => [o, ''])), changes: changesOf(scope) }, summary: { plan: scope.plan.counts() } };
     }
 
@@ -137,12 +141,16 @@ export const provisionVpc: Executor = {
     const additionalTags = owner.spec.additionalTags as Record<string, string> | undefined;
     const previous = await readStepStatus<ProvisionVpcStatus>(ctx.secrets, model.name, STEP_ID);
     const scope = scopeFor(ctx, { clusterName: model.name, region, ...(additionalTags ? { additionalTags } : {}) });
+    scope.plan.bind(model, path.resolve(ctx.options.repoDir));
     const result = await reconcileNetwork(scope, model, previous?.dnsVerifiedFor ? { dnsVerifiedFor: previous.dnsVerifiedFor } : {});
     const outputs = { ...outputsOf(result), changes: changesOf(scope) };
     if (ctx.options.dryRun) {
       ctx.log.info(`Plan:\n${scope.plan.format()}`);
+      // A plan also says which commit last wrote each resource family (provenance, from the revision tags).
+      await recordDrift(ctx, model.name, STEP_ID, scope, result.vpc.created ? undefined : await describeProvenance(scope));
     } else {
       await writeStepStatus(ctx.secrets, model.name, STEP_ID, statusOf(result, ctx.options.revision, region, outputs));
+      await recordDrift(ctx, model.name, STEP_ID, scope);
     }
     return { outputs, summary: { plan: scope.plan.counts(), vpcId: result.vpc.id } };
   },

@@ -56,6 +56,8 @@ export interface Machine {
   group: string;
   state: string;
   templateHash: string;
+  /** As AWS reports it: a type changed by hand shows as drift of the template's instanceType. */
+  instanceType?: string;
   /** Internal: the slot and launch time, for naming and delete policies. */
   slot: number;
   launchTime: string;
@@ -83,6 +85,7 @@ function toMachine(i: Instance): Machine | undefined {
     group,
     state: i.State?.Name ?? 'unknown',
     templateHash: hash,
+    ...(i.InstanceType ? { instanceType: i.InstanceType } : {}),
     slot,
     launchTime: i.LaunchTime ? new Date(i.LaunchTime).toISOString() : '',
   };

@@ -60,11 +60,13 @@ import {
 } from '@aws-sdk/client-ec2';
 import { createHash } from 'node:crypto';
 import { InputError } from '../core/errors.js';
+import type { PathSegment } from '../spec/index.js';
 import type { AWSMachinePool, AWSMachineSpec, MachinePool, MachinePoolModel } from '../spec/model.js';
 import { REPLICAS_MANAGED_BY } from '../spec/eks-checks.js';
 import { awsErrorName, expectAtMostOne, found, isNotFound } from './find.js';
 import { resolveImageId } from './images.js';
 import { canonicalJson, instanceParams } from './machine-params.js';
+import type { SpecRef } from './plan.js';
 import type { ClusterScope } from './scope.js';
 import { AUTOSCALER_ENABLED_TAG, CAPFLOW_REVISION_TAG, autoscalerClusterTag, capaClusterTag, fromTagList, ownedTags, ROLE_TAG, tagSpecifications } from './tags.js';
 import { clientToken } from './tokens.js';
@@ -317,36 +319,48 @@ function desiredGroup(m: MachinePoolModel & { infrastructure: AWSMachinePool }, 
   };
 }
 
-/** The UpdateAutoScalingGroup fields that differ, and a description of each. */
-function groupDrift(name: string, want: DesiredGroup, have: AutoScalingGroup): { update: UpdateAutoScalingGroupCommandInput; changes: string[] } {
+/** A difference found on a group, with the spec field that decides it. */
+interface GroupChange {
+  text: string;
+  spec: SpecRef;
+}
+
+/** The UpdateAutoScalingGroup fields that differ, each described and named by its spec field. */
+function groupDrift(m: MachinePoolModel & { infrastructure: AWSMachinePool }, want: DesiredGroup, have: AutoScalingGroup): { update: UpdateAutoScalingGroupCommandInput; changes: GroupChange[] } {
+  const name = m.pool.metadata.name;
+  const pool = (...path: PathSegment[]): SpecRef => ({ kind: 'MachinePool', name, path });
+  const infra = (...path: PathSegment[]): SpecRef => ({ kind: m.infrastructure.kind, name: m.infrastructure.metadata.name, path });
   const update: UpdateAutoScalingGroupCommandInput = { AutoScalingGroupName: name };
-  const changes: string[] = [];
+  const changes: GroupChange[] = [];
   if (have.MinSize !== want.minSize) {
     update.MinSize = want.minSize;
-    changes.push(`min ${have.MinSize} -> ${want.minSize}`);
+    changes.push({ text: `min ${have.MinSize} -> ${want.minSize}`, spec: infra('spec', 'minSize') });
   }
   if (have.MaxSize !== want.maxSize) {
     update.MaxSize = want.maxSize;
-    changes.push(`max ${have.MaxSize} -> ${want.maxSize}`);
+    changes.push({ text: `max ${have.MaxSize} -> ${want.maxSize}`, spec: infra('spec', 'maxSize') });
   }
   if (!want.externallyManaged && want.desired !== undefined && have.DesiredCapacity !== want.desired) {
     update.DesiredCapacity = want.desired;
-    changes.push(`desired ${have.DesiredCapacity} -> ${want.desired}`);
+    changes.push({ text: `desired ${have.DesiredCapacity} -> ${want.desired}`, spec: pool('spec', 'replicas') });
   }
   const haveSubnets = (have.VPCZoneIdentifier ?? '').split(',').filter(Boolean).sort();
   if (haveSubnets.join(',') !== [...want.subnets].sort().join(',')) {
     update.VPCZoneIdentifier = want.subnets.join(',');
-    changes.push(`subnets ${haveSubnets.join(',')} -> ${want.subnets.join(',')}`);
+    changes.push({ text: `subnets ${haveSubnets.join(',')} -> ${want.subnets.join(',')}`, spec: infra('spec', 'subnets') });
   }
   if ((have.CapacityRebalance ?? false) !== want.capacityRebalance) {
     update.CapacityRebalance = want.capacityRebalance;
-    changes.push(`capacity rebalance ${have.CapacityRebalance ?? false} -> ${want.capacityRebalance}`);
+    changes.push({ text: `capacity rebalance ${have.CapacityRebalance ?? false} -> ${want.capacityRebalance}`, spec: infra('spec', 'capacityRebalance') });
   }
   if (!mixedPolicyMatches(want.mixed, have.MixedInstancesPolicy)) {
     if (want.mixed) update.MixedInstancesPolicy = want.mixed;
     else update.LaunchTemplate = { LaunchTemplateName: name, Version: LATEST };
-    changes.push('mixed instances policy');
+    changes.push({ text: 'mixed instances policy', spec: infra('spec', 'mixedInstancesPolicy') });
   }
+  // Any update carries the whole mixed instances policy, as CAPA's does: moto drops a policy an
+  // update leaves out (real AWS keeps it), so a desired-capacity fix would otherwise lose it there.
+  if (changes.length > 0 && want.mixed) update.MixedInstancesPolicy = want.mixed;
   return { update, changes };
 }
 
@@ -592,13 +606,15 @@ async function reconcilePool(
       arn = (await describeGroupsByName(scope, asg, [name]))[0]?.AutoScalingGroupARN;
     }
   } else {
-    const { update, changes: groupChanges } = groupDrift(name, want, group);
+    const { update, changes: groupChanges } = groupDrift(m, want, group);
     const tagDrift = autoscalerTagDrift(name, groupOnlyTags, group.Tags ?? [], autoscalerClusterName);
-    const changes = [...groupChanges, ...tagDrift.changes];
+    const tagField: SpecRef = { kind: 'MachinePool', name, path: ['metadata', 'annotations'] };
+    const changes = [...groupChanges, ...tagDrift.changes.map((text) => ({ text, spec: tagField }))];
     if (changes.length === 0) {
       scope.plan.record({ resource: 'autoscaling-group', name, action: 'no-change', id: name });
     } else {
-      scope.plan.record({ resource: 'autoscaling-group', name, action: 'update', id: name, detail: changes.join('; ') });
+      // One entry per difference, each at its field (a desired capacity changed by hand: MachinePool spec.replicas).
+      for (const c of changes) scope.plan.record({ resource: 'autoscaling-group', name, action: 'update', id: name, detail: c.text, spec: c.spec });
       if (!scope.dryRun) {
         scope.log.info('Updating auto scaling group', { name, changes });
         if (groupChanges.length > 0) await asg.send(new UpdateAutoScalingGroupCommand(update), { abortSignal: scope.signal });

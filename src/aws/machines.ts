@@ -29,6 +29,7 @@ import {
   type MachineRole,
 } from './instances.js';
 import { instanceParams, templateHash } from './machine-params.js';
+import type { SpecRef } from './plan.js';
 import type { ClusterScope } from './scope.js';
 import { createHash } from 'node:crypto';
 import type { AutoScalingClient } from '@aws-sdk/client-auto-scaling';
@@ -60,6 +61,8 @@ export interface MachineGroup {
    * etcd member joins only a healthy cluster. The control plane's.
    */
   oneAtATime?: boolean;
+  /** The spec fields behind the group: its replica count and its machine template (plan entries name them). */
+  fields?: { replicas: SpecRef; template: SpecRef };
 }
 
 export interface MachineNetwork {
@@ -144,6 +147,7 @@ export function desiredGroups(model: ClusterModel, vpc: VpcInputs): MachineGroup
       deletePolicy: 'Oldest',
       securityGroupIds: [sg.controlplane, sg.node].filter((x): x is string => !!x),
       registerWithLoadBalancer: true,
+      fields: { replicas: { kind: kcp.kind, name: kcp.metadata.name, path: ['spec', 'replicas'] }, template: { kind: tpl.kind, name: tpl.metadata.name, path: ['spec', 'template', 'spec'] } },
     });
   }
 
@@ -179,6 +183,7 @@ export function desiredGroups(model: ClusterModel, vpc: VpcInputs): MachineGroup
       deletePolicy: policy as DeletePolicy,
       securityGroupIds: [sg.node].filter((x): x is string => !!x),
       registerWithLoadBalancer: false,
+      fields: { replicas: { ...doc, path: ['spec', 'replicas'] }, template: { kind: md.machineTemplate.kind, name: md.machineTemplate.metadata.name, path: ['spec', 'template', 'spec'] } },
     });
   }
   problems.throwIfAny();
@@ -338,6 +343,23 @@ const defaultBeforeRemove = (scope: ClusterScope) => (m: Machine) => {
  * DescribeInstances, the plan of what the run would do to reach the spec (creates and deletes), no
  * mutating call.
  */
+/**
+ * The field behind removing or keeping a machine: its template when the machine is outdated (the
+ * instance type itself when that is what differs), else the group's replica count.
+ */
+function fieldOf(g: MachineGroup, m: Machine): { spec?: SpecRef } {
+  if (!g.fields) return {};
+  if (m.templateHash === g.hash) return { spec: g.fields.replicas };
+  const typeChanged = m.instanceType !== undefined && m.instanceType !== g.spec.instanceType;
+  return { spec: typeChanged ? { ...g.fields.template, path: [...g.fields.template.path, 'instanceType'] } : g.fields.template };
+}
+
+/** A launch replaces outdated machines (the template's field) or fills the replica count (a machine terminated, a scale up). */
+function launchFieldOf(g: MachineGroup, mine: readonly Machine[]): { spec?: SpecRef } {
+  if (!g.fields) return {};
+  return { spec: mine.some((m) => m.templateHash !== g.hash) ? g.fields.template : g.fields.replicas };
+}
+
 export async function reconcileMachines(scope: ClusterScope, opts: ReconcileMachinesOptions): Promise<Machine[]> {
   const beforeRemove = opts.beforeRemove ?? defaultBeforeRemove(scope);
   const pollMs = opts.pollMs ?? 2000;
@@ -368,14 +390,14 @@ export async function reconcileMachines(scope: ClusterScope, opts: ReconcileMach
         const kept = keep.length > g.replicas ? orderForRemoval(keep, g.deletePolicy).slice(keep.length - g.replicas) : keep;
         for (const m of mine) {
           const action = kept.includes(m) ? 'no-change' : 'delete';
-          scope.plan.record({ resource: 'machine', name: m.name, action, id: m.instanceId, detail: action === 'delete' ? (m.templateHash !== g.hash ? 'rolled: template changed' : 'scale down') : m.state });
+          scope.plan.record({ resource: 'machine', name: m.name, action, id: m.instanceId, detail: action === 'delete' ? (m.templateHash !== g.hash ? 'rolled: template changed' : 'scale down') : m.state, ...fieldOf(g, m) });
         }
         const used = new Set(kept.map((m) => m.slot));
         const azs = spread(g.failureDomains, kept.map((m) => m.az), Math.max(0, g.replicas - kept.length));
         azs.forEach((az) => {
           const slot = freeRange(used, 1);
           used.add(slot);
-          scope.plan.record({ resource: 'machine', name: machineName(g.owner, g.hash, slot), action: 'create', id: NEW_INSTANCE, detail: `${g.spec.instanceType} in ${az}${g.spec.spotMarketOptions ? ' (spot)' : ''}` });
+          scope.plan.record({ resource: 'machine', name: machineName(g.owner, g.hash, slot), action: 'create', id: NEW_INSTANCE, detail: `${g.spec.instanceType} in ${az}${g.spec.spotMarketOptions ? ' (spot)' : ''}`, ...launchFieldOf(g, mine) });
         });
       }
       for (const m of orphans) scope.plan.record({ resource: 'machine', name: m.name, action: 'delete', id: m.instanceId, detail: 'group not in the spec' });
@@ -395,7 +417,8 @@ export async function reconcileMachines(scope: ClusterScope, opts: ReconcileMach
       }
       for (const m of remove) {
         await beforeRemove(m);
-        scope.plan.record({ resource: 'machine', name: m.name, action: 'delete', id: m.instanceId, detail: `round ${round}` });
+        const g = opts.groups.find((x) => x.name === m.group);
+        scope.plan.record({ resource: 'machine', name: m.name, action: 'delete', id: m.instanceId, detail: `round ${round}`, ...(g ? fieldOf(g, m) : {}) });
       }
       await terminateInstances(scope, remove.map((m) => m.instanceId));
     }
@@ -434,7 +457,8 @@ export async function reconcileMachines(scope: ClusterScope, opts: ReconcileMach
           knownIds: snap.knownIds.get(g.name) ?? [],
         };
         const made = await launchBatch(scope, batch);
-        for (const m of made) scope.plan.record({ resource: 'machine', name: m.name, action: 'create', id: m.instanceId, detail: `${g.spec.instanceType} in ${az}${params.spot ? ' (spot)' : ''}` });
+        const field = launchFieldOf(g, snap.live.filter((x) => x.group === g.name));
+        for (const m of made) scope.plan.record({ resource: 'machine', name: m.name, action: 'create', id: m.instanceId, detail: `${g.spec.instanceType} in ${az}${params.spot ? ' (spot)' : ''}`, ...field });
         launched.push(...made);
       }
     }

@@ -10,9 +10,9 @@
  * nothing. Delete runs the reverse order and finds everything by the
  * cluster's ownership tag, so it works when the spec is gone or changed.
  */
-import { DescribeAvailabilityZonesCommand } from '@aws-sdk/client-ec2';
+import { CreateTagsCommand, DescribeAvailabilityZonesCommand } from '@aws-sdk/client-ec2';
 import { ConflictError } from '../core/errors.js';
-import { networkSpecOf, NetworkProblems, type ClusterModel, type NetworkSpec } from '../spec/index.js';
+import { networkSpecOf, NetworkProblems, type ClusterModel, type NetworkSpec, type PathSegment } from '../spec/index.js';
 import { deleteBastion, reconcileBastion, type BastionResult } from './bastion.js';
 import { overlaps } from '../core/cidr.js';
 import { describeInternetGateways, deleteInternetGateways, reconcileInternetGateway } from './internet-gateway.js';
@@ -20,9 +20,10 @@ import { deleteLoadBalancers, reconcileLoadBalancer, type LoadBalancerResult } f
 import { deleteNatGateways, describeNatAddresses, describeNatGateways, natPlacements, reconcileNatGateways, releaseNatAddresses, type NatGatewayResult } from './nat-gateways.js';
 import { checkZones, desiredSubnets, layoutCovered, userSubnets, type DesiredSubnet, type ExistingSubnet } from './network-spec.js';
 import { deleteRouteTables, describeOwnedRouteTables, describeVpcRouteTables, reconcileRouteTables, type RouteTableResult } from './route-tables.js';
+import type { SpecFallback, SpecRef } from './plan.js';
 import type { ClusterScope } from './scope.js';
 import { deleteSecurityGroups, reconcileSecurityGroups, type AnySecurityGroupRole } from './security-groups.js';
-import { k8sClusterTag } from './tags.js';
+import { CAPFLOW_REVISION_TAG, k8sClusterTag } from './tags.js';
 import { deleteSubnets, describeOwnedSubnets, describeVpcSubnets, reconcileSubnets, type SubnetResult } from './subnets.js';
 import { deleteVpcs, describeClusterVpcs, describeUserVpc, pickOwnedVpc, reconcileVpc, TagUpdates, type VpcResult } from './vpc.js';
 
@@ -82,12 +83,71 @@ function checkSubnetRoom(scope: ClusterScope, desired: DesiredSubnet[], existing
   }
 }
 
+/** EC2 ids a run can update in place (not load balancers: their tags are ELB's). */
+const EC2_ID = /^(vpc|subnet|igw|nat|eipalloc|rtb|sg|i)-[0-9a-f]+$/;
+
+/**
+ * The resources this run changed in place get `capflow.io/revision` of this run, in one CreateTags:
+ * the tag says which commit last wrote a resource (provenance in `capflow status`), not only which
+ * made it. Nothing changed, no call.
+ */
+async function stampRevision(scope: ClusterScope, stamped: ReadonlySet<string>): Promise<void> {
+  if (scope.dryRun) return;
+  const entries = scope.plan.entries();
+  // Made by this run (tagged at creation) or stamped with a tag update: nothing to add.
+  const done = new Set([...stamped, ...entries.filter((e) => e.action === 'create' && e.id !== undefined).map((e) => e.id!)]);
+  const ids = [...new Set(entries.filter((e) => e.action === 'update' && e.id !== undefined && EC2_ID.test(e.id) && !done.has(e.id)).map((e) => e.id!))].sort();
+  for (let i = 0; i < ids.length; i += 500) {
+    await scope.ec2.send(new CreateTagsCommand({ Resources: ids.slice(i, i + 500), Tags: [{ Key: CAPFLOW_REVISION_TAG, Value: scope.revision }] }), { abortSignal: scope.signal });
+  }
+}
+
+/**
+ * The AWSCluster (or AWSManagedControlPlane) field behind each network plan entry, so drift is
+ * reported where Git would change it: a listed subnet's entry (and its tags), additionalTags for a
+ * tag, the VPC block, the load balancer and bastion blocks; a computed subnet points at the zone limit.
+ */
+function networkFields(spec: NetworkSpec, wanted: () => readonly DesiredSubnet[], tags: TagUpdates): SpecFallback {
+  const at = (...path: PathSegment[]): SpecRef => ({ ...spec.infra, path });
+  return (e) => {
+    const subnet = e.resource === 'subnet' ? wanted().find((d) => d.name === e.name) : undefined;
+    for (const key of tags.changedKeys(e.id)) {
+      if (subnet?.specIndex !== undefined && key in subnet.tags) return at('spec', 'network', 'subnets', subnet.specIndex, 'tags', key);
+      if (spec.infraSpec.additionalTags && key in spec.infraSpec.additionalTags) return at('spec', 'additionalTags', key);
+    }
+    switch (e.resource) {
+      case 'vpc':
+        return spec.vpcId ? at('spec', 'network', 'vpc', 'id') : at('spec', 'network', 'vpc', 'cidrBlock');
+      case 'subnet':
+        return subnet?.specIndex !== undefined ? at('spec', 'network', 'subnets', subnet.specIndex) : at('spec', 'network', 'vpc', 'availabilityZoneUsageLimit');
+      case 'internet-gateway':
+      case 'route-table':
+      case 'nat-gateway':
+      case 'elastic-ip':
+        return at('spec', 'network', 'vpc');
+      case 'security-group':
+      case 'security-group-rules':
+        return at('spec', 'network');
+      case 'load-balancer':
+      case 'target-group':
+      case 'listener':
+        return at('spec', 'controlPlaneLoadBalancer');
+      case 'instance':
+        return at('spec', 'bastion');
+      default:
+        return undefined;
+    }
+  };
+}
+
 export async function reconcileNetwork(scope: ClusterScope, model: ClusterModel, options: ReconcileNetworkOptions = {}): Promise<NetworkResult> {
   const spec = networkSpecOf(model);
   // The checks that need no cloud ran when the spec was loaded (src/spec/aws-network.ts).
   const problems = new NetworkProblems(model, spec);
   scope.log.info('Reconciling network', { cluster: scope.clusterName, region: scope.region, vpc: spec.vpcId ?? 'managed', dryRun: scope.dryRun });
-  const tagUpdates = new TagUpdates();
+  const tagUpdates = new TagUpdates(scope.revision);
+  let wanted: readonly DesiredSubnet[] = [];
+  scope.plan.fallback(networkFields(spec, () => wanted, tagUpdates));
 
   let vpc: VpcResult;
   let subnets: SubnetResult[];
@@ -106,6 +166,7 @@ export async function reconcileNetwork(scope: ClusterScope, model: ClusterModel,
     problems.throwIfAny();
     vpc = { id: spec.vpcId, cidr: found!.CidrBlock ?? '', managed: false, dnsVerified: false, created: false };
     scope.plan.record({ resource: 'vpc', name: spec.vpcId, id: spec.vpcId, action: 'skip', detail: 'user-supplied: used, not managed' });
+    wanted = used;
     subnets = await reconcileSubnets(scope, { vpcId: spec.vpcId, desired: used, existing: [], tagUpdates });
   } else {
     const found = pickOwnedVpc(scope, await describeClusterVpcs(scope));
@@ -130,6 +191,7 @@ export async function reconcileNetwork(scope: ClusterScope, model: ClusterModel,
     }
     problems.throwIfAny();
     checkSubnetRoom(scope, desired, existingSubnets);
+    wanted = desired;
 
     // Everything is known: from here on, calls change the world.
     vpc = await reconcileVpc(scope, { cidr: spec.vpcCidr, existing: found, ...(options.dnsVerifiedFor ? { dnsVerifiedFor: options.dnsVerifiedFor } : {}), tagUpdates });
@@ -150,11 +212,11 @@ export async function reconcileNetwork(scope: ClusterScope, model: ClusterModel,
   let bastion: BastionResult | undefined;
   if (spec.provider === 'eks') {
     // No API server load balancer: EKS serves the API.
-    const ids = await reconcileSecurityGroups(scope, { vpcId: vpc.id, spec: spec.infraSpec, cluster: model.cluster, provider: 'eks' });
+    const ids = await reconcileSecurityGroups(scope, { vpcId: vpc.id, spec: spec.infraSpec, cluster: model.cluster, provider: 'eks', infra: spec.infra });
     securityGroupIds = ids;
     bastion = await reconcileBastion(scope, { spec: spec.infraSpec, subnetId: bastionSubnet, securityGroupId: ids.bastion ?? '' });
   } else {
-    const ids = await reconcileSecurityGroups(scope, { vpcId: vpc.id, spec: spec.infraSpec, cluster: model.cluster });
+    const ids = await reconcileSecurityGroups(scope, { vpcId: vpc.id, spec: spec.infraSpec, cluster: model.cluster, infra: spec.infra });
     securityGroupIds = ids;
     [loadBalancer, bastion] = await Promise.all([
       reconcileLoadBalancer(scope, {
@@ -166,6 +228,7 @@ export async function reconcileNetwork(scope: ClusterScope, model: ClusterModel,
       reconcileBastion(scope, { spec: spec.infraSpec, subnetId: bastionSubnet, securityGroupId: ids.bastion }),
     ]);
   }
+  await stampRevision(scope, tagUpdates.stamped());
   scope.log.info('Network reconciled', { vpcId: vpc.id, plan: JSON.stringify(scope.plan.counts()) });
   return {
     vpc,

@@ -35,6 +35,7 @@ import {
   type SecurityGroup,
 } from '@aws-sdk/client-ec2';
 import { CapflowError, InputError, TransientError, classifyError, isCapflowError } from '../core/errors.js';
+import { formatPath, type PathSegment } from '../spec/index.js';
 import type { AWSClusterSpec, Cluster } from '../spec/model.js';
 import { awsErrorName, expectAtMostOne, found, isDependencyViolation, isNotFound } from './find.js';
 import type { ClusterScope } from './scope.js';
@@ -99,6 +100,8 @@ export interface IngressRule {
   fromPort: number;
   toPort: number;
   source: { kind: SourceKind; value: string };
+  /** The AWSCluster field that asks for the rule (plan entries name it with its file:line); unset for rules read from AWS. */
+  origin?: readonly PathSegment[];
 }
 
 /** A rule as the CRD writes it (spec.network.additional*IngressRules, controlPlaneLoadBalancer.ingressRules). */
@@ -246,9 +249,23 @@ function needs(spec: AWSClusterSpec, provider: NetworkProvider): { vpcCidr: bool
   };
 }
 
-function expand(description: string, protocol: string, fromPort: number, toPort: number, sources: Array<IngressRule['source']>): IngressRule[] {
-  return sources.map((source) => ({ description: `${RULE_DESCRIPTION_PREFIX}${description}`, protocol, fromPort, toPort, source }));
+function expand(description: string, protocol: string, fromPort: number, toPort: number, sources: Array<IngressRule['source']>, origin: readonly PathSegment[]): IngressRule[] {
+  return sources.map((source) => ({ description: `${RULE_DESCRIPTION_PREFIX}${description}`, protocol, fromPort, toPort, source, origin }));
 }
+
+// Where the rules capflow adds by default come from: the field that would change them.
+const NETWORK: readonly PathSegment[] = ['spec', 'network'];
+const CNI_RULES: readonly PathSegment[] = ['spec', 'network', 'cni', 'cniIngressRules'];
+const BASTION: readonly PathSegment[] = ['spec', 'bastion'];
+const API_LB: readonly PathSegment[] = ['spec', 'controlPlaneLoadBalancer'];
+/** Where a rule of each role would be written to keep it: a rule found that the spec lacks is reported there. */
+const RULES_FIELD: Record<AnySecurityGroupRole, readonly PathSegment[]> = {
+  controlplane: ['spec', 'network', 'additionalControlPlaneIngressRules'],
+  node: ['spec', 'network', 'additionalNodeIngressRules'],
+  'apiserver-lb': ['spec', 'controlPlaneLoadBalancer', 'ingressRules'],
+  bastion: ['spec', 'bastion', 'allowedCIDRBlocks'],
+  'node-eks-additional': ['spec', 'network', 'additionalControlPlaneIngressRules'],
+};
 
 const sgSources = (ids: string[]) => ids.map((value) => ({ kind: 'sg' as const, value }));
 const cidrSources = (cidrs: string[]) => cidrs.map((value) => ({ kind: value.includes(':') ? ('cidr6' as const) : ('cidr' as const), value }));
@@ -258,18 +275,19 @@ const cidrSources = (cidrs: string[]) => cidrs.map((value) => ({ kind: value.inc
  * become ids. An EKS cluster's rules (eks set) may name only its own groups, and must name a source:
  * there is no control plane group of capflow's to default to (validation says so first).
  */
-function specRule(r: SpecIngressRule, ctx: RuleContext, where: string): IngressRule[];
-function specRule(r: SpecIngressRule, ctx: RuleContext<SecurityGroupIds<'eks'>>, where: string, eks: true): IngressRule[];
-function specRule(r: SpecIngressRule, ctx: RuleContext<Partial<Record<AnySecurityGroupRole, string>>>, where: string, eks = false): IngressRule[] {
+function specRule(r: SpecIngressRule, ctx: RuleContext, at: readonly PathSegment[]): IngressRule[];
+function specRule(r: SpecIngressRule, ctx: RuleContext<SecurityGroupIds<'eks'>>, at: readonly PathSegment[], eks: true): IngressRule[];
+function specRule(r: SpecIngressRule, ctx: RuleContext<Partial<Record<AnySecurityGroupRole, string>>>, at: readonly PathSegment[], eks = false): IngressRule[] {
+  const where = formatPath(at.slice(0, -1));
   const description = r.description ?? `${r.protocol} ${r.fromPort}-${r.toPort}`;
   if (r.natGatewaysIPsSource) {
     if (!ctx.natGatewayCidrs?.length) {
       throw new TransientError('SG_NAT_IPS_NOT_READY', `${where}: rule "${description}" wants the NAT gateways' IPs, but the VPC has no available NAT gateway yet`);
     }
-    return expand(description, r.protocol, r.fromPort, r.toPort, cidrSources(ctx.natGatewayCidrs));
+    return expand(description, r.protocol, r.fromPort, r.toPort, cidrSources(ctx.natGatewayCidrs), at);
   }
   const cidrs = [...(r.cidrBlocks ?? []), ...(r.ipv6CidrBlocks ?? [])];
-  if (cidrs.length > 0) return expand(description, r.protocol, r.fromPort, r.toPort, cidrSources(cidrs));
+  if (cidrs.length > 0) return expand(description, r.protocol, r.fromPort, r.toPort, cidrSources(cidrs), at);
   const ids = new Set(r.sourceSecurityGroupIds ?? []);
   const roles: readonly AnySecurityGroupRole[] = eks ? EKS_SECURITY_GROUP_ROLES.filter((x) => ctx.ids[x] !== undefined) : SECURITY_GROUP_ROLES;
   for (const role of r.sourceSecurityGroupRoles ?? []) {
@@ -286,7 +304,7 @@ function specRule(r: SpecIngressRule, ctx: RuleContext<Partial<Record<AnySecurit
     });
   }
   if (ids.size === 0) ids.add(ctx.ids.controlplane!);
-  return expand(description, r.protocol, r.fromPort, r.toPort, sgSources([...ids].sort()));
+  return expand(description, r.protocol, r.fromPort, r.toPort, sgSources([...ids].sort()), at);
 }
 
 /**
@@ -298,29 +316,27 @@ export function desiredIngressRules(role: SecurityGroupRole, spec: AWSClusterSpe
   const bastion = bastionSpec(spec);
   const net = spec.network ?? {};
   const apiPort = cluster.spec.clusterNetwork?.apiServerPort ?? API_SERVER_PORT;
-  const cni = () => cniRules(spec).flatMap((r) => expand(r.description ?? `cni ${r.protocol}`, r.protocol, r.fromPort, r.toPort, sgSources([ids.controlplane, ids.node])));
-  const sshFromBastion = () => (bastion.enabled ? expand('SSH', 'tcp', 22, 22, sgSources([ids.bastion])) : []);
+  const cni = () => cniRules(spec).flatMap((r, i) => expand(r.description ?? `cni ${r.protocol}`, r.protocol, r.fromPort, r.toPort, sgSources([ids.controlplane, ids.node]), [...CNI_RULES, i]));
+  const sshFromBastion = () => (bastion.enabled ? expand('SSH', 'tcp', 22, 22, sgSources([ids.bastion]), BASTION) : []);
   let rules: IngressRule[];
   switch (role) {
     case 'controlplane':
       rules = [
-        ...expand('Kubernetes API', 'tcp', API_SERVER_PORT, API_SERVER_PORT, sgSources([ids['apiserver-lb'], ids.controlplane, ids.node])),
-        ...expand('etcd', 'tcp', 2379, 2380, sgSources([ids.controlplane])),
+        ...expand('Kubernetes API', 'tcp', API_SERVER_PORT, API_SERVER_PORT, sgSources([ids['apiserver-lb'], ids.controlplane, ids.node]), NETWORK),
+        ...expand('etcd', 'tcp', 2379, 2380, sgSources([ids.controlplane]), NETWORK),
         ...sshFromBastion(),
         ...cni(),
-        ...((net.additionalControlPlaneIngressRules as SpecIngressRule[] | undefined) ?? []).flatMap((r) =>
-          specRule(r, ctx, 'spec.network.additionalControlPlaneIngressRules'),
-        ),
+        ...((net.additionalControlPlaneIngressRules as SpecIngressRule[] | undefined) ?? []).flatMap((r, i) => specRule(r, ctx, [...RULES_FIELD.controlplane, i])),
       ];
       break;
     case 'node': {
       const nodePortCidrs = (net.nodePortIngressRuleCidrBlocks as string[] | undefined) ?? [ANY_IPV4];
       rules = [
-        ...expand('Node Port Services', 'tcp', 30000, 32767, cidrSources(nodePortCidrs)),
-        ...expand('Kubelet API', 'tcp', 10250, 10250, sgSources([ids.controlplane, ids.node])),
+        ...expand('Node Port Services', 'tcp', 30000, 32767, cidrSources(nodePortCidrs), [...NETWORK, 'nodePortIngressRuleCidrBlocks']),
+        ...expand('Kubelet API', 'tcp', 10250, 10250, sgSources([ids.controlplane, ids.node]), NETWORK),
         ...sshFromBastion(),
         ...cni(),
-        ...((net.additionalNodeIngressRules as SpecIngressRule[] | undefined) ?? []).flatMap((r) => specRule(r, ctx, 'spec.network.additionalNodeIngressRules')),
+        ...((net.additionalNodeIngressRules as SpecIngressRule[] | undefined) ?? []).flatMap((r, i) => specRule(r, ctx, [...RULES_FIELD.node, i])),
       ];
       break;
     }
@@ -332,12 +348,12 @@ export function desiredIngressRules(role: SecurityGroupRole, spec: AWSClusterSpe
       // the NAT gateways when it is public and the spec restricts who may connect (CAPA's behaviour).
       const base = internal
         ? vpcCidr
-          ? expand('Kubernetes API', 'tcp', apiPort, apiPort, cidrSources([vpcCidr]))
+          ? expand('Kubernetes API', 'tcp', apiPort, apiPort, cidrSources([vpcCidr]), API_LB)
           : []
         : custom.length === 0
-          ? expand('Kubernetes API', 'tcp', apiPort, apiPort, cidrSources([ANY_IPV4]))
-          : expand('Kubernetes API', 'tcp', apiPort, apiPort, cidrSources(ctx.natGatewayCidrs ?? []));
-      rules = [...base, ...custom.flatMap((r) => specRule(r, ctx, 'spec.controlPlaneLoadBalancer.ingressRules'))];
+          ? expand('Kubernetes API', 'tcp', apiPort, apiPort, cidrSources([ANY_IPV4]), API_LB)
+          : expand('Kubernetes API', 'tcp', apiPort, apiPort, cidrSources(ctx.natGatewayCidrs ?? []), API_LB);
+      rules = [...base, ...custom.flatMap((r, i) => specRule(r, ctx, [...RULES_FIELD['apiserver-lb'], i]))];
       break;
     }
     case 'bastion':
@@ -349,7 +365,7 @@ export function desiredIngressRules(role: SecurityGroupRole, spec: AWSClusterSpe
 
 /** SSH to the bastion from its allow-list, while it is enabled and its rules are not turned off. */
 function bastionIngress(bastion: BastionSpec): IngressRule[] {
-  return bastion.enabled && !bastion.disableIngressRules ? expand('SSH', 'tcp', 22, 22, cidrSources(bastion.allowedCIDRBlocks ?? [ANY_IPV4])) : [];
+  return bastion.enabled && !bastion.disableIngressRules ? expand('SSH', 'tcp', 22, 22, cidrSources(bastion.allowedCIDRBlocks ?? [ANY_IPV4]), RULES_FIELD.bastion) : [];
 }
 
 /** Without duplicates: the first description of a rule wins. */
@@ -373,8 +389,8 @@ export function desiredEksIngressRules(role: EksSecurityGroupRole, spec: AWSClus
   if (role === 'bastion') return unique(bastionIngress(bastion));
   const additional = (spec.network?.additionalControlPlaneIngressRules as SpecIngressRule[] | undefined) ?? [];
   return unique([
-    ...additional.flatMap((r) => specRule(r, ctx, 'spec.network.additionalControlPlaneIngressRules', true)),
-    ...(bastion.enabled && ctx.ids.bastion ? expand('SSH', 'tcp', 22, 22, sgSources([ctx.ids.bastion])) : []),
+    ...additional.flatMap((r, i) => specRule(r, ctx, [...RULES_FIELD['node-eks-additional'], i], true)),
+    ...(bastion.enabled && ctx.ids.bastion ? expand('SSH', 'tcp', 22, 22, sgSources([ctx.ids.bastion]), BASTION) : []),
   ]);
 }
 
@@ -385,8 +401,25 @@ export interface RuleDiff {
   describe: IngressRule[];
 }
 
-/** What to change so `current` holds `desired`; only prefixed rules are ever revoked. */
-export function diffIngressRules(current: readonly IngressRule[], desired: readonly IngressRule[]): RuleDiff {
+/**
+ * Rules on our groups that are not ours to revoke: those the AWS cloud controller adds for Services
+ * of type LoadBalancer (an NLB's client and health rules, described `kubernetes.io/rule/...`, and a
+ * classic ELB's rule from its own `k8s-elb-...` group) and any rule whose source is a group that is
+ * not one of the cluster's. Every other rule the spec does not ask for is drift: revoked.
+ */
+export function isForeignRule(rule: IngressRule, ourGroupIds: ReadonlySet<string>): boolean {
+  if (rule.description.startsWith(RULE_DESCRIPTION_PREFIX)) return false;
+  if (rule.description.startsWith(CLOUD_CONTROLLER_RULE_PREFIX)) return true;
+  return rule.source.kind === 'sg' && !ourGroupIds.has(rule.source.value);
+}
+
+const CLOUD_CONTROLLER_RULE_PREFIX = 'kubernetes.io/rule/';
+
+/**
+ * What to change so `current` holds `desired`. A rule the spec does not ask for is revoked, whoever
+ * added it (a rule added by hand is drift), except the cloud controller's (see isForeignRule).
+ */
+export function diffIngressRules(current: readonly IngressRule[], desired: readonly IngressRule[], ourGroupIds: ReadonlySet<string> = new Set()): RuleDiff {
   const currentByKey = new Map(current.map((r) => [ruleKey(r), r]));
   const desiredKeys = new Set(desired.map(ruleKey));
   const authorize: IngressRule[] = [];
@@ -396,7 +429,7 @@ export function diffIngressRules(current: readonly IngressRule[], desired: reado
     if (!c) authorize.push(d);
     else if (c.description !== d.description) describe.push(d);
   }
-  const revoke = current.filter((c) => c.description.startsWith(RULE_DESCRIPTION_PREFIX) && !desiredKeys.has(ruleKey(c)));
+  const revoke = current.filter((c) => !desiredKeys.has(ruleKey(c)) && !isForeignRule(c, ourGroupIds));
   return { authorize, revoke, describe };
 }
 
@@ -443,7 +476,7 @@ async function ruleContextFacts(scope: ClusterScope, vpcId: string, spec: AWSClu
  */
 export async function reconcileSecurityGroups<P extends NetworkProvider = 'aws'>(
   scope: ClusterScope,
-  input: { vpcId: string; spec: AWSClusterSpec; cluster: Cluster; provider?: P },
+  input: { vpcId: string; spec: AWSClusterSpec; cluster: Cluster; provider?: P; infra?: { kind: string; name: string } },
 ): Promise<SecurityGroupIds<P>> {
   const { vpcId, spec, cluster } = input;
   const provider: NetworkProvider = input.provider ?? 'aws';
@@ -521,6 +554,7 @@ export async function reconcileSecurityGroups<P extends NetworkProvider = 'aws'>
 
   // Rules, now that every group has an id to refer to.
   const facts = await ruleContextFacts(scope, vpcId, spec, provider);
+  const ourIds = new Set(Object.values(ids).filter((x): x is string => !!x));
   for (const role of roles) {
     const name = names[role];
     const id = ids[role]!;
@@ -529,20 +563,22 @@ export async function reconcileSecurityGroups<P extends NetworkProvider = 'aws'>
         ? desiredIngressRules(role as SecurityGroupRole, spec, cluster, { ids: ids as Record<SecurityGroupRole, string>, ...facts })
         : desiredEksIngressRules(role as EksSecurityGroupRole, spec, { ids: ids as SecurityGroupIds<'eks'>, ...facts });
     const current = existing.has(role) ? currentIngressRules(existing.get(role)!) : [];
-    const diff = diffIngressRules(current, desired);
+    const diff = diffIngressRules(current, desired, ourIds);
     const changes = diff.authorize.length + diff.revoke.length + diff.describe.length;
-    const detail = [
-      ...diff.authorize.map((r) => `authorize ${formatRule(r)}`),
-      ...diff.revoke.map((r) => `revoke ${formatRule(r)}`),
-      ...diff.describe.map((r) => `describe ${formatRule(r)} as "${r.description}"`),
-    ].join('; ');
-    scope.plan.record({
-      resource: 'security-group-rules',
-      name,
-      action: changes === 0 ? 'no-change' : 'update',
-      id,
-      ...(changes > 0 ? { detail } : { detail: `${desired.length} rules` }),
-    });
+    const at = (path: readonly PathSegment[] | undefined) => (input.infra ? { spec: { ...input.infra, path: path ?? RULES_FIELD[role] } } : {});
+    const update = (detail: string, field: readonly PathSegment[] | undefined) => scope.plan.record({ resource: 'security-group-rules', name, action: 'update', id, detail, ...at(field) });
+    if (changes === 0) {
+      scope.plan.record({ resource: 'security-group-rules', name, action: 'no-change', id, detail: `${desired.length} rules` });
+    } else if (!existing.has(role)) {
+      // A new group's rules are one entry.
+      update(diff.authorize.map((r) => `authorize ${formatRule(r)}`).join('; '), NETWORK);
+    } else {
+      // On a group that exists, one entry per changed rule, each at the field that asks for it (or
+      // would have to, to keep a rule found by hand).
+      for (const r of diff.authorize) update(`authorize ${formatRule(r)}`, r.origin);
+      for (const r of diff.revoke) update(`revoke ${formatRule(r)}: not in the spec`, undefined);
+      for (const r of diff.describe) update(`describe ${formatRule(r)} as "${r.description}"`, r.origin);
+    }
     if (changes === 0 || scope.dryRun) continue;
     if (diff.revoke.length > 0) {
       log.info('Revoking security group ingress rules', { securityGroupId: id, rules: diff.revoke.map(formatRule) });

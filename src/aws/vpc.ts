@@ -21,7 +21,7 @@ import {
 import { ConflictError, TransientError } from '../core/errors.js';
 import { expectAtMostOne, found, isDependencyViolation, isNotFound, type Found } from './find.js';
 import type { ClusterScope } from './scope.js';
-import { capaClusterTag, fromTagList, ownedTags, tagSpecifications, toTagList } from './tags.js';
+import { CAPFLOW_REVISION_TAG, capaClusterTag, fromTagList, ownedTags, tagSpecifications, toTagList } from './tags.js';
 import { waitFor } from './wait.js';
 
 export const VPC_ROLE = 'common';
@@ -52,10 +52,14 @@ export function isPlaceholder(id: string | undefined): boolean {
  * Tag values that differ from what the spec asks (additionalTags, a subnet's
  * tags). Tags are set at creation; when the spec's own tags change later,
  * only the changed keys are written, one CreateTags per distinct change.
- * Provenance tags (revision) are never rewritten: they say which commit made the resource.
+ * The revision tag is rewritten for every resource a run changes (network.ts stampRevision).
  */
 export class TagUpdates {
   private readonly byChange = new Map<string, { tags: Record<string, string>; ids: string[] }>();
+  private readonly keysById = new Map<string, string[]>();
+
+  /** `revision`: written with every change, so the resource says which commit last wrote it. */
+  constructor(private readonly revision?: string) {}
 
   /** The keys of `wanted` whose values differ in `actual`; records them for `apply`. */
   diff(id: string, actual: Record<string, string>, wanted: Record<string, string>): string | undefined {
@@ -63,11 +67,23 @@ export class TagUpdates {
     for (const [k, v] of Object.entries(wanted)) if (actual[k] !== v) change[k] = v;
     const keys = Object.keys(change).sort();
     if (keys.length === 0) return undefined;
-    const key = JSON.stringify(keys.map((k) => [k, change[k]]));
+    this.keysById.set(id, keys);
+    if (this.revision !== undefined) change[CAPFLOW_REVISION_TAG] = this.revision;
+    const key = JSON.stringify(Object.keys(change).sort().map((k) => [k, change[k]]));
     const entry = this.byChange.get(key) ?? { tags: change, ids: [] };
     entry.ids.push(id);
     this.byChange.set(key, entry);
     return `tags ${keys.map((k) => `${k}=${change[k]}`).join(', ')}`;
+  }
+
+  /** Resources whose tag update carries the revision already. */
+  stamped(): ReadonlySet<string> {
+    return new Set(this.revision === undefined ? [] : this.keysById.keys());
+  }
+
+  /** The tag keys `diff` found changed on a resource (for the plan entry's spec field). */
+  changedKeys(id: string | undefined): readonly string[] {
+    return (id && this.keysById.get(id)) || [];
   }
 
   async apply(scope: ClusterScope): Promise<void> {

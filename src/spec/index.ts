@@ -9,6 +9,7 @@ export { formatProblem, isSpecInvalidError, printable, SpecInvalidError, type Pr
 export { specHash, specHashWithInputs, canonicalJson } from './hash.js';
 export { fieldLocation, FieldProblems, type FieldLocation } from './locations.js';
 export { formatPath } from './paths.js';
+export type { PathSegment } from './yaml-source.js';
 export { FOLDER_VARS_FILE, isCredentialName, parseVarsFile, parseVarsText, varsFileWithin, type VariableOptions } from './variables.js';
 export { checkHostKey, checkHostKeyFingerprint, checkPinnedHostKey, HOST_KEY_FINGERPRINT, labelSelectorMatches, selects } from './references.js';
 export type { ValidatorMode } from './validators.js';

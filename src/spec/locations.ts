@@ -20,6 +20,8 @@ export function rememberSource(doc: SpecDocument, src: SourceDocument): void {
 export interface FieldLocation {
   /** Display path of the file, as in problems. */
   file: string;
+  /** The file on disk, when the loader read it. */
+  absPath?: string;
   /** 1-based. */
   line: number;
   column: number;
@@ -37,7 +39,7 @@ export function fieldLocation(model: ClusterModel, doc: { kind: string; name: st
   const src = sources.get(document);
   if (!src) return { file: document.source.file, line: document.source.line, column: document.source.column };
   const pos = src.position(path);
-  return { file: src.file.display, line: pos.line, column: pos.column };
+  return { file: src.file.display, absPath: src.file.absPath, line: pos.line, column: pos.column };
 }
 
 /** Problems found in a loaded model (by validation's model checks or a step), each at its field. */

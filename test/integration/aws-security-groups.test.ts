@@ -212,19 +212,42 @@ describe('aws/security-groups: the cluster security groups against moto', functi
     expect(Object.keys(call!.params!).filter((k) => k.startsWith('IpPermissions.2'))).to.deep.equal([]);
   });
 
-  it('a rule added by hand (no capflow: prefix) on an owned group, should be left alone by reconcile', async () => {
+  it('a rule added by hand on an owned group, should be drift: planned as a revoke at the field that would keep it, then revoked', async () => {
     const ids = await reconcileSecurityGroups(scopeFor(env), { vpcId: net.vpcId, spec: specOf(), cluster });
     await env.ec2.send(
       new AuthorizeSecurityGroupIngressCommand({
         GroupId: ids.node,
-        IpPermissions: [{ IpProtocol: 'tcp', FromPort: 8080, ToPort: 8080, IpRanges: [{ CidrIp: '198.51.100.0/24', Description: 'k8s-elb-a1b2' }] }],
+        IpPermissions: [{ IpProtocol: 'tcp', FromPort: 8080, ToPort: 8080, IpRanges: [{ CidrIp: '198.51.100.0/24', Description: 'opened by hand' }] }],
+      }),
+    );
+    const plan = scopeFor(env, { dryRun: true });
+    await reconcileSecurityGroups(plan, { vpcId: net.vpcId, spec: specOf(), cluster, infra: { kind: 'AWSCluster', name: 'c1' } });
+    const entry = plan.plan.changes().find((e) => e.resource === 'security-group-rules');
+    expect(entry).to.include({ id: ids.node, detail: 'revoke tcp 8080 from 198.51.100.0/24: not in the spec', field: 'AWSCluster/c1 spec.network.additionalNodeIngressRules' });
+    env.proxy.reset();
+    await reconcileSecurityGroups(scopeFor(env), { vpcId: net.vpcId, spec: specOf(), cluster });
+    expect(mutatingActions(env.proxy)).to.deep.equal(['RevokeSecurityGroupIngress']);
+    const node = (await groupsById(env, net.vpcId)).get(ids.node)!;
+    expect(ruleKeys(node, ids)).to.not.include('tcp/8080-8080/cidr:198.51.100.0/24');
+  });
+
+  it("the cloud controller's rules on the node group (an NLB's, described kubernetes.io/rule/..., a classic ELB's from its own group), should be left alone", async () => {
+    const ids = await reconcileSecurityGroups(scopeFor(env), { vpcId: net.vpcId, spec: specOf(), cluster });
+    const elb = await env.ec2.send(new CreateSecurityGroupCommand({ VpcId: net.vpcId, GroupName: 'k8s-elb-a1b2c3', Description: 'Security group for Kubernetes ELB a1b2c3 (default/web)' }));
+    await env.ec2.send(
+      new AuthorizeSecurityGroupIngressCommand({
+        GroupId: ids.node,
+        IpPermissions: [
+          { IpProtocol: 'tcp', FromPort: 31080, ToPort: 31080, IpRanges: [{ CidrIp: '0.0.0.0/0', Description: 'kubernetes.io/rule/nlb/client=a1b2c3d4' }] },
+          { IpProtocol: '-1', UserIdGroupPairs: [{ GroupId: elb.GroupId }] },
+        ],
       }),
     );
     env.proxy.reset();
     await reconcileSecurityGroups(scopeFor(env), { vpcId: net.vpcId, spec: specOf(), cluster });
     expect(mutatingActions(env.proxy)).to.deep.equal([]);
     const node = (await groupsById(env, net.vpcId)).get(ids.node)!;
-    expect(ruleKeys(node, ids)).to.include('tcp/8080-8080/cidr:198.51.100.0/24');
+    expect(ruleKeys(node, ids)).to.include.members(['tcp/31080-31080/cidr:0.0.0.0/0', `-1/all/sg:${elb.GroupId}`]);
   });
 
   it('an internal API load balancer without a VPC CIDR in the spec, should read the VPC once and allow the API from its CIDR', async () => {

@@ -196,6 +196,8 @@ describe('provision-vpc: the network of an AWSCluster against moto (through the 
       'CreateRouteTable',
       'CreateSubnet',
       'CreateSubnet',
+      // The resources changed in place get this run's commit in their revision tag, in one call.
+      'CreateTags',
       'ModifySubnetAttribute',
     ]);
     const after = network(await snapshotWorld(bed.moto.endpoint));

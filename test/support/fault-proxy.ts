@@ -607,18 +607,20 @@ export async function startFaultProxy(opts: FaultProxyOptions): Promise<FaultPro
  * fault proxy (with the EKS stand-in, `opts.eks`), started once, all reset before each test. Read the live
  * values through the returned object inside tests and hooks.
  */
-export function useMotoBehindProxy(opts: { eks?: boolean | EksStandInOptions } = {}): { readonly moto: Moto; readonly proxy: FaultProxy } {
+/** resetEach: false keeps moto's world between the tests of a suite (one story told in steps). */
+export function useMotoBehindProxy(opts: { eks?: boolean | EksStandInOptions; resetEach?: boolean } = {}): { readonly moto: Moto; readonly proxy: FaultProxy } {
+  const { resetEach = true, ...proxyOptions } = opts;
   const bed: { moto?: Moto; proxy?: FaultProxy } = {};
   before(async () => {
     bed.moto = await startMoto();
-    bed.proxy = await startFaultProxy({ target: bed.moto.endpoint, ...opts });
+    bed.proxy = await startFaultProxy({ target: bed.moto.endpoint, ...proxyOptions });
   });
   after(async () => {
     await bed.proxy?.stop();
     await bed.moto?.stop();
   });
   beforeEach(async () => {
-    await bed.moto!.reset();
+    if (resetEach) await bed.moto!.reset();
     bed.proxy!.reset();
   });
   return {

@@ -132,7 +132,7 @@ describe('aws/network-spec: the network an AWSCluster asks for', function () {
 
     it('fieldLocation points into the file and falls back to the deepest parent for a defaulted field', async () => {
       const model = await modelWith(`  network:\n    vpc:\n      cidrBlock: 10.0.0.0/16\n`);
-      expect(fieldLocation(model, { kind: 'AWSCluster', name: 'dev' }, ['spec', 'network', 'vpc', 'cidrBlock'])).to.deep.equal({ file: 'clusters/test/cluster.yaml', line: 25, column: 18 });
+      expect(fieldLocation(model, { kind: 'AWSCluster', name: 'dev' }, ['spec', 'network', 'vpc', 'cidrBlock'])).to.deep.include({ file: 'clusters/test/cluster.yaml', line: 25, column: 18 });
       expect(fieldLocation(model, { kind: 'AWSCluster', name: 'dev' }, ['spec', 'network', 'vpc', 'availabilityZoneUsageLimit'])?.line).to.equal(24);
       expect(fieldLocation(model, { kind: 'AWSCluster', name: 'nope' }, ['spec'])).to.equal(undefined);
     });
