@@ -107,9 +107,14 @@ export class Plan {
   }
 }
 
+/** The spec column comes last and only when an entry has a field, so plans without fields read as before. */
 export function formatPlanTable(entries: readonly PlanEntry[]): string {
-  const specCell = (e: PlanEntry): string => (e.field ? `${e.field}${e.source ? ` (${e.source})` : ''}` : '');
-  const rows = [['ACTION', 'RESOURCE', 'NAME', 'ID', 'SPEC', 'DETAIL'], ...entries.map((e) => [e.action, e.resource, e.name, e.id ?? '-', specCell(e) || '-', e.detail ?? ''])];
+  const withSpec = entries.some((e) => e.field);
+  const specCell = (e: PlanEntry): string => (e.field ? `${e.field}${e.source ? ` (${e.source})` : ''}` : '-');
+  const rows = [
+    ['ACTION', 'RESOURCE', 'NAME', 'ID', 'DETAIL', ...(withSpec ? ['SPEC'] : [])],
+    ...entries.map((e) => [e.action, e.resource, e.name, e.id ?? '-', e.detail ?? '', ...(withSpec ? [specCell(e)] : [])]),
+  ];
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
   return rows.map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]!))).join('  ').trimEnd()).join('\n');
 }
