@@ -2,8 +2,8 @@
  * provision-vpc against moto: AWS calls (mutating and read, recorded by the
  * fault proxy) for create, no-op rerun and delete of the aws-self-managed
  * example (3 AZs, a NAT gateway per AZ, an NLB), and wall time of the step
- * and of cluster-apply/cluster-delete under the local runner. Prints medians;
- * asserts nothing. Targets (issue 4): create <= 50 mutating calls; rerun 0
+ * and of cluster-apply/cluster-delete under the local runner. Prints medians,
+ * and the delete's calls by action; asserts nothing. Targets (issue 4): create <= 50 mutating calls; rerun 0
  * mutating and <= 15 reads; delete <= 40 calls.
  *
  *   npm run build && node --import tsx bench/provision-vpc.bench.ts [rounds]
@@ -46,14 +46,25 @@ function capflow(args: string[], env: Record<string, string>): Promise<number> {
   });
 }
 
-interface Sample { mutating: number; read: number; ms: number }
+interface Sample { mutating: number; read: number; ms: number; byAction: Record<string, number> }
 const samples: Record<string, Sample[]> = { create: [], rerun: [], delete: [], 'runner apply': [], 'runner delete': [] };
+/** Why a runner row failed: cluster-apply runs the whole DAG, whose machine steps need an AMI and machines moto lacks. */
+const failures: Record<string, string> = {};
 
-async function measure(name: string, fn: () => Promise<number>): Promise<void> {
+async function measure(name: string, fn: () => Promise<number>, options: { mayFail?: boolean } = {}): Promise<void> {
   proxy.reset();
-  const ms = await fn();
+  let ms: number;
+  try {
+    ms = await fn();
+  } catch (err) {
+    if (!options.mayFail) throw err;
+    failures[name] ??= (/"code":"([A-Z_]+)"/.exec(String(err)) ?? [])[1] ?? 'failed';
+    return;
+  }
   const mutating = proxy.mutatingCalls().length;
-  samples[name]!.push({ mutating, read: proxy.calls.length - mutating, ms });
+  const byAction: Record<string, number> = {};
+  for (const c of proxy.calls) byAction[`${c.service}:${c.action}`] = (byAction[`${c.service}:${c.action}`] ?? 0) + 1;
+  samples[name]!.push({ mutating, read: proxy.calls.length - mutating, ms, byAction });
 }
 
 try {
@@ -67,16 +78,23 @@ try {
     await measure('delete', () => capflow([...step, '--delete'], env));
     const params = ['-p', `repo=${repo}`, '-p', 'revision=HEAD', '-p', 'cluster-path=clusters/dev', '-p', 'cluster-name=aws-dev'];
     const runDir = ['--run-dir', mkdtempSync(path.join(os.tmpdir(), 'capflow-bench-runs-')), '--plain'];
-    await measure('runner apply', () => capflow(['run', 'cluster-apply', ...runDir, ...params], env));
-    await measure('runner delete', () => capflow(['run', 'cluster-delete', ...runDir, ...params], env));
+    await measure('runner apply', () => capflow(['run', 'cluster-apply', ...runDir, ...params], env), { mayFail: true });
+    await measure('runner delete', () => capflow(['run', 'cluster-delete', ...runDir, ...params], env), { mayFail: true });
   }
   console.log(`provision-vpc against moto, aws-self-managed example (3 AZs, NAT per AZ, NLB), median of ${rounds} rounds`);
   console.log('run            mutating  read  total  wall ms');
   for (const [name, list] of Object.entries(samples)) {
+    if (list.length === 0) {
+      console.log(`${name.padEnd(14)} failed (${failures[name]}): not measured`);
+      continue;
+    }
     const m = median(list.map((s) => s.mutating));
     const r = median(list.map((s) => s.read));
     console.log(`${name.padEnd(14)} ${String(m).padStart(8)}  ${String(r).padStart(4)}  ${String(m + r).padStart(5)}  ${String(Math.round(median(list.map((s) => s.ms)))).padStart(7)}`);
   }
+  // Which calls the delete makes (the last round's), to see where a budget goes.
+  const last = samples.delete!.at(-1)!.byAction;
+  console.log(`delete by action (last round): ${Object.entries(last).sort(([a], [b]) => a.localeCompare(b)).map(([k, v]) => `${k} ${v}`).join(', ')}`);
 } finally {
   await proxy.stop();
   await moto.stop();

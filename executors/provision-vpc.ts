@@ -12,7 +12,7 @@ import type { Executor, StepContext } from '../src/core/executor.js';
 import { DELETE_TARGET_PARAMS, DURATION_PATTERN, forgetDrift, loadAwsClusterForDelete, parseDuration, recordDrift, specLoadOptions } from './aws-step.js';
 import { InputError } from '../src/core/errors.js';
 import { readStepStatus, removeStepStatus, writeStepStatus } from '../src/core/status.js';
-import { deleteNetwork, makeScope, reconcileNetwork, type ClusterScope, type NetworkResult } from '../src/aws/index.js';
+import { deleteNetwork, makeScope, reconcileNetwork, VOLUME_POLICIES, type ClusterScope, type NetworkResult, type VolumePolicy } from '../src/aws/index.js';
 import { describeProvenance } from '../src/aws/provenance.js';
 import { loadClusterSpec, networkOwner } from '../src/spec/index.js';
 
@@ -102,6 +102,11 @@ export const provisionVpc: Executor = {
     properties: {
       'nat-timeout': { type: 'string', pattern: DURATION_PATTERN, description: 'how long to wait for NAT gateways (e.g. 10m)' },
       'dependency-timeout': { type: 'string', pattern: DURATION_PATTERN, description: 'on delete, how long to wait for dependencies to go (e.g. 15m)' },
+      volumes: {
+        type: 'string',
+        enum: [...VOLUME_POLICIES, ''],
+        description: 'on delete, the EBS volumes the workload made (kubernetes.io/cluster/<name>: owned): retain (default; reported by id and tags) or delete',
+      },
       ...DELETE_TARGET_PARAMS,
     },
   },
@@ -122,13 +127,15 @@ export const provisionVpc: Executor = {
       const userVpc = model ? networkOwner(model)?.spec.network?.vpc?.id : undefined;
       const userVpcIds = [userVpc, previous && !previous.vpcManaged ? previous.vpcId : undefined].filter((v): v is string => !!v);
       const scope = scopeFor(ctx, { clusterName, region });
-      await deleteNetwork(scope, { userVpcIds });
+      const volumes = (ctx.options.params.volumes || 'retain') as VolumePolicy;
+      const { left } = await deleteNetwork(scope, { userVpcIds, volumes });
       if (ctx.options.dryRun) ctx.log.info(`Plan:\n${scope.plan.format()}`);
       else {
         await removeStepStatus(ctx.secrets, clusterName, STEP_ID);
         await forgetDrift(ctx, clusterName, STEP_ID);
       }
-      return { outputs: { ...Object.fromEntries(OUTPUTS.map((o) => [o, ''])), changes: changesOf(scope) }, summary: { plan: scope.plan.counts() } };
+      // What is left is in the summary too (by id and tags), so a retained volume is never silent.
+      return { outputs: { ...Object.fromEntries(OUTPUTS.map((o) => [o, ''])), changes: changesOf(scope) }, summary: { plan: scope.plan.counts(), left } };
     }
 
     const model = await loadClusterSpec(path.resolve(ctx.options.repoDir, ctx.options.clusterPath), specLoadOptions(ctx.options));

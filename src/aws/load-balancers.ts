@@ -617,9 +617,11 @@ async function listClassic(scope: ClusterScope): Promise<elb.LoadBalancerDescrip
 /**
  * Deletes the cluster's load balancers (in `vpcId` when given): capflow's API server load balancer
  * and those the cloud controller created for Services (tagged kubernetes.io/cluster/<name>=owned),
- * ELBv2 and classic, then their target groups, and waits until they are gone so their network
- * interfaces free the subnets and security groups. Load balancers without the cluster's tag, or
- * tagged `shared`, are never touched.
+ * ELBv2 and classic, then their target groups. It does not wait for them to be gone: their
+ * network interfaces stay a while after DeleteLoadBalancer on AWS, and the security groups and
+ * subnets they hold retry DependencyViolation until they go. Load balancers without the cluster's
+ * tag, or tagged `shared`, are never touched. (A classic ELB's `k8s-elb-*` security group and the
+ * node group rules naming it go with the security groups: deleteSecurityGroups.)
  */
 export async function deleteLoadBalancers(scope: ClusterScope, vpcId: string | undefined): Promise<void> {
   await deleteV2LoadBalancers(scope, vpcId);
@@ -662,13 +664,8 @@ async function deleteV2LoadBalancers(scope: ClusterScope, vpcId: string | undefi
       if (!isNotFound(err)) throw err;
     }
   }
-  if (doomed.length > 0) {
-    await waitFor(
-      async () => ((await listV2(scope)).some((l) => doomedArns.has(l.LoadBalancerArn!)) ? undefined : true),
-      { description: `load balancers ${doomed.map((l) => l.LoadBalancerName).join(', ')} to be deleted`, timeoutMs: scope.timeouts.loadBalancerMs, signal: scope.signal, minDelayMs: 2000 },
-    );
-  }
-
+  // No wait for the load balancers to be gone: their network interfaces outlive them on AWS, so
+  // what they hold (target groups, security groups, subnets) retries on its own error instead.
   // A target group stays in use for a moment after its load balancer goes: retry ResourceInUse.
   const remaining = new Map(doomedGroups.map((t) => [t.TargetGroupArn!, t]));
   let fatal: Error | undefined;
@@ -728,11 +725,4 @@ async function deleteClassicLoadBalancers(scope: ClusterScope, vpcId: string | u
       if (!isNotFound(err)) throw err;
     }
   }
-  const gone = new Set(doomed);
-  await waitFor(async () => ((await listClassic(scope)).some((l) => gone.has(l.LoadBalancerName!)) ? undefined : true), {
-    description: `classic load balancers ${doomed.join(', ')} to be deleted`,
-    timeoutMs: scope.timeouts.loadBalancerMs,
-    signal: scope.signal,
-    minDelayMs: 2000,
-  });
 }

@@ -184,7 +184,13 @@ async function waitAvailable(scope: ClusterScope, ids: string[]): Promise<void> 
   }
 }
 
-/** Deletes owned NAT gateways and waits until they are gone (their addresses are released after). */
+/**
+ * Starts deleting the owned NAT gateways and does not wait: a gateway takes a minute or so to go on
+ * AWS, so the network deletes them first and lets the load balancers and security groups go
+ * meanwhile. What needs them gone waits then, each by its own retry: releasing their addresses
+ * (InUse until the gateway is deleted) and deleting their subnets (DependencyViolation while the
+ * gateway's interface is there).
+ */
 export async function deleteNatGateways(scope: ClusterScope, gateways: Array<Found<NatGateway>>): Promise<void> {
   const owned = gateways.filter((g) => g.ownership === 'owned');
   await Promise.all(
@@ -199,37 +205,31 @@ export async function deleteNatGateways(scope: ClusterScope, gateways: Array<Fou
       }
     }),
   );
-  if (scope.dryRun || owned.length === 0) return;
-  const ids = owned.map((g) => g.id);
-  scope.log.info('Waiting for NAT gateways to be deleted', { natGatewayIds: ids.join(',') });
-  await waitFor(
-    async () => {
-      const out = await scope.ec2.send(new DescribeNatGatewaysCommand({ NatGatewayIds: ids })).catch((err: unknown) => {
-        if (isNotFound(err)) return { NatGateways: [] };
-        throw err;
-      });
-      return (out.NatGateways ?? []).every((g) => g.State === 'deleted' || g.State === 'failed') ? true : undefined;
-    },
-    { description: `NAT gateways ${ids.join(', ')} to be deleted`, timeoutMs: scope.timeouts.natGatewayMs, minDelayMs: 1000, maxDelayMs: 15_000, signal: scope.signal },
-  );
 }
 
-/** Releases owned NAT addresses; one still associated (its gateway going away) is waited for. */
-export async function releaseNatAddresses(scope: ClusterScope, addresses: Array<Found<Address>>): Promise<void> {
+/** Every owned Elastic IP of the cluster, in one call (for delete: also one whose gateway was never made). */
+export async function describeOwnedAddresses(scope: ClusterScope): Promise<Array<Found<Address>>> {
+  const out = await scope.ec2.send(new DescribeAddressesCommand({ Filters: ownedFilters(scope.clusterName) }));
+  return (out.Addresses ?? []).map((a) => found(a, a.AllocationId, fromTagList(a.Tags), scope.clusterName));
+}
+
+/**
+ * Releases owned addresses (the caller checked ownership); one still mapped to a gateway being
+ * deleted answers InUse and is retried: this is the wait for the NAT gateways to be deleted.
+ */
+export async function releaseAddresses(scope: ClusterScope, addresses: Array<{ id: string; name: string }>): Promise<void> {
   await Promise.all(
-    addresses
-      .filter((a) => a.ownership === 'owned')
-      .map(async (a) => {
-        scope.plan.record({ resource: 'elastic-ip', name: a.tags.Name ?? a.id, id: a.id, action: 'delete' });
-        if (scope.dryRun) return;
-        scope.log.info('Releasing Elastic IP', { allocationId: a.id, publicIp: a.item.PublicIp });
-        await deleteWaitingForDependencies(scope, `Elastic IP ${a.id}`, () =>
-          scope.ec2.send(new ReleaseAddressCommand({ AllocationId: a.id })).catch((err: unknown) => {
-            // Still mapped to a gateway being deleted: AWS answers AuthFailure/InvalidIPAddress.InUse.
-            if (/InUse|AuthFailure/.test(awsErrorName(err))) throw Object.assign(new Error((err as Error).message), { name: 'DependencyViolation' });
-            throw err;
-          }),
-        );
-      }),
+    addresses.map(async (a) => {
+      scope.plan.record({ resource: 'elastic-ip', name: a.name, id: a.id, action: 'delete' });
+      if (scope.dryRun) return;
+      scope.log.info('Releasing Elastic IP', { allocationId: a.id });
+      await deleteWaitingForDependencies(scope, `Elastic IP ${a.id}`, () =>
+        scope.ec2.send(new ReleaseAddressCommand({ AllocationId: a.id })).catch((err: unknown) => {
+          // Still mapped to a gateway being deleted: AWS answers AuthFailure/InvalidIPAddress.InUse.
+          if (/InUse|AuthFailure/.test(awsErrorName(err))) throw Object.assign(new Error((err as Error).message), { name: 'DependencyViolation' });
+          throw err;
+        }),
+      );
+    }),
   );
 }

@@ -10,14 +10,16 @@
  * nothing. Delete runs the reverse order and finds everything by the
  * cluster's ownership tag, so it works when the spec is gone or changed.
  */
-import { CreateTagsCommand, DescribeAvailabilityZonesCommand } from '@aws-sdk/client-ec2';
+import { CreateTagsCommand, DescribeAvailabilityZonesCommand, type InternetGateway, type Vpc } from '@aws-sdk/client-ec2';
+import { takeCensus, type CensusKind } from './census.js';
 import { ConflictError } from '../core/errors.js';
+import { found, type Found } from './find.js';
 import { networkSpecOf, NetworkProblems, type ClusterModel, type NetworkSpec, type PathSegment } from '../spec/index.js';
 import { deleteBastion, reconcileBastion, type BastionResult } from './bastion.js';
 import { overlaps } from '../core/cidr.js';
 import { describeInternetGateways, deleteInternetGateways, reconcileInternetGateway } from './internet-gateway.js';
 import { deleteLoadBalancers, reconcileLoadBalancer, type LoadBalancerResult } from './load-balancers.js';
-import { deleteNatGateways, describeNatAddresses, describeNatGateways, natPlacements, reconcileNatGateways, releaseNatAddresses, type NatGatewayResult } from './nat-gateways.js';
+import { deleteNatGateways, describeNatAddresses, describeNatGateways, describeOwnedAddresses, natPlacements, reconcileNatGateways, releaseAddresses, type NatGatewayResult } from './nat-gateways.js';
 import { checkZones, desiredSubnets, layoutCovered, userSubnets, type DesiredSubnet, type ExistingSubnet } from './network-spec.js';
 import { deleteRouteTables, describeOwnedRouteTables, describeVpcRouteTables, reconcileRouteTables, type RouteTableResult } from './route-tables.js';
 import type { SpecFallback, SpecRef } from './plan.js';
@@ -26,6 +28,7 @@ import { deleteSecurityGroups, reconcileSecurityGroups, type AnySecurityGroupRol
 import { CAPFLOW_REVISION_TAG, k8sClusterTag } from './tags.js';
 import { deleteSubnets, describeOwnedSubnets, describeVpcSubnets, reconcileSubnets, type SubnetResult } from './subnets.js';
 import { deleteVpcs, describeClusterVpcs, describeUserVpc, pickOwnedVpc, reconcileVpc, TagUpdates, type VpcResult } from './vpc.js';
+import { deleteVolumes, type LeftResource, type VolumePolicy } from './volumes.js';
 
 export interface NetworkResult {
   vpc: VpcResult;
@@ -266,36 +269,85 @@ export interface DeleteNetworkOptions {
    * or the status secret): their owned load balancers and security groups are deleted, the VPC is not.
    */
   userVpcIds?: string[];
+  /** Workload volumes (kubernetes.io/cluster/<name>: owned): retain (default) or delete. */
+  volumes?: VolumePolicy;
 }
 
+export interface DeleteNetworkResult {
+  /** What the cluster's tags are still on after the delete, on purpose or not ours to delete: reported, never silent. */
+  left: LeftResource[];
+}
+
+/** The census kinds no family here deletes: reported as left when owned. */
+const UNHANDLED: ReadonlySet<string> = new Set(['network-interface', 'snapshot', 'other']);
+
 /**
- * Removes everything the cluster owns, in reverse dependency order, found by
- * its ownership tag alone: load balancers, bastion, security groups, NAT
- * gateways (waited until deleted), Elastic IPs, route tables, internet
- * gateways (detached first), subnets, VPCs. NotFound counts as done; shared
- * and unowned resources are never touched.
+ * Removes everything the cluster owns, found by its tags alone, in an order valid on AWS: NAT
+ * gateways first (not waited for: they take a minute and depend on nothing else here), load
+ * balancers (capflow's and the cloud controller's), bastion, security groups (in dependency order),
+ * workload volumes (by policy), Elastic IPs (released once their gateway lets go), route tables
+ * (disassociated, then deleted), internet gateways (detached first), subnets, VPCs. NotFound counts
+ * as done; shared and unowned resources are never touched.
+ *
+ * Calls: one DescribeTags (the census) says which families have anything tagged; a family with
+ * nothing is not described. The route tables' describe names the subnets (associations), the
+ * internet gateway (default route) and the VPC of each table, and the NAT gateways' names their
+ * addresses, so those families are described only for what these did not account for (a subnet
+ * without a table after an interrupted create, or a rerun on moto, which keeps tags of deleted
+ * resources). Returns what is left (retained volumes, interfaces and snapshots tagged for the
+ * cluster), each by id and tags.
  */
-export async function deleteNetwork(scope: ClusterScope, options: DeleteNetworkOptions = {}): Promise<void> {
+export async function deleteNetwork(scope: ClusterScope, options: DeleteNetworkOptions = {}): Promise<DeleteNetworkResult> {
   scope.log.info('Deleting network', { cluster: scope.clusterName, region: scope.region, dryRun: scope.dryRun });
-  const vpcs = await describeClusterVpcs(scope);
-  for (const v of vpcs.filter((x) => x.ownership !== 'owned')) {
-    scope.plan.record({ resource: 'vpc', name: v.tags.Name ?? v.id, id: v.id, action: 'skip', detail: `${v.ownership}: never deleted` });
+  const census = await takeCensus(scope);
+  const ownedIn = (kind: CensusKind) => new Set(census.ids(kind));
+  for (const id of census.ids('vpc', 'shared')) scope.plan.record({ resource: 'vpc', name: id, id, action: 'skip', detail: 'shared: never deleted' });
+
+  // NAT gateways first; the addresses' release below is the wait for them.
+  const nats = census.has('nat-gateway') ? await describeNatGateways(scope, ['pending', 'available', 'deleting']) : [];
+  await deleteNatGateways(scope, nats);
+
+  await deleteLoadBalancers(scope, undefined);
+  if (census.has('instance')) await deleteBastion(scope);
+  if (census.has('security-group')) await deleteSecurityGroups(scope);
+  const left = census.has('volume') ? await deleteVolumes(scope, census.ids('volume'), options.volumes ?? 'retain') : [];
+
+  // Elastic IPs: the gateways' own, and any other owned one (a gateway that was never made).
+  const eips = ownedIn('elastic-ip');
+  const natAddresses = nats.flatMap((n) => (n.item.NatGatewayAddresses ?? []).map((a) => ({ id: a.AllocationId ?? '', name: `${n.tags.Name ?? n.id} address` }))).filter((a) => eips.has(a.id));
+  const unaccountedEips = [...eips].filter((id) => !natAddresses.some((a) => a.id === id));
+  const otherAddresses = unaccountedEips.length > 0 ? (await describeOwnedAddresses(scope)).filter((a) => a.ownership === 'owned' && unaccountedEips.includes(a.id)) : [];
+  await releaseAddresses(scope, [...natAddresses, ...otherAddresses.map((a) => ({ id: a.id, name: a.tags.Name ?? a.id }))]);
+
+  // Route tables, and what they name.
+  const tables = census.has('route-table') ? await describeOwnedRouteTables(scope) : [];
+  await deleteRouteTables(scope, tables);
+  const seenVpcs = new Set(tables.map((t) => t.item.VpcId).filter((v): v is string => !!v));
+
+  const igwIds = ownedIn('internet-gateway');
+  const routedIgws = new Map<string, string>();
+  for (const t of tables) for (const r of t.item.Routes ?? []) if (r.GatewayId && igwIds.has(r.GatewayId) && t.item.VpcId) routedIgws.set(r.GatewayId, t.item.VpcId);
+  const igws: Array<Found<InternetGateway>> = [...routedIgws].map(([id, vpcId]) => found<InternetGateway>({ InternetGatewayId: id, Attachments: [{ VpcId: vpcId }] }, id, census.entries.get(id)!.tags, scope.clusterName));
+  if ([...igwIds].some((id) => !routedIgws.has(id))) igws.push(...(await describeInternetGateways(scope)).filter((g) => !routedIgws.has(g.id)));
+  await deleteInternetGateways(scope, igws);
+
+  const subnetIds = ownedIn('subnet');
+  const associated = new Set(tables.flatMap((t) => (t.item.Associations ?? []).map((a) => a.SubnetId)).filter((id): id is string => !!id && subnetIds.has(id)));
+  const subnets: ExistingSubnet[] = [...associated].map((id) => ({ id, az: '', cidr: '', isPublic: false, owned: true, tags: census.entries.get(id)!.tags, mapPublicIpOnLaunch: false }));
+  if ([...subnetIds].some((id) => !associated.has(id))) subnets.push(...(await describeOwnedSubnets(scope)).filter((s) => !associated.has(s.id)));
+  await deleteSubnets(scope, subnets);
+
+  const vpcIds = ownedIn('vpc');
+  const vpcs: Array<Found<Vpc>> = [...vpcIds].filter((id) => seenVpcs.has(id)).map((id) => found<Vpc>({ VpcId: id }, id, census.entries.get(id)!.tags, scope.clusterName));
+  if ([...vpcIds].some((id) => !seenVpcs.has(id))) vpcs.push(...(await describeClusterVpcs(scope)).filter((v) => v.ownership === 'owned' && !seenVpcs.has(v.id)));
+  await deleteVpcs(scope, vpcs.filter((v) => !(options.userVpcIds ?? []).includes(v.id)));
+
+  for (const e of census.entries.values()) {
+    if (e.ownership === 'owned' && UNHANDLED.has(e.kind)) left.push({ kind: e.kind, id: e.id, reason: 'tagged for the cluster; capflow does not delete this kind', tags: e.tags });
   }
-  const owned = vpcs.filter((v) => v.ownership === 'owned');
-  const vpcIds = [...new Set([...owned.map((v) => v.id), ...(options.userVpcIds ?? [])])];
-
-  if (vpcIds.length === 0) await deleteLoadBalancers(scope, undefined);
-  for (const id of vpcIds) await deleteLoadBalancers(scope, id);
-  await deleteBastion(scope);
-  for (const id of vpcIds) await deleteSecurityGroups(scope, id);
-
-  await deleteNatGateways(scope, await describeNatGateways(scope, ['pending', 'available', 'deleting']));
-  await releaseNatAddresses(scope, await describeNatAddresses(scope));
-  await deleteRouteTables(scope, await describeOwnedRouteTables(scope));
-  await deleteInternetGateways(scope, await describeInternetGateways(scope));
-  await deleteSubnets(scope, await describeOwnedSubnets(scope));
-  await deleteVpcs(scope, owned);
-  scope.log.info('Network deleted', { cluster: scope.clusterName, plan: JSON.stringify(scope.plan.counts()) });
+  for (const l of left) scope.log.warn('Left in place', { kind: l.kind, id: l.id, reason: l.reason, tags: JSON.stringify(l.tags) });
+  scope.log.info('Network deleted', { cluster: scope.clusterName, plan: JSON.stringify(scope.plan.counts()), left: left.length });
+  return { left };
 }
 
 export type { NetworkSpec };

@@ -616,35 +616,77 @@ async function revoke(scope: ClusterScope, groupId: string, rules: readonly Ingr
 // Delete
 
 /**
- * Deletes the cluster's security groups in the VPC: those capflow made (CAPA ownership tag) and those
- * the cloud controller made for Services (kubernetes.io/cluster/<name>=owned). First every ingress rule
- * that refers to one of them is revoked (the cross-references would block deletion), then the groups
- * go; a group still in use (DependencyViolation) is retried until scope.timeouts.dependencyMs. Groups
- * not owned (shared, untagged, the VPC's default group) are never touched.
+ * The order to delete groups in, and the fewest groups whose references must be revoked first.
+ * AWS refuses to delete a group another group's rule names (DependencyViolation; a rule naming its
+ * own group does not count), and deleting a group removes its rules. So a group nobody else in the
+ * set references goes first, which frees the groups it named; only a cycle (control plane and nodes
+ * name each other) needs a revoke: of the group whose rules, once gone, free the most others.
  */
-export async function deleteSecurityGroups(scope: ClusterScope, vpcId: string): Promise<void> {
-  const log = scope.log.child({ vpcId });
+export function deletionOrder(groups: readonly SecurityGroup[]): { order: string[]; revokeFrom: string[] } {
+  const ids = new Set(groups.map((g) => g.GroupId!));
+  const refs = new Map<string, Set<string>>();
+  for (const g of groups) {
+    refs.set(g.GroupId!, new Set(currentIngressRules(g).filter((r) => r.source.kind === 'sg' && r.source.value !== g.GroupId && ids.has(r.source.value)).map((r) => r.source.value)));
+  }
+  const remaining = new Set([...ids].sort());
+  const referenced = (id: string) => [...remaining].some((o) => o !== id && refs.get(o)!.has(id));
+  const order: string[] = [];
+  const revokeFrom: string[] = [];
+  while (remaining.size > 0) {
+    const free = [...remaining].filter((id) => !referenced(id));
+    if (free.length > 0) {
+      for (const id of free) {
+        order.push(id);
+        remaining.delete(id);
+      }
+      continue;
+    }
+    // A cycle: revoke the references of the group that frees the most others (first by id on a tie).
+    const frees = (g: string) => [...remaining].filter((id) => id !== g && ![...remaining].some((o) => o !== id && o !== g && refs.get(o)!.has(id))).length;
+    const pick = [...remaining].reduce((best, g) => (frees(g) > frees(best) ? g : best));
+    revokeFrom.push(pick);
+    refs.set(pick, new Set());
+  }
+  return { order, revokeFrom };
+}
+
+/**
+ * Deletes the cluster's security groups (in `vpcId` when given, else wherever they are): those
+ * capflow made (CAPA ownership tag) and those the cloud controller made for Services (`k8s-elb-*`,
+ * kubernetes.io/cluster/<name>=owned). Groups go in dependency order (deletionOrder), so only a
+ * cycle of references costs a revoke; rules in groups that are the cluster's but not owned (tagged
+ * shared) that name a doomed group are revoked too, as the cloud controller would when its Service
+ * goes, or the group could never be deleted. A group still in use (DependencyViolation: a network
+ * interface of a load balancer going away) is retried until scope.timeouts.dependencyMs. Groups not
+ * owned (shared, untagged, the VPC's default group) are never deleted.
+ */
+export async function deleteSecurityGroups(scope: ClusterScope, vpcId?: string): Promise<void> {
+  const log = scope.log.child(vpcId ? { vpcId } : {});
   const all = await describeSecurityGroups(scope, [
-    { Name: 'vpc-id', Values: [vpcId] },
+    ...(vpcId ? [{ Name: 'vpc-id', Values: [vpcId] }] : []),
     { Name: 'tag-key', Values: [capaClusterTag(scope.clusterName), k8sClusterTag(scope.clusterName)] },
   ]);
   const groups: SecurityGroup[] = [];
+  const others: SecurityGroup[] = [];
   for (const g of all) {
     const tags = fromTagList(g.Tags);
     const values = [tags[capaClusterTag(scope.clusterName)], tags[k8sClusterTag(scope.clusterName)]];
     const name = g.GroupName ?? g.GroupId ?? '';
     if (g.GroupName === 'default' || values.includes('shared') || ownershipOf(tags, scope.clusterName) !== 'owned') {
       scope.plan.record({ resource: 'security-group', name, action: 'skip', id: g.GroupId, detail: 'not owned by the cluster' });
+      others.push(g);
       continue;
     }
     groups.push(g);
   }
   if (groups.length === 0) return;
   const ownedIds = new Set(groups.map((g) => g.GroupId!));
+  const byId = new Map(groups.map((g) => [g.GroupId!, g]));
+  const { order, revokeFrom } = deletionOrder(groups);
 
-  // 1. Cross-references: every ingress rule of ours that names one of our groups as its source.
-  for (const g of groups) {
-    const refs = currentIngressRules(g).filter((r) => r.source.kind === 'sg' && ownedIds.has(r.source.value));
+  // 1. References that deleting in order cannot clear: a cycle's, and those in groups we keep.
+  for (const g of [...revokeFrom.map((id) => byId.get(id)!), ...others]) {
+    const refs = currentIngressRules(g).filter((r) => r.source.kind === 'sg' && r.source.value !== g.GroupId && ownedIds.has(r.source.value));
     if (refs.length === 0) continue;
     scope.plan.record({
       resource: 'security-group-rules',
@@ -654,21 +696,26 @@ export async function deleteSecurityGroups(scope: ClusterScope, vpcId: string): 
       detail: `revoke ${refs.length} rules referring to the cluster's groups`,
     });
     if (scope.dryRun) continue;
-    log.info('Revoking security group cross-references', { securityGroupId: g.GroupId, rules: refs.map(formatRule) });
+    log.info('Revoking security group references', { securityGroupId: g.GroupId, rules: refs.map(formatRule) });
     await revoke(scope, g.GroupId!, refs);
   }
 
-  // 2. The groups, all retried together until none is in use.
-  for (const g of groups) scope.plan.record({ resource: 'security-group', name: g.GroupName ?? g.GroupId!, action: 'delete', id: g.GroupId });
+  // 2. The groups in order; a pass skips a group still named by one not yet deleted, and passes
+  // repeat (with backoff) until none is left or the deadline.
+  for (const id of order) scope.plan.record({ resource: 'security-group', name: byId.get(id)!.GroupName ?? id, action: 'delete', id });
   if (scope.dryRun) return;
-  const remaining = new Map(groups.map((g) => [g.GroupId!, g]));
+  const revoked = new Set(revokeFrom);
+  const namesOf = (id: string) =>
+    revoked.has(id) ? new Set<string>() : new Set(currentIngressRules(byId.get(id)!).filter((r) => r.source.kind === 'sg' && r.source.value !== id).map((r) => r.source.value));
+  const remaining = new Map(order.map((id) => [id, byId.get(id)!]));
   const blocked = new Map<string, unknown>();
   let fatal: { id: string; err: unknown } | undefined;
-  for (const g of groups) log.info('Deleting security group', { securityGroupId: g.GroupId, name: g.GroupName });
+  for (const id of order) log.info('Deleting security group', { securityGroupId: id, name: byId.get(id)!.GroupName });
   try {
     await waitFor(
       async () => {
         for (const id of [...remaining.keys()]) {
+          if ([...remaining.keys()].some((o) => o !== id && namesOf(o).has(id))) continue;
           try {
             await scope.ec2.send(new DeleteSecurityGroupCommand({ GroupId: id }), { abortSignal: scope.signal });
             remaining.delete(id);
@@ -703,7 +750,8 @@ export async function deleteSecurityGroups(scope: ClusterScope, vpcId: string): 
 
 /** The error for groups still in use at the deadline, naming the first group and a network interface that holds it. */
 async function dependencyError(scope: ClusterScope, remaining: Map<string, SecurityGroup>, blocked: Map<string, unknown>): Promise<TransientError> {
-  const [id, g] = [...remaining][0]!;
+  // Name a group AWS refused (a group only waiting for another to go is not the cause).
+  const [id, g] = [...remaining].find(([x]) => blocked.has(x)) ?? [...remaining][0]!;
   const enis = await scope.ec2
     .send(new DescribeNetworkInterfacesCommand({ Filters: [{ Name: 'group-id', Values: [...remaining.keys()] }] }), { abortSignal: scope.signal })
     .then((o) => o.NetworkInterfaces ?? [])
