@@ -16,7 +16,8 @@
  *   owned   changes or deletes a resource: allowed only on resources that carry the cluster's
  *           `capflow.io/cluster` tag (aws:ResourceTag), which every resource capflow creates carries
  *           from its first moment (src/aws/tags.ts); existing resources the call only names, as above
- *   any     supports no tag condition: Resource "*" (listed, with the reason, in the README)
+ *   any     supports no tag condition: Resource "*", with the reason (none today: every mutating
+ *           call capflow makes supports aws:RequestTag or aws:ResourceTag)
  *
  * Tagging at creation is authorized as a second action by AWS (ec2:CreateTags with ec2:CreateAction,
  * elasticloadbalancing:AddTags with elasticloadbalancing:CreateAction, secretsmanager:TagResource,
@@ -92,7 +93,6 @@ export type ActionRule =
 
 const create = (creates: string[], uses?: string[], owns?: string[]): ActionRule => ({ kind: 'create', creates, ...(uses ? { uses } : {}), ...(owns ? { owns } : {}) });
 const owned = (on: string[], uses?: string[]): ActionRule => ({ kind: 'owned', on, ...(uses ? { uses } : {}) });
-const any = (why: string): ActionRule => ({ kind: 'any', why });
 
 const SG = ['ec2:security-group'];
 const RT = ['ec2:route-table'];
@@ -198,8 +198,8 @@ export const ACTION_RULES: Readonly<Record<string, ActionRule>> = {
   'eks:CreateAccessEntry': create(['eks:access-entry'], ['eks:cluster']),
   'eks:UpdateAccessEntry': owned(['eks:access-entry']),
   'eks:DeleteAccessEntry': owned(['eks:access-entry']),
-  'eks:AssociateAccessPolicy': any('an access entry carries no cluster tag of ours in the request that associates a policy: EKS authorizes it on the access entry, whose tags are those given at CreateAccessEntry; the action supports no aws:RequestTag'),
-  'eks:DisassociateAccessPolicy': any('as AssociateAccessPolicy'),
+  'eks:AssociateAccessPolicy': owned(['eks:access-entry']),
+  'eks:DisassociateAccessPolicy': owned(['eks:access-entry']),
 };
 
 /** The action, from its name, that reads only. */
@@ -271,7 +271,7 @@ export function ruleOf(action: string): ActionRule {
 /** The policy of one step, or of several (a role that runs them all). */
 export function buildPolicy(steps: string[], opts: PolicyOptions = {}): PolicyDocument {
   if (opts.cluster !== undefined && !/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/.test(opts.cluster)) {
-    throw new InputError('IAM_POLICY_BAD_CLUSTER', `cluster name "${opts.cluster}" is not a Kubernetes object name`);
+    throw new InputError('IAM_POLICY_BAD_CLUSTER', `cluster name "${opts.cluster}" is not a Kubernetes object name`, { hint: 'lowercase letters, digits, "-" and ".", as the Cluster\'s metadata.name' });
   }
   const p = opts.partition ?? 'aws';
   const arn = (t: string) => {
@@ -284,6 +284,7 @@ export function buildPolicy(steps: string[], opts: PolicyOptions = {}): PolicyDo
   const resourceTag = { StringLike: { [`aws:ResourceTag/${CAPFLOW_CLUSTER_TAG}`]: value } };
 
   const actions = [...new Set(steps.flatMap(stepActions))].sort();
+  if (actions.length === 0) throw new InputError('IAM_POLICY_NO_CALLS', `${steps.join(', ') || 'no step'} makes no AWS call: it needs no IAM policy`, { hint: `steps that call AWS: ${awsSteps().join(', ')}` });
   // Statements with a tag condition merge their actions and resources (the condition holds for all,
   // and an action on a resource type it never touches grants nothing). Statements without one are
   // grouped by their exact resources, so no action gains an unconditioned type it creates or owns.

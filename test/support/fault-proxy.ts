@@ -149,6 +149,7 @@ export type Authorizer = (call: {
   params: Record<string, string>;
   body: Buffer;
   accessKeyId: string | undefined;
+  region: string | undefined;
 }) => Promise<{ status: number; headers: Record<string, string>; body: string } | undefined>;
 
 // ---------------------------------------------------------------------------------------------
@@ -489,8 +490,8 @@ export async function startFaultProxy(opts: FaultProxyOptions): Promise<FaultPro
     }
 
     if (authorizer) {
-      const accessKeyId = /Credential=([^/,\s]+)\//.exec(req.headers.authorization ?? '')?.[1];
-      const denied = await authorizer({ ...d, body, accessKeyId });
+      const scope = /Credential=([^/,\s]+)\/\d{8}\/([^/]+)\//.exec(req.headers.authorization ?? '');
+      const denied = await authorizer({ ...d, body, accessKeyId: scope?.[1], region: scope?.[2] });
       if (denied) {
         res.writeHead(denied.status, { ...denied.headers, 'content-length': Buffer.byteLength(denied.body) });
         res.end(denied.body);

@@ -35,6 +35,8 @@ export interface AuthorizeRequest {
   params: Record<string, string>;
   body: Buffer;
   accessKeyId: string | undefined;
+  /** From the SigV4 credential scope: moto keeps each region's resources apart. */
+  region: string | undefined;
 }
 
 export interface Denial {
@@ -60,7 +62,6 @@ export interface IamStandInOptions {
   /** moto itself (not the proxy), and keys allowed to read tags there. */
   motoEndpoint: string;
   admin: { accessKeyId: string; secretAccessKey: string };
-  region: string;
 }
 
 interface Check {
@@ -107,7 +108,8 @@ const TAG_SPEC_TYPE: Record<string, string> = { natgateway: 'natgateway', 'elast
 function ec2NamedIds(action: string, params: Record<string, string>): string[] {
   const ids: string[] = [];
   for (const [k, v] of Object.entries(params)) {
-    if (/^IpPermissions\./.test(k) || /^TagSpecification\./.test(k) || k === 'ClientToken') continue;
+    // Rule sources, tags, and a launch template's data (checked when an instance is launched from it) are not authorized here.
+    if (/^(IpPermissions|TagSpecification|LaunchTemplateData)\./.test(k) || k === 'ClientToken') continue;
     if (/Route$/.test(action) && !/^RouteTableId$/.test(k)) continue; // CreateRoute/ReplaceRoute: the route table only
     if (action === 'CreateTags' && !/^ResourceId\.\d+$/.test(k)) continue;
     if (!/(Id(\.\d+)?|Ids?\.\d+)$/.test(k)) continue;
@@ -184,31 +186,36 @@ const requestContext = (tags: Record<string, string>): Record<string, string> =>
 };
 
 export function makeIamStandIn(opts: IamStandInOptions): IamStandIn {
-  const cfg = { endpoint: opts.motoEndpoint, region: opts.region, credentials: opts.admin, maxAttempts: 1 };
-  const ec2 = new EC2Client(cfg);
-  const elbv2 = new ElasticLoadBalancingV2Client(cfg);
-  const asg = new AutoScalingClient(cfg);
-  const sm = new SecretsManagerClient(cfg);
-  const arnOf = (service: string, resource: string) => `arn:aws:${service}:${opts.region}:${ACCOUNT}:${resource}`;
-
-  const ec2Tags = (id: string) => async () => {
-    const out = await ec2.send(new DescribeTagsCommand({ Filters: [{ Name: 'resource-id', Values: [id] }] }));
-    return Object.fromEntries((out.Tags ?? []).map((t) => [t.Key ?? '', t.Value ?? '']));
-  };
-  const elbTags = (arn: string) => async () => {
-    const out = await elbv2.send(new ElbDescribeTagsCommand({ ResourceArns: [arn] }));
-    return Object.fromEntries((out.TagDescriptions?.[0]?.Tags ?? []).map((t) => [t.Key ?? '', t.Value ?? '']));
-  };
-  const asgTags = (name: string) => async () => {
-    const out = await asg.send(new AsgDescribeTagsCommand({ Filters: [{ Name: 'auto-scaling-group', Values: [name] }] }));
-    return Object.fromEntries((out.Tags ?? []).map((t) => [t.Key ?? '', t.Value ?? '']));
-  };
-  const secretTags = (id: string) => async () => {
-    const out = await sm.send(new DescribeSecretCommand({ SecretId: id })).catch(() => ({ Tags: [] }));
-    return Object.fromEntries((out.Tags ?? []).map((t) => [t.Key ?? '', t.Value ?? '']));
+  const clients = new Map<string, { ec2: EC2Client; elbv2: ElasticLoadBalancingV2Client; asg: AutoScalingClient; sm: SecretsManagerClient }>();
+  const forRegion = (region: string) => {
+    let c = clients.get(region);
+    if (!c) {
+      const cfg = { endpoint: opts.motoEndpoint, region, credentials: opts.admin, maxAttempts: 1 };
+      clients.set(region, (c = { ec2: new EC2Client(cfg), elbv2: new ElasticLoadBalancingV2Client(cfg), asg: new AutoScalingClient(cfg), sm: new SecretsManagerClient(cfg) }));
+    }
+    return c;
   };
 
   async function checksOf(r: AuthorizeRequest): Promise<Check[]> {
+    const region = r.region ?? 'us-east-1';
+    const { ec2, elbv2, asg, sm } = forRegion(region);
+    const arnOf = (service: string, resource: string) => `arn:aws:${service}:${region}:${ACCOUNT}:${resource}`;
+    const ec2Tags = (id: string) => async () => {
+      const out = await ec2.send(new DescribeTagsCommand({ Filters: [{ Name: 'resource-id', Values: [id] }] }));
+      return Object.fromEntries((out.Tags ?? []).map((t) => [t.Key ?? '', t.Value ?? '']));
+    };
+    const elbTags = (arn: string) => async () => {
+      const out = await elbv2.send(new ElbDescribeTagsCommand({ ResourceArns: [arn] }));
+      return Object.fromEntries((out.TagDescriptions?.[0]?.Tags ?? []).map((t) => [t.Key ?? '', t.Value ?? '']));
+    };
+    const asgTags = (name: string) => async () => {
+      const out = await asg.send(new AsgDescribeTagsCommand({ Filters: [{ Name: 'auto-scaling-group', Values: [name] }] }));
+      return Object.fromEntries((out.Tags ?? []).map((t) => [t.Key ?? '', t.Value ?? '']));
+    };
+    const secretTags = (id: string) => async () => {
+      const out = await sm.send(new DescribeSecretCommand({ SecretId: id })).catch(() => ({ Tags: [] }));
+      return Object.fromEntries((out.Tags ?? []).map((t) => [t.Key ?? '', t.Value ?? '']));
+    };
     const p = r.params;
     const a = r.action;
     if (/^(Describe|Get|List)/.test(a) && a !== 'GetSecretValue') return [{ iamAction: `${iamPrefix(r.service)}:${a}`, arn: '*', context: {} }];
@@ -217,7 +224,7 @@ export function makeIamStandIn(opts: IamStandInOptions): IamStandIn {
       const iam = `ec2:${a}`;
       for (const id of ec2NamedIds(a, p)) {
         const type = EC2_TYPES.find(([re]) => re.test(id))![1];
-        checks.push({ iamAction: iam, arn: type === 'image' ? `arn:aws:ec2:${opts.region}::image/${id}` : arnOf('ec2', `${type}/${id}`), context: {}, tags: ec2Tags(id) });
+        checks.push({ iamAction: iam, arn: type === 'image' ? `arn:aws:ec2:${region}::image/${id}` : arnOf('ec2', `${type}/${id}`), context: {}, tags: ec2Tags(id) });
       }
       if (p['KeyName'] && a === 'RunInstances') {
         const keyName = p['KeyName'];
