@@ -22,7 +22,9 @@
  * Tagging at creation is authorized as a second action by AWS (ec2:CreateTags with ec2:CreateAction,
  * elasticloadbalancing:AddTags with elasticloadbalancing:CreateAction, secretsmanager:TagResource,
  * iam:TagRole, eks:TagResource, autoscaling:CreateOrUpdateTags): those are added for the step's
- * create actions, with the same request tag condition. A policy is per cluster (`--cluster NAME`:
+ * create actions, with the same request tag condition; so are the actions AWS checks on the
+ * caller's behalf (DEPENDS_ON), iam:PassRole and iam:CreateServiceLinkedRole, each restricted to the
+ * services that need them. A policy is per cluster (`--cluster NAME`:
  * the tag's value must be NAME) or for every cluster (the tag must be present, any value).
  */
 import { InputError } from '../core/errors.js';
@@ -231,6 +233,24 @@ const PASSES_ROLE: Readonly<Record<string, string>> = {
   'eks:CreateNodegroup': 'eks.amazonaws.com',
 };
 
+/**
+ * Actions AWS checks on the caller's behalf when another is called ("dependent actions"): an Auto
+ * Scaling group launches from its launch template as the caller (ec2:RunInstances; its tags at
+ * launch then need ec2:CreateTags with ec2:CreateAction RunInstances, added with the create).
+ */
+const DEPENDS_ON: Readonly<Record<string, readonly string[]>> = {
+  'autoscaling:CreateAutoScalingGroup': ['ec2:RunInstances'],
+  'autoscaling:UpdateAutoScalingGroup': ['ec2:RunInstances'],
+};
+
+/** The service-linked role a service makes at its first use in an account, as the caller: iam:CreateServiceLinkedRole for that service only. */
+const SERVICE_LINKED_ROLE: Readonly<Record<string, string>> = {
+  'autoscaling:CreateAutoScalingGroup': 'autoscaling.amazonaws.com',
+  'elasticloadbalancing:CreateLoadBalancer': 'elasticloadbalancing.amazonaws.com',
+  'eks:CreateCluster': 'eks.amazonaws.com',
+  'eks:CreateNodegroup': 'eks-nodegroup.amazonaws.com',
+};
+
 export interface PolicyOptions {
   /** The cluster whose resources the policy may change; undefined: any capflow cluster. */
   cluster?: string;
@@ -283,7 +303,8 @@ export function buildPolicy(steps: string[], opts: PolicyOptions = {}): PolicyDo
   const requestTag = { StringLike: { [`aws:RequestTag/${CAPFLOW_CLUSTER_TAG}`]: value } };
   const resourceTag = { StringLike: { [`aws:ResourceTag/${CAPFLOW_CLUSTER_TAG}`]: value } };
 
-  const actions = [...new Set(steps.flatMap(stepActions))].sort();
+  const called = steps.flatMap(stepActions);
+  const actions = [...new Set([...called, ...called.flatMap((a) => DEPENDS_ON[a] ?? [])])].sort();
   if (actions.length === 0) throw new InputError('IAM_POLICY_NO_CALLS', `${steps.join(', ') || 'no step'} makes no AWS call: it needs no IAM policy`, { hint: `steps that call AWS: ${awsSteps().join(', ')}` });
   // Statements with a tag condition merge their actions and resources (the condition holds for all,
   // and an action on a resource type it never touches grants nothing). Statements without one are
@@ -297,6 +318,8 @@ export function buildPolicy(steps: string[], opts: PolicyOptions = {}): PolicyDo
     for (const r of resources) g.resources.add(r);
   };
   const creates = new Map<string, { actions: Set<string>; types: Set<string> }>();
+  const passedTo = new Set<string>();
+  const linkedTo = new Set<string>();
   for (const action of actions) {
     const rule = ruleOf(action);
     const prefix = action.split(':')[0]!;
@@ -322,9 +345,11 @@ export function buildPolicy(steps: string[], opts: PolicyOptions = {}): PolicyDo
         if (rule.uses) add('OwnedUsing', action, rule.uses.map(arn));
         break;
     }
-    const service = PASSES_ROLE[action];
-    if (service) add('PassRole', 'iam:PassRole', [arn('iam:role')], { StringEquals: { 'iam:PassedToService': service } });
+    if (PASSES_ROLE[action]) passedTo.add(PASSES_ROLE[action]);
+    if (SERVICE_LINKED_ROLE[action]) linkedTo.add(SERVICE_LINKED_ROLE[action]);
   }
+  if (passedTo.size > 0) add('PassRole', 'iam:PassRole', [arn('iam:role')], { StringEquals: { 'iam:PassedToService': [...passedTo].sort() } });
+  if (linkedTo.size > 0) add('ServiceLinkedRole', 'iam:CreateServiceLinkedRole', [arn('iam:role')], { StringEquals: { 'iam:AWSServiceName': [...linkedTo].sort() } });
   for (const [prefix, c] of [...creates.entries()].sort(([a], [b]) => a.localeCompare(b))) {
     const tagging = TAG_ON_CREATE[prefix];
     if (!tagging) continue;
@@ -335,7 +360,7 @@ export function buildPolicy(steps: string[], opts: PolicyOptions = {}): PolicyDo
     add('TagOnCreate', tagging.action, [...c.types].map(arn), condition);
   }
 
-  const order = ['Read', 'CreateTagged', 'CreateUsing', 'TagOnCreate', 'Owned', 'OwnedUsing', 'PassRole', 'NoTagCondition'];
+  const order = ['Read', 'CreateTagged', 'CreateUsing', 'TagOnCreate', 'Owned', 'OwnedUsing', 'PassRole', 'ServiceLinkedRole', 'NoTagCondition'];
   const sorted = [...groups.values()]
     .map((g) => ({ ...g, resources: [...g.resources].sort() }))
     .sort((a, b) => order.indexOf(a.sid) - order.indexOf(b.sid) || a.resources.join().localeCompare(b.resources.join()));
