@@ -28,6 +28,7 @@ Commands:
   reconcile                keep the clusters of a GitOps repository converged (the reconciler service)
   status [cluster ...]     print what the reconciler recorded per cluster
   hosts [cluster ...]      list the bring-your-own hosts clusters have claimed
+  iam-policy               print the least-privilege IAM policy of the steps that call AWS
   version                  print the version
 
 Global options (before the command):
@@ -90,6 +91,8 @@ export async function runCli(argv: string[], deps: CliDeps): Promise<number> {
         return await (await import('./status.js')).statusCommand(args, io);
       case 'hosts':
         return await (await import('./hosts.js')).hostsCommand(args, io);
+      case 'iam-policy':
+        return (await import('./iam-policy.js')).iamPolicyCommand(args, io);
       default:
         io.err(`capflow: unknown command "${command}"\n`);
         io.err(usage);

@@ -13,6 +13,7 @@ import { parse, parseAllDocuments } from 'yaml';
 import { schemaPath, startEnvtest, type Envtest } from '../support/envtest.js';
 import { helmLint, helmTemplate, REPO_ROOT, run } from '../support/tools.js';
 import { parseReconcilerConfig } from '../../src/gitops/config.js';
+import { awsSteps, buildPolicy } from '../../src/aws/iam-policy.js';
 
 const CHART = join(REPO_ROOT, 'charts', 'capflow');
 const SOURCE_DIR = join(REPO_ROOT, 'workflow-templates');
@@ -316,6 +317,17 @@ describe('charts/capflow: the Helm chart (real helm, real kube-apiserver with Ar
       // Argo's own expressions reach the cluster untouched by Helm
       const apply = find(defaults, 'WorkflowTemplate', 'cluster-apply').spec as { synchronization: { mutexes: Array<{ name: string }> } };
       expect(apply.synchronization.mutexes[0]!.name).to.equal('capflow-cluster-{{workflow.parameters.cluster-name}}');
+    });
+
+    it('with executor.iamPolicies.configMap publishes each step\'s IAM policy (files/iam-policies/, as `capflow iam-policy` builds them for any cluster) in the ConfigMap capflow-iam-policies', async () => {
+      expect(defaults.some((o) => o.kind === 'ConfigMap'), 'off by default').to.equal(false);
+      const objs = await render({ executor: { iamPolicies: { configMap: true } } });
+      const cm = find(objs, 'ConfigMap', 'capflow-iam-policies') as Obj & { data: Record<string, string> };
+      expect(cm.metadata.namespace).to.equal(NS);
+      expect(Object.keys(cm.data).sort()).to.deep.equal([...awsSteps().map((s) => `${s}.json`), 'all-steps.json'].sort());
+      for (const step of awsSteps()) expect(JSON.parse(cm.data[`${step}.json`]!), step).to.deep.equal(buildPolicy([step]));
+      expect(JSON.parse(cm.data['all-steps.json']!)).to.deep.equal(buildPolicy(awsSteps()));
+      expect(awsSteps()).to.include.members(['provision-vpc', 'launch-nodes', 'kubeadm-init', 'join-workers', 'eks-control-plane', 'eks-node-groups']);
     });
 
     it('with reconciler.capiLine set, every step container judges specs by that line too (CAPFLOW_CAPI_LINE), as the reconciler does', async () => {

@@ -39,7 +39,7 @@ export interface RecordedCall {
   /** ms since the epoch when the call arrived. */
   at: number;
   durationMs: number;
-  /** Set when the proxy interfered: 'throttle', 'token-bucket', 'server-error', 'killed-before-response', 'killed-after-response', 'dropped-after-kill'. */
+  /** Set when the proxy interfered: 'throttle', 'token-bucket', 'server-error', 'killed-before-response', 'killed-after-response', 'dropped-after-kill', 'denied' (the authorizer). */
   faulted?: string;
   /** The latency the proxy added to this call (latencyMs), if any. */
   delayedMs?: number;
@@ -130,10 +130,27 @@ export interface FaultProxy {
   mutatingCalls(): RecordedCall[];
   /** The EKS stand-in answering in moto's place (undefined with `eks: false`). */
   eks: EksStandIn | undefined;
+  /**
+   * Checks each call before it is forwarded (the IAM tag-condition stand-in, test/support/iam-stand-in.ts):
+   * an answer given is sent in moto's place (recorded with faulted 'denied'); undefined clears it.
+   * reset() leaves it in place.
+   */
+  setAuthorizer(authorize: Authorizer | undefined): void;
   /** Forget the recorded calls, all faults and the EKS stand-in's state. */
   reset(): void;
   stop(): Promise<void>;
 }
+
+/** Decides whether a call may go on (undefined) or is refused with the given answer. */
+export type Authorizer = (call: {
+  service: string;
+  action: string;
+  protocol: 'ec2' | 'query' | 'json' | 'rest-json';
+  params: Record<string, string>;
+  body: Buffer;
+  accessKeyId: string | undefined;
+  region: string | undefined;
+}) => Promise<{ status: number; headers: Record<string, string>; body: string } | undefined>;
 
 // ---------------------------------------------------------------------------------------------
 // Decoding a call
@@ -399,6 +416,7 @@ export async function startFaultProxy(opts: FaultProxyOptions): Promise<FaultPro
   let pendingKill: (() => void) | undefined;
   let killTimer: NodeJS.Timeout | undefined;
   let killFired = false;
+  let authorizer: Authorizer | undefined;
 
   function setFaults(f: Faults): void {
     faults = { ...f };
@@ -469,6 +487,17 @@ export async function startFaultProxy(opts: FaultProxyOptions): Promise<FaultPro
       finish(0, 'dropped-after-kill');
       res.destroy();
       return;
+    }
+
+    if (authorizer) {
+      const scope = /Credential=([^/,\s]+)\/\d{8}\/([^/]+)\//.exec(req.headers.authorization ?? '');
+      const denied = await authorizer({ ...d, body, accessKeyId: scope?.[1], region: scope?.[2] });
+      if (denied) {
+        res.writeHead(denied.status, { ...denied.headers, 'content-length': Buffer.byteLength(denied.body) });
+        res.end(denied.body);
+        finish(denied.status, 'denied');
+        return;
+      }
     }
 
     if (faults.latencyMs && matches(d)) {
@@ -587,6 +616,9 @@ export async function startFaultProxy(opts: FaultProxyOptions): Promise<FaultPro
     calls,
     eks,
     setFaults,
+    setAuthorizer: (a) => {
+      authorizer = a;
+    },
     countBy: (action) => calls.filter((c) => c.action === action).length,
     mutatingCalls: () => calls.filter((c) => c.mutating),
     reset() {

@@ -33,10 +33,10 @@ export interface StepRunTarget {
 export async function runStepVia(
   t: StepRunTarget,
   step: Executor,
-  opts: { dryRun?: boolean; delete?: boolean; params?: Record<string, string> } = {},
+  opts: { dryRun?: boolean; delete?: boolean; params?: Record<string, string>; credentials?: { accessKeyId: string; secretAccessKey: string } } = {},
 ): Promise<StepRun> {
   const from = t.proxy.calls.length;
-  const { credentials } = clientConfig(t.proxy.endpoint);
+  const credentials = opts.credentials ?? clientConfig(t.proxy.endpoint).credentials;
   const aws = new AwsClients({ endpoint: t.proxy.endpoint, region: t.region, clientConfig: { credentials }, retry: { minTimeoutMs: 5, maxTimeoutMs: 50, retries: 10 } });
   const logStream = new PassThrough();
   let log = '';
