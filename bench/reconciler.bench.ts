@@ -55,7 +55,10 @@ const ms = (x: number): string => x.toFixed(0);
 const sleep = (t: number): Promise<void> => new Promise((r) => setTimeout(r, t));
 
 const names = Array.from({ length: CLUSTERS }, (_, i) => `c${String(i + 1).padStart(4, '0')}`);
-const rows: Array<{ proc: string; what: string; n: number; wallMs: number; passMs: number; submitted: string; loaded: string; rss: number; peak: number }> = [];
+const rows: Array<{ proc: string; what: string; n: number; wallMs: number; passMs: number; maxPassMs: number; submitted: string; loaded: string; decided: string; rss: number; peak: number }> = [];
+/** Passes that ended between a push and the pass that carried it: not the push's, so not measured. */
+const otherPasses: string[] = [];
+let procLabel = 'A';
 
 interface Pass {
   at: number;
@@ -63,13 +66,20 @@ interface Pass {
   durationMs: number;
   submitted: number;
   loaded: number;
+  /** Every cluster decided (else only those something happened to), and how many were. */
+  full: boolean;
+  decided: number;
 }
 interface ReconcilerProcess {
   passes: Pass[];
   /** VmRSS and VmHWM (peak) of the reconciler, bytes. */
   memory(): { rss: number; peak: number };
-  /** Resolves with the next pass the reconciler logs after `from` passes. */
-  nextPass(from: number, timeoutMs?: number): Promise<Pass>;
+  /**
+   * Resolves with the first pass logged after `from` passes whose reason names `commit` (its first
+   * 12 characters, as the webhook's reason gives it); any pass when commit is undefined. A pass that
+   * started before the push (queued by something else) does not carry it.
+   */
+  nextPass(from: number, commit?: string, timeoutMs?: number): Promise<Pass>;
   /** SIGTERM, and the exit. */
   stop(): Promise<void>;
 }
@@ -101,14 +111,14 @@ try {
   };
 
   /** `capflow reconcile` in its own process; its "pass done" log lines, memory, and a way to stop it. */
-  function startReconciler(cache: string): ReconcilerProcess {
+  function startReconciler(cache: string, pollInterval = '1h'): ReconcilerProcess {
     const passes: Pass[] = [];
     let onPass: (() => void) | undefined;
     let stopping = false;
     const child = spawn(
       process.execPath,
       [...NODE_FLAGS, bin, 'reconcile', '--repo', remote.url, '--namespace', NS, '--kubeconfig', env.kubeconfigPath, '--cache-dir', cache, '--listen', `127.0.0.1:${port}`,
-        '--poll-interval', '1h', '--drift-interval', '0', '--no-leader-elect', '--retry-backoff', '1h', '--log-format', 'json', '--log-level', 'debug'],
+        '--poll-interval', pollInterval, '--drift-interval', '0', '--no-leader-elect', '--retry-backoff', '1h', '--log-format', 'json', '--log-level', 'debug'],
       { env: { ...process.env, CAPFLOW_WEBHOOK_GITHUB_SECRET: SECRET }, stdio: ['ignore', 'ignore', 'pipe'] },
     );
     stopChild = () => {
@@ -118,14 +128,22 @@ try {
     let tail = '';
     createInterface({ input: child.stderr }).on('line', (line) => {
       tail = `${tail}\n${line}`.slice(-4000);
-      let entry: { message?: string; reason?: string; durationMs?: number; submitted?: number; loaded?: number };
+      let entry: { message?: string; reason?: string; durationMs?: number; submitted?: number; loaded?: number; full?: boolean; decided?: number };
       try {
         entry = JSON.parse(line) as typeof entry;
       } catch {
         return;
       }
       if (typeof entry.message === 'string' && entry.message.startsWith('pass done')) {
-        passes.push({ at: performance.now(), reason: entry.reason ?? '', durationMs: entry.durationMs ?? NaN, submitted: entry.submitted ?? 0, loaded: entry.loaded ?? 0 });
+        passes.push({
+          at: performance.now(),
+          reason: entry.reason ?? '',
+          durationMs: entry.durationMs ?? NaN,
+          submitted: entry.submitted ?? 0,
+          loaded: entry.loaded ?? 0,
+          full: entry.full ?? true,
+          decided: entry.decided ?? NaN,
+        });
         onPass?.();
       }
     });
@@ -145,14 +163,16 @@ try {
         const kb = (key: string): number => Number(new RegExp(`${key}:\\s+(\\d+) kB`).exec(status)?.[1] ?? NaN) * 1024;
         return { rss: kb('VmRSS'), peak: kb('VmHWM') };
       },
-      nextPass: (from, timeoutMs = 600_000) =>
+      nextPass: (from, commit, timeoutMs = 600_000) =>
         new Promise((resolve, reject) => {
           const timer = setTimeout(() => reject(new Error(`no pass within ${timeoutMs} ms:${tail}`)), timeoutMs);
           const check = (): void => {
-            if (passes.length > from) {
+            const i = passes.findIndex((p, j) => j >= from && (commit === undefined || p.reason.includes(commit.slice(0, 12))));
+            if (i >= 0) {
+              for (const other of passes.slice(from, i)) otherPasses.push(`${procLabel}: ${other.reason} (${other.durationMs} ms)`);
               clearTimeout(timer);
               onPass = undefined;
-              resolve(passes[from]!);
+              resolve(passes[i]!);
             }
           };
           onPass = check;
@@ -176,28 +196,29 @@ try {
 
   // cold: the first pass at start (clone, load and hash every spec, submit every cluster)
   const cold = await proc.nextPass(0);
-  rows.push({ proc: 'A', what: 'first pass (cold, from process start)', n: 1, wallMs: cold.at - tStart, passMs: cold.durationMs, submitted: String(cold.submitted), loaded: String(cold.loaded), ...proc.memory() });
+  rows.push({ proc: 'A', what: 'first pass (cold, from process start)', n: 1, wallMs: cold.at - tStart, passMs: cold.durationMs, maxPassMs: cold.durationMs, submitted: String(cold.submitted), loaded: String(cold.loaded), decided: String(cold.decided), ...proc.memory() });
   await idle();
 
-  let procLabel = 'A';
   async function pass(what: string, prepare?: (i: number) => Promise<string>, n = RUNS): Promise<void> {
     const wall: number[] = [];
     const dur: number[] = [];
     const submitted = new Set<number>();
     const loaded = new Set<number>();
+    const decided = new Set<string>();
     for (let i = 0; i < n; i++) {
       const after = prepare ? await prepare(i) : ((await remote.head()) as string);
       const from = proc.passes.length;
       const t = performance.now();
       await hook(after);
-      const p = await proc.nextPass(from);
+      const p = await proc.nextPass(from, after);
       wall.push(p.at - t);
       dur.push(p.durationMs);
       submitted.add(p.submitted);
       loaded.add(p.loaded);
+      decided.add(`${p.decided}${p.full ? ' (full)' : ''}`);
       await idle();
     }
-    rows.push({ proc: procLabel, what, n, wallMs: median(wall), passMs: median(dur), submitted: [...submitted].join('/'), loaded: [...loaded].join('/'), ...proc.memory() });
+    rows.push({ proc: procLabel, what, n, wallMs: median(wall), passMs: median(dur), maxPassMs: Math.max(...dur), submitted: [...submitted].join('/'), loaded: [...loaded].join('/'), decided: [...decided].join('/'), ...proc.memory() });
   }
 
   // play the controller: every cold-pass Workflow Succeeded, then wait for the records to follow
@@ -281,27 +302,47 @@ try {
   proc = startReconciler(cacheDirB);
   procLabel = 'B';
   const warm = await proc.nextPass(0);
-  rows.push({ proc: 'B', what: 'first pass (restarted, records in place)', n: 1, wallMs: warm.at - tRestart, passMs: warm.durationMs, submitted: String(warm.submitted), loaded: String(warm.loaded), ...proc.memory() });
+  rows.push({ proc: 'B', what: 'first pass (restarted, records in place)', n: 1, wallMs: warm.at - tRestart, passMs: warm.durationMs, maxPassMs: warm.durationMs, submitted: String(warm.submitted), loaded: String(warm.loaded), decided: String(warm.decided), ...proc.memory() });
   await idle();
   await steadyPasses((i) => names[RUNS + PUSHES + i]!);
+
+  // C: the poll's full pass (every cluster decided from the caches), nothing changed: a reconciler
+  // polling every 2 s, after its first pass
+  await proc.stop();
+  const cacheDirC = mkdtempSync(path.join(os.tmpdir(), 'capflow-bench-reconciler-'));
+  cacheDirs.push(cacheDirC);
+  proc = startReconciler(cacheDirC, '2s');
+  procLabel = 'C';
+  await proc.nextPass(0);
+  const polls: Pass[] = [];
+  for (let from = 1; polls.length < RUNS; from = proc.passes.length) {
+    const p = await proc.nextPass(from);
+    if (p.reason === 'poll') polls.push(p);
+  }
+  const pollMs = polls.map((p) => p.durationMs);
+  rows.push({ proc: 'C', what: 'nothing changed (poll: full pass)', n: polls.length, wallMs: NaN, passMs: median(pollMs), maxPassMs: Math.max(...pollMs), submitted: [...new Set(polls.map((p) => p.submitted))].join('/'), loaded: [...new Set(polls.map((p) => p.loaded))].join('/'), decided: [...new Set(polls.map((p) => `${p.decided}${p.full ? ' (full)' : ''}`))].join('/'), ...proc.memory() });
+  await proc.stop();
 
   console.log(`reconciler (capflow reconcile, its own process), ${CLUSTERS} clusters (byoh example renamed), git remote on disk, envtest with Argo CRDs`);
   console.log(`repository commit + push: ${ms(repoMs)} ms; records following ${CLUSTERS} Workflows marked Succeeded: ${ms(followMs)} ms`);
   console.log('');
-  console.log('A: the process that made the cold pass (and followed its 1,000 runs); B: a reconciler restarted afterwards (fresh clone, records in place).');
+  console.log(`A: the process that made the cold pass (and followed its ${CLUSTERS} runs); B: a reconciler restarted afterwards (fresh clone, records in place); C: one polling every 2 s.`);
   console.log('RSS: VmRSS once the pass is done; peak: VmHWM of that process so far.');
   console.log(
     `V8 heap settings: ${process.env.CAPFLOW_OPTIMIZE_FOR_SIZE === 'false' ? 'defaults (CAPFLOW_OPTIMIZE_FOR_SIZE=false)' : '--optimize-for-size, which `capflow reconcile` sets itself at start (CAPFLOW_OPTIMIZE_FOR_SIZE=false to compare)'}; ` +
       `node flags: ${NODE_FLAGS.length > 0 ? NODE_FLAGS.join(' ') : 'none'} (BENCH_NODE_FLAGS).`,
   );
   console.log('');
-  console.log('   pass                                              runs  wall ms (median)  pass ms  submitted  loaded  RSS MB  peak RSS MB');
+  console.log('   pass                                              runs  wall ms (median)  pass ms (median, max)  decided          submitted  loaded  RSS MB  peak RSS MB');
   for (const r of rows) {
-    console.log(`${r.proc}  ${r.what.padEnd(50)} ${String(r.n).padStart(4)}  ${ms(r.wallMs).padStart(16)}  ${ms(r.passMs).padStart(7)}  ${r.submitted.padStart(9)}  ${r.loaded.padStart(6)}  ${mb(r.rss).padStart(6)}  ${mb(r.peak).padStart(11)}`);
+    console.log(
+      `${r.proc}  ${r.what.padEnd(50)} ${String(r.n).padStart(4)}  ${ms(r.wallMs).padStart(16)}  ${`${ms(r.passMs)}, ${ms(r.maxPassMs)}`.padStart(21)}  ${r.decided.padEnd(15)}  ${r.submitted.padStart(9)}  ${r.loaded.padStart(6)}  ${mb(r.rss).padStart(6)}  ${mb(r.peak).padStart(11)}`,
+    );
   }
   console.log('');
   const sorted = [...latencies].sort((a, b) => a - b);
   console.log(`webhook → Workflow object (${latencies.length} pushes): median ${ms(median(latencies))} ms, min ${ms(sorted[0] ?? NaN)} ms, max ${ms(sorted[sorted.length - 1] ?? NaN)} ms`);
+  console.log(`passes that ended between a push and its own pass (not measured): ${otherPasses.length === 0 ? 'none' : otherPasses.join('; ')}`);
 } finally {
   stopChild?.();
   await remote.stop();

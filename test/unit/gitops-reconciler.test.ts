@@ -83,6 +83,7 @@ class FakeWorkflows implements WorkflowClient {
   requests: SubmitRequest[] = [];
   failNextSubmit = false;
   private listener: ((w: WorkflowView) => void) | undefined;
+  private deleted: ((name: string) => void) | undefined;
   async submit(req: SubmitRequest): Promise<{ workflow: WorkflowView; created: boolean }> {
     if (this.failNextSubmit) {
       this.failNextSubmit = false;
@@ -102,12 +103,18 @@ class FakeWorkflows implements WorkflowClient {
   async list(): Promise<WorkflowView[]> {
     return [...this.items.values()];
   }
-  async watch(onChange: (w: WorkflowView) => void): Promise<() => Promise<void>> {
+  async watch(onChange: (w: WorkflowView) => void, onDelete?: (name: string) => void): Promise<() => Promise<void>> {
     this.listener = onChange;
+    this.deleted = onDelete;
     for (const w of this.items.values()) onChange(w);
     return async () => {
       this.listener = undefined;
+      this.deleted = undefined;
     };
+  }
+  delete(name: string): void {
+    this.items.delete(name);
+    this.deleted?.(name);
   }
   set(view: WorkflowView): void {
     this.items.set(view.name, view);
@@ -346,17 +353,13 @@ describe('gitops reconciler (on fakes)', function () {
     expect([...workflows.items.keys()]).to.include(workflowName('apply', 'c1', REV1, 1));
   });
 
-  it('a Workflow deleted before it finished (the watch does not say) is noticed at the next poll: failed, and retried', async () => {
+  it('a Workflow deleted before it finished is reported by the watch: a pass at once fails the run, and retries it', async () => {
     await addCluster('c1', 't1');
     const r = reconciler({ retryBaseMs: 1, retryMaxMs: 1 });
     await r.start();
     await r.whenIdle();
     const first = store.records.get('c1')!.run!.workflow;
-    workflows.items.delete(first);
-    r.trigger('webhook');
-    await r.whenIdle();
-    expect(store.records.get('c1')?.run?.phase).to.equal('Pending');
-    r.trigger('poll');
+    workflows.delete(first);
     await r.whenIdle();
     expect(store.records.get('c1')?.run).to.include({ workflow: first, phase: 'Error', message: 'the Workflow was deleted before it finished' });
     await new Promise((res) => setTimeout(res, 200));
