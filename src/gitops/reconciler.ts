@@ -532,12 +532,17 @@ export class Reconciler {
     this.trigger(`push handed over by ${push.by}${push.after ? ` ${push.after.slice(0, 12)}` : ''}`);
   }
 
-  /** A run that moves is followed at the next pass; one that finishes may unblock its cluster (or need its result recorded): pass again. */
+  /**
+   * A run that moves is followed at the next pass; one that finishes may unblock its cluster (or
+   * need its result recorded): pass again. A new one still Pending needs no decision: ours is
+   * recorded by the submission (its watch event often comes before the create returns), another's
+   * blocks its cluster from the cache whenever the cluster is decided.
+   */
   private onWorkflow(view: WorkflowView): void {
     const before = this.known.get(view.name);
     this.known.set(view.name, view);
     if (this.watchStarting) return;
-    if (before?.phase !== view.phase) this.dirty.add(view.cluster);
+    if (before ? before.phase !== view.phase : view.phase !== 'Pending') this.dirty.add(view.cluster);
     if (FINISHED_PHASES.has(view.phase) && !(before && FINISHED_PHASES.has(before.phase))) this.trigger(`${view.name} ${view.phase}`);
   }
 
