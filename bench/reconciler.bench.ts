@@ -19,7 +19,7 @@
  * The reconciler turns on V8's --optimize-for-size itself; CAPFLOW_OPTIMIZE_FOR_SIZE=false in the
  * bench's environment leaves V8's defaults (to compare), BENCH_NODE_FLAGS adds node flags.
  *
- *   npm run build && node --import tsx bench/reconciler.bench.ts [clusters=1000] [runs=7] [pushes=15]
+ *   npm run build && [BENCH_SEED=1] node --import tsx bench/reconciler.bench.ts [clusters=1000] [runs=7] [pushes=15]
  */
 import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -28,7 +28,9 @@ import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { CoreV1Api, CustomObjectsApi, Watch } from '@kubernetes/client-node';
 import { freePorts, schemaPath, startEnvtest } from '../test/support/envtest.js';
-import { createGitRemote } from '../test/support/git-remote.js';
+import { createGitRemote, git } from '../test/support/git-remote.js';
+import { ConfigMapRecordStore } from '../src/gitops/records.js';
+import { shareAgents } from '../src/gitops/kube.js';
 import { ARGO, githubPush, listRecords, manyClusterFiles, postWebhook, succeeded, withReplicas, type WorkflowObj } from '../test/support/gitops.js';
 import { REPO_ROOT } from '../test/support/tools.js';
 
@@ -44,6 +46,14 @@ const NS = 'capflow-system';
 /** Extra node flags for the reconciler processes (e.g. heap settings), printed with the results. */
 const NODE_FLAGS = (process.env.BENCH_NODE_FLAGS ?? '').split(/\s+/).filter(Boolean);
 const SECRET = 'bench-secret';
+/**
+ * BENCH_SEED=1: a stand-in for the cold pass and the following of its runs, which take many minutes
+ * at 10,000 clusters: the bench writes every record itself, as the reconciler would have left it
+ * (Succeeded at the first commit, the folder's tree id, hashed by this version) with a stand-in spec
+ * hash per tree (`sha256:seed-<tree>`, not the real hash: a changed folder is loaded and gets its
+ * real one, which differs, so it is submitted as a real change would be). No Workflow objects exist.
+ */
+const SEED = process.env.BENCH_SEED === '1';
 
 const median = (xs: number[]): number => {
   const s = [...xs].sort((a, b) => a - b);
@@ -55,7 +65,10 @@ const ms = (x: number): string => x.toFixed(0);
 const sleep = (t: number): Promise<void> => new Promise((r) => setTimeout(r, t));
 
 const names = Array.from({ length: CLUSTERS }, (_, i) => `c${String(i + 1).padStart(4, '0')}`);
-const rows: Array<{ proc: string; what: string; n: number; wallMs: number; passMs: number; submitted: string; loaded: string; rss: number; peak: number }> = [];
+const rows: Array<{ proc: string; what: string; n: number; wallMs: number; passMs: number; maxPassMs: number; submitted: string; loaded: string; decided: string; rss: number; peak: number }> = [];
+/** Passes that ended between a push and the pass that carried it: not the push's, so not measured. */
+const otherPasses: string[] = [];
+let procLabel = 'A';
 
 interface Pass {
   at: number;
@@ -63,13 +76,20 @@ interface Pass {
   durationMs: number;
   submitted: number;
   loaded: number;
+  /** Every cluster decided (else only those something happened to), and how many were. */
+  full: boolean;
+  decided: number;
 }
 interface ReconcilerProcess {
   passes: Pass[];
   /** VmRSS and VmHWM (peak) of the reconciler, bytes. */
   memory(): { rss: number; peak: number };
-  /** Resolves with the next pass the reconciler logs after `from` passes. */
-  nextPass(from: number, timeoutMs?: number): Promise<Pass>;
+  /**
+   * Resolves with the first pass logged after `from` passes whose reason names `commit` (its first
+   * 12 characters, as the webhook's reason gives it); any pass when commit is undefined. A pass that
+   * started before the push (queued by something else) does not carry it.
+   */
+  nextPass(from: number, commit?: string, timeoutMs?: number): Promise<Pass>;
   /** SIGTERM, and the exit. */
   stop(): Promise<void>;
 }
@@ -86,6 +106,30 @@ try {
   const rev0 = await remote.commitFiles(manyClusterFiles(names), `${CLUSTERS} clusters`);
   await remote.push();
   const repoMs = performance.now() - t0;
+  let seedMs = NaN;
+  if (SEED) {
+    const t = performance.now();
+    const listing = await git(remote.workdir, 'ls-tree', '-z', rev0, 'clusters/');
+    const trees = new Map<string, string>();
+    for (const entry of listing.split('\0')) {
+      const m = /^040000 tree ([0-9a-f]+)\tclusters\/(.+)$/.exec(entry);
+      if (m) trees.set(m[2]!, m[1]!);
+    }
+    const version = (JSON.parse(readFileSync(path.join(REPO_ROOT, 'package.json'), 'utf8')) as { version: string }).version;
+    const store = new ConfigMapRecordStore(shareAgents(env.makeKubeConfig()), NS);
+    const at = new Date().toISOString();
+    const queue = [...names];
+    await Promise.all(
+      Array.from({ length: 16 }, async () => {
+        for (let name = queue.shift(); name; name = queue.shift()) {
+          const tree = trees.get(name)!;
+          const hash = `sha256:seed-${tree}`;
+          await store.put({ cluster: name, path: `clusters/${name}`, phase: 'Succeeded', gitRevision: rev0, gitTree: tree, specHash: hash, hashedBy: version, appliedRevision: rev0, appliedSpecHash: hash, appliedAt: at, failures: 0, drift: 'Unknown', planCount: 0 });
+        }
+      }),
+    );
+    seedMs = performance.now() - t;
+  }
 
   // the reconciler: the built command, as a child process, so its memory is its own
   const [port] = await freePorts(1);
@@ -101,14 +145,14 @@ try {
   };
 
   /** `capflow reconcile` in its own process; its "pass done" log lines, memory, and a way to stop it. */
-  function startReconciler(cache: string): ReconcilerProcess {
+  function startReconciler(cache: string, pollInterval = '1h'): ReconcilerProcess {
     const passes: Pass[] = [];
     let onPass: (() => void) | undefined;
     let stopping = false;
     const child = spawn(
       process.execPath,
       [...NODE_FLAGS, bin, 'reconcile', '--repo', remote.url, '--namespace', NS, '--kubeconfig', env.kubeconfigPath, '--cache-dir', cache, '--listen', `127.0.0.1:${port}`,
-        '--poll-interval', '1h', '--drift-interval', '0', '--no-leader-elect', '--retry-backoff', '1h', '--log-format', 'json', '--log-level', 'debug'],
+        '--poll-interval', pollInterval, '--drift-interval', '0', '--no-leader-elect', '--retry-backoff', '1h', '--log-format', 'json', '--log-level', 'debug'],
       { env: { ...process.env, CAPFLOW_WEBHOOK_GITHUB_SECRET: SECRET }, stdio: ['ignore', 'ignore', 'pipe'] },
     );
     stopChild = () => {
@@ -118,14 +162,22 @@ try {
     let tail = '';
     createInterface({ input: child.stderr }).on('line', (line) => {
       tail = `${tail}\n${line}`.slice(-4000);
-      let entry: { message?: string; reason?: string; durationMs?: number; submitted?: number; loaded?: number };
+      let entry: { message?: string; reason?: string; durationMs?: number; submitted?: number; loaded?: number; full?: boolean; decided?: number };
       try {
         entry = JSON.parse(line) as typeof entry;
       } catch {
         return;
       }
       if (typeof entry.message === 'string' && entry.message.startsWith('pass done')) {
-        passes.push({ at: performance.now(), reason: entry.reason ?? '', durationMs: entry.durationMs ?? NaN, submitted: entry.submitted ?? 0, loaded: entry.loaded ?? 0 });
+        passes.push({
+          at: performance.now(),
+          reason: entry.reason ?? '',
+          durationMs: entry.durationMs ?? NaN,
+          submitted: entry.submitted ?? 0,
+          loaded: entry.loaded ?? 0,
+          full: entry.full ?? true,
+          decided: entry.decided ?? NaN,
+        });
         onPass?.();
       }
     });
@@ -145,14 +197,16 @@ try {
         const kb = (key: string): number => Number(new RegExp(`${key}:\\s+(\\d+) kB`).exec(status)?.[1] ?? NaN) * 1024;
         return { rss: kb('VmRSS'), peak: kb('VmHWM') };
       },
-      nextPass: (from, timeoutMs = 600_000) =>
+      nextPass: (from, commit, timeoutMs = 1_800_000) =>
         new Promise((resolve, reject) => {
           const timer = setTimeout(() => reject(new Error(`no pass within ${timeoutMs} ms:${tail}`)), timeoutMs);
           const check = (): void => {
-            if (passes.length > from) {
+            const i = passes.findIndex((p, j) => j >= from && (commit === undefined || p.reason.includes(commit.slice(0, 12))));
+            if (i >= 0) {
+              for (const other of passes.slice(from, i)) otherPasses.push(`${procLabel}: ${other.reason} (${other.durationMs} ms)`);
               clearTimeout(timer);
               onPass = undefined;
-              resolve(passes[from]!);
+              resolve(passes[i]!);
             }
           };
           onPass = check;
@@ -176,51 +230,55 @@ try {
 
   // cold: the first pass at start (clone, load and hash every spec, submit every cluster)
   const cold = await proc.nextPass(0);
-  rows.push({ proc: 'A', what: 'first pass (cold, from process start)', n: 1, wallMs: cold.at - tStart, passMs: cold.durationMs, submitted: String(cold.submitted), loaded: String(cold.loaded), ...proc.memory() });
+  rows.push({ proc: 'A', what: SEED ? 'first pass (records seeded: stand-in)' : 'first pass (cold, from process start)', n: 1, wallMs: cold.at - tStart, passMs: cold.durationMs, maxPassMs: cold.durationMs, submitted: String(cold.submitted), loaded: String(cold.loaded), decided: String(cold.decided), ...proc.memory() });
   await idle();
 
-  let procLabel = 'A';
   async function pass(what: string, prepare?: (i: number) => Promise<string>, n = RUNS): Promise<void> {
     const wall: number[] = [];
     const dur: number[] = [];
     const submitted = new Set<number>();
     const loaded = new Set<number>();
+    const decided = new Set<string>();
     for (let i = 0; i < n; i++) {
       const after = prepare ? await prepare(i) : ((await remote.head()) as string);
       const from = proc.passes.length;
       const t = performance.now();
       await hook(after);
-      const p = await proc.nextPass(from);
+      const p = await proc.nextPass(from, after);
       wall.push(p.at - t);
       dur.push(p.durationMs);
       submitted.add(p.submitted);
       loaded.add(p.loaded);
+      decided.add(`${p.decided}${p.full ? ' (full)' : ''}`);
       await idle();
     }
-    rows.push({ proc: procLabel, what, n, wallMs: median(wall), passMs: median(dur), submitted: [...submitted].join('/'), loaded: [...loaded].join('/'), ...proc.memory() });
+    rows.push({ proc: procLabel, what, n, wallMs: median(wall), passMs: median(dur), maxPassMs: Math.max(...dur), submitted: [...submitted].join('/'), loaded: [...loaded].join('/'), decided: [...decided].join('/'), ...proc.memory() });
   }
 
   // play the controller: every cold-pass Workflow Succeeded, then wait for the records to follow
-  const api = kc.makeApiClient(CustomObjectsApi);
-  const list = (await api.listNamespacedCustomObject({ ...ARGO, namespace: NS })) as { items: WorkflowObj[] };
-  const tSucceed = performance.now();
-  const queue = [...list.items];
-  await Promise.all(
-    Array.from({ length: 16 }, async () => {
-      for (let wf = queue.shift(); wf; wf = queue.shift()) {
-        await api.replaceNamespacedCustomObject({ ...ARGO, namespace: NS, name: wf.metadata.name, body: { ...wf, status: succeeded()(wf) } });
-      }
-    }),
-  );
-  for (;;) {
-    const recs = await listRecords(kc, NS);
-    const done = [...recs.values()].filter((r) => r.data.phase === 'Succeeded' && r.data.appliedRevision === rev0).length;
-    if (done === CLUSTERS) break;
-    if (performance.now() - tSucceed > 300_000) throw new Error(`only ${done} of ${CLUSTERS} records Succeeded after 5 minutes`);
-    await sleep(500);
+  let followMs = NaN;
+  if (!SEED) {
+    const api = kc.makeApiClient(CustomObjectsApi);
+    const list = (await api.listNamespacedCustomObject({ ...ARGO, namespace: NS })) as { items: WorkflowObj[] };
+    const tSucceed = performance.now();
+    const queue = [...list.items];
+    await Promise.all(
+      Array.from({ length: 16 }, async () => {
+        for (let wf = queue.shift(); wf; wf = queue.shift()) {
+          await api.replaceNamespacedCustomObject({ ...ARGO, namespace: NS, name: wf.metadata.name, body: { ...wf, status: succeeded()(wf) } });
+        }
+      }),
+    );
+    for (;;) {
+      const recs = await listRecords(kc, NS);
+      const done = [...recs.values()].filter((r) => r.data.phase === 'Succeeded' && r.data.appliedRevision === rev0).length;
+      if (done === CLUSTERS) break;
+      if (performance.now() - tSucceed > 300_000) throw new Error(`only ${done} of ${CLUSTERS} records Succeeded after 5 minutes`);
+      await sleep(500);
+    }
+    followMs = performance.now() - tSucceed;
+    await idle();
   }
-  const followMs = performance.now() - tSucceed;
-  await idle();
 
   /** The three kinds of steady-state pass; `changed` picks the clusters the one-change passes change. */
   const steadyPasses = async (changed: (i: number) => string): Promise<void> => {
@@ -281,27 +339,51 @@ try {
   proc = startReconciler(cacheDirB);
   procLabel = 'B';
   const warm = await proc.nextPass(0);
-  rows.push({ proc: 'B', what: 'first pass (restarted, records in place)', n: 1, wallMs: warm.at - tRestart, passMs: warm.durationMs, submitted: String(warm.submitted), loaded: String(warm.loaded), ...proc.memory() });
+  rows.push({ proc: 'B', what: 'first pass (restarted, records in place)', n: 1, wallMs: warm.at - tRestart, passMs: warm.durationMs, maxPassMs: warm.durationMs, submitted: String(warm.submitted), loaded: String(warm.loaded), decided: String(warm.decided), ...proc.memory() });
   await idle();
   await steadyPasses((i) => names[RUNS + PUSHES + i]!);
 
+  // C: the poll's full pass (every cluster decided from the caches), nothing changed: a reconciler
+  // polling every 2 s, after its first pass
+  await proc.stop();
+  const cacheDirC = mkdtempSync(path.join(os.tmpdir(), 'capflow-bench-reconciler-'));
+  cacheDirs.push(cacheDirC);
+  proc = startReconciler(cacheDirC, '2s');
+  procLabel = 'C';
+  await proc.nextPass(0);
+  const polls: Pass[] = [];
+  for (let from = 1; polls.length < RUNS; from = proc.passes.length) {
+    const p = await proc.nextPass(from);
+    if (p.reason === 'poll') polls.push(p);
+  }
+  const pollMs = polls.map((p) => p.durationMs);
+  rows.push({ proc: 'C', what: 'nothing changed (poll: full pass)', n: polls.length, wallMs: NaN, passMs: median(pollMs), maxPassMs: Math.max(...pollMs), submitted: [...new Set(polls.map((p) => p.submitted))].join('/'), loaded: [...new Set(polls.map((p) => p.loaded))].join('/'), decided: [...new Set(polls.map((p) => `${p.decided}${p.full ? ' (full)' : ''}`))].join('/'), ...proc.memory() });
+  await proc.stop();
+
   console.log(`reconciler (capflow reconcile, its own process), ${CLUSTERS} clusters (byoh example renamed), git remote on disk, envtest with Argo CRDs`);
-  console.log(`repository commit + push: ${ms(repoMs)} ms; records following ${CLUSTERS} Workflows marked Succeeded: ${ms(followMs)} ms`);
+  console.log(
+    SEED
+      ? `repository commit + push: ${ms(repoMs)} ms; ${CLUSTERS} records seeded by the bench (BENCH_SEED=1, a stand-in for the cold pass and its runs): ${ms(seedMs)} ms`
+      : `repository commit + push: ${ms(repoMs)} ms; records following ${CLUSTERS} Workflows marked Succeeded: ${ms(followMs)} ms`,
+  );
   console.log('');
-  console.log('A: the process that made the cold pass (and followed its 1,000 runs); B: a reconciler restarted afterwards (fresh clone, records in place).');
+  console.log(`A: the process that made the cold pass (and followed its ${CLUSTERS} runs); B: a reconciler restarted afterwards (fresh clone, records in place); C: one polling every 2 s.`);
   console.log('RSS: VmRSS once the pass is done; peak: VmHWM of that process so far.');
   console.log(
     `V8 heap settings: ${process.env.CAPFLOW_OPTIMIZE_FOR_SIZE === 'false' ? 'defaults (CAPFLOW_OPTIMIZE_FOR_SIZE=false)' : '--optimize-for-size, which `capflow reconcile` sets itself at start (CAPFLOW_OPTIMIZE_FOR_SIZE=false to compare)'}; ` +
       `node flags: ${NODE_FLAGS.length > 0 ? NODE_FLAGS.join(' ') : 'none'} (BENCH_NODE_FLAGS).`,
   );
   console.log('');
-  console.log('   pass                                              runs  wall ms (median)  pass ms  submitted  loaded  RSS MB  peak RSS MB');
+  console.log('   pass                                              runs  wall ms (median)  pass ms (median, max)  decided          submitted  loaded  RSS MB  peak RSS MB');
   for (const r of rows) {
-    console.log(`${r.proc}  ${r.what.padEnd(50)} ${String(r.n).padStart(4)}  ${ms(r.wallMs).padStart(16)}  ${ms(r.passMs).padStart(7)}  ${r.submitted.padStart(9)}  ${r.loaded.padStart(6)}  ${mb(r.rss).padStart(6)}  ${mb(r.peak).padStart(11)}`);
+    console.log(
+      `${r.proc}  ${r.what.padEnd(50)} ${String(r.n).padStart(4)}  ${ms(r.wallMs).padStart(16)}  ${`${ms(r.passMs)}, ${ms(r.maxPassMs)}`.padStart(21)}  ${r.decided.padEnd(15)}  ${r.submitted.padStart(9)}  ${r.loaded.padStart(6)}  ${mb(r.rss).padStart(6)}  ${mb(r.peak).padStart(11)}`,
+    );
   }
   console.log('');
   const sorted = [...latencies].sort((a, b) => a - b);
   console.log(`webhook → Workflow object (${latencies.length} pushes): median ${ms(median(latencies))} ms, min ${ms(sorted[0] ?? NaN)} ms, max ${ms(sorted[sorted.length - 1] ?? NaN)} ms`);
+  console.log(`passes that ended between a push and its own pass (not measured): ${otherPasses.length === 0 ? 'none' : otherPasses.join('; ')}`);
 } finally {
   stopChild?.();
   await remote.stop();

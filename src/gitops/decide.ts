@@ -9,7 +9,6 @@
  * 'Submitting' is completed by submitting the same deterministic name again
  * (which adopts the Workflow if the create got through).
  */
-import { canonicalJson } from '../spec/index.js';
 import { FINISHED_PHASES, type ClusterFolder, type ClusterRecord, type RunKind, type RunRecord, type SubmitRequest, type WorkflowView } from './types.js';
 import { workflowName } from './workflow-client.js';
 
@@ -88,9 +87,27 @@ export function newRecord(cluster: string, path: string): ClusterRecord {
   return { cluster, path, phase: 'Pending', failures: 0, drift: 'Unknown', planCount: 0 };
 }
 
-/** Equal records need no write; resourceVersion is the store's, not a difference. */
+/**
+ * Equal records need no write; resourceVersion is the store's, not a difference. Compared field by
+ * field (an absent field and one set to undefined are equal): every pass compares every record, and
+ * serializing both took ~70 µs a record, 0.7 s a pass at 10,000 clusters.
+ */
 export function sameRecord(a: ClusterRecord, b: ClusterRecord): boolean {
-  return canonicalJson({ ...a, resourceVersion: undefined }) === canonicalJson({ ...b, resourceVersion: undefined });
+  return sameValue({ ...a, resourceVersion: undefined }, { ...b, resourceVersion: undefined });
+}
+
+function sameValue(a: unknown, b: unknown): boolean {
+  if (a === b) return true;
+  if (typeof a !== 'object' || typeof b !== 'object' || a === null || b === null || Array.isArray(a) !== Array.isArray(b)) return false;
+  if (Array.isArray(a)) {
+    const other = b as unknown[];
+    return a.length === other.length && a.every((v, i) => sameValue(v, other[i]));
+  }
+  const x = a as Record<string, unknown>;
+  const y = b as Record<string, unknown>;
+  for (const k of Object.keys(x)) if (x[k] !== undefined && !sameValue(x[k], y[k])) return false;
+  for (const k of Object.keys(y)) if (y[k] !== undefined && x[k] === undefined) return false;
+  return true;
 }
 
 // ------------------------------------------------------------------------------------------------

@@ -1,8 +1,13 @@
 /**
  * What Git says each cluster should be. One clone of the GitOps repository is
  * kept in a cache directory (reused across restarts); every sync fetches the
- * branch, checks its head out in place and lists the cluster folders with a
- * single ls-tree, whose tree ids let the reconciler skip unchanged folders.
+ * branch, checks its head out in place and lists the cluster folders, whose
+ * tree ids let the reconciler skip unchanged folders; the work tree is
+ * checked out only when a spec is to be loaded. The first sync lists
+ * every folder with one ls-tree; later ones list only the folders a diff-tree
+ * against the last listed commit names (a tree diff: exact for any two
+ * commits, force-pushes included), so a sync costs what changed, not the
+ * number of clusters.
  */
 import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -33,6 +38,8 @@ export interface GitSourceOptions {
 }
 
 const FETCH_TIMEOUT_MS = 120_000;
+/** More changed folders than this are listed with one full ls-tree (one pathspec per folder costs more then). */
+const MAX_DIFF_FOLDERS = 2000;
 /** firstSeenAt is only asked of recent commits; older ones are forgotten. */
 const REMEMBERED_COMMITS = 64;
 
@@ -99,11 +106,16 @@ export function createGitSource(options: GitSourceOptions): GitSource {
   const firstSeen = new Map<string, Date>();
   let prepared = false;
   let checkedOut: string | undefined;
+  /** The last listing, which the next one updates from a diff. */
+  let listed: { revision: string; clusters: Map<string, ClusterFolder>; bad: Set<string> } | undefined;
 
   async function prepare(): Promise<void> {
     try {
       await mkdir(workdir, { recursive: true });
       if (!existsSync(path.join(workdir, '.git'))) await git(['init', '--quiet']);
+      // a checkout refreshes the whole index: its v4 format and no trailing hash halve that at 10,000 folders
+      await git(['config', 'feature.manyFiles', 'true']);
+      await git(['config', 'index.skipHash', 'true']);
       // A crash mid-checkout or mid-fetch leaves locks that would fail every later sync; we are the clone's only user.
       await rm(path.join(workdir, '.git', 'index.lock'), { force: true });
       await rm(path.join(workdir, '.git', `${trackingRef}.lock`), { force: true });
@@ -160,6 +172,54 @@ export function createGitSource(options: GitSourceOptions): GitSource {
     return { clusters, badFolders };
   }
 
+  /** Every folder with one ls-tree. */
+  async function listAll(revision: string): Promise<NonNullable<typeof listed>> {
+    const { clusters, badFolders } = parseListing(await git(['ls-tree', '-r', '-t', '-z', revision, '--', `${clustersDir}/`]));
+    return { revision, clusters, bad: new Set(badFolders) };
+  }
+
+  /**
+   * The last listing with the folders that differ between its commit and `revision` listed again;
+   * undefined when that cannot be told (the old commit is gone) or too much changed.
+   */
+  async function listChanged(from: NonNullable<typeof listed>, revision: string): Promise<NonNullable<typeof listed> | undefined> {
+    let diff: string;
+    try {
+      diff = await git(['diff-tree', '-r', '-z', '--name-only', '--no-renames', from.revision, revision, '--', `${clustersDir}/`]);
+    } catch (err) {
+      log?.info('cannot diff against the last listed commit: listing every folder', { from: from.revision, error: (err as Error).message });
+      return undefined;
+    }
+    const prefix = `${clustersDir}/`;
+    const changed = new Set<string>();
+    for (const p of diff.split('\0')) {
+      if (!p.startsWith(prefix)) continue;
+      const slash = p.indexOf('/', prefix.length);
+      if (slash > 0) changed.add(p.slice(prefix.length, slash)); // a file directly in the clusters directory is no folder
+    }
+    if (changed.size > MAX_DIFF_FOLDERS) return undefined;
+    const clusters = new Map(from.clusters);
+    const bad = new Set(from.bad);
+    if (changed.size > 0) {
+      const specs = [...changed].map((name) => `:(literal)${prefix}${name}/`);
+      const part = parseListing(await git(['ls-tree', '-r', '-t', '-z', revision, '--', ...specs]));
+      for (const name of changed) {
+        if (!part.clusters.has(name)) clusters.delete(name); // (a folder listed again keeps its place)
+        bad.delete(name);
+      }
+      let added = false;
+      for (const [name, folder] of part.clusters) {
+        added ||= !from.clusters.has(name);
+        clusters.set(name, folder);
+      }
+      for (const name of part.badFolders) bad.add(name);
+      log?.debug('listed the changed cluster folders', { from: from.revision, revision, folders: changed.size });
+      // in name order, as a full listing gives them
+      if (added) return { revision, clusters: new Map([...clusters].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))), bad };
+    }
+    return { revision, clusters, bad };
+  }
+
   function seen(revision: string): Date {
     let at = firstSeen.get(revision);
     if (!at) {
@@ -179,17 +239,40 @@ export function createGitSource(options: GitSourceOptions): GitSource {
     try {
       const revision = (await git(['rev-parse', '--verify', `${trackingRef}^{commit}`])).trim();
       const firstSeenAt = seen(revision);
-      if (revision !== checkedOut) {
+      // listed from Git's objects: the work tree is checked out only when a spec is loaded
+      if (listed?.revision !== revision) listed = (listed && (await listChanged(listed, revision))) ?? (await listAll(revision));
+      let checkingOut: Promise<void> | undefined;
+      // callers get their own maps: the next sync builds on this listing
+      return {
+        revision,
+        branch,
+        clusters: new Map(listed.clusters),
+        badFolders: [...listed.bad].sort(),
+        workdir,
+        firstSeenAt,
+        checkout: () => (checkingOut ??= checkout(revision)),
+      };
+    } catch (err) {
+      listed = undefined;
+      throw new InternalError('GIT_LIST_FAILED', `cannot list the cluster folders of ${branch} in ${workdir}: ${(err as Error).message}`, { cause: err });
+    }
+  }
+
+  /** The work tree at `revision`, in turn with the other git processes; a no-op when it is there. */
+  function checkout(revision: string): Promise<void> {
+    const run = tail.then(async () => {
+      if (checkedOut === revision) return;
+      try {
         await git(['checkout', '--quiet', '--force', '--detach', revision]);
         log?.info('Checked out new commit', { revision, previous: checkedOut });
         checkedOut = revision;
+      } catch (err) {
+        checkedOut = undefined; // the work tree may be half-way: check out again next time
+        throw new InternalError('GIT_CHECKOUT_FAILED', `cannot check out ${branch} in ${workdir}: ${(err as Error).message}`, { cause: err });
       }
-      const { clusters, badFolders } = parseListing(await git(['ls-tree', '-r', '-t', '-z', revision, '--', `${clustersDir}/`]));
-      return { revision, branch, clusters, badFolders, workdir, firstSeenAt };
-    } catch (err) {
-      checkedOut = undefined; // the work tree may be half-way: check out again next time
-      throw new InternalError('GIT_CHECKOUT_FAILED', `cannot check out ${branch} in ${workdir}: ${(err as Error).message}`, { cause: err });
-    }
+    });
+    tail = run.catch(() => undefined);
+    return run;
   }
 
   // One git process at a time on the clone. Calls made while a sync waits to start share it:

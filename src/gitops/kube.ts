@@ -95,6 +95,8 @@ function agentKey(cluster: Cluster | null, o: AgentOptions): string {
 export interface InformerRun<T> {
   /** Called for every add and update until the returned stop function is called. */
   deliver: (object: T) => void;
+  /** Called for every deletion (watched, or found by a new list after a 410 Gone). */
+  remove?: (object: T) => void;
   /** What is watched, for the restart warning (e.g. "workflow watch"). */
   what: string;
   log?: Logger;
@@ -122,6 +124,8 @@ export async function runInformer<T extends KubernetesObject>(informer: Informer
   };
   informer.on('add', deliver);
   informer.on('update', deliver);
+  const { remove } = run;
+  if (remove) informer.on('delete', (object: T) => void (stopped || remove(object)));
   informer.on('error', (err: unknown) => {
     if (stopped) return; // stop() aborts the watch request, which reports as an error
     if (starting) {
@@ -152,4 +156,14 @@ export async function runInformer<T extends KubernetesObject>(informer: Informer
     throw run.startError(startError);
   }
   return stop;
+}
+
+/**
+ * Whether resourceVersion `a` is older than `b`. The API treats them as opaque, but every
+ * kube-apiserver (etcd's revision) gives decimal numbers that grow: compared as numbers when both
+ * are, else never older (the newest event wins).
+ */
+export function olderVersion(a: string | undefined, b: string | undefined): boolean {
+  if (!a || !b || !/^\d+$/.test(a) || !/^\d+$/.test(b)) return false;
+  return a.length !== b.length ? a.length < b.length : a < b;
 }

@@ -8,6 +8,14 @@
  * starts nothing new. A push webhook that reaches a replica not leading is
  * handed to the leader through the state object (lastPush), which the leader
  * watches.
+ *
+ * While leading, the records and the Workflows are kept in caches that their
+ * watches keep current, so a pass lists neither. A full pass (becoming
+ * leader, each poll, runPass) decides every cluster; the others (webhooks,
+ * finished Workflows, retries due) decide only the clusters something
+ * happened to: a folder whose tree differs from the last pass's, a record
+ * another writer changed or deleted, a Workflow that moved, a retry due, or
+ * an error in the last pass. The poll's full pass is the safety net.
  */
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -25,6 +33,7 @@ import {
   type LeaderElector,
   type PushEvent,
   type PushHandover,
+  type RecordEvent,
   type ReconcilerMetrics,
   type ReconcilerState,
   type RecordStore,
@@ -34,6 +43,7 @@ import {
   type WorkflowView,
 } from './types.js';
 import { mapLimit } from '../core/concurrency.js';
+import { olderVersion } from './kube.js';
 
 export interface ReconcilerOptions {
   repoUrl: string;
@@ -82,6 +92,10 @@ export interface PassReport {
   unchanged: number;
   /** Cluster folders whose spec was loaded and validated. */
   loaded: number;
+  /** Every cluster was decided (else only those something happened to). */
+  full: boolean;
+  /** Clusters decided. */
+  decided: number;
   durationMs: number;
 }
 
@@ -95,6 +109,8 @@ const CONCURRENT_LOADS = 4;
 const MIN_WAKE_MS = 100;
 /** A handed-over push is read and written again this many times when the state changed in between. */
 const HANDOVER_ATTEMPTS = 5;
+/** Reasons of coalesced triggers named in a pass's log line; the rest are counted. */
+const MAX_REASONS = 8;
 
 /**
  * The repository URL for Workflow parameters: http(s) URLs lose their user info (`user:token@`),
@@ -133,6 +149,23 @@ export class Reconciler {
   private queue: Promise<unknown> = Promise.resolve();
   /** A triggered pass is queued and has not started: further triggers join it. */
   private triggered = false;
+  /** The queued pass decides every cluster; the reasons of the triggers it carries. */
+  private queuedFull = false;
+  private queuedReasons: string[] = [];
+  /** The record cache, kept current by the record watch while leading (else passes list the records). */
+  private readonly records = new Map<string, ClusterRecord>();
+  /** Records that do not decode: a pass reads them itself (and reports them). */
+  private readonly unreadable = new Set<string>();
+  private stopRecordWatch: (() => Promise<void>) | undefined;
+  private recordsStarting = false;
+  /** Writes of ours in flight by cluster: what the watch reports of these is ours (or raced by ours, which the put settles). */
+  private readonly writing = new Map<string, number>();
+  /** Clusters the next pass decides even when it is not full (events, errors). */
+  private dirty = new Set<string>();
+  /** The folders as the last completed pass saw them: the next one decides those that differ. */
+  private lastFolders: Map<string, ClusterFolder> | undefined;
+  /** Retries waiting, by cluster (epoch ms). */
+  private readonly retries = new Map<string, number>();
   private pollTimer: NodeJS.Timeout | undefined;
   private wakeTimer: NodeJS.Timeout | undefined;
   private report: PassReport | undefined;
@@ -204,15 +237,26 @@ export class Reconciler {
     await this.ownSpecs?.close();
   }
 
-  /** Asks for a pass; triggers while one is queued join it, so a burst yields one more pass. */
-  trigger(reason: string): void {
+  /**
+   * Asks for a pass (`full`: one that decides every cluster); triggers while one is queued join it,
+   * so a burst yields one more pass, which carries all their reasons.
+   */
+  trigger(reason: string, full = false): void {
     if (!this.leads()) return;
+    if (full) this.queuedFull = true;
+    this.queuedReasons.push(reason);
     if (this.triggered) return;
     this.triggered = true;
     void this.enqueue(async () => {
       this.triggered = false;
+      const reasons = this.queuedReasons;
+      const isFull = this.queuedFull;
+      this.queuedReasons = [];
+      this.queuedFull = false;
+      const more = reasons.length - MAX_REASONS;
+      const text = reasons.slice(0, MAX_REASONS).join(', ') + (more > 0 ? ` and ${more} more` : '');
       try {
-        await this.pass(reason);
+        await this.pass(text, isFull);
       } catch {
         // pass() logged it and counted it; the next trigger or poll tries again
       }
@@ -242,7 +286,7 @@ export class Reconciler {
 
   /** One pass now (after any in flight); undefined when this replica does not lead. Throws when Git or the records cannot be read. */
   runPass(): Promise<PassReport | undefined> {
-    return this.enqueue(() => this.pass('requested'));
+    return this.enqueue(() => this.pass('requested', true));
   }
 
   /** Resolves once no pass is running or queued. */
@@ -278,7 +322,7 @@ export class Reconciler {
     this.leading = true;
     this.d.metrics.setLeader(true);
     this.d.log.info('leading: reconciling', { identity: this.o.identity, repo: this.repo, branch: this.o.branch });
-    this.trigger('became leader');
+    this.trigger('became leader', true);
     this.schedulePoll();
     void this.ensurePushWatch();
   }
@@ -297,7 +341,7 @@ export class Reconciler {
     clearTimeout(this.pollTimer);
     const jitter = 1 + (Math.random() * 2 - 1) * this.o.pollJitter;
     this.pollTimer = setTimeout(() => {
-      this.trigger('poll');
+      this.trigger('poll', true);
       this.schedulePoll();
     }, Math.max(1, this.o.pollIntervalMs * jitter));
     this.pollTimer.unref();
@@ -326,7 +370,10 @@ export class Reconciler {
     if (this.stopWatch || !this.leading) return;
     this.watchStarting = true;
     try {
-      const stop = await this.d.workflows.watch((view) => this.onWorkflow(view));
+      const stop = await this.d.workflows.watch(
+        (view) => this.onWorkflow(view),
+        (name) => this.onWorkflowDeleted(name),
+      );
       if (this.leading) this.stopWatch = stop;
       else await stop();
     } catch (err) {
@@ -338,12 +385,78 @@ export class Reconciler {
 
   private async endWatch(): Promise<void> {
     const stop = this.stopWatch;
+    const stopRecords = this.stopRecordWatch;
     this.stopWatch = undefined;
+    this.stopRecordWatch = undefined;
     this.known.clear();
+    this.records.clear();
+    this.unreadable.clear();
+    this.dirty.clear();
+    this.lastFolders = undefined;
     try {
       await stop?.();
     } catch (err) {
       this.d.log.warn('stopping the Workflow watch failed', { error: errorText(err) });
+    }
+    try {
+      await stopRecords?.();
+    } catch (err) {
+      this.d.log.warn('stopping the record watch failed', { error: errorText(err) });
+    }
+  }
+
+  /** The record watch runs while leading, when the store has one; started from a pass. */
+  private async ensureRecordWatch(): Promise<void> {
+    const { records } = this.d;
+    if (this.stopRecordWatch || !this.leading || !records.watch) return;
+    this.recordsStarting = true;
+    try {
+      const stop = await records.watch((event) => this.onRecord(event));
+      if (this.leading) this.stopRecordWatch = stop;
+      else await stop();
+    } catch (err) {
+      this.records.clear();
+      this.unreadable.clear();
+      this.d.log.warn('cannot watch the cluster records: listing them on every pass instead', { error: errorText(err) });
+    } finally {
+      this.recordsStarting = false;
+    }
+  }
+
+  /**
+   * A record as the watch reports it. Versions older than the cached one are dropped (our own put
+   * got there first). A change nobody of ours is writing (another process, kubectl, a 410's new
+   * list) marks the cluster for the next pass; so does a deletion (the pass writes it again from Git).
+   */
+  private onRecord(event: RecordEvent): void {
+    const { cluster } = event;
+    const cached = this.records.get(cluster);
+    const version = event.type === 'put' ? event.record.resourceVersion : event.resourceVersion;
+    if (cached && (olderVersion(version, cached.resourceVersion) || (event.type === 'put' && version === cached.resourceVersion))) return;
+    if (event.type === 'put') {
+      this.records.set(cluster, event.record);
+      this.unreadable.delete(cluster);
+    } else {
+      this.records.delete(cluster);
+      if (event.type === 'invalid') this.unreadable.add(cluster);
+      else this.unreadable.delete(cluster);
+    }
+    if (!this.recordsStarting && !this.writing.has(cluster)) this.dirty.add(cluster);
+  }
+
+  /** Writes a record, and keeps the cache at the version written (unless the watch brought a newer one). */
+  private async putRecord(record: ClusterRecord): Promise<ClusterRecord> {
+    const { cluster } = record;
+    this.writing.set(cluster, (this.writing.get(cluster) ?? 0) + 1);
+    try {
+      const stored = await this.d.records.put(record);
+      const cached = this.records.get(cluster);
+      if (this.stopRecordWatch && !(cached && olderVersion(stored.resourceVersion, cached.resourceVersion))) this.records.set(cluster, stored);
+      return stored;
+    } finally {
+      const n = (this.writing.get(cluster) ?? 1) - 1;
+      if (n > 0) this.writing.set(cluster, n);
+      else this.writing.delete(cluster);
     }
   }
 
@@ -420,22 +533,26 @@ export class Reconciler {
   }
 
   /**
-   * The watch reports changes, not deletions: a Workflow deleted while unfinished would block its
-   * cluster from the cache forever. Each poll drops what a fresh list no longer has (and adds what it
-   * missed); entries it has are kept, as the watch may already know a newer state.
+   * A run that moves is followed at the next pass; one that finishes may unblock its cluster (or
+   * need its result recorded): pass again. A new one still Pending needs no decision: ours is
+   * recorded by the submission (its watch event often comes before the create returns), another's
+   * blocks its cluster from the cache whenever the cluster is decided.
    */
-  private async pruneWatchCache(): Promise<void> {
-    const listed = new Map((await this.d.workflows.list()).map((w) => [w.name, w]));
-    for (const name of this.known.keys()) if (!listed.has(name)) this.known.delete(name);
-    for (const [name, view] of listed) if (!this.known.has(name)) this.known.set(name, view);
-  }
-
-  /** A run that finishes may unblock its cluster (or need its result recorded): pass again. */
   private onWorkflow(view: WorkflowView): void {
     const before = this.known.get(view.name);
     this.known.set(view.name, view);
     if (this.watchStarting) return;
+    if (before ? before.phase !== view.phase : view.phase !== 'Pending') this.dirty.add(view.cluster);
     if (FINISHED_PHASES.has(view.phase) && !(before && FINISHED_PHASES.has(before.phase))) this.trigger(`${view.name} ${view.phase}`);
+  }
+
+  /** A Workflow deleted no longer blocks its cluster; one deleted unfinished fails its run (observeWorkflow). */
+  private onWorkflowDeleted(name: string): void {
+    const before = this.known.get(name);
+    this.known.delete(name);
+    if (!before || this.watchStarting) return;
+    this.dirty.add(before.cluster);
+    if (!FINISHED_PHASES.has(before.phase)) this.trigger(`${name} deleted`);
   }
 
   private enqueue<T>(work: () => Promise<T>): Promise<T> {
@@ -447,11 +564,11 @@ export class Reconciler {
   // ----------------------------------------------------------------------------------------------
   // the pass
 
-  private async pass(reason: string): Promise<PassReport | undefined> {
+  private async pass(reason: string, full: boolean): Promise<PassReport | undefined> {
     if (!this.leads()) return undefined;
     const started = performance.now();
     try {
-      const report = await this.reconcileAll(reason, started);
+      const report = await this.reconcileAll(reason, full, started);
       this.passSucceeded = true;
       this.lastError = undefined;
       return report;
@@ -463,40 +580,73 @@ export class Reconciler {
     }
   }
 
-  private async reconcileAll(reason: string, started: number): Promise<PassReport> {
+  private async reconcileAll(reason: string, fullAsked: boolean, started: number): Promise<PassReport> {
     const snapshot = await this.d.git.sync();
     await this.ensureWatch();
+    await this.ensureRecordWatch();
     await this.ensurePushWatch();
-    const records = await this.d.records.list();
+    const cached = this.stopRecordWatch !== undefined;
+    const records = cached ? this.records : await this.d.records.list();
     const known = this.stopWatch ? this.known : new Map((await this.d.workflows.list()).map((w) => [w.name, w]));
-    if (this.stopWatch && reason === 'poll') await this.pruneWatchCache();
-    const byCluster = new Map<string, WorkflowView[]>();
-    for (const w of known.values()) byCluster.set(w.cluster, [...(byCluster.get(w.cluster) ?? []), w]);
+    // only with both caches and the last pass's folders can a pass tell what happened since
+    const full = fullAsked || !cached || !this.stopWatch || !this.lastFolders;
+    const marked = this.dirty;
+    this.dirty = new Set();
     const ctx = this.context(snapshot);
 
-    const names = [...new Set([...snapshot.clusters.keys(), ...records.keys()])].sort();
+    let names: string[];
+    if (full) {
+      names = [...new Set([...snapshot.clusters.keys(), ...records.keys(), ...this.unreadable])].sort();
+      this.retries.clear();
+    } else {
+      const due = ctx.now.getTime();
+      const pick = new Set([...marked, ...changedFolders(this.lastFolders!, snapshot.clusters)]);
+      for (const [name, at] of this.retries) if (at <= due) pick.add(name);
+      names = [...pick].sort();
+    }
+    const byCluster = new Map<string, WorkflowView[]>();
+    const wanted = full ? undefined : new Set(names);
+    for (const w of known.values()) {
+      if (wanted && !wanted.has(w.cluster)) continue;
+      const list = byCluster.get(w.cluster);
+      if (list) list.push(w);
+      else byCluster.set(w.cluster, [w]);
+    }
     const outcomes = await mapLimit(names, this.concurrency, (name) => this.reconcileCluster(name, snapshot, records.get(name), byCluster.get(name) ?? [], known, ctx));
 
-    const report: PassReport = { revision: snapshot.revision, submitted: [], invalid: [], removed: [], unchanged: 0, loaded: 0, durationMs: 0 };
+    const report: PassReport = { revision: snapshot.revision, submitted: [], invalid: [], removed: [], unchanged: 0, loaded: 0, full, decided: names.length, durationMs: 0 };
     let wrote = 0;
     let errors = 0;
-    let wakeAt: Date | undefined;
     names.forEach((name, i) => {
       const outcome = outcomes[i]!;
-      const record = outcome.record ?? records.get(name);
-      if (record) records.set(name, record);
-      const inGit = snapshot.clusters.has(name);
-      if (inGit) outcome.loaded ? report.loaded++ : report.unchanged++;
+      if (!cached) {
+        const record = outcome.record ?? records.get(name);
+        if (record) records.set(name, record);
+      }
+      if (outcome.loaded) report.loaded++;
       if (outcome.submitted) report.submitted.push(outcome.submitted);
       if (outcome.wrote) wrote++;
-      if (outcome.error !== undefined) errors++;
-      if (inGit && record?.phase === 'Invalid') report.invalid.push(name);
-      if (!inGit && record && record.phase !== 'Deleted') report.removed.push(name);
-      if (outcome.wakeAt && (!wakeAt || outcome.wakeAt < wakeAt)) wakeAt = outcome.wakeAt;
+      if (outcome.error !== undefined) {
+        errors++;
+        this.dirty.add(name); // looked at again by the next pass, whatever triggers it
+      }
+      if (outcome.wakeAt) this.retries.set(name, outcome.wakeAt.getTime());
+      else this.retries.delete(name);
     });
+    report.unchanged = snapshot.clusters.size - report.loaded;
+    for (const [name, record] of records) {
+      const inGit = snapshot.clusters.has(name);
+      if (inGit && record.phase === 'Invalid') report.invalid.push(name);
+      if (!inGit && record.phase !== 'Deleted') report.removed.push(name);
+    }
+    report.invalid.sort();
+    report.removed.sort();
     report.invalid.push(...snapshot.badFolders);
     this.logBadFolders(snapshot.badFolders);
-    this.scheduleWake(wakeAt);
+    let wakeAt: number | undefined;
+    for (const at of this.retries.values()) if (wakeAt === undefined || at < wakeAt) wakeAt = at;
+    this.scheduleWake(wakeAt === undefined ? undefined : new Date(wakeAt));
+    this.lastFolders = snapshot.clusters;
     await this.writeState(snapshot.revision);
 
     report.durationMs = Math.round(performance.now() - started);
@@ -507,7 +657,9 @@ export class Reconciler {
     const summary = {
       reason,
       revision: snapshot.revision,
-      clusters: names.length,
+      full,
+      clusters: new Set([...snapshot.clusters.keys(), ...records.keys()]).size,
+      decided: names.length,
       submitted: report.submitted.length,
       updated: wrote,
       loaded: report.loaded,
@@ -560,7 +712,7 @@ export class Reconciler {
         const decision = decideCluster({ name, folder, record, spec, workflows }, ctx);
         if (spec && 'errors' in spec) this.d.log.warn('cluster spec invalid: nothing submitted', { cluster: name, revision: snapshot.revision, errors: spec.errors });
         if (decision.record) {
-          record = await this.d.records.put(decision.record);
+          record = await this.putRecord(decision.record);
           outcome.wrote = true;
         }
         if (decision.wakeAt) outcome.wakeAt = decision.wakeAt;
@@ -590,7 +742,7 @@ export class Reconciler {
     }
     if (next === record) return record;
     this.logRunResults(record, next);
-    const stored = await this.d.records.put(next);
+    const stored = await this.putRecord(next);
     outcome.wrote = true;
     return stored;
   }
@@ -630,7 +782,7 @@ export class Reconciler {
     if (next === record) return record;
     this.logRunResults(record, next);
     try {
-      return await this.d.records.put(next);
+      return await this.putRecord(next);
     } catch (err) {
       // the Workflow exists; the record still says Submitting, which the next pass completes by adopting it
       this.d.log.warn('recording a submitted Workflow failed; the next pass adopts it', { cluster: req.cluster, workflow: workflow.name, error: errorText(err) });
@@ -639,6 +791,7 @@ export class Reconciler {
   }
 
   private async loadSpec(snapshot: GitSnapshot, folder: ClusterFolder): Promise<SpecResult> {
+    await snapshot.checkout?.();
     // in a worker thread: parsing and validating never hold up probes, webhooks or the Lease
     const { warnings, ...result } = await this.specs.load(path.join(snapshot.workdir, folder.path), snapshot.workdir);
     if (warnings.length > 0) this.d.log.info('cluster spec warnings', { cluster: folder.name, warnings });
@@ -696,6 +849,17 @@ export class Reconciler {
   }
 }
 
+
+/** Clusters whose folder differs between two listings (tree, deletion marker), or is in only one. */
+function changedFolders(before: Map<string, ClusterFolder>, after: Map<string, ClusterFolder>): string[] {
+  const out: string[] = [];
+  for (const [name, folder] of after) {
+    const was = before.get(name);
+    if (!was || was.tree !== folder.tree || was.deletionMarker !== folder.deletionMarker) out.push(name);
+  }
+  for (const name of before.keys()) if (!after.has(name)) out.push(name);
+  return out;
+}
 
 /** Runs at most `limit` of the functions given to it at once, the others in turn. */
 function limiter(limit: number): <T>(work: () => Promise<T>) => Promise<T> {

@@ -36,11 +36,11 @@
  *                                                           replica not leading handed to the
  *                                                           leader (which watches this object)
  */
-import { CoreV1Api, ListWatch, Watch, type KubeConfig, type V1ConfigMap } from '@kubernetes/client-node';
+import { CoreV1Api, ListWatch, Watch, type KubeConfig, type KubernetesListObject, type V1ConfigMap } from '@kubernetes/client-node';
 import { ConflictError, InputError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import { runInformer, statusOf, wrapKubeError } from './kube.js';
-import type { ClusterPhase, ClusterRecord, DriftState, PushHandover, ReconcilerState, RecordStore, RunKind, RunRecord } from './types.js';
+import type { ClusterPhase, ClusterRecord, DriftState, PushHandover, ReconcilerState, RecordEvent, RecordStore, RunKind, RunRecord } from './types.js';
 import { LABEL_CLUSTER, LABEL_MANAGED_BY, MANAGED_BY } from './workflow.js';
 
 export const RECORD_PREFIX = 'capflow-cluster-';
@@ -236,6 +236,13 @@ export function decodeState(cm: V1ConfigMap): ReconcilerState {
   return state;
 }
 
+/** What the watch's cache keeps of a ConfigMap once it is decoded: its name and version (the cache compares and deletes by them). */
+function slimConfigMap(cm: V1ConfigMap): void {
+  const { name, namespace, resourceVersion } = cm.metadata ?? {};
+  for (const key of Object.keys(cm)) if (key !== 'metadata') delete (cm as unknown as Record<string, unknown>)[key];
+  cm.metadata = { ...(name !== undefined ? { name } : {}), ...(namespace !== undefined ? { namespace } : {}), ...(resourceVersion !== undefined ? { resourceVersion } : {}) };
+}
+
 // ------------------------------------------------------------------------------------------------
 // the store
 
@@ -263,9 +270,74 @@ export class ConfigMapRecordStore implements RecordStore {
   /** Every record, read in pages (LIST_PAGE ConfigMaps a response) and decoded page by page. */
   async list(): Promise<Map<string, ClusterRecord>> {
     const out = new Map<string, ClusterRecord>();
+    await this.listPages(
+      (items) => {
+        for (const cm of items) {
+          const record = decodeRecord(cm);
+          out.set(record.cluster, record);
+        }
+      },
+      () => out.clear(),
+    );
+    return out;
+  }
+
+  /**
+   * Follows the records (list, then watch from that version), restarting after a cut from the last
+   * version seen; a 410 Gone lists again, and reports what went meanwhile as removed. The client's
+   * cache keeps only each ConfigMap's name and resourceVersion: records are decoded page by page as
+   * they are listed, and as they are watched.
+   */
+  async watch(onEvent: (event: RecordEvent) => void): Promise<() => Promise<void>> {
+    const { options } = this;
+    const selector = `${LABEL_RECORD}=cluster`;
+    const listed = new WeakMap<V1ConfigMap, RecordEvent>();
+    const event = (cm: V1ConfigMap): RecordEvent => {
+      const name = cm.metadata?.name ?? '';
+      const cluster = name.startsWith(RECORD_PREFIX) ? name.slice(RECORD_PREFIX.length) : name;
+      try {
+        return { type: 'put', cluster, record: decodeRecord(cm) };
+      } catch (error) {
+        return { type: 'invalid', cluster, resourceVersion: cm.metadata?.resourceVersion ?? '', error };
+      }
+    };
+    const listFn = async (): Promise<KubernetesListObject<V1ConfigMap>> => {
+      const items: V1ConfigMap[] = [];
+      const metadata = await this.listPages(
+        (page) => {
+          for (const cm of page) {
+            listed.set(cm, event(cm));
+            slimConfigMap(cm);
+            items.push(cm);
+          }
+        },
+        () => void items.splice(0),
+      );
+      return { apiVersion: 'v1', kind: 'ConfigMapList', metadata, items };
+    };
+    const informer = new ListWatch<V1ConfigMap>(`/api/v1/namespaces/${this.namespace}/configmaps`, new Watch(this.kc), listFn, false, selector);
+    return runInformer(informer, {
+      what: 'record watch',
+      ...(options.log ? { log: options.log } : {}),
+      ...(options.watchRestartMs !== undefined ? { restartMs: options.watchRestartMs } : {}),
+      startError: (err) => wrapKubeError(err, `watching cluster records in ${this.namespace}`, this.rule('watch')),
+      deliver: (cm) => {
+        const e = listed.get(cm) ?? event(cm);
+        slimConfigMap(cm);
+        onEvent(e);
+      },
+      remove: (cm) => {
+        const name = cm.metadata?.name ?? '';
+        onEvent({ type: 'removed', cluster: name.startsWith(RECORD_PREFIX) ? name.slice(RECORD_PREFIX.length) : name, resourceVersion: cm.metadata?.resourceVersion ?? '' });
+      },
+    });
+  }
+
+  /** Lists the records in pages; `restart` empties what was taken when the list starts again after a 410. Returns the list's resourceVersion. */
+  private async listPages(take: (items: V1ConfigMap[]) => void, restart: () => void): Promise<{ resourceVersion?: string }> {
     let next: string | undefined;
     let restarted = false;
-    do {
+    for (;;) {
       let res;
       try {
         res = await this.api.listNamespacedConfigMap({ namespace: this.namespace, labelSelector: `${LABEL_RECORD}=cluster`, limit: LIST_PAGE, ...(next ? { _continue: next } : {}) });
@@ -274,18 +346,15 @@ export class ConfigMapRecordStore implements RecordStore {
         if (next && statusOf(err) === 410 && !restarted) {
           restarted = true;
           next = undefined;
-          out.clear();
+          restart();
           continue;
         }
         throw wrapKubeError(err, `listing cluster records in ${this.namespace}`, this.rule('list'));
       }
-      for (const cm of res.items) {
-        const record = decodeRecord(cm);
-        out.set(record.cluster, record);
-      }
+      take(res.items);
       next = res.metadata?._continue || undefined;
-    } while (next);
-    return out;
+      if (!next) return res.metadata?.resourceVersion ? { resourceVersion: res.metadata.resourceVersion } : {};
+    }
   }
 
   async get(cluster: string): Promise<ClusterRecord | undefined> {

@@ -241,9 +241,9 @@ export class KubeWorkflowClient implements WorkflowClient {
 
   /**
    * Follows capflow's Workflows (list, then watch), restarting after a cut from the last version
-   * seen (runInformer).
+   * seen (runInformer); deletions are reported by name.
    */
-  async watch(onChange: (workflow: WorkflowView) => void): Promise<() => Promise<void>> {
+  async watch(onChange: (workflow: WorkflowView) => void, onDelete?: (name: string) => void): Promise<() => Promise<void>> {
     // Listed objects are read (view) and slimmed page by page, so a list never holds every full
     // Workflow at once; deliver() finds their views here.
     const listedViews = new WeakMap<ArgoWorkflow, WorkflowView | undefined>();
@@ -269,6 +269,7 @@ export class KubeWorkflowClient implements WorkflowClient {
         slim(wf);
         if (view) onChange(view);
       },
+      ...(onDelete ? { remove: (wf: ArgoWorkflow) => onDelete(wf.metadata?.name ?? '') } : {}),
     });
   }
 

@@ -78,6 +78,8 @@ describe('gitops/git-source: cluster folders from a real git remote', function (
     expect(snap.clusters.get('prod-eu')).to.include({ path: 'clusters/prod-eu', deletionMarker: true, tree: await treeOf(r, head, 'clusters/prod-eu') });
     expect(snap.clusters.get('stage')?.deletionMarker).to.equal(false);
     expect(snap.badFolders).to.deep.equal(['Bad_Name', long]);
+    expect(log.lines.some((l) => l.message === 'Checked out new commit')).to.equal(false); // listed from Git's objects
+    await snap.checkout?.();
     expect(await readFile(join(snap.workdir, 'clusters/dev/cluster.yaml'), 'utf8')).to.equal('name: dev\n');
     expect(log.lines.some((l) => l.message === 'Checked out new commit' && l.meta.revision === head)).to.equal(true);
     await source.close();
@@ -102,12 +104,42 @@ describe('gitops/git-source: cluster folders from a real git remote', function (
     expect(second.clusters.get('a')?.tree).to.equal(first.clusters.get('a')?.tree);
     expect(second.clusters.get('b')?.tree).to.not.equal(first.clusters.get('b')?.tree);
     expect([...second.clusters.keys()]).to.deep.equal(['a', 'b', 'c']);
+    await second.checkout?.();
     expect(await readFile(join(second.workdir, 'clusters/b/cluster.yaml'), 'utf8')).to.equal('v: 2\n');
     expect(existsSync(join(second.workdir, 'clusters/b/extra.yaml'))).to.equal(false);
 
     await r.commitFiles({ 'clusters/a/cluster.yaml': null }, 'remove a');
     await r.push();
     expect([...(await source.sync()).clusters.keys()]).to.deep.equal(['b', 'c']);
+    await source.close();
+  });
+
+  it('after its first sync lists only the folders a commit changed, with the same result as a full listing (changed, added, removed, marked, badly named)', async () => {
+    const r = await remote();
+    const files: Record<string, string> = {};
+    for (let i = 0; i < 20; i++) files[`clusters/k${String(i).padStart(2, '0')}/cluster.yaml`] = `v: ${i}\n`;
+    await r.commitFiles(files, 'twenty');
+    await r.push();
+    const log = createMemoryLogger();
+    const source = createGitSource({ url: r.url, cacheDir: cacheDir(), log });
+    await source.sync();
+    const steps: Array<Record<string, string | null>> = [
+      { 'clusters/k03/cluster.yaml': 'v: changed\n' },
+      { 'clusters/new-one/cluster.yaml': 'v: 1\n', 'clusters/k05/cluster.yaml': null },
+      { 'clusters/k07/DELETE': '', 'clusters/Bad_Name/cluster.yaml': 'v: 1\n', 'clusters/README.md': 'no folder\n' },
+      { 'docs/notes.md': 'outside the clusters directory\n' },
+    ];
+    for (const step of steps) {
+      await r.commitFiles(step, 'a step');
+      await r.push();
+      const incremental = await source.sync();
+      const full = await createGitSource({ url: r.url, cacheDir: cacheDir() }).sync();
+      expect(incremental.revision).to.equal(full.revision);
+      expect([...incremental.clusters.entries()]).to.deep.equal([...full.clusters.entries()]);
+      expect(incremental.badFolders).to.deep.equal(full.badFolders);
+    }
+    const partial = log.lines.filter((l) => l.message === 'listed the changed cluster folders').map((l) => l.meta.folders);
+    expect(partial).to.deep.equal([1, 2, 2]); // the last commit changed no folder: nothing listed
     await source.close();
   });
 
@@ -135,6 +167,7 @@ describe('gitops/git-source: cluster folders from a real git remote', function (
     await r.push();
 
     const restarted = await createGitSource({ url: r.url, cacheDir: dir }).sync();
+    await restarted.checkout?.();
     expect((await stat(join(dir, '.git'))).ino).to.equal(gitDir.ino);
     expect(restarted.revision).to.equal(await r.head());
     expect(restarted.revision).to.not.equal(first.revision);
@@ -145,6 +178,7 @@ describe('gitops/git-source: cluster folders from a real git remote', function (
     await other.commitFiles({ 'clusters/z/cluster.yaml': 'v: 9\n' }, 'elsewhere');
     await other.push();
     const moved = await createGitSource({ url: other.url, cacheDir: dir }).sync();
+    await moved.checkout?.();
     expect(moved.revision).to.equal(await other.head());
     expect([...moved.clusters.keys()]).to.deep.equal(['z']);
     expect(existsSync(join(dir, 'clusters/a'))).to.equal(false);

@@ -275,6 +275,42 @@ describe('gitops reconciler: git remote → Workflows in a real kube-apiserver (
     expect(await workflows(bed)).to.have.length(4);
   });
 
+  it('a webhook pass decides only what changed, from the watched caches: one folder of six changed submits exactly that cluster; records another writer changed or deleted are seen by the next one (the test marks the first runs Succeeded)', async () => {
+    const SIX = ['c1', 'c2', 'c3', 'c4', 'c5', 'c6'];
+    const { bed, svc } = await appliedBed(SIX);
+    await svc.reconciler.whenIdle();
+    const url = `${svc.url}${WEBHOOK_PATH}`;
+    const rev1 = await commitAndPush(bed, withReplicas('c4', 3), 'c4: three workers');
+    expect((await postWebhook(url, githubPush(SECRET, { after: rev1, before: bed.rev0 }))).status).to.equal(202);
+    const [wf] = await waitForWorkflows(bed, 1, `capflow.io/revision=${rev1}`);
+    expect(wf!.metadata.name).to.equal(runName('apply', 'c4', rev1, 1));
+    await svc.reconciler.whenIdle();
+    expect(svc.reconciler.lastPass()).to.include({ revision: rev1, full: false, decided: 1, loaded: 1 });
+    expect(svc.reconciler.lastPass()?.submitted.map((x) => x.cluster)).to.deep.equal(['c4']);
+    expect(await workflows(bed)).to.have.length(7);
+
+    // another writer (the test's own client, as kubectl would): c2's record now says another spec
+    // was applied, c5's record is deleted
+    const core = kc.makeApiClient(CoreV1Api);
+    const c2 = await core.readNamespacedConfigMap({ name: 'capflow-cluster-c2', namespace: bed.ns });
+    await core.replaceNamespacedConfigMap({ name: 'capflow-cluster-c2', namespace: bed.ns, body: { ...c2, data: { ...c2.data, appliedSpecHash: `sha256:${'0'.repeat(64)}` } } });
+    await core.deleteNamespacedConfigMap({ name: 'capflow-cluster-c5', namespace: bed.ns });
+    await new Promise((r) => setTimeout(r, 1000)); // the watch delivers in milliseconds
+    const rev2 = await commitAndPush(bed, { 'README.md': 'no cluster touched\n' }, 'readme');
+    expect((await postWebhook(url, githubPush(SECRET, { after: rev2, before: rev1 }))).status).to.equal(202);
+    const fresh = await waitForWorkflows(bed, 2, `capflow.io/revision=${rev2}`);
+    expect(fresh.map((w) => w.metadata.name)).to.have.members([runName('apply', 'c2', rev2, 1), runName('apply', 'c5', rev2, 1)]);
+    await svc.reconciler.whenIdle();
+    expect(svc.reconciler.lastPass()).to.include({ revision: rev2, full: false, decided: 2 });
+    expect((await readRecord(kc, bed.ns, 'c5'))?.data).to.include({ phase: 'Running', gitRevision: rev2 });
+
+    // the full pass (as the poll runs it) agrees: nothing more to do
+    const full = (await svc.reconciler.runPass()) as PassReport;
+    expect(full).to.include({ full: true, decided: 6 });
+    expect(full.submitted).to.deep.equal([]);
+    expect(await workflows(bed)).to.have.length(9);
+  });
+
   it('a comment-only change submits nothing (same spec hash)', async () => {
     const { bed, svc } = await appliedBed();
     const rev1 = await commitAndPush(bed, withComment('c1', 'owned by team blue'), 'c1: a comment');

@@ -1,9 +1,11 @@
 import { expect } from 'chai';
 import { CoreV1Api, KubeConfig } from '@kubernetes/client-node';
 import { isCapflowError } from '../../src/core/errors.js';
+import { createMemoryLogger } from '../../src/core/logger.js';
 import { ConfigMapRecordStore } from '../../src/gitops/records.js';
-import type { ClusterRecord, ReconcilerState } from '../../src/gitops/types.js';
+import type { ClusterRecord, ReconcilerState, RecordEvent } from '../../src/gitops/types.js';
 import { startEnvtest, type Envtest } from '../support/envtest.js';
+import { startRelay } from '../support/tcp-relay.js';
 
 const NS = 'capflow-system';
 
@@ -198,6 +200,43 @@ describe('gitops/records: cluster records as ConfigMaps against a real kube-apis
       expect((await store.readState()).lastPush).to.equal(undefined);
     } finally {
       await stop();
+    }
+  });
+
+  it('watch: reports every record, then changes, deletions and a record that does not decode; after its connection is cut it restarts and reports what changed and went meanwhile', async () => {
+    const relay = await startRelay(Number(new URL(env.server).port));
+    let stop: (() => Promise<void>) | undefined;
+    try {
+      const kc = new KubeConfig();
+      kc.loadFromString(env.kubeconfig.replace(env.server, `https://127.0.0.1:${relay.port}`));
+      const log = createMemoryLogger();
+      const watched = new ConfigMapRecordStore(kc, NS, { log, watchRestartMs: 300 });
+      await store.put(minimalRecord('w-before'));
+      const events: RecordEvent[] = [];
+      stop = await watched.watch((e) => events.push(e));
+      const seen = (cluster: string, type: RecordEvent['type'], ok: (e: RecordEvent) => boolean = () => true): boolean => events.some((e) => e.cluster === cluster && e.type === type && ok(e));
+      expect(seen('w-before', 'put')).to.equal(true);
+
+      // another writer (this test's own store, not relayed) puts, changes and deletes
+      const a = await store.put(minimalRecord('w-a'));
+      await waitFor(() => seen('w-a', 'put', (e) => e.type === 'put' && e.record.resourceVersion === a.resourceVersion));
+      const a2 = await store.put({ ...a, phase: 'Running' });
+      await waitFor(() => seen('w-a', 'put', (e) => e.type === 'put' && e.record.phase === 'Running' && e.record.resourceVersion === a2.resourceVersion));
+      const cm = await core.readNamespacedConfigMap({ name: 'capflow-cluster-w-a', namespace: NS });
+      await core.replaceNamespacedConfigMap({ name: 'capflow-cluster-w-a', namespace: NS, body: { ...cm, data: { ...cm.data, phase: 'Sideways' } } });
+      await waitFor(() => seen('w-a', 'invalid', (e) => e.type === 'invalid' && /data key "phase" is "Sideways"/.test((e.error as Error).message)));
+
+      relay.cut(true); // the watch drops; reconnecting is refused for a while
+      await waitFor(() => log.lines.some((l) => l.message === 'record watch failed; restarting'));
+      const b = await store.put(minimalRecord('w-b'));
+      await core.deleteNamespacedConfigMap({ name: 'capflow-cluster-w-before', namespace: NS });
+      await new Promise((r) => setTimeout(r, 700));
+      relay.cut(false);
+      await waitFor(() => seen('w-b', 'put', (e) => e.type === 'put' && e.record.resourceVersion === b.resourceVersion) && seen('w-before', 'removed'), 10_000);
+    } finally {
+      await core.deleteNamespacedConfigMap({ name: 'capflow-cluster-w-a', namespace: NS }).catch(() => undefined); // the record that does not decode
+      await stop?.();
+      await relay.close();
     }
   });
 

@@ -17,6 +17,7 @@ import type {
   LeaderElector,
   ReconcilerMetrics,
   ReconcilerState,
+  RecordEvent,
   RecordStore,
   SubmitRequest,
   WorkflowClient,
@@ -78,11 +79,33 @@ class FakeStore implements RecordStore {
   }
 }
 
+/**
+ * A store with a watch, whose events the test delivers itself (late, stale, or from another writer):
+ * its own puts are not reported, so that the test decides when and in which order they arrive.
+ */
+class FakeWatchedStore extends FakeStore {
+  listener: ((e: RecordEvent) => void) | undefined;
+  async watch(onEvent: (e: RecordEvent) => void): Promise<() => Promise<void>> {
+    this.listener = onEvent;
+    for (const [cluster, record] of this.records) onEvent({ type: 'put', cluster, record: structuredClone(record) });
+    return async () => {
+      this.listener = undefined;
+    };
+  }
+  /** Another writer changes the record; the watch reports it. */
+  async writeAsOther(cluster: string, change: Partial<ClusterRecord>): Promise<void> {
+    const current = (await this.get(cluster))!;
+    const stored = await this.put({ ...current, ...change });
+    this.listener?.({ type: 'put', cluster, record: stored });
+  }
+}
+
 class FakeWorkflows implements WorkflowClient {
   items = new Map<string, WorkflowView>();
   requests: SubmitRequest[] = [];
   failNextSubmit = false;
   private listener: ((w: WorkflowView) => void) | undefined;
+  private deleted: ((name: string) => void) | undefined;
   async submit(req: SubmitRequest): Promise<{ workflow: WorkflowView; created: boolean }> {
     if (this.failNextSubmit) {
       this.failNextSubmit = false;
@@ -102,12 +125,18 @@ class FakeWorkflows implements WorkflowClient {
   async list(): Promise<WorkflowView[]> {
     return [...this.items.values()];
   }
-  async watch(onChange: (w: WorkflowView) => void): Promise<() => Promise<void>> {
+  async watch(onChange: (w: WorkflowView) => void, onDelete?: (name: string) => void): Promise<() => Promise<void>> {
     this.listener = onChange;
+    this.deleted = onDelete;
     for (const w of this.items.values()) onChange(w);
     return async () => {
       this.listener = undefined;
+      this.deleted = undefined;
     };
+  }
+  delete(name: string): void {
+    this.items.delete(name);
+    this.deleted?.(name);
   }
   set(view: WorkflowView): void {
     this.items.set(view.name, view);
@@ -346,22 +375,59 @@ describe('gitops reconciler (on fakes)', function () {
     expect([...workflows.items.keys()]).to.include(workflowName('apply', 'c1', REV1, 1));
   });
 
-  it('a Workflow deleted before it finished (the watch does not say) is noticed at the next poll: failed, and retried', async () => {
+  it('a Workflow deleted before it finished is reported by the watch: a pass at once fails the run, and retries it', async () => {
     await addCluster('c1', 't1');
     const r = reconciler({ retryBaseMs: 1, retryMaxMs: 1 });
     await r.start();
     await r.whenIdle();
     const first = store.records.get('c1')!.run!.workflow;
-    workflows.items.delete(first);
-    r.trigger('webhook');
-    await r.whenIdle();
-    expect(store.records.get('c1')?.run?.phase).to.equal('Pending');
-    r.trigger('poll');
+    workflows.delete(first);
     await r.whenIdle();
     expect(store.records.get('c1')?.run).to.include({ workflow: first, phase: 'Error', message: 'the Workflow was deleted before it finished' });
     await new Promise((res) => setTimeout(res, 200));
     await r.whenIdle();
     expect([...workflows.items.keys()]).to.deep.equal([workflowName('apply', 'c1', REV0, 2)]);
+  });
+
+  it('with a watched store, a webhook pass decides only what changed: a stale watch event of our own write is dropped, another writer\'s change is decided', async () => {
+    const watched = new FakeWatchedStore();
+    store = watched;
+    for (const c of ['c1', 'c2', 'c3']) await addCluster(c, `t-${c}`);
+    const r = reconciler();
+    await r.start();
+    await r.whenIdle();
+    expect(r.lastPass()).to.include({ full: true, decided: 3 });
+    expect(workflows.items.size).to.equal(3);
+    for (const name of [...workflows.items.keys()]) workflows.finish(name, 'Succeeded');
+    await r.whenIdle();
+    expect(r.lastPass()).to.include({ full: false, decided: 3 }); // following the three runs
+    const firstC1 = store.records.get('c1')!;
+    expect(firstC1.phase).to.equal('Succeeded');
+
+    // the watch reports our own first write of c1 late, after the later ones: it must not roll the cache back
+    watched.listener!({ type: 'put', cluster: 'c1', record: { ...firstC1, phase: 'Pending', resourceVersion: '1' } });
+    r.trigger('webhook');
+    await r.whenIdle();
+    expect(r.lastPass()).to.include({ full: false, decided: 0 });
+    const puts = store.puts;
+
+    // a folder changes, and another writer marks c3 as applied with another spec
+    await addCluster('c2', 't-c2-new', minimalAws({ 'cluster.yaml': minimalAws()['cluster.yaml']!.replace('region: us-east-1', 'region: eu-west-1') }));
+    await watched.writeAsOther('c3', { appliedSpecHash: `sha256:${'0'.repeat(64)}` });
+    git.revision = REV1;
+    r.trigger('webhook');
+    await r.whenIdle();
+    expect(r.lastPass()).to.include({ full: false, decided: 2, loaded: 1 });
+    expect(r.lastPass()?.submitted.map((x) => x.cluster)).to.deep.equal(['c2', 'c3']);
+    expect(store.puts).to.be.above(puts);
+    expect(store.records.get('c1')?.resourceVersion).to.equal(firstC1.resourceVersion); // untouched
+
+    // the full pass agrees with the cache: nothing to write
+    const full = await r.runPass();
+    expect(full).to.include({ full: true, decided: 3 });
+    expect(full?.submitted).to.deep.equal([]);
+    expect(workflows.items.size).to.equal(5);
+    expect(store.records.get('c1')?.resourceVersion).to.equal(firstC1.resourceVersion);
   });
 
   it('a failed run is retried by itself once its backoff is over', async () => {
