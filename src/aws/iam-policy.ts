@@ -141,6 +141,9 @@ export const ACTION_RULES: Readonly<Record<string, ActionRule>> = {
   // EC2: machines
   'ec2:RunInstances': create(['ec2:instance', 'ec2:volume'], ['ec2:image', 'ec2:subnet', 'ec2:security-group', 'ec2:network-interface', 'ec2:key-pair', 'ec2:launch-template', 'ec2:placement-group']),
   'ec2:TerminateInstances': owned(['ec2:instance']),
+  // Root volumes carry the cluster's tags from RunInstances. A workload's volumes (the EBS CSI
+  // driver's, deleted with volumes=delete) carry kubernetes.io/cluster/<name> only: outside this policy.
+  'ec2:DeleteVolume': owned(['ec2:volume']),
   'ec2:CreateLaunchTemplate': create(['ec2:launch-template']),
   'ec2:CreateLaunchTemplateVersion': owned(['ec2:launch-template']),
   'ec2:DeleteLaunchTemplate': owned(['ec2:launch-template']),
