@@ -457,7 +457,9 @@ describe('gitops reconciler: git remote → Workflows in a real kube-apiserver (
   });
 
   it('a failed run (the test marks it Failed at step provision-vpc) is recorded with its step and message and retried as attempt 2 once, not before the backoff', async () => {
-    const { bed, svc } = await appliedBed(THREE, { retryBaseMs: 3_000 });
+    // 6 s: long enough for the `capflow status` child below to start and read the records before the retry on a loaded machine.
+    const BACKOFF = 6_000;
+    const { bed, svc } = await appliedBed(THREE, { retryBaseMs: BACKOFF });
     const rev1 = await commitAndPush(bed, withReplicas('c1', 3), 'c1: three workers');
     await svc.reconciler.runPass();
     const [first] = await waitForWorkflows(bed, 1, `capflow.io/revision=${rev1}`);
@@ -469,9 +471,9 @@ describe('gitops reconciler: git remote → Workflows in a real kube-apiserver (
     expect(rec['run.message']).to.include('VpcLimitExceeded');
     const recordReadAt = Date.now();
     const retryAt = Date.parse(rec.nextRetryAt!);
-    // the backoff (3 s ± 33 %) counts from when the reconciler saw the failure: after the run finished, before the record was read
-    expect(retryAt - Date.parse(rec['run.finishedAt'] ?? rec['run.submittedAt']!), 'from the finish').to.be.at.least(2_000);
-    expect(retryAt - recordReadAt, 'from the read').to.be.at.most(4_000);
+    // the backoff (± 33 %) counts from when the reconciler saw the failure: after the run finished, before the record was read
+    expect(retryAt - Date.parse(rec['run.finishedAt'] ?? rec['run.submittedAt']!), 'from the finish').to.be.at.least(BACKOFF * 0.66);
+    expect(retryAt - recordReadAt, 'from the read').to.be.at.most(BACKOFF * 1.34);
     // `capflow status --json` shows the failure while the retry waits (read concurrently with the passes below)
     const statusRead = status(bed, true);
 
