@@ -132,7 +132,7 @@ describe('core/aws: clients, call counting and retries against moto', function (
       bed.proxy.setFaults({ tokenBuckets: buckets });
       const results = await burstOf(aws, 12, 'unlimited');
       expect(bed.proxy.calls.filter((c) => c.faulted === 'token-bucket').length).to.be.at.least(6);
-      expect(results.filter((r) => r.status === 'rejected').map((r) => ((r as PromiseRejectedResult).reason as { name?: string }).name)).to.include('RequestLimitExceeded');
+      expect(results.filter((r): r is PromiseRejectedResult => r.status === 'rejected').map((r) => (r.reason as { name?: string }).name)).to.include('RequestLimitExceeded');
       expect(aws.counter.summary().rateLimitWaitMs).to.equal(0);
       aws.destroy();
     });
