@@ -24,6 +24,8 @@ import { makeFleet, maxConcurrentSteps, prepareAccount, removeFleet, runFleet, s
 const N = Number(process.argv[2] ?? 20);
 const L = Number(process.argv[3] ?? 4);
 const S = Number(process.argv[4] ?? 3);
+/** Scenarios to run (all by default): singles, at-once, no-limit. */
+const ONLY = (process.argv[5] ?? 'singles,at-once,no-limit').split(',');
 if (!existsSync(CAPFLOW_BIN)) {
   console.error('dist/ is missing: run npm run build first');
   process.exit(1);
@@ -64,6 +66,19 @@ function row(name: string, run: FleetRun, fleet: Fleet, scale = 1): Row {
   };
 }
 
+/** Each failed run: its last line, and the error of each failed step attempt. */
+function reportFailures(run: FleetRun, fleet: Fleet): void {
+  for (const r of run.results.filter((x) => x.code !== 0)) console.error(`${r.name} failed (exit ${r.code}): ${r.stderr.trim().split('\n').at(-1)?.slice(0, 400)}`);
+  const failed = stepSummaries(fleet).filter((s) => s.exitCode !== 0);
+  const byError = new Map<string, number>();
+  for (const s of failed) {
+    const e = (s as unknown as { error?: { code: string; message: string } }).error;
+    const key = `${s.step}: ${e?.code ?? '?'} ${e?.message.slice(0, 200) ?? ''}`;
+    byError.set(key, (byError.get(key) ?? 0) + 1);
+  }
+  for (const [k, n] of byError) console.error(`  failed step attempts × ${n}: ${k}`);
+}
+
 async function freshAccount(accountWide = true): Promise<Fleet> {
   await moto.reset();
   const ami = await prepareAccount(moto.endpoint);
@@ -72,7 +87,7 @@ async function freshAccount(accountWide = true): Promise<Fleet> {
 
 try {
   // Singles: each alone in the account (its buckets full), one after another; scaled to N.
-  {
+  if (ONLY.includes('singles')) {
     const fleet = await freshAccount();
     const sum: Row = { name: `sum of ${N} single creates (${S} measured, × ${N / S})`, wallS: 0, calls: 0, mutating: 0, read: 0, ec2Mutating: 0, throttled: 0, failed: 0, waitedS: 0, concurrent: 1 };
     for (const name of fleet.names.slice(0, S)) {
@@ -88,27 +103,29 @@ try {
     await removeFleet(fleet);
   }
   // N at once under the account semaphore.
-  {
+  if (ONLY.includes('at-once')) {
     const fleet = await freshAccount();
     proxy.reset();
     proxy.setFaults({ tokenBuckets: true });
     const run = await runFleet(fleet, proxy.endpoint, { limit: L });
     rows.push(row(`${N} at once, account semaphore ${L}`, run, fleet));
     console.error(`at once: ${(run.wallMs / 1000).toFixed(1)} s`);
+    reportFailures(run, fleet);
     proxy.reset();
     proxy.setFaults({ tokenBuckets: true });
     const again = await runFleet(fleet, proxy.endpoint, { limit: L });
     rows.push({ ...row(`  its rerun (converged?)`, again, fleet), concurrent: '' });
+    reportFailures(again, fleet);
     await removeFleet(fleet);
   }
   // N at once, no account-wide limit: every step at once, each with the whole account's buckets.
-  {
+  if (ONLY.includes('no-limit')) {
     const fleet = await freshAccount(false);
     proxy.reset();
     proxy.setFaults({ tokenBuckets: true });
     const run = await runFleet(fleet, proxy.endpoint, { limit: N });
     rows.push(row(`${N} at once, no account limit`, run, fleet));
-    for (const r of run.results.filter((x) => x.code !== 0)) console.error(`${r.name} failed: ${r.stderr.trim().split('\n').at(-1)?.slice(0, 300)}`);
+    reportFailures(run, fleet);
     await removeFleet(fleet);
   }
 } finally {

@@ -99,14 +99,16 @@ export function ec2ActionClass(action: string, mutating: boolean): Ec2ActionClas
 }
 
 /**
- * Refill is aimed this much under AWS's rate: a timer may fire a millisecond early and clocks
- * differ, and a bucket run at exactly the account's rate is then a fraction of a token short.
+ * The client aims this much under AWS's buckets, burst and refill: a timer may fire a millisecond
+ * early, and calls reach AWS later than they leave, some later than others (a burst sent at once
+ * may arrive bunched with the calls after it). Run at exactly the account's rate, a bucket is then
+ * a fraction of a token short; 5% of the account's burst of 50 absorbs half a second of such skew.
  */
 export const RATE_HEADROOM = 0.95;
 
-/** The account's buckets divided among `slots` processes (a bucket never below one token), refill × `headroom`. */
+/** The account's buckets divided among `slots` processes, × `headroom` (a bucket never below one token). */
 export function shareOf(buckets: Ec2Buckets, slots: number, headroom = 1): Ec2Buckets {
-  const part = (b: TokenBucketSpec): TokenBucketSpec => ({ burst: Math.max(1, b.burst / slots), refill: (b.refill / slots) * headroom });
+  const part = (b: TokenBucketSpec): TokenBucketSpec => ({ burst: Math.max(1, (b.burst / slots) * headroom), refill: (b.refill / slots) * headroom });
   return { mutating: part(buckets.mutating), nonMutating: part(buckets.nonMutating), runInstances: part(buckets.runInstances) };
 }
 
