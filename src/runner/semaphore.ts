@@ -8,7 +8,7 @@
 import { mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { InputError } from '../core/errors.js';
-import { defaultLockDir, type MutexOptions } from './mutex.js';
+import { defaultLockDir, parseOwner, type MutexOptions } from './mutex.js';
 
 /** An owner file missing this long after its slot was made means its owner died in between. */
 const ORPHAN_GRACE_MS = 10_000;
@@ -140,10 +140,7 @@ async function takeFreeSlot(dir: string, options: SemaphoreOptions): Promise<str
 }
 
 async function isStale(slot: string): Promise<boolean> {
-  const owner = await readFile(path.join(slot, 'owner.json'), 'utf8').then(
-    (s) => JSON.parse(s) as { pid?: number },
-    () => undefined,
-  );
+  const owner = await readFile(path.join(slot, 'owner.json'), 'utf8').then(parseOwner, () => undefined);
   if (owner?.pid !== undefined) return owner.pid !== process.pid && !alive(owner.pid);
   const made = await stat(slot).then((s) => s.mtimeMs, () => undefined);
   return made !== undefined && Date.now() - made > ORPHAN_GRACE_MS;

@@ -107,6 +107,7 @@ async function kubeRequest(
 
 /** The collection path of every kind the chart renders; a new kind must be added here (on purpose). */
 const COLLECTIONS: Record<string, string> = {
+  'v1/ConfigMap': '/api/v1/namespaces/%s/configmaps',
   'v1/ServiceAccount': '/api/v1/namespaces/%s/serviceaccounts',
   'v1/Service': '/api/v1/namespaces/%s/services',
   'apps/v1/Deployment': '/apis/apps/v1/namespaces/%s/deployments',
