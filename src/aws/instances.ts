@@ -181,42 +181,6 @@ export async function describeClusterInstances(scope: ClusterScope, poolTag: str
   return out;
 }
 
-/** A client-side token bucket for RunInstances (AWS: 5 burst, 2 per second refill, per account and region). */
-export class TokenBucket {
-  private tokens: number;
-  private last = Date.now();
-  constructor(
-    private readonly burst: number,
-    private readonly perSecond: number,
-  ) {
-    this.tokens = burst;
-  }
-
-  async take(signal?: AbortSignal): Promise<void> {
-    for (;;) {
-      signal?.throwIfAborted();
-      const now = Date.now();
-      this.tokens = Math.min(this.burst, this.tokens + ((now - this.last) / 1000) * this.perSecond);
-      this.last = now;
-      if (this.tokens >= 1) {
-        this.tokens -= 1;
-        return;
-      }
-      await new Promise((resolve) => setTimeout(resolve, Math.ceil(((1 - this.tokens) / this.perSecond) * 1000)));
-    }
-  }
-}
-
-const runInstancesBuckets = new WeakMap<ClusterScope, TokenBucket>();
-function runInstancesBucket(scope: ClusterScope): TokenBucket {
-  let b = runInstancesBuckets.get(scope);
-  if (!b) {
-    b = new TokenBucket(5, 2);
-    runInstancesBuckets.set(scope, b);
-  }
-  return b;
-}
-
 export interface Batch {
   group: string;
   owner: string;
@@ -286,9 +250,8 @@ export function runInstancesInput(scope: ClusterScope, b: Batch): RunInstancesCo
   };
 }
 
-/** Launches one batch (one RunInstances, rate-limited client-side). */
+/** Launches one batch (one RunInstances; the AWS clients pace it by EC2's RunInstances bucket, src/core/rate-limit.ts). */
 export async function launchBatch(scope: ClusterScope, b: Batch): Promise<Machine[]> {
-  await runInstancesBucket(scope).take(scope.signal);
   scope.log.info('Launching machines', { group: b.group, az: b.az, machines: batchNames(b), instanceType: b.params.instanceType, spot: b.params.spot !== undefined });
   const out = await scope.ec2.send(new RunInstancesCommand(runInstancesInput(scope, b)), { abortSignal: scope.signal }).catch((err: unknown) => {
     throw refusedLaunch(err, b) ?? err;

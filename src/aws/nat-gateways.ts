@@ -63,7 +63,10 @@ export async function describeNatGateways(scope: ClusterScope, states = ['pendin
     all.push(...(out.NatGateways ?? []));
     token = out.NextToken;
   } while (token);
-  return all.map((n) => found(n, n.NatGatewayId, fromTagList(n.Tags), scope.clusterName));
+  // The ownership filter again on our side: moto's DescribeNatGateways ignores tag filters (it
+  // knows nat-gateway-id, vpc-id, subnet-id and state only), so in an account of many clusters it
+  // answers with every cluster's gateways. AWS filters; this costs nothing there.
+  return all.map((n) => found(n, n.NatGatewayId, fromTagList(n.Tags), scope.clusterName)).filter((f) => f.ownership === 'owned');
 }
 
 /** The zones that get a NAT gateway, each with the public subnet it lives in. */

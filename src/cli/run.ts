@@ -1,7 +1,7 @@
 import path from 'node:path';
 import { ExitCode, InputError } from '../core/errors.js';
 import type { LogFormat, LogLevel } from '../core/logger.js';
-import { createPlainRenderer, createTtyRenderer, formatSummaryTable, loadTemplates, runWorkflow, type RunResult } from '../runner/index.js';
+import { createPlainRenderer, createTtyRenderer, formatSummaryTable, loadConfigMapFiles, loadTemplates, runWorkflow, type RunResult } from '../runner/index.js';
 import { keyValues, parse, str } from './args.js';
 import type { CliIo } from './context.js';
 
@@ -18,6 +18,11 @@ Options:
   --templates DIR       WorkflowTemplates directory (default: the installed workflow-templates/)
   --run-dir DIR         where task logs go (default .capflow/runs)
   --plain               plain lines even on a TTY
+  --config-map FILE     ConfigMap YAML the run reads, as Argo's controller reads the namespace's
+                        (repeatable; a later file wins): capflow-aws-accounts holds the AWS
+                        account semaphores' limits. Default: the chart's, {default: "4"}
+  --lock-dir DIR        where mutex locks and semaphore slots live, shared by every run on this
+                        machine (default <tmpdir>/capflow-mutex)
 Exit codes: 0 Succeeded, 1 Failed or Error, 2 invalid template or parameters.`;
 
 export interface RunInvocation {
@@ -30,11 +35,21 @@ export interface RunInvocation {
   logLevel?: LogLevel;
   /** Extra environment for the steps (the demo's local AWS emulator). */
   extraEnv?: Record<string, string>;
+  /** ConfigMap YAML files (semaphore limits); DEFAULT_CONFIG_MAPS when none. */
+  configMapFiles?: string[];
+  lockDir?: string;
 }
+
+/**
+ * The ConfigMaps a local run has when none is given: the chart's capflow-aws-accounts
+ * (charts/capflow/values.yaml awsAccounts.limits), so `capflow run` works as installed.
+ */
+export const DEFAULT_CONFIG_MAPS: Record<string, Record<string, string>> = { 'capflow-aws-accounts': { default: '4' } };
 
 /** Runs a template with the CLI's renderers; shared by `run` and `demo`. */
 export async function runTemplate(inv: RunInvocation, io: CliIo): Promise<RunResult> {
   const templates = loadTemplates(inv.templatesDir);
+  const configMaps = inv.configMapFiles?.length ? { ...DEFAULT_CONFIG_MAPS, ...loadConfigMapFiles(inv.configMapFiles) } : DEFAULT_CONFIG_MAPS;
   if (!templates.has(inv.templateName)) {
     throw new InputError('TEMPLATE_NOT_FOUND', `no WorkflowTemplate named "${inv.templateName}" in ${inv.templatesDir}`, {
       hint: `known: ${[...templates.keys()].sort().join(', ')}`,
@@ -53,6 +68,8 @@ export async function runTemplate(inv: RunInvocation, io: CliIo): Promise<RunRes
       parameters: inv.parameters,
       entryPoints: { capflow: [process.execPath, io.deps.entryPoint], node: [process.execPath] },
       runDir: inv.runDir,
+      configMaps,
+      ...(inv.lockDir ? { lockDir: inv.lockDir } : {}),
       onEvent: (e) => renderer.onEvent(e),
       signal: controller.signal,
       env: {
@@ -76,6 +93,8 @@ export async function runCommand(argv: string[], io: CliIo, globals: { logFormat
     templates: { type: 'string' },
     'run-dir': { type: 'string' },
     plain: { type: 'boolean' },
+    'config-map': { type: 'string', multiple: true },
+    'lock-dir': { type: 'string' },
   });
   if (values.help) return io.out(runHelp), ExitCode.ok;
   if (positionals.length !== 1) {
@@ -90,6 +109,8 @@ export async function runCommand(argv: string[], io: CliIo, globals: { logFormat
       templatesDir: path.resolve(str(values.templates) ?? path.join(io.packageRoot, 'workflow-templates')),
       runDir: path.resolve(str(values['run-dir']) ?? path.join('.capflow', 'runs')),
       plain: values.plain === true,
+      configMapFiles: ((values['config-map'] as string[] | undefined) ?? []).map((f) => path.resolve(f)),
+      ...(str(values['lock-dir']) ? { lockDir: path.resolve(str(values['lock-dir'])!) } : {}),
       ...globals,
     },
     io,

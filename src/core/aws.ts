@@ -1,11 +1,14 @@
 /**
- * AWS SDK v3 clients, built once per service and region. Two middlewares do
+ * AWS SDK v3 clients, built once per service and region. Three middlewares do
  * the cross-cutting work: retry of transient failures with p-retry (the SDK's
- * own retries are off, so the two never multiply) and a counter of calls per
- * service, action and mutating/read, which every step reports in its summary.
+ * own retries are off, so the two never multiply), EC2's token buckets on the
+ * client side (this process's share of the account's, src/core/rate-limit.ts;
+ * every attempt takes a token before it goes to the wire) and a counter of calls
+ * per service, action and mutating/read, which every step reports in its summary.
  * AWS_ENDPOINT_URL (the local emulator) is honoured for every service.
  */
 import { attachRetryContext } from './errors.js';
+import { ec2ActionClass, rateLimiterFromEnv, type Ec2RateLimiter } from './rate-limit.js';
 import { DEFAULT_RETRY, isRetryable, retryPolicyFromEnv, withRetry, type RetryPolicy } from './retry.js';
 import type { Logger } from './logger.js';
 
@@ -31,12 +34,20 @@ export interface CallSummary {
   mutating: number;
   read: number;
   retried: number;
+  /** Time calls spent waiting for the client-side token buckets (summed over concurrent calls). */
+  rateLimitWaitMs: number;
   byAction: Record<string, number>;
 }
 
 /** Counts every attempt that reaches the wire. */
 export class CallCounter {
   private readonly counts = new Map<string, CallCount>();
+  private waitedMs = 0;
+
+  /** Time one attempt waited for a token. */
+  recordRateWait(ms: number): void {
+    this.waitedMs += ms;
+  }
 
   record(service: string, action: string, error?: string): void {
     const key = `${service}:${action}`;
@@ -58,7 +69,7 @@ export class CallCounter {
   }
 
   summary(): CallSummary {
-    const out: CallSummary = { mutating: 0, read: 0, retried: 0, byAction: {} };
+    const out: CallSummary = { mutating: 0, read: 0, retried: 0, rateLimitWaitMs: Math.round(this.waitedMs), byAction: {} };
     for (const c of this.all()) {
       if (c.mutating) out.mutating += c.attempts;
       else out.read += c.attempts;
@@ -87,6 +98,8 @@ export interface AwsClientsOptions {
   retry?: Partial<RetryPolicy>;
   log?: Logger;
   counter?: CallCounter;
+  /** EC2's client-side token buckets; default from CAPFLOW_AWS_ACCOUNT_SLOTS (see rateLimiterFromEnv); false: none. */
+  rateLimit?: Ec2RateLimiter | false;
   /** Extra client config (credentials in tests, requestHandler, ...). */
   clientConfig?: Record<string, unknown>;
 }
@@ -94,6 +107,7 @@ export interface AwsClientsOptions {
 export class AwsClients {
   readonly counter: CallCounter;
   readonly defaultRegion: string;
+  readonly rateLimit: Ec2RateLimiter | undefined;
   private readonly clients = new Map<string, SdkClient>();
 
   constructor(private readonly options: AwsClientsOptions = {}) {
@@ -102,6 +116,7 @@ export class AwsClients {
     process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
     this.counter = options.counter ?? new CallCounter();
     this.defaultRegion = options.region ?? process.env.AWS_REGION ?? process.env.AWS_DEFAULT_REGION ?? 'us-east-1';
+    this.rateLimit = options.rateLimit === false ? undefined : (options.rateLimit ?? rateLimiterFromEnv(process.env, options.endpoint ?? process.env.AWS_ENDPOINT_URL));
   }
 
   /** One client per class and region, created on first use. */
@@ -178,6 +193,26 @@ export class AwsClients {
       },
       { step: 'initialize', name: 'capflowRetry', priority: 'high' },
     );
+    // Inside the retry, so every attempt (a retried one too) waits for its token before it is
+    // signed and sent: AWS meters attempts, not calls. EC2 only: its buckets are the published ones.
+    const limiter = this.rateLimit;
+    if (limiter) {
+      client.middlewareStack.add(
+        (next: Next, context: Ctx) => async (args: unknown) => {
+          if (serviceName(context.clientName) !== 'ec2') return next(args);
+          const action = actionName(context.commandName);
+          const cls = ec2ActionClass(action, isMutatingAction(action));
+          const bucket = limiter.bucket(region, cls);
+          const waited = await bucket.take();
+          if (waited > 0) {
+            counter.recordRateWait(waited);
+            log?.debug('Waited for an EC2 token', { action, bucket: cls, waitedMs: waited, slots: limiter.slots });
+          }
+          return next(args);
+        },
+        { step: 'build', name: 'capflowRateLimit', priority: 'low' },
+      );
+    }
     // Wraps the deserializer, so each attempt that went to the wire is counted
     // once, with the service's error name when it failed.
     client.middlewareStack.add(

@@ -11,6 +11,7 @@ import { InputError, isCapflowError } from '../core/errors.js';
 import { parseDurationMs, parseIntOrString } from './durations.js';
 import { dependsRefs, evaluateDepends, evaluateRetryExpression, evaluateWhen, type DependsExpr } from './expr.js';
 import { acquireMutex } from './mutex.js';
+import { acquireSemaphore, semaphoreLimit, semaphoreName } from './semaphore.js';
 import { runChild, type ChildOutcome } from './process.js';
 import { repoRoot } from './schema.js';
 import { chain, deferScope, mapScope, substitute, substituteDeep, variablesInDeep, type Scope } from './substitute.js';
@@ -105,6 +106,16 @@ function trimNewline(s: string): string {
 function mutexNames(sync: Synchronization | undefined): string[] {
   if (!sync) return [];
   return [...(sync.mutex ? [sync.mutex.name] : []), ...(sync.mutexes ?? []).map((m) => m.name)];
+}
+
+/** The semaphores of a synchronization block as `[configmap, key]`. */
+function semaphoreRefs(sync: Synchronization | undefined): [string, string][] {
+  if (!sync) return [];
+  return [...(sync.semaphore ? [sync.semaphore] : []), ...(sync.semaphores ?? [])].map((s) => {
+    const ref = s.configMapKeyRef;
+    if (!ref?.name || !ref.key) throw new InputError('RUNNER_SEMAPHORE_CONFIG', 'a semaphore needs configMapKeyRef.name and configMapKeyRef.key');
+    return [ref.name, ref.key];
+  });
 }
 
 /** Rewrites the in-container outputs prefix to this attempt's directory. */
@@ -229,6 +240,9 @@ class Run {
       for (const m of mutexNames(tmpl.synchronization)) {
         releases.push(await this.lock(m, node.name, req.stop));
       }
+      for (const [cm, key] of semaphoreRefs(tmpl.synchronization)) {
+        releases.push(await this.semaphore(cm, key, node.name, req.stop));
+      }
       if (req.stop.aborted) {
         this.setPhase(node, 'Failed', `stopped before start: ${String(req.stop.reason)}`);
         return node;
@@ -258,6 +272,21 @@ class Run {
       onWait: () => this.emit({ type: 'mutex-waiting', time: new Date(), mutex: name, nodeName: holder }),
     }).then((release) => {
       this.emit({ type: 'mutex-acquired', time: new Date(), mutex: name, nodeName: holder });
+      return release;
+    });
+  }
+
+  async semaphore(configMap: string, key: string, holder: string, stop: AbortSignal): Promise<() => Promise<void>> {
+    const limit = semaphoreLimit(this.opts.configMaps, configMap, key);
+    const name = semaphoreName(configMap, key);
+    return acquireSemaphore(name, {
+      limit,
+      holder: `${this.workflowName} ${holder}`,
+      signal: stop,
+      ...(this.opts.lockDir ? { lockDir: this.opts.lockDir } : {}),
+      onWait: () => this.emit({ type: 'semaphore-waiting', time: new Date(), semaphore: name, limit, nodeName: holder }),
+    }).then((release) => {
+      this.emit({ type: 'semaphore-acquired', time: new Date(), semaphore: name, limit, nodeName: holder });
       return release;
     });
   }
@@ -569,7 +598,15 @@ class Run {
       }
       argv.push(...(spec.args ?? []).map(rw));
       const env: NodeJS.ProcessEnv = { ...(this.opts.env ?? process.env) };
-      for (const e of spec.env ?? []) env[e.name] = rw(e.value ?? '');
+      for (const e of spec.env ?? []) {
+        const ref = e.valueFrom?.configMapKeyRef;
+        // A ConfigMap key the run was not given fails the pod, as kubelet's CreateContainerConfigError would.
+        if (ref) {
+          const value = this.opts.configMaps?.[ref.name]?.[ref.key];
+          if (value === undefined) return { outcome: { phase: 'Error', message: `env ${e.name}: ConfigMap "${ref.name}" key "${ref.key}" was not given to the local runner` } };
+          env[e.name] = value;
+        } else env[e.name] = rw(e.value ?? '');
+      }
       env.CAPFLOW_OUTPUTS_DIR = outDir;
       let cwd = this.opts.cwd ?? process.cwd();
       if (spec.workingDir) {
@@ -730,8 +767,12 @@ export async function runWorkflow(opts: RunOptions): Promise<RunResult> {
   let message: string | undefined;
   try {
     try {
-      for (const m of mutexNames(substituteDeep(spec.synchronization, run.globals, 'spec.synchronization'))) {
+      const sync = substituteDeep(spec.synchronization, run.globals, 'spec.synchronization');
+      for (const m of mutexNames(sync)) {
         releases.push(await run.lock(m, workflowName, stopCtl.signal));
+      }
+      for (const [cm, key] of semaphoreRefs(sync)) {
+        releases.push(await run.semaphore(cm, key, workflowName, stopCtl.signal));
       }
       root = await run.execTemplate({
         resolved: entry,

@@ -72,7 +72,7 @@ const containerFields: Record<string, Rule> = {
   imagePullPolicy: ignored('no images are pulled locally'),
   command: honoured,
   args: honoured,
-  env: list(object({ name: honoured, value: honoured })),
+  env: list(object({ name: honoured, value: honoured, valueFrom: object({ configMapKeyRef: object({ name: honoured, key: honoured }) }) })),
   workingDir: honoured,
   resources: ignored('no cgroup requests/limits for local children'),
   securityContext: ignored('children run as the current user'),
@@ -81,7 +81,11 @@ const containerFields: Record<string, Rule> = {
 };
 
 const mutexRule: Rule = object({ name: honoured, namespace: ignored('mutexes are local to this machine; one namespace') });
-const synchronization: Rule = object({ mutex: mutexRule, mutexes: list(mutexRule) });
+const semaphoreRule: Rule = object({
+  configMapKeyRef: object({ name: honoured, key: honoured }),
+  namespace: ignored('semaphores are local to this machine; one namespace'),
+});
+const synchronization: Rule = object({ mutex: mutexRule, mutexes: list(mutexRule), semaphore: semaphoreRule, semaphores: list(semaphoreRule, '') });
 
 const retryStrategy: Rule = object({
   limit: honoured,
@@ -169,9 +173,8 @@ const UNSUPPORTED_HINTS: Record<string, string> = {
   artifacts: 'use output parameters',
   volumes: 'children use the local filesystem',
   volumeMounts: 'children use the local filesystem',
-  valueFrom: 'only literal values are supported here',
-  semaphore: 'only mutexes are implemented locally',
-  semaphores: 'only mutexes are implemented locally',
+  valueFrom: 'only literal values (and env configMapKeyRef) are supported here',
+  database: 'semaphores live in ConfigMaps locally',
 };
 
 export interface FieldProblem {

@@ -87,3 +87,43 @@ export function loadTemplates(dir: string = defaultTemplatesDir(), options: Load
   assertRunnable(index);
   return index;
 }
+
+/**
+ * The ConfigMaps a local run reads (semaphore limits, env configMapKeyRef) from YAML files of
+ * `kind: ConfigMap` documents; returns their `data` by metadata.name (a later file wins).
+ * Every value must be a string, as in Kubernetes; errors name the file and line.
+ */
+export function loadConfigMapFiles(files: string[]): Record<string, Record<string, string>> {
+  const out: Record<string, Record<string, string>> = {};
+  for (const file of files) {
+    let text: string;
+    try {
+      text = readFileSync(file, 'utf8');
+    } catch (cause) {
+      throw new InputError('RUNNER_CONFIGMAP_UNREADABLE', `cannot read the ConfigMap file ${file}`, { cause });
+    }
+    const lineCounter = new LineCounter();
+    for (const doc of parseAllDocuments(text, { lineCounter, prettyErrors: true })) {
+      const err = doc.errors[0];
+      if (err) {
+        const pos = err.linePos?.[0];
+        throw new InputError('RUNNER_CONFIGMAP_YAML', `${file}${pos ? `:${pos.line}:${pos.col}` : ''}: ${err.message.split('\n')[0]}`);
+      }
+      const value = doc.toJS() as { kind?: unknown; metadata?: { name?: unknown }; data?: unknown } | null;
+      if (value === null || value === undefined) continue;
+      const where = `${file}:${doc.contents?.range ? lineCounter.linePos(doc.contents.range[0]).line : 1}`;
+      if (value.kind !== 'ConfigMap') throw new InputError('RUNNER_CONFIGMAP_INVALID', `${where}: kind ${JSON.stringify(value.kind)} is not a ConfigMap`);
+      const name = value.metadata?.name;
+      if (typeof name !== 'string' || name === '') throw new InputError('RUNNER_CONFIGMAP_INVALID', `${where}: metadata.name is required`);
+      const data = value.data ?? {};
+      if (typeof data !== 'object' || Array.isArray(data)) throw new InputError('RUNNER_CONFIGMAP_INVALID', `${where}: ConfigMap "${name}" data must be a map of strings`);
+      for (const [k, v] of Object.entries(data as Record<string, unknown>)) {
+        if (typeof v !== 'string') {
+          throw new InputError('RUNNER_CONFIGMAP_INVALID', `${where}: ConfigMap "${name}" data.${k} must be a string (quote it: "${String(v)}")`);
+        }
+      }
+      out[name] = { ...(data as Record<string, string>) };
+    }
+  }
+  return out;
+}

@@ -18,6 +18,15 @@ function lockPath(dir: string, name: string): string {
   return path.join(dir, `${encodeURIComponent(name)}.lock`);
 }
 
+/** The owner file, or undefined while its writer is still writing it (another process may read it half-written). */
+export function parseOwner(text: string): { pid?: number } | undefined {
+  try {
+    return JSON.parse(text) as { pid?: number };
+  } catch {
+    return undefined;
+  }
+}
+
 function alive(pid: number): boolean {
   try {
     process.kill(pid, 0);
@@ -96,7 +105,8 @@ export async function acquireMutex(name: string, options: MutexOptions): Promise
         break;
       } catch (e) {
         if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
-        const owner = await readFile(path.join(lock, 'owner.json'), 'utf8').then((s) => JSON.parse(s) as { pid?: number }, () => undefined);
+        // Half-written by its taker in another process: not stale, wait (parseOwner).
+        const owner = await readFile(path.join(lock, 'owner.json'), 'utf8').then(parseOwner, () => undefined);
         if (owner?.pid !== undefined && owner.pid !== process.pid && !alive(owner.pid)) {
           await rm(lock, { recursive: true, force: true });
           continue;

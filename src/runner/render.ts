@@ -74,6 +74,9 @@ export function createPlainRenderer(stream: Stream, options: { width?: number } 
         case 'mutex-waiting':
           stream.write(`${clock(e.time)} ${e.nodeName.padEnd(width)} Waiting for mutex ${e.mutex}\n`);
           return;
+        case 'semaphore-waiting':
+          stream.write(`${clock(e.time)} ${e.nodeName.padEnd(width)} Waiting for semaphore ${e.semaphore} (limit ${e.limit})\n`);
+          return;
         case 'retry':
           return; // the node's Pending line says it
         case 'run-finished': {
@@ -82,6 +85,7 @@ export function createPlainRenderer(stream: Stream, options: { width?: number } 
           return;
         }
         case 'mutex-acquired':
+        case 'semaphore-acquired':
           return;
         case 'node': {
           const n = e.node;
@@ -169,7 +173,11 @@ export function createTtyRenderer(stream: Stream, options: TtyRendererOptions = 
         case 'mutex-waiting':
           footer = `◷ waiting for mutex ${e.mutex}`;
           break;
+        case 'semaphore-waiting':
+          footer = `◷ waiting for semaphore ${e.semaphore} (limit ${e.limit})`;
+          break;
         case 'mutex-acquired':
+        case 'semaphore-acquired':
           footer = '';
           break;
         case 'run-finished':

@@ -16,9 +16,16 @@ export interface Parameter {
   valueFrom?: { path?: string; default?: string; parameter?: string };
 }
 
+export interface ConfigMapKeyRef {
+  name: string;
+  key: string;
+}
+
 export interface EnvVar {
   name: string;
   value?: string;
+  /** Only configMapKeyRef, read from RunOptions.configMaps. */
+  valueFrom?: { configMapKeyRef?: ConfigMapKeyRef };
 }
 
 export interface ContainerSpec {
@@ -45,9 +52,16 @@ export interface Mutex {
   namespace?: string;
 }
 
+export interface SemaphoreRef {
+  configMapKeyRef?: ConfigMapKeyRef;
+  namespace?: string;
+}
+
 export interface Synchronization {
   mutex?: Mutex;
   mutexes?: Mutex[];
+  semaphore?: SemaphoreRef;
+  semaphores?: SemaphoreRef[];
 }
 
 export interface TemplateRef {
@@ -186,6 +200,9 @@ export type RunnerEvent =
   | { type: 'retry'; time: Date; node: NodeRecord; attempt: number; delayMs: number; reason: string }
   | { type: 'mutex-waiting'; time: Date; mutex: string; nodeName: string }
   | { type: 'mutex-acquired'; time: Date; mutex: string; nodeName: string }
+  /** `semaphore` is `<configmap>/<key>`. */
+  | { type: 'semaphore-waiting'; time: Date; semaphore: string; limit: number; nodeName: string }
+  | { type: 'semaphore-acquired'; time: Date; semaphore: string; limit: number; nodeName: string }
   | { type: 'run-finished'; time: Date; result: RunResult };
 
 export type EventSink = (e: RunnerEvent) => void;
@@ -218,6 +235,11 @@ export interface RunOptions {
   cwd?: string;
   /** Grace between SIGTERM and SIGKILL when a deadline or stop kills a child. Default 10 s. */
   killGraceMs?: number;
-  /** Directory of the filesystem mutex locks. Default `<tmpdir>/capflow-mutex`. */
+  /** Directory of the filesystem mutex locks and semaphore slots. Default `<tmpdir>/capflow-mutex`. */
   lockDir?: string;
+  /**
+   * ConfigMaps by name (their `data`), as Argo's controller would read them from the namespace:
+   * semaphore limits (`synchronization.semaphores[].configMapKeyRef`) and `env[].valueFrom.configMapKeyRef`.
+   */
+  configMaps?: Record<string, Record<string, string>>;
 }

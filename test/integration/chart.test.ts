@@ -108,6 +108,7 @@ async function kubeRequest(
 
 /** The collection path of every kind the chart renders; a new kind must be added here (on purpose). */
 const COLLECTIONS: Record<string, string> = {
+  'v1/ConfigMap': '/api/v1/namespaces/%s/configmaps',
   'v1/ServiceAccount': '/api/v1/namespaces/%s/serviceaccounts',
   'v1/Service': '/api/v1/namespaces/%s/services',
   'apps/v1/Deployment': '/apis/apps/v1/namespaces/%s/deployments',
@@ -198,6 +199,7 @@ describe('charts/capflow: the Helm chart (real helm, real kube-apiserver with Ar
       const templates = sourceFiles().map((f) => `WorkflowTemplate/${(parse(readFileSync(join(SOURCE_DIR, f), 'utf8')) as Obj).metadata.name}`);
       expect(names).to.deep.equal(
         [
+          'ConfigMap/capflow-aws-accounts',
           `Deployment/${RECONCILER}`,
           `PodDisruptionBudget/${RECONCILER}`,
           `Role/${EXECUTOR}`,
@@ -339,7 +341,8 @@ describe('charts/capflow: the Helm chart (real helm, real kube-apiserver with Ar
       }
       // by default only where the Git credentials are mounted (templateDefaults)
       for (const t of defaults.filter((o) => o.kind === 'WorkflowTemplate'))
-        for (const c of containersOf(t)) expect((c.env ?? []).filter((e) => e.name !== 'CAPFLOW_GIT_CREDENTIALS_DIR'), t.metadata.name).to.deep.equal([]);
+        for (const c of containersOf(t))
+          expect((c.env ?? []).filter((e) => e.name !== 'CAPFLOW_GIT_CREDENTIALS_DIR' && e.name !== 'CAPFLOW_AWS_ACCOUNT_SLOTS'), t.metadata.name).to.deep.equal([]);
     });
 
     it('executor.extraEnv reaches every step (templateDefaults of the submitted templates); the Git credentials Secret is the one named', async () => {
@@ -377,6 +380,25 @@ describe('charts/capflow: the Helm chart (real helm, real kube-apiserver with Ar
       const noCluster = await helmTemplate(CHART, { argocd: { syncHook: true } });
       expect(noCluster.ok).to.equal(false);
       expect(noCluster.output).to.contain('argocd.cluster.name is required');
+    });
+
+    it('ships the AWS account semaphores (ConfigMap capflow-aws-accounts, limit 4 for "default") the AWS steps hold and read their share from', async () => {
+      const cm = find(defaults, 'ConfigMap', 'capflow-aws-accounts');
+      expect(cm.data).to.deep.equal({ default: '4' });
+      const more = await render({ awsAccounts: { limits: { default: 2, 'prod-123456789012': 8 } } });
+      expect(find(more, 'ConfigMap', 'capflow-aws-accounts').data).to.deep.equal({ default: '2', 'prod-123456789012': '8' });
+      const bad = await helmTemplate(CHART, { awsAccounts: { limits: { default: 0 } } });
+      expect(bad.ok).to.equal(false);
+      expect(bad.output).to.contain('awsAccounts.limits.default must be a whole number >= 1');
+      // Every AWS step template: the semaphore and the env read the same key of that ConfigMap.
+      for (const name of ['provision-vpc', 'launch-nodes', 'eks-control-plane', 'eks-node-groups']) {
+        const wt = find(defaults, 'WorkflowTemplate', name);
+        for (const t of wt.spec!.templates as Array<{ name: string; synchronization?: unknown; container?: Container }>) {
+          const ref = { name: 'capflow-aws-accounts', key: '{{inputs.parameters.aws-account}}' };
+          expect(t.synchronization, t.name).to.deep.equal({ semaphores: [{ configMapKeyRef: ref }] });
+          expect(t.container!.env, t.name).to.deep.include({ name: 'CAPFLOW_AWS_ACCOUNT_SLOTS', valueFrom: { configMapKeyRef: ref } });
+        }
+      }
     });
 
     it('refuses two replicas without leader election, and an unknown drift policy', async () => {

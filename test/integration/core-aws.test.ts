@@ -1,7 +1,8 @@
 import { expect } from 'chai';
-import { CreateTagsCommand, CreateVpcCommand, DescribeVpcsCommand, EC2Client } from '@aws-sdk/client-ec2';
+import { CreateKeyPairCommand, CreateTagsCommand, CreateVpcCommand, DescribeVpcsCommand, EC2Client } from '@aws-sdk/client-ec2';
 import { AwsClients } from '../../src/core/aws.js';
 import { toCapflowError } from '../../src/core/errors.js';
+import { Ec2RateLimiter, realClock, type Ec2Buckets } from '../../src/core/rate-limit.js';
 import { clientConfig } from '../support/moto.js';
 import { useMotoBehindProxy, type FaultProxy } from '../support/fault-proxy.js';
 
@@ -103,5 +104,53 @@ describe('core/aws: clients, call counting and retries against moto', function (
       if (saved === undefined) delete process.env.AWS_ENDPOINT_URL;
       else process.env.AWS_ENDPOINT_URL = saved;
     }
+  });
+  describe('client-side EC2 token buckets against the proxy enforcing the same buckets (real clock)', () => {
+    // Small buckets, so the test takes about a second; the arithmetic is the same as EC2's 50/5.
+    // The clients aim 20% under (not the default 5%): at 10 a second that absorbs 200 ms of calls
+    // arriving later than sent, which a loaded test machine does produce.
+    const HEADROOM = 0.8;
+    const buckets: Ec2Buckets = { mutating: { burst: 3, refill: 10 }, nonMutating: { burst: 5, refill: 20 }, runInstances: { burst: 1, refill: 2 } };
+    const burstOf = (aws: AwsClients, n: number, tag: string) =>
+      Promise.allSettled(Array.from({ length: n }, (_, i) => aws.get(EC2Client).send(new CreateKeyPairCommand({ KeyName: `${tag}-${i}` }))));
+
+    it('12 concurrent mutating calls: the client spreads them at the refill rate and the proxy throttles none', async () => {
+      const { credentials, region } = clientConfig(bed.proxy.endpoint);
+      const aws = new AwsClients({ endpoint: bed.proxy.endpoint, region, clientConfig: { credentials }, retry: { retries: 0 }, rateLimit: new Ec2RateLimiter(1, buckets, realClock, HEADROOM) });
+      bed.proxy.setFaults({ tokenBuckets: buckets });
+      const started = Date.now();
+      const results = await burstOf(aws, 12, 'limited');
+      const elapsed = Date.now() - started;
+      expect(results.filter((r) => r.status === 'rejected')).to.deep.equal([]);
+      expect(bed.proxy.calls.filter((c) => c.faulted === 'token-bucket')).to.have.length(0);
+      // 2.4 at once, the rest at 8 per s: at least ~1.2 s, and the wait shows in the summary.
+      expect(elapsed).to.be.at.least(1100);
+      expect(aws.counter.summary().rateLimitWaitMs).to.be.at.least(1100);
+      aws.destroy();
+    });
+
+    it('the same calls without the client-side buckets are throttled by the proxy (RequestLimitExceeded)', async () => {
+      const { credentials, region } = clientConfig(bed.proxy.endpoint);
+      const aws = new AwsClients({ endpoint: bed.proxy.endpoint, region, clientConfig: { credentials }, retry: { retries: 0 }, rateLimit: false });
+      bed.proxy.setFaults({ tokenBuckets: buckets });
+      const results = await burstOf(aws, 12, 'unlimited');
+      expect(bed.proxy.calls.filter((c) => c.faulted === 'token-bucket').length).to.be.at.least(6);
+      expect(results.filter((r): r is PromiseRejectedResult => r.status === 'rejected').map((r) => (r.reason as { name?: string }).name)).to.include('RequestLimitExceeded');
+      expect(aws.counter.summary().rateLimitWaitMs).to.equal(0);
+      aws.destroy();
+    });
+
+    it('N processes sharing an account each take 1/N: two limiters of 2 slots together stay within the account', async () => {
+      const { credentials, region } = clientConfig(bed.proxy.endpoint);
+      const make = () => new AwsClients({ endpoint: bed.proxy.endpoint, region, clientConfig: { credentials }, retry: { retries: 0 }, rateLimit: new Ec2RateLimiter(2, { ...buckets, mutating: { burst: 4, refill: 10 } }, realClock, HEADROOM) });
+      const a = make();
+      const b = make();
+      bed.proxy.setFaults({ tokenBuckets: { ...buckets, mutating: { burst: 4, refill: 10 } } });
+      const results = (await Promise.all([burstOf(a, 8, 'share-a'), burstOf(b, 8, 'share-b')])).flat();
+      expect(results.filter((r) => r.status === 'rejected')).to.deep.equal([]);
+      expect(bed.proxy.calls.filter((c) => c.faulted === 'token-bucket')).to.have.length(0);
+      a.destroy();
+      b.destroy();
+    });
   });
 });

@@ -58,7 +58,7 @@ describe('core/step-host: the executor contract', () => {
     expect(lines).to.have.length(1);
     const parsed = JSON.parse(lines[0]!) as Record<string, unknown>;
     expect(parsed).to.deep.include({ step: 'contract-probe', status: 'succeeded', exitCode: 0, created: 0, revision: 'abc123', outputs: { answer: '42' } });
-    expect(parsed.awsCalls).to.deep.equal({ mutating: 0, read: 0, retried: 0, byAction: {} });
+    expect(parsed.awsCalls).to.deep.equal({ mutating: 0, read: 0, retried: 0, rateLimitWaitMs: 0, byAction: {} });
     expect(summary.status).to.equal('succeeded');
   });
 

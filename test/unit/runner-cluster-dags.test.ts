@@ -13,6 +13,7 @@ import { expect } from 'chai';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { loadTemplates, runWorkflow, type RunResult, type TemplateIndex } from '../../src/runner/index.js';
+import { DEFAULT_CONFIG_MAPS } from '../../src/cli/run.js';
 import { cleanTempDirs, FIXTURES, tempDir } from '../fixtures/runner/harness.js';
 
 const FAKE = path.join(FIXTURES, 'fake-capflow.mjs');
@@ -63,6 +64,8 @@ async function run(templateName: string, opts: { provider?: string; parameters?:
     },
     runDir: path.join(dir, 'runs'),
     lockDir: path.join(dir, 'locks'),
+    // The AWS steps hold the account semaphore (capflow-aws-accounts), as `capflow run` gives it.
+    configMaps: DEFAULT_CONFIG_MAPS,
     killGraceMs: 500,
   });
   let calls: Call[] = [];
