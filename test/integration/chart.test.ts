@@ -322,7 +322,7 @@ describe('charts/capflow: the Helm chart (real helm, real kube-apiserver with Ar
     });
 
     it('with executor.iamPolicies.configMap publishes each step\'s IAM policy (files/iam-policies/, as `capflow iam-policy` builds them for any cluster) in the ConfigMap capflow-iam-policies', async () => {
-      expect(defaults.some((o) => o.kind === 'ConfigMap'), 'off by default').to.equal(false);
+      expect(defaults.some((o) => o.kind === 'ConfigMap' && o.metadata.name === 'capflow-iam-policies'), 'off by default').to.equal(false);
       const objs = await render({ executor: { iamPolicies: { configMap: true } } });
       const cm = find(objs, 'ConfigMap', 'capflow-iam-policies') as Obj & { data: Record<string, string> };
       expect(cm.metadata.namespace).to.equal(NS);
