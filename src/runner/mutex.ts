@@ -27,7 +27,8 @@ export function parseOwner(text: string): { pid?: number } | undefined {
   }
 }
 
-function alive(pid: number): boolean {
+/** The lock owner still runs (EPERM: it does, as another user). */
+export function alive(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;
@@ -36,12 +37,14 @@ function alive(pid: number): boolean {
   }
 }
 
-function abortError(signal: AbortSignal): Error {
+/** The abort's reason as an Error. */
+export function abortError(signal: AbortSignal): Error {
   const r: unknown = signal.reason;
   return r instanceof Error ? r : new Error(String(r));
 }
 
-function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+/** A wait the run's abort ends early. */
+export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
   return new Promise((resolve, reject) => {
     if (signal?.aborted) return reject(abortError(signal));
     const t = setTimeout(() => {

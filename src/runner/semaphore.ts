@@ -8,41 +8,12 @@
 import { mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { InputError } from '../core/errors.js';
-import { defaultLockDir, parseOwner, type MutexOptions } from './mutex.js';
+import { abortError, alive, defaultLockDir, parseOwner, sleep, type MutexOptions } from './mutex.js';
 
 /** An owner file missing this long after its slot was made means its owner died in between. */
 const ORPHAN_GRACE_MS = 10_000;
 
 const turns = new Map<string, Promise<void>>();
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
-function abortError(signal: AbortSignal): Error {
-  const r: unknown = signal.reason;
-  return r instanceof Error ? r : new Error(String(r));
-}
-
-function sleep(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (signal?.aborted) return reject(abortError(signal));
-    const t = setTimeout(() => {
-      signal?.removeEventListener('abort', onAbort);
-      resolve();
-    }, ms);
-    const onAbort = (): void => {
-      clearTimeout(t);
-      reject(abortError(signal!));
-    };
-    signal?.addEventListener('abort', onAbort, { once: true });
-  });
-}
 
 /** `<configmap>/<key>`: how a semaphore is named in events, lock directories and messages. */
 export function semaphoreName(configMap: string, key: string): string {
