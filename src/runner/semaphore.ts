@@ -47,7 +47,7 @@ export interface SemaphoreOptions extends MutexOptions {
 /** Takes one of the semaphore's `limit` slots; resolves to its release function. */
 export async function acquireSemaphore(name: string, options: SemaphoreOptions): Promise<() => Promise<void>> {
   const dir = path.join(options.lockDir ?? defaultLockDir(), `${encodeURIComponent(name)}.semaphore`);
-  const key = `${dir}`;
+  const key = dir;
   // Our turn to look for a slot comes once the earlier askers in this process have one.
   const previous = turns.get(key) ?? Promise.resolve();
   let endTurn!: () => void;
