@@ -237,14 +237,24 @@ async function podsReason(core: CoreV1Api, namespace: string, selector: V1LabelS
 export function describePods(pods: readonly V1Pod[]): string | undefined {
   if (pods.length === 0) return 'no pods';
   const newestFirst = [...pods].sort((a, b) => time(b) - time(a) || (a.metadata?.name ?? '').localeCompare(b.metadata?.name ?? ''));
-  let firstNotReady: V1Pod | undefined;
-  for (const pod of newestFirst) {
-    if (podReady(pod)) continue;
-    firstNotReady ??= pod;
-    const reason = podReason(pod);
-    if (reason) return `pod ${pod.metadata?.name ?? ''}: ${reason}`;
-  }
-  return firstNotReady ? `pod ${firstNotReady.metadata?.name ?? ''}: ${firstNotReady.status?.phase ?? 'Pending'}` : undefined;
+  const notReady = newestFirst.filter((pod) => !podReady(pod));
+  const withReason = notReady.find((pod) => podReason(pod) !== undefined);
+  if (withReason) return `${podName(withReason)}: ${podReason(withReason)!}`;
+  if (notReady.length === 0) return undefined;
+  // None says why (a Running pod whose Ready condition is False, as on a Node that went away):
+  // name each, with its Node and Ready reason, so a stuck rollout can be traced to a machine.
+  return notReady.slice(0, 3).map((pod) => `${podName(pod)}: ${pod.status?.phase ?? 'Pending'}${readyCondition(pod)}`).join('; ') + (notReady.length > 3 ? `; ${notReady.length - 3} more` : '');
+}
+
+const podName = (pod: V1Pod): string => `pod ${pod.metadata?.name ?? ''}${pod.spec?.nodeName ? ` on node ${pod.spec.nodeName}` : ''}`;
+
+/** ", Ready False since T (reason: message)" when the pod carries a Ready condition that says more than its phase. */
+function readyCondition(pod: V1Pod): string {
+  const c = pod.status?.conditions?.find((x) => x.type === 'Ready');
+  if (!c) return '';
+  const t = c.lastTransitionTime as unknown;
+  const since = t instanceof Date ? ` since ${t.toISOString()}` : typeof t === 'string' ? ` since ${t}` : '';
+  return `, Ready ${c.status}${since}${c.reason ? ` (${withMessage(c.reason, c.message)})` : ''}`;
 }
 
 const time = (p: V1Pod): number => {

@@ -84,6 +84,17 @@ describe('addons/readiness: pod reasons', () => {
     expect(describePods([])).to.equal('no pods');
   });
 
+  it('pods that say nothing but their phase are named with their Node and Ready condition, at most three', () => {
+    const onNode = (name: string, node: string, ready: 'True' | 'False', reason?: string): V1Pod => ({
+      ...pod(name, { phase: 'Running', conditions: [{ type: 'Ready', status: ready, lastTransitionTime: new Date('2024-01-03T00:00:00Z'), ...(reason ? { reason } : {}) }] }),
+      spec: { nodeName: node, containers: [] },
+    });
+    const pods = [onNode('cni-a', 'ip-10-0-1-5', 'True'), onNode('cni-b', 'ip-10-0-1-6', 'False'), onNode('cni-c', 'ip-10-0-1-7', 'False', 'NodeNotReady')];
+    expect(describePods(pods)).to.equal('pod cni-b on node ip-10-0-1-6: Running, Ready False since 2024-01-03T00:00:00.000Z; pod cni-c on node ip-10-0-1-7: Running, Ready False since 2024-01-03T00:00:00.000Z (NodeNotReady)');
+    const many = ['d', 'e', 'f', 'g', 'h'].map((n) => onNode(`cni-${n}`, `node-${n}`, 'False'));
+    expect(describePods(many)).to.match(/^pod cni-d on node node-d: .*; pod cni-f on node node-f: [^;]*; 2 more$/);
+  });
+
   it('label selectors as query strings', () => {
     expect(selectorString({ matchLabels: { app: 'a', tier: 'b' }, matchExpressions: [{ key: 'env', operator: 'In', values: ['x', 'y'] }, { key: 'k', operator: 'Exists' }, { key: 'z', operator: 'DoesNotExist' }, { key: 'q', operator: 'NotIn', values: ['1'] }] })).to.equal(
       'app=a,tier=b,env in (x,y),k,!z,q notin (1)',
