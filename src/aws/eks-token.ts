@@ -40,12 +40,12 @@ export interface EksToken {
   expiresAt: Date;
 }
 
-/** node:crypto behind the interface the signer wants (SHA-256, or HMAC-SHA-256 with a key). */
+/** node:crypto behind the interface the signer wants (SHA-256, or HMAC-SHA-256 with a key); the test fault proxy signs with it too. */
 type SourceData = string | ArrayBuffer | ArrayBufferView;
 const bytes = (d: SourceData): string | Uint8Array =>
   typeof d === 'string' ? d : d instanceof ArrayBuffer ? new Uint8Array(d) : new Uint8Array(d.buffer, d.byteOffset, d.byteLength);
 
-class Sha256 {
+export class Sha256 {
   private readonly hash: Hash | Hmac;
   constructor(secret?: SourceData) {
     this.hash = secret === undefined ? createHash('sha256') : createHmac('sha256', bytes(secret));

@@ -217,13 +217,17 @@ const OWNED_READS: Readonly<Record<string, ActionRule>> = {
   'secretsmanager:GetSecretValue': owned(['secretsmanager:secret']),
 };
 
-/** Tagging at creation, as AWS authorizes it: the second action each create action needs. */
-const TAG_ON_CREATE: Readonly<Record<string, { action: string; createActionKey?: string }>> = {
+/**
+ * Tagging at creation, as AWS authorizes it: the second action each create action needs. IAM has
+ * one tagging action per resource type (a role's tags need iam:TagRole, an OIDC provider's
+ * iam:TagOpenIDConnectProvider), so `byType` names it per type.
+ */
+const TAG_ON_CREATE: Readonly<Record<string, { action: string; createActionKey?: string; byType?: Readonly<Record<string, string>> }>> = {
   ec2: { action: 'ec2:CreateTags', createActionKey: 'ec2:CreateAction' },
   elasticloadbalancing: { action: 'elasticloadbalancing:AddTags', createActionKey: 'elasticloadbalancing:CreateAction' },
   autoscaling: { action: 'autoscaling:CreateOrUpdateTags' },
   secretsmanager: { action: 'secretsmanager:TagResource' },
-  iam: { action: 'iam:TagRole' },
+  iam: { action: 'iam:TagRole', byType: { 'iam:role': 'iam:TagRole', 'iam:oidc-provider': 'iam:TagOpenIDConnectProvider', 'iam:instance-profile': 'iam:TagInstanceProfile' } },
   eks: { action: 'eks:TagResource' },
 };
 
@@ -360,7 +364,11 @@ export function buildPolicy(steps: string[], opts: PolicyOptions = {}): PolicyDo
       ...requestTag,
       ...(tagging.createActionKey ? { StringEquals: { [tagging.createActionKey]: [...c.actions].sort() } } : {}),
     };
-    add('TagOnCreate', tagging.action, [...c.types].map(arn), condition);
+    if (!tagging.byType) {
+      add('TagOnCreate', tagging.action, [...c.types].map(arn), condition);
+      continue;
+    }
+    for (const type of [...c.types].sort()) add('TagOnCreate', tagging.byType[type] ?? tagging.action, [arn(type)], condition);
   }
 
   const order = ['Read', 'CreateTagged', 'CreateUsing', 'TagOnCreate', 'Owned', 'OwnedUsing', 'PassRole', 'ServiceLinkedRole', 'NoTagCondition'];

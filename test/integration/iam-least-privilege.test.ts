@@ -40,7 +40,7 @@ import { launchNodes } from '../../executors/launch-nodes.js';
 import { bootstrapSecretName } from '../../executors/aws-step.js';
 import { useMotoBehindProxy } from '../support/fault-proxy.js';
 import { TEST_REGION } from '../support/moto.js';
-import { makeIamStandIn, type IamStandIn } from '../support/iam-stand-in.js';
+import { createIamUser, makeIamStandIn, motoView, setMotoAuth, type IamStandIn } from '../support/iam-stand-in.js';
 import { runStepVia, type StepRun } from '../support/step-run.js';
 import { spawnCapflow } from '../support/cli.js';
 
@@ -52,10 +52,6 @@ const STEPS = ['provision-vpc', 'launch-nodes'];
 
 type Keys = { accessKeyId: string; secretAccessKey: string };
 
-/** The policy as moto can enforce it: the same actions, no conditions, any resource (moto checks EC2 calls on "*"). */
-function motoView(policy: PolicyDocument): PolicyDocument {
-  return { Version: policy.Version, Statement: policy.Statement.map(({ Sid, Effect, Action }) => ({ Sid, Effect, Action, Resource: '*' })) };
-}
 
 /** The CallCounter's service names (from the SDK client's name) as IAM prefixes. */
 const COUNTER_PREFIX: Record<string, string> = {
@@ -69,11 +65,6 @@ const COUNTER_PREFIX: Record<string, string> = {
   sts: 'sts',
 };
 
-async function setAuth(endpoint: string, count: number | 'inf'): Promise<void> {
-  const res = await fetch(`${endpoint}/moto-api/reset-auth`, { method: 'POST', body: String(count) });
-  await res.arrayBuffer();
-  expect(res.status).to.equal(200);
-}
 
 describe('least privilege: provision-vpc and launch-nodes under moto IAM enforcement with the generated policy (tag conditions: IAM stand-in)', function () {
   this.timeout(300_000);
@@ -111,7 +102,7 @@ describe('least privilege: provision-vpc and launch-nodes under moto IAM enforce
   }
 
   beforeEach(async function () {
-    await setAuth(bed.moto.endpoint, 'inf');
+    await setMotoAuth(bed.moto.endpoint, 'inf');
     repo = mkdtempSync(path.join(os.tmpdir(), 'capflow-iam-repo-'));
     cpSync(EXAMPLE, path.join(repo, 'clusters', 'dev'), { recursive: true });
     secretsDir = mkdtempSync(path.join(os.tmpdir(), 'capflow-iam-secrets-'));
@@ -130,12 +121,7 @@ describe('least privilege: provision-vpc and launch-nodes under moto IAM enforce
         await iam.send(new CreateInstanceProfileCommand({ InstanceProfileName: profile }));
         await iam.send(new AddRoleToInstanceProfileCommand({ InstanceProfileName: profile, RoleName: profile }));
       }
-      const user = async (name: string, doc: PolicyDocument): Promise<Keys> => {
-        await iam.send(new CreateUserCommand({ UserName: name }));
-        await iam.send(new PutUserPolicyCommand({ UserName: name, PolicyName: `${name}-policy`, PolicyDocument: JSON.stringify(doc) }));
-        const key = (await iam.send(new CreateAccessKeyCommand({ UserName: name }))).AccessKey!;
-        return { accessKeyId: key.AccessKeyId!, secretAccessKey: key.SecretAccessKey! };
-      };
+      const user = (name: string, doc: PolicyDocument): Promise<Keys> => createIamUser(iam, name, doc);
       admin = await user('admin', { Version: '2012-10-17', Statement: [{ Sid: 'All', Effect: 'Allow', Action: ['*'], Resource: '*' }] });
       restricted = await user('capflow', motoView(policy));
     } finally {
@@ -149,11 +135,11 @@ describe('least privilege: provision-vpc and launch-nodes under moto IAM enforce
     });
     standIn = makeIamStandIn({ policy, accessKeyId: restricted.accessKeyId, motoEndpoint: bed.moto.endpoint, admin });
     bed.proxy.setAuthorizer((call) => standIn.authorize(call));
-    await setAuth(bed.moto.endpoint, 0); // from here on, every call needs a known key and its policy
+    await setMotoAuth(bed.moto.endpoint, 0); // from here on, every call needs a known key and its policy
   });
   afterEach(async () => {
     bed.proxy.setAuthorizer(undefined);
-    await setAuth(bed.moto.endpoint, 'inf');
+    await setMotoAuth(bed.moto.endpoint, 'inf');
     rmSync(repo, { recursive: true, force: true });
     rmSync(secretsDir, { recursive: true, force: true });
   });
@@ -254,7 +240,7 @@ describe('least privilege: provision-vpc and launch-nodes under moto IAM enforce
     const POOL_CLUSTER = 'aws-pool';
     const REGION = 'eu-west-1';
     const poolPolicy = buildPolicy(STEPS, { cluster: POOL_CLUSTER });
-    await setAuth(bed.moto.endpoint, 'inf');
+    await setMotoAuth(bed.moto.endpoint, 'inf');
     const poolRepo = mkdtempSync(path.join(os.tmpdir(), 'capflow-iam-pool-'));
     const dir = path.join(poolRepo, 'clusters', 'pool');
     cpSync(path.join(ROOT, 'examples', 'clusters', 'aws-machinepool'), dir, { recursive: true });
@@ -282,7 +268,7 @@ describe('least privilege: provision-vpc and launch-nodes under moto IAM enforce
     });
     const poolStandIn = makeIamStandIn({ policy: poolPolicy, accessKeyId: poolKeys.accessKeyId, motoEndpoint: bed.moto.endpoint, admin });
     bed.proxy.setAuthorizer(async (call) => (await poolStandIn.authorize(call)) ?? standIn.authorize(call));
-    await setAuth(bed.moto.endpoint, 0);
+    await setMotoAuth(bed.moto.endpoint, 0);
     const runPool = (step: typeof provisionVpc, opts: { delete?: boolean } = {}) =>
       runStepVia({ proxy: bed.proxy, repo: poolRepo, clusterPath: 'clusters/pool', region: REGION, revision: REVISION, secrets }, step, {
         ...opts,

@@ -18,6 +18,8 @@
  */
 import { createServer, request as httpRequest, IncomingMessage, type ServerResponse } from 'node:http';
 import { randomUUID } from 'node:crypto';
+import { SignatureV4 } from '@smithy/signature-v4';
+import { Sha256 } from '../../src/aws/eks-token.js';
 import { LOOPBACK } from './ports.js';
 import { startMoto, type Moto } from './moto.js';
 import { EksStandIn, type EksAnswer, type EksStandInOptions } from './eks-stand-in.js';
@@ -136,6 +138,13 @@ export interface FaultProxy {
    * reset() leaves it in place.
    */
   setAuthorizer(authorize: Authorizer | undefined): void;
+  /**
+   * Keys the EKS stand-in signs its own questions to moto with, as the EKS service reads its backend
+   * under its own identity, not the caller's. Needed once moto enforces IAM (it then checks
+   * signatures, and the stand-in's requests are not the caller's signed ones); undefined: the
+   * caller's Authorization header is passed on, as before.
+   */
+  setStandInCredentials(keys: { accessKeyId: string; secretAccessKey: string } | undefined): void;
   /** Forget the recorded calls, all faults and the EKS stand-in's state. */
   reset(): void;
   stop(): Promise<void>;
@@ -417,6 +426,7 @@ export async function startFaultProxy(opts: FaultProxyOptions): Promise<FaultPro
   let killTimer: NodeJS.Timeout | undefined;
   let killFired = false;
   let authorizer: Authorizer | undefined;
+  let standInCredentials: { accessKeyId: string; secretAccessKey: string } | undefined;
 
   function setFaults(f: Faults): void {
     faults = { ...f };
@@ -579,9 +589,26 @@ export async function startFaultProxy(opts: FaultProxyOptions): Promise<FaultPro
   async function askMoto(req: IncomingMessage, method: string, path: string, json?: unknown, service?: string): Promise<EksAnswer> {
     const payload = json === undefined ? '' : JSON.stringify(json);
     // A query-protocol service (ec2) reads its parameters from the query string, not JSON.
-    const headers: IncomingMessage['headers'] = { 'content-type': service ? 'application/x-www-form-urlencoded' : 'application/json', 'content-length': String(Buffer.byteLength(payload)) };
-    for (const h of ['authorization', 'x-amz-date', 'x-amz-security-token']) if (req.headers[h] !== undefined) headers[h] = req.headers[h];
-    if (service && typeof headers['authorization'] === 'string') headers['authorization'] = headers['authorization'].replace(/(Credential=[^/]+\/[^/]+\/[^/]+\/)[^/]+(\/aws4_request)/, `$1${service}$2`);
+    let headers: IncomingMessage['headers'] = { 'content-type': service ? 'application/x-www-form-urlencoded' : 'application/json', 'content-length': String(Buffer.byteLength(payload)) };
+    if (standInCredentials) {
+      const scope = /Credential=[^/,\s]+\/\d{8}\/([^/]+)\/([^/]+)\//.exec(String(req.headers.authorization ?? ''));
+      const url = new URL(path, 'http://stand-in.invalid');
+      const signer = new SignatureV4({ service: service ?? scope?.[2] ?? 'eks', region: scope?.[1] ?? 'us-east-1', credentials: standInCredentials, sha256: Sha256 });
+      const signed = await signer.sign({
+        method,
+        protocol: 'http:',
+        hostname: target.hostname,
+        port: Number(target.port),
+        path: url.pathname,
+        query: Object.fromEntries(url.searchParams),
+        headers: { host: target.host, ...(headers as Record<string, string>) },
+        body: payload,
+      });
+      headers = signed.headers;
+    } else {
+      for (const h of ['authorization', 'x-amz-date', 'x-amz-security-token']) if (req.headers[h] !== undefined) headers[h] = req.headers[h];
+      if (service && typeof headers['authorization'] === 'string') headers['authorization'] = headers['authorization'].replace(/(Credential=[^/]+\/[^/]+\/[^/]+\/)[^/]+(\/aws4_request)/, `$1${service}$2`);
+    }
     const up = await forward(method, path, headers, payload);
     const chunks: Buffer[] = [];
     for await (const chunk of up) chunks.push(chunk as Buffer);
@@ -618,6 +645,9 @@ export async function startFaultProxy(opts: FaultProxyOptions): Promise<FaultPro
     setFaults,
     setAuthorizer: (a) => {
       authorizer = a;
+    },
+    setStandInCredentials: (keys) => {
+      standInCredentials = keys;
     },
     countBy: (action) => calls.filter((c) => c.action === action).length,
     mutatingCalls: () => calls.filter((c) => c.mutating),

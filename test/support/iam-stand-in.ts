@@ -12,6 +12,11 @@
  *   resource type (TagSpecification, Tags) as aws:RequestTag/<key>, and when tags are given, the
  *   service's tagging action too (ec2:CreateTags with ec2:CreateAction, elasticloadbalancing:AddTags
  *   with elasticloadbalancing:CreateAction, autoscaling:CreateOrUpdateTags, secretsmanager:TagResource);
+ * - IAM roles, instance profiles and OIDC providers, and EKS clusters, node groups, addons and
+ *   access entries, are checked the same way (their tags read from moto, or through the fault proxy
+ *   for what its EKS stand-in holds); a call that hands a role to a service (EKS CreateCluster's
+ *   roleArn, CreateNodegroup's nodeRole) is checked for iam:PassRole with iam:PassedToService, and
+ *   CreateServiceLinkedRole with iam:AWSServiceName;
  * - reads are checked on "*".
  *
  * A call any check denies is answered as AWS answers it (EC2: 403 UnauthorizedOperation; the query
@@ -24,9 +29,31 @@ import { DescribeTagsCommand, DescribeKeyPairsCommand, DescribeRouteTablesComman
 import { DescribeTagsCommand as ElbDescribeTagsCommand, ElasticLoadBalancingV2Client } from '@aws-sdk/client-elastic-load-balancing-v2';
 import { AutoScalingClient, DescribeTagsCommand as AsgDescribeTagsCommand } from '@aws-sdk/client-auto-scaling';
 import { DescribeSecretCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
+import { CreateAccessKeyCommand, CreateUserCommand, GetInstanceProfileCommand, GetOpenIDConnectProviderCommand, IAMClient, ListRoleTagsCommand, PutUserPolicyCommand } from '@aws-sdk/client-iam';
+import { DescribeAccessEntryCommand, DescribeAddonCommand, DescribeClusterCommand, DescribeNodegroupCommand, EKSClient, ListTagsForResourceCommand } from '@aws-sdk/client-eks';
 import type { PolicyDocument } from '../../src/aws/iam-policy.js';
 
 export const ACCOUNT = '123456789012';
+
+/** The policy as moto can enforce it: the same actions, no conditions, any resource (moto checks EC2 calls on "*"). */
+export function motoView(policy: PolicyDocument): PolicyDocument {
+  return { Version: policy.Version, Statement: policy.Statement.map(({ Sid, Effect, Action }) => ({ Sid, Effect, Action, Resource: '*' })) };
+}
+
+/** An IAM user holding exactly `doc` (inline), and its access key. */
+export async function createIamUser(iam: IAMClient, name: string, doc: PolicyDocument): Promise<{ accessKeyId: string; secretAccessKey: string }> {
+  await iam.send(new CreateUserCommand({ UserName: name }));
+  await iam.send(new PutUserPolicyCommand({ UserName: name, PolicyName: `${name}-policy`, PolicyDocument: JSON.stringify(doc) }));
+  const key = (await iam.send(new CreateAccessKeyCommand({ UserName: name }))).AccessKey!;
+  return { accessKeyId: key.AccessKeyId!, secretAccessKey: key.SecretAccessKey! };
+}
+
+/** moto's IAM enforcement: 'inf' off; n: the next n calls pass unauthenticated, every later one is checked. */
+export async function setMotoAuth(endpoint: string, count: number | 'inf'): Promise<void> {
+  const res = await fetch(`${endpoint}/moto-api/reset-auth`, { method: 'POST', body: String(count) });
+  await res.arrayBuffer();
+  if (res.status !== 200) throw new Error(`moto reset-auth answered ${res.status}`);
+}
 
 export interface AuthorizeRequest {
   service: string;
@@ -61,6 +88,8 @@ export interface IamStandInOptions {
   accessKeyId: string;
   /** moto itself (not the proxy), and keys allowed to read tags there. */
   motoEndpoint: string;
+  /** Where EKS tags are read: the fault proxy, whose EKS stand-in holds addons and access entries (default: moto). */
+  eksEndpoint?: string;
   admin: { accessKeyId: string; secretAccessKey: string };
 }
 
@@ -186,19 +215,21 @@ const requestContext = (tags: Record<string, string>): Record<string, string> =>
 };
 
 export function makeIamStandIn(opts: IamStandInOptions): IamStandIn {
-  const clients = new Map<string, { ec2: EC2Client; elbv2: ElasticLoadBalancingV2Client; asg: AutoScalingClient; sm: SecretsManagerClient }>();
-  const forRegion = (region: string) => {
+  type Clients = { ec2: EC2Client; elbv2: ElasticLoadBalancingV2Client; asg: AutoScalingClient; sm: SecretsManagerClient; iam: IAMClient; eks: EKSClient };
+  const clients = new Map<string, Clients>();
+  const forRegion = (region: string): Clients => {
     let c = clients.get(region);
     if (!c) {
       const cfg = { endpoint: opts.motoEndpoint, region, credentials: opts.admin, maxAttempts: 1 };
-      clients.set(region, (c = { ec2: new EC2Client(cfg), elbv2: new ElasticLoadBalancingV2Client(cfg), asg: new AutoScalingClient(cfg), sm: new SecretsManagerClient(cfg) }));
+      c = { ec2: new EC2Client(cfg), elbv2: new ElasticLoadBalancingV2Client(cfg), asg: new AutoScalingClient(cfg), sm: new SecretsManagerClient(cfg), iam: new IAMClient(cfg), eks: new EKSClient({ ...cfg, endpoint: opts.eksEndpoint ?? opts.motoEndpoint }) };
+      clients.set(region, c);
     }
     return c;
   };
 
   async function checksOf(r: AuthorizeRequest): Promise<Check[]> {
     const region = r.region ?? 'us-east-1';
-    const { ec2, elbv2, asg, sm } = forRegion(region);
+    const { ec2, elbv2, asg, sm, iam: iamClient, eks } = forRegion(region);
     const arnOf = (service: string, resource: string) => `arn:aws:${service}:${region}:${ACCOUNT}:${resource}`;
     const ec2Tags = (id: string) => async () => {
       const out = await ec2.send(new DescribeTagsCommand({ Filters: [{ Name: 'resource-id', Values: [id] }] }));
@@ -320,7 +351,9 @@ export function makeIamStandIn(opts: IamStandInOptions): IamStandIn {
       }
       return checks;
     }
-    // Not modelled (IAM, EKS): the action on "*", so only statements without a resource restriction allow it.
+    if (r.service === 'iam') return iamChecks(a, p, iamClient);
+    if (r.service === 'eks') return eksChecks(a, p, JSON.parse(r.body.toString('utf8') || '{}') as Record<string, unknown>, eks, arnOf);
+    // Not modelled: the action on "*", so only statements without a resource restriction allow it.
     return [{ iamAction: `${iamPrefix(r.service)}:${a}`, arn: '*', context: {} }];
   }
 
@@ -343,6 +376,87 @@ export function makeIamStandIn(opts: IamStandInOptions): IamStandIn {
     },
   };
   return standIn;
+}
+
+const tagMap = (tags: Array<{ Key?: string | undefined; Value?: string | undefined }> | undefined): Record<string, string> => Object.fromEntries((tags ?? []).map((t) => [t.Key ?? '', t.Value ?? '']));
+
+/** The checks of an IAM call (query protocol; IAM is global: no region in its ARNs). */
+function iamChecks(a: string, p: Record<string, string>, iam: IAMClient): Check[] {
+  const action = `iam:${a}`;
+  const roleArn = (name: string) => `arn:aws:iam::${ACCOUNT}:role/${name}`;
+  const roleTags = (name: string) => async () => tagMap((await iam.send(new ListRoleTagsCommand({ RoleName: name }))).Tags);
+  const requestTags = queryTags(p, 'Tags.member');
+  const checks: Check[] = [];
+  if (a === 'CreateRole' || a === 'CreateOpenIDConnectProvider') {
+    const arn = a === 'CreateRole' ? roleArn(p['RoleName'] ?? '') : `arn:aws:iam::${ACCOUNT}:oidc-provider/${(p['Url'] ?? '').replace(/^https:\/\//, '')}`;
+    checks.push({ iamAction: action, arn, context: requestContext(requestTags) });
+    if (Object.keys(requestTags).length > 0) checks.push({ iamAction: a === 'CreateRole' ? 'iam:TagRole' : 'iam:TagOpenIDConnectProvider', arn, context: requestContext(requestTags) });
+    return checks;
+  }
+  if (a === 'CreateServiceLinkedRole') {
+    return [{ iamAction: action, arn: roleArn(`aws-service-role/${p['AWSServiceName'] ?? ''}/*`), context: { 'iam:AWSServiceName': p['AWSServiceName'] ?? '' } }];
+  }
+  if (p['InstanceProfileName']) {
+    const name = p['InstanceProfileName'];
+    checks.push({ iamAction: action, arn: `arn:aws:iam::${ACCOUNT}:instance-profile/${name}`, context: {}, tags: async () => tagMap((await iam.send(new GetInstanceProfileCommand({ InstanceProfileName: name }))).InstanceProfile?.Tags) });
+  } else if (p['RoleName']) {
+    // AttachRolePolicy, DetachRolePolicy, DeleteRole, TagRole, UntagRole: the role.
+    checks.push({ iamAction: action, arn: roleArn(p['RoleName']), context: a === 'TagRole' ? requestContext(requestTags) : {}, tags: roleTags(p['RoleName']) });
+  }
+  if (p['OpenIDConnectProviderArn']) {
+    const arn = p['OpenIDConnectProviderArn'];
+    checks.push({ iamAction: action, arn, context: {}, tags: async () => tagMap((await iam.send(new GetOpenIDConnectProviderCommand({ OpenIDConnectProviderArn: arn }))).Tags) });
+  }
+  return checks;
+}
+
+/** The checks of an EKS call (REST-JSON: path parameters in `p`, the JSON body in `body`). */
+function eksChecks(a: string, p: Record<string, string>, body: Record<string, unknown>, eks: EKSClient, arnOf: (service: string, resource: string) => string): Check[] {
+  const action = `eks:${a}`;
+  const str = (v: unknown): string => (typeof v === 'string' ? v : '');
+  const cluster = p['name'] ?? str(body['name']);
+  const clusterArn = arnOf('eks', `cluster/${cluster}`);
+  const requestTags = typeof body['tags'] === 'object' && body['tags'] !== null ? (body['tags'] as Record<string, string>) : {};
+  const clusterTags = () => async () => (await eks.send(new DescribeClusterCommand({ name: cluster }))).cluster?.tags ?? {};
+  const passRole = (roleArn: unknown, service: string): Check[] =>
+    typeof roleArn === 'string' ? [{ iamAction: 'iam:PassRole', arn: roleArn, context: { 'iam:PassedToService': service } }] : [];
+  const created = (arn: string): Check[] => [
+    { iamAction: action, arn, context: requestContext(requestTags) },
+    ...(Object.keys(requestTags).length > 0 ? [{ iamAction: 'eks:TagResource', arn, context: requestContext(requestTags) }] : []),
+  ];
+  switch (a) {
+    case 'CreateCluster':
+      return [...created(clusterArn), ...passRole(body['roleArn'], 'eks.amazonaws.com')];
+    case 'CreateNodegroup':
+      return [
+        ...created(arnOf('eks', `nodegroup/${cluster}/${str(body['nodegroupName'])}/*`)),
+        { iamAction: action, arn: clusterArn, context: {}, tags: clusterTags() },
+        ...passRole(body['nodeRole'], 'eks.amazonaws.com'),
+      ];
+    case 'CreateAddon':
+      return [...created(arnOf('eks', `addon/${cluster}/${str(body['addonName'])}/*`)), { iamAction: action, arn: clusterArn, context: {}, tags: clusterTags() }];
+    case 'CreateAccessEntry':
+      return [...created(arnOf('eks', `access-entry/${cluster}/role/${ACCOUNT}/*/*`)), { iamAction: action, arn: clusterArn, context: {}, tags: clusterTags() }];
+    case 'TagResource':
+    case 'UntagResource': {
+      const arn = p['resourceArn'] ?? '';
+      return [{ iamAction: action, arn, context: a === 'TagResource' ? requestContext(requestTags) : {}, tags: async () => (await eks.send(new ListTagsForResourceCommand({ resourceArn: arn }))).tags ?? {} }];
+    }
+  }
+  if (p['nodegroupName']) {
+    const ng = p['nodegroupName'];
+    return [{ iamAction: action, arn: arnOf('eks', `nodegroup/${cluster}/${ng}/*`), context: {}, tags: async () => (await eks.send(new DescribeNodegroupCommand({ clusterName: cluster, nodegroupName: ng }))).nodegroup?.tags ?? {} }];
+  }
+  if (p['addonName']) {
+    const addon = p['addonName'];
+    return [{ iamAction: action, arn: arnOf('eks', `addon/${cluster}/${addon}/*`), context: {}, tags: async () => (await eks.send(new DescribeAddonCommand({ clusterName: cluster, addonName: addon }))).addon?.tags ?? {} }];
+  }
+  if (p['principalArn']) {
+    const principal = p['principalArn'];
+    return [{ iamAction: action, arn: arnOf('eks', `access-entry/${cluster}/role/${ACCOUNT}/*/*`), context: {}, tags: async () => (await eks.send(new DescribeAccessEntryCommand({ clusterName: cluster, principalArn: principal }))).accessEntry?.tags ?? {} }];
+  }
+  // DeleteCluster, UpdateClusterConfig, UpdateClusterVersion: the cluster.
+  return [{ iamAction: action, arn: clusterArn, context: {}, tags: clusterTags() }];
 }
 
 function iamPrefix(service: string): string {
