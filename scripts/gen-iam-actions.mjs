@@ -46,8 +46,14 @@ export function commandsOf(text) {
     if (!out.has(pkg)) out.set(pkg, new Set());
     out.get(pkg).add(name.slice(0, -'Command'.length));
   };
+  // esbuild keeps every name an external import statement lists, used or not: a command counts only
+  // when the bundle names it (its local name) somewhere besides the import.
+  const rest = text.replace(/import\s*\{[^}]*\}\s*from\s*"@aws-sdk\/client-[a-z0-9-]+";?/g, '');
   for (const m of text.matchAll(/import\s*\{([^}]*)\}\s*from\s*"@aws-sdk\/client-([a-z0-9-]+)"/g)) {
-    for (const part of m[1].split(',')) add(m[2], part.trim().split(/\s+as\s+/)[0]);
+    for (const part of m[1].split(',')) {
+      const [name, local = name] = part.trim().split(/\s+as\s+/);
+      if (name && new RegExp(`\\b${local.replace(/\$/g, '\\$')}\\b`).test(rest)) add(m[2], name);
+    }
   }
   for (const m of text.matchAll(/import\s*\*\s*as\s*([\w$]+)\s*from\s*"@aws-sdk\/client-([a-z0-9-]+)"/g)) {
     const ns = m[1].replace(/\$/g, '\\$');

@@ -123,15 +123,6 @@ export const STEP_API_CALLS: Readonly<Record<string, Readonly<Record<string, rea
     ]
   },
   "eks-node-groups": {
-    "auto-scaling": [
-      "CreateAutoScalingGroup",
-      "CreateOrUpdateTags",
-      "DeleteAutoScalingGroup",
-      "DeleteTags",
-      "DescribeAutoScalingGroups",
-      "StartInstanceRefresh",
-      "UpdateAutoScalingGroup"
-    ],
     "ec2": [
       "CreateLaunchTemplate",
       "CreateLaunchTemplateVersion",
@@ -141,47 +132,26 @@ export const STEP_API_CALLS: Readonly<Record<string, Readonly<Record<string, rea
       "DescribeLaunchTemplates"
     ],
     "eks": [
-      "CreateCluster",
       "CreateNodegroup",
-      "DeleteCluster",
       "DeleteNodegroup",
       "DescribeCluster",
       "DescribeNodegroup",
       "DescribeUpdate",
       "ListNodegroups",
-      "UpdateClusterConfig",
-      "UpdateClusterVersion",
       "UpdateNodegroupConfig",
       "UpdateNodegroupVersion"
     ],
     "iam": [
-      "AttachRolePolicy",
-      "CreateRole",
-      "DeleteRole",
-      "DetachRolePolicy",
-      "GetInstanceProfile",
-      "GetRole",
-      "ListAttachedRolePolicies",
-      "ListInstanceProfilesForRole",
-      "RemoveRoleFromInstanceProfile"
+      "GetRole"
     ]
   },
   "prepare-hosts": {},
   "kubeadm-init": {
     "ec2": [
-      "AuthorizeSecurityGroupIngress",
-      "CreateSecurityGroup",
-      "DeleteSecurityGroup",
       "DescribeImages",
       "DescribeInstances",
-      "DescribeNatGateways",
-      "DescribeNetworkInterfaces",
-      "DescribeSecurityGroups",
-      "DescribeVpcs",
-      "RevokeSecurityGroupIngress",
       "RunInstances",
-      "TerminateInstances",
-      "UpdateSecurityGroupRuleDescriptionsIngress"
+      "TerminateInstances"
     ],
     "elastic-load-balancing-v2": [
       "DeregisterTargets",
@@ -209,84 +179,32 @@ export const STEP_API_CALLS: Readonly<Record<string, Readonly<Record<string, rea
       "UpdateAutoScalingGroup"
     ],
     "ec2": [
-      "AuthorizeSecurityGroupIngress",
       "CreateLaunchTemplate",
       "CreateLaunchTemplateVersion",
-      "CreateSecurityGroup",
       "DeleteLaunchTemplate",
-      "DeleteSecurityGroup",
       "DescribeImages",
       "DescribeInstances",
       "DescribeLaunchTemplateVersions",
       "DescribeLaunchTemplates",
-      "DescribeNatGateways",
-      "DescribeNetworkInterfaces",
-      "DescribeSecurityGroups",
-      "DescribeVpcs",
-      "RevokeSecurityGroupIngress",
       "RunInstances",
-      "TerminateInstances",
-      "UpdateSecurityGroupRuleDescriptionsIngress"
+      "TerminateInstances"
     ],
     "elastic-load-balancing-v2": [
       "DeregisterTargets",
       "DescribeTargetHealth",
       "RegisterTargets"
     ],
-    "iam": [
-      "AttachRolePolicy",
-      "CreateRole",
-      "DeleteRole",
-      "DetachRolePolicy",
-      "GetInstanceProfile",
-      "GetRole",
-      "ListAttachedRolePolicies",
-      "ListInstanceProfilesForRole",
-      "RemoveRoleFromInstanceProfile"
-    ],
     "secrets-manager": [
       "CreateSecret",
-      "DeleteSecret",
       "DescribeSecret",
       "GetSecretValue",
-      "ListSecrets",
       "PutSecretValue",
       "RestoreSecret"
     ]
   },
   "join-workers": {
-    "auto-scaling": [
-      "CreateAutoScalingGroup",
-      "CreateOrUpdateTags",
-      "DeleteAutoScalingGroup",
-      "DeleteTags",
-      "DescribeAutoScalingGroups",
-      "StartInstanceRefresh",
-      "UpdateAutoScalingGroup"
-    ],
     "ec2": [
-      "AuthorizeSecurityGroupIngress",
-      "CreateLaunchTemplate",
-      "CreateLaunchTemplateVersion",
-      "CreateSecurityGroup",
-      "DeleteLaunchTemplate",
-      "DeleteSecurityGroup",
-      "DescribeInstances",
-      "DescribeLaunchTemplateVersions",
-      "DescribeLaunchTemplates",
-      "DescribeNatGateways",
-      "DescribeNetworkInterfaces",
-      "DescribeSecurityGroups",
-      "DescribeVpcs",
-      "RevokeSecurityGroupIngress",
-      "RunInstances",
-      "TerminateInstances",
-      "UpdateSecurityGroupRuleDescriptionsIngress"
-    ],
-    "elastic-load-balancing-v2": [
-      "DeregisterTargets",
-      "DescribeTargetHealth",
-      "RegisterTargets"
+      "DescribeInstances"
     ],
     "secrets-manager": [
       "CreateSecret",
