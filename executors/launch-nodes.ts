@@ -26,6 +26,7 @@ import { readStepStatus, removeStepStatus, writeStepStatus } from '../src/core/s
 import { Plan, makeScope, type ClusterScope } from '../src/aws/index.js';
 import type { Machine } from '../src/aws/instances.js';
 import { reconcileMachinePools, type RefreshState } from '../src/aws/machine-pools.js';
+import { describeGroupProvenance, type Provenance } from '../src/aws/provenance.js';
 import { EKS_NODE_INSTANCE_PROFILE } from '../src/aws/iam-roles.js';
 import { renderEksUserData } from '../src/bootstrap/eks-user-data.js';
 import { deleteClusterMachines, desiredGroups, formatInventory, reconcileClusterMachines } from '../src/aws/machines.js';
@@ -244,13 +245,18 @@ export function makeLaunchNodes(options: LaunchNodesOptions = {}): Executor {
         ctx.log.info(`Machines:\n${formatInventory(machines)}`);
         await writeStepStatus(ctx.secrets, model.name, STEP_ID, { revision: ctx.options.revision, region, machines: records } satisfies LaunchNodesStatus);
       }
-      await recordDrift(ctx, model.name, STEP_ID, scope);
+      await recordDrift(ctx, model.name, STEP_ID, scope, await poolProvenance(ctx, scope, region, pools.length));
       return { outputs: { machines: JSON.stringify(records), changes: changesOf(scope) }, summary: { plan: scope.plan.counts(), machines: records.length, machinePools: pools.length } };
     },
   };
 }
 
 export const launchNodes: Executor = makeLaunchNodes();
+
+/** A plan's provenance of the Auto Scaling groups (the EC2 families are provision-vpc's): which commit last wrote each. */
+async function poolProvenance(ctx: StepContext, scope: ClusterScope, region: string, pools: number): Promise<Provenance | undefined> {
+  return ctx.options.dryRun && pools > 0 ? describeGroupProvenance(scope, ctx.aws.get(AutoScalingClient, region)) : undefined;
+}
 
 type EksModel = ClusterModel & { controlPlane: AWSManagedControlPlane };
 type AsgPool = ClusterModel['machinePools'][number] & { infrastructure: AWSMachinePool };
@@ -351,7 +357,7 @@ async function runEksPools(ctx: StepContext, model: EksModel): Promise<StepResul
   });
   if (ctx.options.dryRun) ctx.log.info(`Plan:\n${scope.plan.format()}`);
   else await writeStepStatus(ctx.secrets, model.name, STEP_ID, { revision: ctx.options.revision, region, machines: [] } satisfies LaunchNodesStatus);
-  await recordDrift(ctx, model.name, STEP_ID, scope);
+  await recordDrift(ctx, model.name, STEP_ID, scope, await poolProvenance(ctx, scope, region, results.length));
   return {
     outputs: { machines: '[]', changes: changesOf(scope) },
     summary: { plan: scope.plan.counts(), machines: 0, machinePools: results.length, ...(pools.length < model.machinePools.length ? { managedNodeGroupsLeft: model.machinePools.length - pools.length } : {}) },

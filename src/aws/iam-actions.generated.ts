@@ -175,6 +175,7 @@ export const STEP_API_CALLS: Readonly<Record<string, Readonly<Record<string, rea
       "DeleteAutoScalingGroup",
       "DeleteTags",
       "DescribeAutoScalingGroups",
+      "DescribeTags",
       "StartInstanceRefresh",
       "UpdateAutoScalingGroup"
     ],

@@ -617,8 +617,13 @@ async function reconcilePool(
       for (const c of changes) scope.plan.record({ resource: 'autoscaling-group', name, action: 'update', id: name, detail: c.text, spec: c.spec });
       if (!scope.dryRun) {
         scope.log.info('Updating auto scaling group', { name, changes });
+        // The group now carries this commit (provenance), as instances it launches from here on do.
+        // Tagged before the update: a run killed in between still finds the update to make, never a
+        // changed group that names the old commit.
+        const revision = (group.Tags ?? []).find((t) => t.Key === CAPFLOW_REVISION_TAG)?.Value;
+        const set = revision === scope.revision ? tagDrift.set : [...tagDrift.set, { ResourceId: name, ResourceType: 'auto-scaling-group', Key: CAPFLOW_REVISION_TAG, Value: scope.revision, PropagateAtLaunch: true }];
+        if (set.length > 0) await asg.send(new CreateOrUpdateTagsCommand({ Tags: set }), { abortSignal: scope.signal });
         if (groupChanges.length > 0) await asg.send(new UpdateAutoScalingGroupCommand(update), { abortSignal: scope.signal });
-        if (tagDrift.set.length > 0) await asg.send(new CreateOrUpdateTagsCommand({ Tags: tagDrift.set }), { abortSignal: scope.signal });
         if (tagDrift.remove.length > 0) await asg.send(new DeleteTagsCommand({ Tags: tagDrift.remove }), { abortSignal: scope.signal });
       }
     }

@@ -161,6 +161,9 @@ describe('drift per field with its file:line: hand edits found by one plan, reve
     for (const family of ['vpc', 'subnet', 'internet-gateway', 'nat-gateway', 'route-table', 'security-group', 'instance', 'launch-template']) {
       expect(provenance[family], family).to.have.keys([FIRST]);
     }
+    // The API server's load balancer (the example's is a network load balancer) and the MachinePool's Auto Scaling group.
+    expect(provenance['load-balancer']).to.deep.equal({ [FIRST]: 1 });
+    expect(reports.find((r) => r.step === 'launch-nodes')!.provenance).to.deep.equal({ 'autoscaling-group': { [FIRST]: 1 } });
   });
 
   it('four hand edits are found by one plan, each at its spec field and file:line, with no mutating call', async () => {
@@ -223,5 +226,9 @@ describe('drift per field with its file:line: hand edits found by one plan, reve
     expect(provenance.vpc).to.deep.equal({ [SECOND]: 1 });
     expect(provenance['security-group']).to.include({ [SECOND]: 1 });
     expect(provenance.subnet).to.deep.equal({ [FIRST]: 6 });
+    expect(provenance['load-balancer']).to.deep.equal({ [FIRST]: 1 });
+    // The group whose desired capacity the apply put back names the second commit.
+    expect(after.reports.find((r) => r.step === 'launch-nodes')!.provenance).to.deep.equal({ 'autoscaling-group': { [SECOND]: 1 } });
+    expect(tag(group.Tags, 'capflow.io/revision')).to.equal(SECOND);
   });
 });
