@@ -25,6 +25,8 @@ import {
   eksControlPlaneDelete,
   eksNodeGroupsCreate,
   eksNodeGroupsDelete,
+  eksNodeGroupsTemplateCreate,
+  eksNodeGroupsTemplateDelete,
   launchNodesCreate,
   launchNodesDelete,
   launchNodesPoolCreate,
@@ -164,6 +166,24 @@ suite('crash suite: eks-control-plane and eks-node-groups killed at each mutatin
     eksNodeGroupsDelete,
     (r) => {
       expect((r.reference as EksWorld).eks.clusters[0]!.groups, 'no node group left').to.deep.equal([]);
+    },
+  ],
+  [
+    eksNodeGroupsTemplateCreate,
+    (r) => {
+      expect(r.referenceCalls).to.deep.equal(['CreateLaunchTemplate', 'CreateNodegroup']);
+      const w = r.reference as EksWorld;
+      expect((w.eks.clusters[0]!.groups as Array<{ status: string }>).map((g) => g.status)).to.deep.equal(['ACTIVE']);
+      expect(w.ec2['launch-template'], 'one template, version 1').to.deep.equal([{ id: 'lt:eks-prod-general', latest: 1, tags: w.ec2['launch-template']![0]!.tags }]);
+      expect(w.ec2['launch-template']![0]!.tags[owned(EKS.cluster)]).to.equal('owned');
+    },
+  ],
+  [
+    eksNodeGroupsTemplateDelete,
+    (r) => {
+      const w = r.reference as EksWorld;
+      expect(w.eks.clusters[0]!.groups, 'no node group left').to.deep.equal([]);
+      expect(w.ec2['launch-template'] ?? [], 'its template deleted after it').to.deep.equal([]);
     },
   ],
 ]);

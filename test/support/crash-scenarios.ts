@@ -8,8 +8,9 @@
  *   zones, md-spot of 0), placeholder user data (no bootstrap step yet).
  * - launch-nodes (MachinePool): the aws-machinepool example (1 control plane machine, a launch
  *   template and an Auto Scaling group of 3), placeholder user data.
- * - eks-control-plane, eks-node-groups: the eks-managed example; the EKS calls moto lacks (addons,
- *   updates) come from the fault proxy's EKS stand-in, which the kills reach like any other call.
+ * - eks-control-plane, eks-node-groups: the eks-managed example (and one node group on its own launch
+ *   template); the EKS calls moto lacks (addons, updates) come from the fault proxy's EKS stand-in,
+ *   which the kills reach like any other call.
  */
 import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
@@ -25,6 +26,7 @@ import { bootstrapSecretName } from '../../executors/aws-step.js';
 import type { CrashBed } from './crash-beds.js';
 import { ec2World, laneFrom, mustRun, type Lane, type Scenario } from './crash-suite.js';
 import { clientConfig } from './moto.js';
+import { managedNodeGroupYaml } from '../fixtures/eks-node-group.js';
 
 const PLACEHOLDER = '#cloud-config\n# placeholder user data: no bootstrap step yet\n';
 
@@ -179,19 +181,31 @@ export async function eksWorld(proxyEndpoint: string, region = EKS.region, prefi
   }
 }
 
-const eksNetwork = async (bed: CrashBed): Promise<Lane> => {
+/** One managed node group with its own launch template (as eks-launch-template.test.ts has it). */
+export const LAUNCH_TEMPLATE_NODE_GROUP = managedNodeGroupYaml(`  capacityType: onDemand
+  awsLaunchTemplate:
+    instanceType: m6i.large
+    sshKeyName: capflow-prod
+    rootVolume:
+      size: 50
+      type: gp3
+`);
+
+/** The eks-managed example's network; `nodeGroups`: node-groups.yaml replaced. */
+const eksNetwork = async (bed: CrashBed, nodeGroups?: string): Promise<Lane> => {
   const lane = laneFrom('eks-managed', 'clusters/eks', EKS.region, { 'poll-interval': '20ms' });
+  if (nodeGroups !== undefined) writeFileSync(path.join(lane.repo, lane.clusterPath, 'node-groups.yaml'), nodeGroups);
   await mustRun(bed, provisionVpc, lane, 'create', {});
   return lane;
 };
 const eksSnapshot = async (bed: CrashBed, lane: Lane) => ({ eks: await eksWorld(bed.proxy.endpoint, lane.region), ec2: await ec2World(bed.moto.endpoint, lane.region) });
-const withControlPlane = async (bed: CrashBed) => {
-  const lane = await eksNetwork(bed);
+const withControlPlane = async (bed: CrashBed, nodeGroups?: string) => {
+  const lane = await eksNetwork(bed, nodeGroups);
   await mustRun(bed, eksControlPlane, lane);
   return lane;
 };
-const withNodeGroups = async (bed: CrashBed) => {
-  const lane = await withControlPlane(bed);
+const withNodeGroups = async (bed: CrashBed, nodeGroups?: string) => {
+  const lane = await withControlPlane(bed, nodeGroups);
   await mustRun(bed, eksNodeGroups, lane);
   return lane;
 };
@@ -200,8 +214,19 @@ const eksCreating = (a: string) => a.startsWith('Create');
 // The old EKS matrix killed at every call: so does this one, in CI too.
 export const eksControlPlaneCreate: Scenario = { step: eksControlPlane, phase: 'create', points: 'all', iamManagedPolicies: true, creating: eksCreating, prepare: eksNetwork, snapshot: eksSnapshot };
 export const eksControlPlaneDelete: Scenario = { step: eksControlPlane, phase: 'delete', points: 'all', iamManagedPolicies: true, prepare: withControlPlane, snapshot: eksSnapshot };
-export const eksNodeGroupsCreate: Scenario = { step: eksNodeGroups, phase: 'create', points: 'all', iamManagedPolicies: true, creating: eksCreating, prepare: withControlPlane, snapshot: eksSnapshot };
-export const eksNodeGroupsDelete: Scenario = { step: eksNodeGroups, phase: 'delete', points: 'all', iamManagedPolicies: true, prepare: withNodeGroups, snapshot: eksSnapshot };
+export const eksNodeGroupsCreate: Scenario = { step: eksNodeGroups, phase: 'create', points: 'all', iamManagedPolicies: true, creating: eksCreating, prepare: (bed) => withControlPlane(bed), snapshot: eksSnapshot };
+export const eksNodeGroupsDelete: Scenario = { step: eksNodeGroups, phase: 'delete', points: 'all', iamManagedPolicies: true, prepare: (bed) => withNodeGroups(bed), snapshot: eksSnapshot };
+// A node group on its own launch template: the template is made first, the group names it.
+export const eksNodeGroupsTemplateCreate: Scenario = {
+  ...eksNodeGroupsCreate,
+  label: 'eks-node-groups create (launch template)',
+  prepare: (bed) => withControlPlane(bed, LAUNCH_TEMPLATE_NODE_GROUP),
+};
+export const eksNodeGroupsTemplateDelete: Scenario = {
+  ...eksNodeGroupsDelete,
+  label: 'eks-node-groups delete (launch template)',
+  prepare: (bed) => withNodeGroups(bed, LAUNCH_TEMPLATE_NODE_GROUP),
+};
 
 export const AWS_SCENARIOS: readonly Scenario[] = [provisionVpcCreate, provisionVpcDelete, launchNodesCreate, launchNodesDelete, launchNodesPoolCreate, launchNodesPoolDelete];
-export const EKS_SCENARIOS: readonly Scenario[] = [eksControlPlaneCreate, eksControlPlaneDelete, eksNodeGroupsCreate, eksNodeGroupsDelete];
+export const EKS_SCENARIOS: readonly Scenario[] = [eksControlPlaneCreate, eksControlPlaneDelete, eksNodeGroupsCreate, eksNodeGroupsDelete, eksNodeGroupsTemplateCreate, eksNodeGroupsTemplateDelete];
