@@ -73,9 +73,3 @@ export async function snapshotWorld(motoEndpoint: string, region?: string): Prom
     elbv2.destroy();
   }
 }
-
-/** EC2 resources of the world without the cluster's ownership tag (load balancers carry tags elsewhere). */
-export function untagged(world: World, clusterName: string): WorldResource[] {
-  const key = `sigs.k8s.io/cluster-api-provider-aws/cluster/${clusterName}`;
-  return world.resources.filter((r) => r.kind !== 'load-balancer' && r.kind !== 'target-group' && r.tags[key] === undefined);
-}

@@ -1,17 +1,18 @@
 /**
- * The crash matrices' AWS beds: each is its own moto_server behind its own fault proxy, so the
- * cases of a matrix can run side by side, one per bed, without their worlds (or their recorded
- * calls and kill settings) mixing. Most of a case is two or three executor children starting up
- * (about 1.5 s of one core each) and moto answering (one more process), so one bed leaves one of
- * CI's two cores mostly idle; two beds keep both busy.
+ * The crash suite's AWS beds (test/support/crash-suite.ts): each is its own moto_server behind its
+ * own fault proxy, so the kill points of a scenario can run side by side, one per bed, without their
+ * worlds (or their recorded calls and kill settings) mixing. A case is an executor child starting
+ * up, the step in process and moto answering (one more process), so one bed leaves one of CI's two
+ * cores mostly idle; two beds keep both busy.
  *
  *   const beds = await startCrashBeds();                  // CAPFLOW_CRASH_BEDS of them, default 2
  *   await forEachOnBeds(beds, points, async (bed, n) => { await bed.moto.reset(); ... });
  *   await stopCrashBeds(beds);
  *
  * Each case still runs and asserts as if alone: it gets a whole bed until it ends. moto starts
- * without AWS's managed IAM policies (startMoto's iamManagedPolicies): nothing here uses them, and
- * with them each reset and the first call after it take about 1 s more each.
+ * without AWS's managed IAM policies (startMoto's iamManagedPolicies) unless asked (the EKS steps
+ * attach them): with them each reset and the first call after it take about 1 s more each (2 to 4 s
+ * under load).
  */
 import os from 'node:os';
 import { startMoto, type Moto, type StartMotoOptions } from './moto.js';
@@ -92,14 +93,4 @@ export async function forEachOnBeds<B extends CrashBed, T>(beds: readonly B[], c
     first.message += `\n(and ${more.length} more case(s) failed at the same time: ${more.map((e) => (e instanceof Error ? e.message : String(e)).split('\n')[0]).join('; ')})`;
   }
   throw first;
-}
-
-/** 1-based positions of the first and the last call of each action, in order: a crash matrix's kill points. */
-export function boundaryCalls(actions: readonly string[]): number[] {
-  const points = new Set<number>();
-  for (const a of new Set(actions)) {
-    points.add(actions.indexOf(a) + 1);
-    points.add(actions.lastIndexOf(a) + 1);
-  }
-  return [...points].sort((x, y) => x - y);
 }
