@@ -66,6 +66,13 @@ const sleep = (t: number): Promise<void> => new Promise((r) => setTimeout(r, t))
 
 const names = Array.from({ length: CLUSTERS }, (_, i) => `c${String(i + 1).padStart(4, '0')}`);
 const rows: Array<{ proc: string; what: string; n: number; wallMs: number; passMs: number; maxPassMs: number; submitted: string; loaded: string; decided: string; rss: number; peak: number }> = [];
+/** Per kind of pass, the median of each step's ms over its runs. */
+const breakdowns: Array<{ what: string; ms: Record<string, number> }> = [];
+const medianSteps = (all: Array<Record<string, number>>): Record<string, number> => {
+  const out: Record<string, number> = {};
+  for (const k of new Set(all.flatMap((m) => Object.keys(m)))) out[k] = median(all.map((m) => m[k] ?? 0));
+  return out;
+};
 /** Passes that ended between a push and the pass that carried it: not the push's, so not measured. */
 const otherPasses: string[] = [];
 let procLabel = 'A';
@@ -79,6 +86,8 @@ interface Pass {
   /** Every cluster decided (else only those something happened to), and how many were. */
   full: boolean;
   decided: number;
+  /** Where the pass's time went (the log line's `ms`: fetch, list, watches, files, load, records, submit, state). */
+  ms: Record<string, number>;
 }
 interface ReconcilerProcess {
   passes: Pass[];
@@ -162,7 +171,7 @@ try {
     let tail = '';
     createInterface({ input: child.stderr }).on('line', (line) => {
       tail = `${tail}\n${line}`.slice(-4000);
-      let entry: { message?: string; reason?: string; durationMs?: number; submitted?: number; loaded?: number; full?: boolean; decided?: number };
+      let entry: { message?: string; reason?: string; durationMs?: number; submitted?: number; loaded?: number; full?: boolean; decided?: number; ms?: Record<string, number> };
       try {
         entry = JSON.parse(line) as typeof entry;
       } catch {
@@ -177,6 +186,7 @@ try {
           loaded: entry.loaded ?? 0,
           full: entry.full ?? true,
           decided: entry.decided ?? NaN,
+          ms: entry.ms ?? {},
         });
         onPass?.();
       }
@@ -239,6 +249,7 @@ try {
     const submitted = new Set<number>();
     const loaded = new Set<number>();
     const decided = new Set<string>();
+    const steps: Array<Record<string, number>> = [];
     for (let i = 0; i < n; i++) {
       const after = prepare ? await prepare(i) : ((await remote.head()) as string);
       const from = proc.passes.length;
@@ -250,8 +261,10 @@ try {
       submitted.add(p.submitted);
       loaded.add(p.loaded);
       decided.add(`${p.decided}${p.full ? ' (full)' : ''}`);
+      steps.push(p.ms);
       await idle();
     }
+    breakdowns.push({ what: `${procLabel}: ${what}`, ms: medianSteps(steps) });
     rows.push({ proc: procLabel, what, n, wallMs: median(wall), passMs: median(dur), maxPassMs: Math.max(...dur), submitted: [...submitted].join('/'), loaded: [...loaded].join('/'), decided: [...decided].join('/'), ...proc.memory() });
   }
 
@@ -310,6 +323,8 @@ try {
     () => undefined,
   );
   const latencies: number[] = [];
+  const hookSteps: Array<Record<string, number>> = [];
+  const hookPassMs: number[] = [];
   try {
     for (let i = 0; i < PUSHES; i++) {
       const name = names[RUNS + i]!;
@@ -320,10 +335,14 @@ try {
         waiting.set(sha, resolve);
         setTimeout(() => reject(new Error(`no Workflow for ${sha} within 30 s`)), 30_000).unref();
       });
+      const from = proc.passes.length;
       const t = performance.now();
       await hook(sha);
       latencies.push((await seen) - t);
       waiting.delete(sha);
+      const p = await proc.nextPass(from, sha);
+      hookSteps.push(p.ms);
+      hookPassMs.push(p.durationMs);
     }
   } finally {
     (watch as { abort(): void }).abort();
@@ -383,6 +402,10 @@ try {
   console.log('');
   const sorted = [...latencies].sort((a, b) => a - b);
   console.log(`webhook → Workflow object (${latencies.length} pushes): median ${ms(median(latencies))} ms, min ${ms(sorted[0] ?? NaN)} ms, max ${ms(sorted[sorted.length - 1] ?? NaN)} ms`);
+  breakdowns.push({ what: `A: the webhook pushes' passes (median pass ${ms(median(hookPassMs))} ms)`, ms: medianSteps(hookSteps) });
+  console.log('');
+  console.log('where a pass\'s time went, median ms per step (the pass log line\'s `ms`; per-cluster steps summed over the clusters):');
+  for (const b of breakdowns) console.log(`  ${b.what.padEnd(62)} ${Object.entries(b.ms).map(([k, v]) => `${k} ${ms(v)}`).join(', ')}`);
   console.log(`passes that ended between a push and its own pass (not measured): ${otherPasses.length === 0 ? 'none' : otherPasses.join('; ')}`);
 } finally {
   stopChild?.();

@@ -9,10 +9,11 @@
  * commits, force-pushes included), so a sync costs what changed, not the
  * number of clusters.
  */
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdir, rm } from 'node:fs/promises';
+import { chmod, mkdir, readdir, rm, symlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
+import { performance } from 'node:perf_hooks';
 import { InputError, InternalError, TransientError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import { redactUrlCredentials } from '../core/redact.js';
@@ -78,6 +79,70 @@ function runGit(cwd: string, args: string[], timeoutMs = 0): Promise<string> {
   });
 }
 
+/** Runs git with `input` on its stdin; stdout as bytes (blobs need not be text). */
+function runGitBytes(cwd: string, args: string[], input: string): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const child = spawn('git', args, { cwd, env: { ...process.env, GIT_TERMINAL_PROMPT: '0', LC_ALL: 'C' }, stdio: ['pipe', 'pipe', 'pipe'] });
+    const out: Buffer[] = [];
+    let stderr = '';
+    child.stdout.on('data', (b: Buffer) => out.push(b));
+    child.stderr.setEncoding('utf8').on('data', (t: string) => (stderr += t));
+    child.stdin.on('error', () => undefined); // git's exit status tells
+    child.on('error', reject);
+    child.on('close', (code) => {
+      if (code === 0) return resolve(Buffer.concat(out));
+      const safe = redactUrlCredentials(stderr);
+      reject(new GitCommandError(`git ${args[0]} failed: ${safe.trim() || `exit code ${code}`}`, safe));
+    });
+    child.stdin.end(input);
+  });
+}
+
+/** One entry of `ls-tree -r -z`. */
+interface TreeEntry {
+  mode: string;
+  type: string;
+  object: string;
+  path: string;
+}
+
+function parseTreeEntries(listing: string): TreeEntry[] {
+  const out: TreeEntry[] = [];
+  for (const entry of listing.split('\0')) {
+    const tab = entry.indexOf('\t');
+    if (tab < 0) continue;
+    const [mode, type, object] = entry.slice(0, tab).split(' ');
+    if (mode && type && object) out.push({ mode, type, object, path: entry.slice(tab + 1) });
+  }
+  return out;
+}
+
+/** `cat-file --batch` output: each object's bytes by id. */
+function parseBatch(out: Buffer): Map<string, Buffer> {
+  const objects = new Map<string, Buffer>();
+  let at = 0;
+  while (at < out.length) {
+    const nl = out.indexOf(10, at);
+    if (nl < 0) break;
+    const header = out.toString('latin1', at, nl).split(' ');
+    if (header.length !== 3) throw new Error(`git cat-file: unexpected answer "${header.join(' ')}"`);
+    const size = Number(header[2]);
+    objects.set(header[0] as string, out.subarray(nl + 1, nl + 1 + size));
+    at = nl + 1 + size + 1;
+  }
+  return objects;
+}
+
+/** A path relative to the repository root, posix, without ./ or a trailing slash; undefined when it leaves the root. */
+export function repoPath(p: string): string | undefined {
+  const norm = path.posix.normalize(p.replace(/\\/g, '/')).replace(/\/+$/, '');
+  if (norm === '' || norm === '.' || norm === '..' || norm.startsWith('../') || path.posix.isAbsolute(norm)) return undefined;
+  return norm;
+}
+
+/** Symlinks followed while materializing (a link to a link ...) at most this deep. */
+const MAX_LINK_DEPTH = 8;
+
 function normaliseClustersDir(dir: string): string {
   const norm = path.posix.normalize(dir.replace(/\\/g, '/')).replace(/\/+$/, '');
   if (norm === '.' || norm === '' || norm.startsWith('../') || norm === '..' || path.posix.isAbsolute(norm)) {
@@ -103,6 +168,11 @@ export function createGitSource(options: GitSourceOptions): GitSource {
   const log = options.log?.child({ component: 'git', repo: shownUrl, branch });
   const git = (args: string[], timeoutMs?: number) => runGit(workdir, args, timeoutMs);
 
+  /** materialize() writes one directory per commit here: inside .git, so never in the work tree. */
+  const treesDir = path.join(workdir, '.git', 'capflow-trees');
+  /** The commit materialize() writes now: the paths done or under way (each promise settles once they are on disk). */
+  let trees: { revision: string; root: string; paths: Map<string, Promise<void>>; attributes: boolean; made: boolean } | undefined;
+  let previousTrees: string | undefined;
   const firstSeen = new Map<string, Date>();
   let prepared = false;
   let checkedOut: string | undefined;
@@ -119,6 +189,8 @@ export function createGitSource(options: GitSourceOptions): GitSource {
       // A crash mid-checkout or mid-fetch leaves locks that would fail every later sync; we are the clone's only user.
       await rm(path.join(workdir, '.git', 'index.lock'), { force: true });
       await rm(path.join(workdir, '.git', `${trackingRef}.lock`), { force: true });
+      // an earlier process's materialized commits: possibly half written, and no longer asked for
+      await rm(treesDir, { recursive: true, force: true });
       const current = await git(['config', '--get', 'remote.origin.url']).then(
         (out) => out.trim(),
         () => undefined,
@@ -235,7 +307,9 @@ export function createGitSource(options: GitSourceOptions): GitSource {
       await prepare();
       prepared = true;
     }
+    const t0 = performance.now();
     await fetch();
+    const t1 = performance.now();
     try {
       const revision = (await git(['rev-parse', '--verify', `${trackingRef}^{commit}`])).trim();
       const firstSeenAt = seen(revision);
@@ -251,6 +325,8 @@ export function createGitSource(options: GitSourceOptions): GitSource {
         workdir,
         firstSeenAt,
         checkout: () => (checkingOut ??= checkout(revision)),
+        materialize: (paths) => materialize(revision, paths),
+        timings: { fetchMs: Math.round(t1 - t0), listMs: Math.round(performance.now() - t1) },
       };
     } catch (err) {
       listed = undefined;
@@ -275,6 +351,113 @@ export function createGitSource(options: GitSourceOptions): GitSource {
     return run;
   }
 
+  /**
+   * `paths` (folders or files, relative to the repository root) as they are at `revision`, in that
+   * commit's own directory, written from Git's objects (ls-tree, cat-file): no checkout, so no index
+   * refresh of every file in the repository. The directory is new for each commit, so nothing of an
+   * older commit lingers there (a file deleted in Git is absent). Symlinks inside the repository
+   * bring their targets along. Git's attributes can change a file at checkout (eol, filters): if any
+   * .gitattributes applies to a path, this falls back to the checkout and returns the work tree.
+   */
+  async function materialize(revision: string, wanted: string[]): Promise<string> {
+    if (trees?.revision !== revision) {
+      previousTrees = trees?.revision;
+      trees = { revision, root: path.join(treesDir, revision), paths: new Map(), attributes: false, made: false };
+    }
+    const t = trees;
+    const waits: Array<Promise<void>> = [];
+    const fresh: string[] = [];
+    for (const raw of wanted) {
+      const p = repoPath(raw);
+      if (p === undefined) continue; // outside the repository: the loader says so itself
+      const covering = coveredBy(t.paths, p);
+      if (covering) waits.push(covering);
+      else if (!fresh.includes(p)) fresh.push(p);
+    }
+    if (fresh.length > 0) {
+      // symlink targets that another write covers, which must be on disk too before the caller reads
+      const elsewhere: Array<Promise<void>> = [];
+      const written = tail.then(() => writePaths(t, fresh, 0, elsewhere, fresh));
+      tail = written.catch(() => undefined);
+      const run = written.then(async () => void (await Promise.all(elsewhere)));
+      for (const p of fresh) t.paths.set(p, run);
+      run.catch(() => {
+        for (const p of fresh) if (t.paths.get(p) === run) t.paths.delete(p); // asked again, written again
+      });
+      waits.push(run);
+    }
+    try {
+      await Promise.all(waits);
+    } catch (err) {
+      throw new InternalError('GIT_MATERIALIZE_FAILED', `cannot write ${fresh.join(', ')} of ${revision.slice(0, 12)} from the clone in ${workdir}: ${(err as Error).message}`, { cause: err });
+    }
+    if (!t.attributes) return t.root;
+    await checkout(revision);
+    return workdir;
+  }
+
+  /** Writes `paths` of t's commit into its directory; runs in turn with the other git processes. */
+  async function writePaths(t: NonNullable<typeof trees>, paths: string[], depth: number, elsewhere: Array<Promise<void>>, own: string[]): Promise<void> {
+    if (!t.made) {
+      // the two newest commits stay (a load of the previous one may still read); older ones go
+      const keep = new Set([t.revision, previousTrees]);
+      const old = await readdir(treesDir).catch(() => [] as string[]);
+      await Promise.all(old.filter((d) => !keep.has(d)).map((d) => rm(path.join(treesDir, d), { recursive: true, force: true })));
+      await rm(t.root, { recursive: true, force: true }); // a failed earlier attempt's partial files
+      await mkdir(t.root, { recursive: true });
+      t.made = true;
+    }
+    // the .gitattributes files that apply to the paths: their own are listed with them, their parents' asked for
+    const attributeFiles = new Set<string>(['.gitattributes']);
+    for (const p of paths) {
+      const parts = p.split('/');
+      for (let i = 1; i < parts.length; i++) attributeFiles.add(`${parts.slice(0, i).join('/')}/.gitattributes`);
+    }
+    const specs = [...paths, ...attributeFiles].map((p) => `:(literal)${p}`);
+    const entries = parseTreeEntries(await git(['ls-tree', '-r', '-z', t.revision, '--', ...specs]));
+    const wanted = entries.filter((e) => paths.some((p) => e.path === p || e.path.startsWith(`${p}/`)));
+    if (entries.some((e) => path.posix.basename(e.path) === '.gitattributes')) t.attributes = true;
+    const blobs = [...new Set(wanted.filter((e) => e.type === 'blob').map((e) => e.object))];
+    const objects = blobs.length > 0 ? parseBatch(await runGitBytes(workdir, ['cat-file', '--batch'], `${blobs.join('\n')}\n`)) : new Map<string, Buffer>();
+    const dirs = new Set<string>();
+    const links: string[] = [];
+    for (const e of wanted) {
+      const file = path.join(t.root, ...e.path.split('/'));
+      const dir = path.dirname(file);
+      if (!dirs.has(dir)) {
+        await mkdir(dir, { recursive: true });
+        dirs.add(dir);
+      }
+      if (e.type === 'commit') {
+        await mkdir(file, { recursive: true }); // a submodule: an empty folder, as a checkout leaves it
+        continue;
+      }
+      const data = objects.get(e.object);
+      if (!data) throw new Error(`git cat-file did not return ${e.object} (${e.path})`);
+      if (e.mode === '120000') {
+        const target = data.toString('utf8');
+        await symlink(target, file);
+        const inside = path.posix.isAbsolute(target) ? undefined : repoPath(path.posix.join(path.posix.dirname(e.path), target));
+        if (inside !== undefined) links.push(inside);
+      } else {
+        await writeFile(file, data);
+        if (e.mode === '100755') await chmod(file, 0o755);
+      }
+    }
+    // a symlink's target inside the repository is there, as in a checkout
+    const more: string[] = [];
+    for (const p of new Set(links)) {
+      const covering = coveredBy(t.paths, p);
+      if (!covering) more.push(p);
+      else if (!own.some((q) => p === q || p.startsWith(`${q}/`))) elsewhere.push(covering);
+    }
+    if (more.length > 0 && depth < MAX_LINK_DEPTH) {
+      const run = writePaths(t, more, depth + 1, elsewhere, [...own, ...more]);
+      for (const p of more) t.paths.set(p, run);
+      await run;
+    }
+  }
+
   // One git process at a time on the clone. Calls made while a sync waits to start share it:
   // its fetch begins after they were made, so it sees whatever they were told about.
   let tail: Promise<unknown> = Promise.resolve();
@@ -295,4 +478,13 @@ export function createGitSource(options: GitSourceOptions): GitSource {
       await tail;
     },
   };
+}
+
+/** The promise of the path in `done` that is `p` or holds it (an ancestor folder). */
+function coveredBy(done: Map<string, Promise<void>>, p: string): Promise<void> | undefined {
+  for (let at = p.length; at > 0; at = p.lastIndexOf('/', at - 1)) {
+    const hit = done.get(p.slice(0, at));
+    if (hit) return hit;
+  }
+  return undefined;
 }
