@@ -1,9 +1,10 @@
 /**
  * What Git says each cluster should be. One clone of the GitOps repository is
  * kept in a cache directory (reused across restarts); every sync fetches the
- * branch, checks its head out in place and lists the cluster folders, whose
- * tree ids let the reconciler skip unchanged folders; the work tree is
- * checked out only when a spec is to be loaded. The first sync lists
+ * branch and lists the cluster folders, whose tree ids let the reconciler
+ * skip unchanged folders. The folders whose specs are loaded are written from
+ * Git's objects into a directory of that commit (materialize), not checked
+ * out: a checkout refreshes every file's index entry. The first sync lists
  * every folder with one ls-tree; later ones list only the folders a diff-tree
  * against the last listed commit names (a tree diff: exact for any two
  * commits, force-pushes included), so a sync costs what changed, not the
@@ -14,6 +15,7 @@ import { existsSync } from 'node:fs';
 import { chmod, mkdir, readdir, rm, symlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
+import { mapLimit } from '../core/concurrency.js';
 import { InputError, InternalError, TransientError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import { redactUrlCredentials } from '../core/redact.js';
@@ -139,6 +141,11 @@ export function repoPath(p: string): string | undefined {
   if (norm === '' || norm === '.' || norm === '..' || norm.startsWith('../') || path.posix.isAbsolute(norm)) return undefined;
   return norm;
 }
+
+/** More paths than this at once are listed with one ls-tree of the whole commit, filtered here (thousands of pathspecs cost more). */
+const MANY_PATHS = 64;
+/** Blobs read per cat-file: a first pass's 40,000 files are never all in memory at once. */
+const BLOBS_PER_BATCH = 2000;
 
 /** Symlinks followed while materializing (a link to a link ...) at most this deep. */
 const MAX_LINK_DEPTH = 8;
@@ -413,36 +420,29 @@ export function createGitSource(options: GitSourceOptions): GitSource {
       const parts = p.split('/');
       for (let i = 1; i < parts.length; i++) attributeFiles.add(`${parts.slice(0, i).join('/')}/.gitattributes`);
     }
+    const many = paths.length > MANY_PATHS;
     const specs = [...paths, ...attributeFiles].map((p) => `:(literal)${p}`);
-    const entries = parseTreeEntries(await git(['ls-tree', '-r', '-z', t.revision, '--', ...specs]));
-    const wanted = entries.filter((e) => paths.some((p) => e.path === p || e.path.startsWith(`${p}/`)));
-    if (entries.some((e) => path.posix.basename(e.path) === '.gitattributes')) t.attributes = true;
-    const blobs = [...new Set(wanted.filter((e) => e.type === 'blob').map((e) => e.object))];
-    const objects = blobs.length > 0 ? parseBatch(await runGitBytes(workdir, ['cat-file', '--batch'], `${blobs.join('\n')}\n`)) : new Map<string, Buffer>();
+    const listing = parseTreeEntries(await git(['ls-tree', '-r', '-z', t.revision, ...(many ? [] : ['--', ...specs])]));
+    const asked = new Set(paths);
+    const under = (file: string): boolean => {
+      for (let at = file.length; at > 0; at = file.lastIndexOf('/', at - 1)) if (asked.has(file.slice(0, at))) return true;
+      return false;
+    };
+    const wanted = listing.filter((e) => under(e.path));
+    if (listing.some((e) => path.posix.basename(e.path) === '.gitattributes' && (attributeFiles.has(e.path) || under(e.path)))) t.attributes = true;
     const dirs = new Set<string>();
     const links: string[] = [];
-    for (const e of wanted) {
-      const file = path.join(t.root, ...e.path.split('/'));
-      const dir = path.dirname(file);
-      if (!dirs.has(dir)) {
-        await mkdir(dir, { recursive: true });
-        dirs.add(dir);
+    for (let from = 0; from < wanted.length; ) {
+      // a batch of entries whose blobs are read with one cat-file
+      const batch: TreeEntry[] = [];
+      const ids = new Set<string>();
+      for (; from < wanted.length && ids.size < BLOBS_PER_BATCH; from++) {
+        const e = wanted[from] as TreeEntry;
+        batch.push(e);
+        if (e.type === 'blob') ids.add(e.object);
       }
-      if (e.type === 'commit') {
-        await mkdir(file, { recursive: true }); // a submodule: an empty folder, as a checkout leaves it
-        continue;
-      }
-      const data = objects.get(e.object);
-      if (!data) throw new Error(`git cat-file did not return ${e.object} (${e.path})`);
-      if (e.mode === '120000') {
-        const target = data.toString('utf8');
-        await symlink(target, file);
-        const inside = path.posix.isAbsolute(target) ? undefined : repoPath(path.posix.join(path.posix.dirname(e.path), target));
-        if (inside !== undefined) links.push(inside);
-      } else {
-        await writeFile(file, data);
-        if (e.mode === '100755') await chmod(file, 0o755);
-      }
+      const objects = ids.size > 0 ? parseBatch(await runGitBytes(workdir, ['cat-file', '--batch'], `${[...ids].join('\n')}\n`)) : new Map<string, Buffer>();
+      await writeEntries(t.root, batch, objects, dirs, links);
     }
     // a symlink's target inside the repository is there, as in a checkout
     const more: string[] = [];
@@ -478,6 +478,36 @@ export function createGitSource(options: GitSourceOptions): GitSource {
       await tail;
     },
   };
+}
+
+/** Writes tree entries (their blobs in `objects`) under root; symlink targets inside the repository go to `links`. */
+async function writeEntries(root: string, entries: TreeEntry[], objects: Map<string, Buffer>, dirs: Set<string>, links: string[]): Promise<void> {
+  for (const e of entries) {
+    const dir = path.dirname(path.join(root, ...e.path.split('/')));
+    if (!dirs.has(dir)) {
+      await mkdir(dir, { recursive: true });
+      dirs.add(dir);
+    }
+  }
+  // a few files at once: a first pass writes thousands
+  await mapLimit(entries, 16, async (e) => {
+    const file = path.join(root, ...e.path.split('/'));
+    if (e.type === 'commit') {
+      await mkdir(file, { recursive: true }); // a submodule: an empty folder, as a checkout leaves it
+      return;
+    }
+    const data = objects.get(e.object);
+    if (!data) throw new Error(`git cat-file did not return ${e.object} (${e.path})`);
+    if (e.mode === '120000') {
+      const target = data.toString('utf8');
+      await symlink(target, file);
+      const inside = path.posix.isAbsolute(target) ? undefined : repoPath(path.posix.join(path.posix.dirname(e.path), target));
+      if (inside !== undefined) links.push(inside);
+    } else {
+      await writeFile(file, data);
+      if (e.mode === '100755') await chmod(file, 0o755);
+    }
+  });
 }
 
 /** The promise of the path in `done` that is `p` or holds it (an ancestor folder). */

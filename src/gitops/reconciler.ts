@@ -639,6 +639,15 @@ export class Reconciler {
       if (list) list.push(w);
       else byCluster.set(w.cluster, [w]);
     }
+    if (snapshot.materialize) {
+      // many folders to load (a first pass): written in one go, not one git call pair per folder;
+      // each load still asks for its own folder (and waits for this), so a failure here costs only time
+      const toLoad = names.flatMap((n) => {
+        const folder = snapshot.clusters.get(n);
+        return folder && needsLoad(folder, records.get(n), this.o.version) ? [folder.path] : [];
+      });
+      if (toLoad.length > 1) snapshot.materialize(toLoad).catch(() => undefined);
+    }
     const outcomes = await mapLimit(names, this.concurrency, (name) => this.reconcileCluster(name, snapshot, records.get(name), byCluster.get(name) ?? [], known, ctx));
 
     const report: PassReport = { revision: snapshot.revision, submitted: [], invalid: [], removed: [], unchanged: 0, loaded: 0, full, decided: names.length, durationMs: 0 };

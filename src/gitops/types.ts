@@ -52,7 +52,7 @@ export interface GitSnapshot {
 }
 
 export interface GitSource {
-  /** Fetches the branch from the remote and checks out its head. Throws TransientError when the remote cannot be reached. */
+  /** Fetches the branch from the remote and lists its cluster folders. Throws TransientError when the remote cannot be reached. */
   sync(): Promise<GitSnapshot>;
   /** Removes nothing the next start needs; stops background work. */
   close(): Promise<void>;

@@ -241,6 +241,28 @@ describe('gitops/git-source: cluster folders from a real git remote', function (
     expect(existsSync(root2)).to.equal(false);
   });
 
+  it('materialize of many folders at once (a first pass: one listing of the commit, blobs read in batches) writes exactly those, each with its own files', async () => {
+    const r = await remote();
+    const files: Record<string, string> = {};
+    for (let i = 0; i < 150; i++) {
+      files[`clusters/c${i}/cluster.yaml`] = `c: ${i}\n`;
+      files[`clusters/c${i}/workers.yaml`] = `w: ${i}\n`;
+    }
+    files['clusters/.gitattributes-not'] = 'a file named like attributes is not one\n';
+    await r.commitFiles(files, '150 clusters');
+    await r.push();
+    const snap = await createGitSource({ url: r.url, cacheDir: cacheDir() }).sync();
+    const asked = Array.from({ length: 100 }, (_, i) => `clusters/c${i}`);
+    const root = await snap.materialize!(asked);
+    expect(root).to.not.equal(snap.workdir);
+    for (const i of [0, 42, 99]) {
+      expect(await readFile(join(root, `clusters/c${i}/cluster.yaml`), 'utf8')).to.equal(`c: ${i}\n`);
+      expect(await readFile(join(root, `clusters/c${i}/workers.yaml`), 'utf8')).to.equal(`w: ${i}\n`);
+    }
+    expect(existsSync(join(root, 'clusters/c100')), 'not asked for').to.equal(false);
+    expect(existsSync(join(root, 'clusters/.gitattributes-not'))).to.equal(false);
+  });
+
   it('runs one git process at a time on the clone; calls made while a sync waits share it', async () => {
     const r = await remote();
     await r.commitFiles({ 'clusters/a/cluster.yaml': 'v: 1\n' }, 'one');
