@@ -241,6 +241,8 @@ try {
   // cold: the first pass at start (clone, load and hash every spec, submit every cluster)
   const cold = await proc.nextPass(0);
   rows.push({ proc: 'A', what: SEED ? 'first pass (records seeded: stand-in)' : 'first pass (cold, from process start)', n: 1, wallMs: cold.at - tStart, passMs: cold.durationMs, maxPassMs: cold.durationMs, submitted: String(cold.submitted), loaded: String(cold.loaded), decided: String(cold.decided), ...proc.memory() });
+  // printed at once too: at 10,000 clusters the rest takes long, and a run cut short still tells this
+  console.error(`first pass: ${ms(cold.at - tStart)} ms from process start, pass ${cold.durationMs} ms, loaded ${cold.loaded}, submitted ${cold.submitted}, RSS ${mb(rows[0]!.rss)} MB, peak ${mb(rows[0]!.peak)} MB; steps ${JSON.stringify(cold.ms)}`);
   await idle();
 
   async function pass(what: string, prepare?: (i: number) => Promise<string>, n = RUNS): Promise<void> {
@@ -290,6 +292,7 @@ try {
       await sleep(500);
     }
     followMs = performance.now() - tSucceed;
+    console.error(`records following ${CLUSTERS} Workflows marked Succeeded: ${ms(followMs)} ms; peak RSS so far ${mb(proc.memory().peak)} MB`);
     await idle();
   }
 

@@ -12,7 +12,7 @@
  */
 import { execFile, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { chmod, mkdir, readdir, rm, symlink, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, readdir, rename, rm, symlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { mapLimit } from '../core/concurrency.js';
@@ -406,10 +406,19 @@ export function createGitSource(options: GitSourceOptions): GitSource {
   /** Writes `paths` of t's commit into its directory; runs in turn with the other git processes. */
   async function writePaths(t: NonNullable<typeof trees>, paths: string[], depth: number, elsewhere: Array<Promise<void>>, own: string[]): Promise<void> {
     if (!t.made) {
-      // the two newest commits stay (a load of the previous one may still read); older ones go
+      // The two newest commits stay (a load of the previous one may still read); older ones go, out
+      // of the way at once (a rename) and removed in the background: a first pass's directory holds
+      // 40,000 files at 10,000 clusters, and removing it took 6.9 s of the next change's pass.
       const keep = new Set([t.revision, previousTrees]);
-      const old = await readdir(treesDir).catch(() => [] as string[]);
-      await Promise.all(old.filter((d) => !keep.has(d)).map((d) => rm(path.join(treesDir, d), { recursive: true, force: true })));
+      const old = (await readdir(treesDir).catch(() => [] as string[])).filter((d) => !keep.has(d));
+      const gone = await Promise.all(
+        old.map(async (d) => {
+          const trash = path.join(treesDir, d.startsWith('.gone-') ? d : `.gone-${d}`);
+          if (trash !== path.join(treesDir, d)) await rename(path.join(treesDir, d), trash).catch(() => undefined);
+          return trash;
+        }),
+      );
+      for (const trash of gone) void rm(trash, { recursive: true, force: true }).catch(() => undefined); // (a restart removes what is left)
       await rm(t.root, { recursive: true, force: true }); // a failed earlier attempt's partial files
       await mkdir(t.root, { recursive: true });
       t.made = true;
