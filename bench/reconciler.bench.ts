@@ -13,6 +13,9 @@
  *     the first one left: its first pass loads nothing, and its memory is the steady state's without
  *     what the cold pass left behind
  *
+ * Also where each kind of pass spent its time: the medians of the `ms` its log line gives per step
+ * (fetch, list, watches, files, load, records, submit, state).
+ *
  * Wall times are medians of N (webhook POST to the pass logged); memory is the reconciler's RSS
  * (VmRSS) after each kind of pass and its peak (VmHWM) so far, per process. No Argo controller runs: the bench
  * marks the cold pass's Workflows Succeeded itself, as the controller would. Prints; asserts nothing.
