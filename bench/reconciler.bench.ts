@@ -13,6 +13,9 @@
  *     the first one left: its first pass loads nothing, and its memory is the steady state's without
  *     what the cold pass left behind
  *
+ * Also where each kind of pass spent its time: the medians of the `ms` its log line gives per step
+ * (fetch, list, watches, files, load, records, submit, state).
+ *
  * Wall times are medians of N (webhook POST to the pass logged); memory is the reconciler's RSS
  * (VmRSS) after each kind of pass and its peak (VmHWM) so far, per process. No Argo controller runs: the bench
  * marks the cold pass's Workflows Succeeded itself, as the controller would. Prints; asserts nothing.
@@ -66,6 +69,13 @@ const sleep = (t: number): Promise<void> => new Promise((r) => setTimeout(r, t))
 
 const names = Array.from({ length: CLUSTERS }, (_, i) => `c${String(i + 1).padStart(4, '0')}`);
 const rows: Array<{ proc: string; what: string; n: number; wallMs: number; passMs: number; maxPassMs: number; submitted: string; loaded: string; decided: string; rss: number; peak: number }> = [];
+/** Per kind of pass, the median of each step's ms over its runs. */
+const breakdowns: Array<{ what: string; ms: Record<string, number> }> = [];
+const medianSteps = (all: Array<Record<string, number>>): Record<string, number> => {
+  const out: Record<string, number> = {};
+  for (const k of new Set(all.flatMap((m) => Object.keys(m)))) out[k] = median(all.map((m) => m[k] ?? 0));
+  return out;
+};
 /** Passes that ended between a push and the pass that carried it: not the push's, so not measured. */
 const otherPasses: string[] = [];
 let procLabel = 'A';
@@ -79,6 +89,8 @@ interface Pass {
   /** Every cluster decided (else only those something happened to), and how many were. */
   full: boolean;
   decided: number;
+  /** Where the pass's time went (the log line's `ms`: fetch, list, watches, files, load, records, submit, state). */
+  ms: Record<string, number>;
 }
 interface ReconcilerProcess {
   passes: Pass[];
@@ -162,7 +174,7 @@ try {
     let tail = '';
     createInterface({ input: child.stderr }).on('line', (line) => {
       tail = `${tail}\n${line}`.slice(-4000);
-      let entry: { message?: string; reason?: string; durationMs?: number; submitted?: number; loaded?: number; full?: boolean; decided?: number };
+      let entry: { message?: string; reason?: string; durationMs?: number; submitted?: number; loaded?: number; full?: boolean; decided?: number; ms?: Record<string, number> };
       try {
         entry = JSON.parse(line) as typeof entry;
       } catch {
@@ -177,6 +189,7 @@ try {
           loaded: entry.loaded ?? 0,
           full: entry.full ?? true,
           decided: entry.decided ?? NaN,
+          ms: entry.ms ?? {},
         });
         onPass?.();
       }
@@ -231,6 +244,8 @@ try {
   // cold: the first pass at start (clone, load and hash every spec, submit every cluster)
   const cold = await proc.nextPass(0);
   rows.push({ proc: 'A', what: SEED ? 'first pass (records seeded: stand-in)' : 'first pass (cold, from process start)', n: 1, wallMs: cold.at - tStart, passMs: cold.durationMs, maxPassMs: cold.durationMs, submitted: String(cold.submitted), loaded: String(cold.loaded), decided: String(cold.decided), ...proc.memory() });
+  // printed at once too: at 10,000 clusters the rest takes long, and a run cut short still tells this
+  console.error(`first pass: ${ms(cold.at - tStart)} ms from process start, pass ${cold.durationMs} ms, loaded ${cold.loaded}, submitted ${cold.submitted}, RSS ${mb(rows[0]!.rss)} MB, peak ${mb(rows[0]!.peak)} MB; steps ${JSON.stringify(cold.ms)}`);
   await idle();
 
   async function pass(what: string, prepare?: (i: number) => Promise<string>, n = RUNS): Promise<void> {
@@ -239,6 +254,7 @@ try {
     const submitted = new Set<number>();
     const loaded = new Set<number>();
     const decided = new Set<string>();
+    const steps: Array<Record<string, number>> = [];
     for (let i = 0; i < n; i++) {
       const after = prepare ? await prepare(i) : ((await remote.head()) as string);
       const from = proc.passes.length;
@@ -250,8 +266,10 @@ try {
       submitted.add(p.submitted);
       loaded.add(p.loaded);
       decided.add(`${p.decided}${p.full ? ' (full)' : ''}`);
+      steps.push(p.ms);
       await idle();
     }
+    breakdowns.push({ what: `${procLabel}: ${what}`, ms: medianSteps(steps) });
     rows.push({ proc: procLabel, what, n, wallMs: median(wall), passMs: median(dur), maxPassMs: Math.max(...dur), submitted: [...submitted].join('/'), loaded: [...loaded].join('/'), decided: [...decided].join('/'), ...proc.memory() });
   }
 
@@ -277,6 +295,7 @@ try {
       await sleep(500);
     }
     followMs = performance.now() - tSucceed;
+    console.error(`records following ${CLUSTERS} Workflows marked Succeeded: ${ms(followMs)} ms; peak RSS so far ${mb(proc.memory().peak)} MB`);
     await idle();
   }
 
@@ -310,6 +329,8 @@ try {
     () => undefined,
   );
   const latencies: number[] = [];
+  const hookSteps: Array<Record<string, number>> = [];
+  const hookPassMs: number[] = [];
   try {
     for (let i = 0; i < PUSHES; i++) {
       const name = names[RUNS + i]!;
@@ -320,10 +341,14 @@ try {
         waiting.set(sha, resolve);
         setTimeout(() => reject(new Error(`no Workflow for ${sha} within 30 s`)), 30_000).unref();
       });
+      const from = proc.passes.length;
       const t = performance.now();
       await hook(sha);
       latencies.push((await seen) - t);
       waiting.delete(sha);
+      const p = await proc.nextPass(from, sha);
+      hookSteps.push(p.ms);
+      hookPassMs.push(p.durationMs);
     }
   } finally {
     (watch as { abort(): void }).abort();
@@ -383,6 +408,10 @@ try {
   console.log('');
   const sorted = [...latencies].sort((a, b) => a - b);
   console.log(`webhook → Workflow object (${latencies.length} pushes): median ${ms(median(latencies))} ms, min ${ms(sorted[0] ?? NaN)} ms, max ${ms(sorted[sorted.length - 1] ?? NaN)} ms`);
+  breakdowns.push({ what: `A: the webhook pushes' passes (median pass ${ms(median(hookPassMs))} ms)`, ms: medianSteps(hookSteps) });
+  console.log('');
+  console.log('where a pass\'s time went, median ms per step (the pass log line\'s `ms`; per-cluster steps summed over the clusters):');
+  for (const b of breakdowns) console.log(`  ${b.what.padEnd(62)} ${Object.entries(b.ms).map(([k, v]) => `${k} ${ms(v)}`).join(', ')}`);
   console.log(`passes that ended between a push and its own pass (not measured): ${otherPasses.length === 0 ? 'none' : otherPasses.join('; ')}`);
 } finally {
   stopChild?.();

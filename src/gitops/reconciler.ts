@@ -21,7 +21,8 @@ import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { isCapflowError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
-import { SpecLoadPool, type SpecLoader, type SpecLoadPoolOptions } from './spec-loads.js';
+import { SpecLoadPool, type SpecLoader, type SpecLoadPoolOptions, type SpecLoadResult } from './spec-loads.js';
+import { repoPath } from './git-source.js';
 import { decideCluster, isRunFinished, needsLoad, observeWorkflow, type ClusterDecision, type DecideContext, type SpecResult } from './decide.js';
 import {
   FINISHED_PHASES,
@@ -124,6 +125,18 @@ export function publicRepoUrl(url: string): string {
   });
 }
 
+/** Where a pass's time went, ms; the per-cluster steps summed over the clusters worked on (at once, up to the concurrency). */
+interface PassTimings {
+  fetch: number;
+  list: number;
+  watches: number;
+  files: number;
+  load: number;
+  records: number;
+  submit: number;
+  state: number;
+}
+
 interface ClusterOutcome {
   record?: ClusterRecord;
   submitted?: PassReport['submitted'][number];
@@ -181,6 +194,10 @@ export class Reconciler {
   private handovers: Promise<void> = Promise.resolve();
   private pendingPush: PushEvent | undefined;
   private loggedBadFolders = '';
+  /** A first load was made (or started) in this process: the spec thread has compiled what loads use. */
+  private warmed = false;
+  /** The running pass's timings (passes never overlap). */
+  private timing: PassTimings = newTimings();
   private readonly loadSlots = limiter(CONCURRENT_LOADS);
   private readonly specs: SpecLoader;
   /** The pool this reconciler made (not given): stop() ends it. */
@@ -271,6 +288,7 @@ export class Reconciler {
   push(event: PushEvent): void {
     if (this.leads()) {
       this.trigger(`webhook ${event.provider}${event.after ? ` ${event.after.slice(0, 12)}` : ''}`);
+      this.specs.warm?.(); // a no-op while the thread lives; else it starts while the pass fetches
       return;
     }
     if (this.stopped || !this.d.leader) return;
@@ -323,6 +341,8 @@ export class Reconciler {
     this.d.metrics.setLeader(true);
     this.d.log.info('leading: reconciling', { identity: this.o.identity, repo: this.repo, branch: this.o.branch });
     this.trigger('became leader', true);
+    // the spec thread starts now, not with the first changed cluster (its start is most of a first load)
+    this.specs.warm?.();
     this.schedulePoll();
     void this.ensurePushWatch();
   }
@@ -448,12 +468,14 @@ export class Reconciler {
   private async putRecord(record: ClusterRecord): Promise<ClusterRecord> {
     const { cluster } = record;
     this.writing.set(cluster, (this.writing.get(cluster) ?? 0) + 1);
+    const t = performance.now();
     try {
       const stored = await this.d.records.put(record);
       const cached = this.records.get(cluster);
       if (this.stopRecordWatch && !(cached && olderVersion(stored.resourceVersion, cached.resourceVersion))) this.records.set(cluster, stored);
       return stored;
     } finally {
+      this.timing.records += performance.now() - t;
       const n = (this.writing.get(cluster) ?? 1) - 1;
       if (n > 0) this.writing.set(cluster, n);
       else this.writing.delete(cluster);
@@ -581,10 +603,15 @@ export class Reconciler {
   }
 
   private async reconcileAll(reason: string, fullAsked: boolean, started: number): Promise<PassReport> {
+    const timing = (this.timing = newTimings());
     const snapshot = await this.d.git.sync();
+    timing.fetch = snapshot.timings?.fetchMs ?? 0;
+    timing.list = snapshot.timings?.listMs ?? 0;
+    let t = performance.now();
     await this.ensureWatch();
     await this.ensureRecordWatch();
     await this.ensurePushWatch();
+    timing.watches = Math.round(performance.now() - t);
     const cached = this.stopRecordWatch !== undefined;
     const records = cached ? this.records : await this.d.records.list();
     const known = this.stopWatch ? this.known : new Map((await this.d.workflows.list()).map((w) => [w.name, w]));
@@ -611,6 +638,15 @@ export class Reconciler {
       const list = byCluster.get(w.cluster);
       if (list) list.push(w);
       else byCluster.set(w.cluster, [w]);
+    }
+    if (snapshot.materialize) {
+      // many folders to load (a first pass): written in one go, not one git call pair per folder;
+      // each load still asks for its own folder (and waits for this), so a failure here costs only time
+      const toLoad = names.flatMap((n) => {
+        const folder = snapshot.clusters.get(n);
+        return folder && needsLoad(folder, records.get(n), this.o.version) ? [folder.path] : [];
+      });
+      if (toLoad.length > 1) snapshot.materialize(toLoad).catch(() => undefined);
     }
     const outcomes = await mapLimit(names, this.concurrency, (name) => this.reconcileCluster(name, snapshot, records.get(name), byCluster.get(name) ?? [], known, ctx));
 
@@ -647,7 +683,11 @@ export class Reconciler {
     for (const at of this.retries.values()) if (wakeAt === undefined || at < wakeAt) wakeAt = at;
     this.scheduleWake(wakeAt === undefined ? undefined : new Date(wakeAt));
     this.lastFolders = snapshot.clusters;
+    if (report.loaded > 0) this.warmed = true;
+    else this.warmLoad(snapshot);
+    t = performance.now();
     await this.writeState(snapshot.revision);
+    timing.state = Math.round(performance.now() - t);
 
     report.durationMs = Math.round(performance.now() - started);
     this.report = report;
@@ -667,6 +707,7 @@ export class Reconciler {
       removed: report.removed.length,
       errors,
       durationMs: report.durationMs,
+      ms: roundTimings(timing),
     };
     if (busy) this.d.log.info('pass done', summary);
     else this.d.log.debug('pass done: nothing to do', summary);
@@ -757,11 +798,14 @@ export class Reconciler {
   ): Promise<ClusterRecord> {
     const req = decision.submit as SubmitRequest;
     let result: Awaited<ReturnType<WorkflowClient['submit']>>;
+    const t = performance.now();
     try {
       result = await this.d.workflows.submit(req);
     } catch (err) {
       this.d.metrics.submission(req.kind, 'error');
       throw err;
+    } finally {
+      this.timing.submit += performance.now() - t;
     }
     const { workflow, created } = result;
     this.d.metrics.submission(req.kind, created ? 'created' : 'adopted');
@@ -790,12 +834,56 @@ export class Reconciler {
     }
   }
 
+  /**
+   * Once per process, after a pass that loaded nothing: one folder of the repository loaded and the
+   * answer dropped, so that the thread has compiled the loader and the validators of the kinds in use
+   * before a change needs them (the first load took 150 ms more than the next, idle; seconds under load).
+   */
+  private warmLoad(snapshot: GitSnapshot): void {
+    const folder = snapshot.clusters.values().next().value;
+    if (this.warmed || !folder || !snapshot.materialize) return;
+    this.warmed = true;
+    void snapshot
+      .materialize([folder.path])
+      .then((root) => this.specs.load(path.join(root, folder.path), root))
+      .catch((err: unknown) => this.d.log.debug('warming the spec thread failed', { error: errorText(err) }));
+  }
+
   private async loadSpec(snapshot: GitSnapshot, folder: ClusterFolder): Promise<SpecResult> {
-    await snapshot.checkout?.();
-    // in a worker thread: parsing and validating never hold up probes, webhooks or the Lease
-    const { warnings, ...result } = await this.specs.load(path.join(snapshot.workdir, folder.path), snapshot.workdir);
+    const timing = this.timing;
+    let result: SpecLoadResult;
+    if (snapshot.materialize) {
+      // Only the folder's files, from Git's objects: a checkout would refresh every file of the
+      // repository (40,000 index entries at 10,000 clusters). Chart folders the spec names are read
+      // from the repository root: when the load names some not written yet, they are written and the
+      // folder loaded again (what a load read was on disk before it started, so the hash is exact).
+      let need = [folder.path];
+      for (let round = 0; ; round++) {
+        let t = performance.now();
+        const root = await snapshot.materialize(need);
+        timing.files += performance.now() - t;
+        t = performance.now();
+        result = await this.specs.load(path.join(root, folder.path), root);
+        timing.load += performance.now() - t;
+        const more = (result.inputs ?? []).flatMap((p) => {
+          const rel = repoPath(p);
+          return rel !== undefined && !need.some((n) => rel === n || rel.startsWith(`${n}/`)) ? [rel] : [];
+        });
+        if (more.length === 0 || root === snapshot.workdir || round >= 2) break;
+        need = [...need, ...more];
+      }
+    } else {
+      let t = performance.now();
+      await snapshot.checkout?.();
+      timing.files += performance.now() - t;
+      t = performance.now();
+      // in a worker thread: parsing and validating never hold up probes, webhooks or the Lease
+      result = await this.specs.load(path.join(snapshot.workdir, folder.path), snapshot.workdir);
+      timing.load += performance.now() - t;
+    }
+    const { warnings, inputs: _inputs, ...spec } = result;
     if (warnings.length > 0) this.d.log.info('cluster spec warnings', { cluster: folder.name, warnings });
-    return result;
+    return spec;
   }
 
   private logRunResults(before: ClusterRecord, after: ClusterRecord): void {
@@ -849,6 +937,16 @@ export class Reconciler {
   }
 }
 
+
+function newTimings(): PassTimings {
+  return { fetch: 0, list: 0, watches: 0, files: 0, load: 0, records: 0, submit: 0, state: 0 };
+}
+
+function roundTimings(t: PassTimings): PassTimings {
+  const out = { ...t };
+  for (const k of Object.keys(out) as Array<keyof PassTimings>) out[k] = Math.round(out[k]);
+  return out;
+}
 
 /** Clusters whose folder differs between two listings (tree, deletion marker), or is in only one. */
 function changedFolders(before: Map<string, ClusterFolder>, after: Map<string, ClusterFolder>): string[] {

@@ -4,6 +4,7 @@
  * the problems as printable lines. Parsing and validating are CPU-bound; here
  * they cannot hold up the reconciler's event loop (probes, webhooks, the Lease).
  */
+import path from 'node:path';
 import { parentPort } from 'node:worker_threads';
 import { formatProblem, specHashWithInputs, validateClusterSpec } from '../spec/index.js';
 import { displayOf, type SpecLoadReply, type SpecLoadRequest } from './spec-loads.js';
@@ -22,7 +23,12 @@ async function load(req: SpecLoadRequest): Promise<SpecLoadReply> {
     const { model, problems } = await validateClusterSpec(req.dir, { displayRoot: req.displayRoot });
     const warnings = problems.filter((p) => p.severity === 'warning').map(formatProblem);
     // the display root is the checkout's root: AddonCharts' chart folders are read from it
-    if (model) return { id: req.id, result: { specHash: await specHashWithInputs(model, req.displayRoot), warnings } };
+    if (model) {
+      // the chart folders the hash read: a reconciler that wrote only the cluster's folder writes these and loads again
+      const inputs = model.addons.flatMap((a) => (a.spec.path === undefined ? [] : [path.relative(req.displayRoot, path.resolve(req.displayRoot, a.spec.path)).split(path.sep).join('/')]));
+      const specHash = await specHashWithInputs(model, req.displayRoot);
+      return { id: req.id, result: { specHash, warnings, ...(inputs.length > 0 ? { inputs } : {}) } };
+    }
     return { id: req.id, result: { errors: problems.filter((p) => p.severity === 'error').map(formatProblem), warnings } };
   } catch (err) {
     const e = err instanceof Error ? err : new Error(String(err));

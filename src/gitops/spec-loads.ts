@@ -14,13 +14,18 @@ import { Worker } from 'node:worker_threads';
 import { CapflowError, type ErrorKind } from '../core/errors.js';
 
 /** What a load tells the reconciler: the spec hash, or the problems (`file:line:column ...` lines); warnings either way. */
-export type SpecLoadResult = { specHash: string; warnings: string[] } | { errors: string[]; warnings: string[] };
+export type SpecLoadResult = ({ specHash: string; warnings: string[] } | { errors: string[]; warnings: string[] }) & {
+  /** Paths outside the folder that the load read (AddonCharts' chart folders), relative to the display root. */
+  inputs?: string[];
+};
 
 export interface SpecLoader {
   /** Loads the folder `dir`, problems shown relative to `displayRoot`. Rejects only when the load could not be made (not for a bad spec). */
   load(dir: string, displayRoot: string): Promise<SpecLoadResult>;
   /** Ends the workers; loads still waiting are rejected. */
   close(): Promise<void>;
+  /** Starts a thread now, if none runs, and keeps one while idle: the next load does not wait for its start. */
+  warm?(): void;
 }
 
 /** @internal the messages between the pool and its workers */
@@ -73,6 +78,8 @@ export class SpecLoadPool implements SpecLoader {
   private readonly queue: Job[] = [];
   private nextId = 1;
   private closed = false;
+  /** warm() was called: one thread is kept while idle (and started again when it ends). */
+  private keep = false;
 
   constructor(options: SpecLoadPoolOptions = {}) {
     this.o = {
@@ -89,6 +96,14 @@ export class SpecLoadPool implements SpecLoader {
       this.queue.push({ req: { id: this.nextId++, dir, displayRoot }, resolve, reject });
       this.dispatch();
     });
+  }
+
+  warm(): void {
+    if (this.closed) return;
+    this.keep = true;
+    if (this.slots.size > 0) return;
+    // no job yet: it must not keep the process alive
+    this.spawn().worker.unref();
   }
 
   async close(): Promise<void> {
@@ -164,7 +179,9 @@ export class SpecLoadPool implements SpecLoader {
       clearTimeout(slot.timer);
       clearTimeout(slot.idleTimer);
       if (slot.job) this.settle(slot, undefined, new Error(`the spec-loading worker exited (code ${code}) during a load`));
-      if (!this.closed) this.dispatch();
+      if (this.closed) return;
+      this.dispatch();
+      if (this.keep && this.slots.size === 0) this.spawn().worker.unref(); // replaced after a refused load
     });
     return slot;
   }
@@ -184,8 +201,9 @@ export class SpecLoadPool implements SpecLoader {
       this.dispatch();
       return;
     }
-    // an idle worker does not keep the process alive, and ends after a while
+    // an idle worker does not keep the process alive, and ends after a while (but the one warm() keeps)
     slot.worker.unref();
+    if (this.keep && [...this.slots].filter((s) => !s.ending && s !== slot).length === 0) return;
     slot.idleTimer = setTimeout(() => void this.end(slot), this.o.idleMs);
     slot.idleTimer.unref();
   }

@@ -39,12 +39,20 @@ export interface GitSnapshot {
    * Absent: workdir is checked out already.
    */
   checkout?: () => Promise<void>;
+  /**
+   * Makes `paths` (folders or files, relative to the repository root) present as at `revision` and
+   * resolves to the root of a directory that holds them (and possibly more of that commit) — without
+   * checking the whole work tree out. Absent: use checkout() and workdir.
+   */
+  materialize?: (paths: string[]) => Promise<string>;
+  /** How long the sync's steps took, ms (for the pass's log line). */
+  timings?: { fetchMs: number; listMs: number };
   /** When this process first saw the commit (start of the commit-to-submission latency). */
   firstSeenAt: Date;
 }
 
 export interface GitSource {
-  /** Fetches the branch from the remote and checks out its head. Throws TransientError when the remote cannot be reached. */
+  /** Fetches the branch from the remote and lists its cluster folders. Throws TransientError when the remote cannot be reached. */
   sync(): Promise<GitSnapshot>;
   /** Removes nothing the next start needs; stops background work. */
   close(): Promise<void>;

@@ -2,7 +2,7 @@
  * The reconciler's Git source against real bare remotes and the machine's git.
  */
 import { execFile } from 'node:child_process';
-import { mkdtemp, readFile, rm, stat, writeFile, chmod } from 'node:fs/promises';
+import { mkdtemp, readFile, readlink, rm, stat, symlink, writeFile, chmod } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -182,6 +182,85 @@ describe('gitops/git-source: cluster folders from a real git remote', function (
     expect(moved.revision).to.equal(await other.head());
     expect([...moved.clusters.keys()]).to.deep.equal(['z']);
     expect(existsSync(join(dir, 'clusters/a'))).to.equal(false);
+  });
+
+  it('materialize writes only the paths asked for, from Git\'s objects, exactly as at each commit (a deleted file or folder is absent, symlinked targets and executable bits come along) without checking the work tree out; a .gitattributes falls back to the checkout', async () => {
+    const r = await remote();
+    await r.commitFiles(
+      {
+        'clusters/a/cluster.yaml': 'a: 1\n',
+        'clusters/a/old.yaml': 'old: 1\n',
+        'clusters/b/cluster.yaml': 'b: 1\n',
+        'clusters/c/cluster.yaml': 'c: 1\n',
+        'shared/values.yaml': 'shared: 1\n',
+        'tools/run.sh': '#!/bin/sh\n',
+      },
+      'three folders, a shared file, a script',
+    );
+    await chmod(join(r.workdir, 'tools/run.sh'), 0o755);
+    await symlink('../../shared/values.yaml', join(r.workdir, 'clusters/b/values.yaml'));
+    await r.commitFiles({ 'clusters/b/link-note.txt': 'values.yaml links to shared/\n' }, 'a symlink and an executable');
+    await r.push();
+    const dir = cacheDir();
+    const source = createGitSource({ url: r.url, cacheDir: dir });
+    const first = await source.sync();
+    const root1 = await first.materialize!(['clusters/a', 'clusters/b/', './tools/run.sh', '../outside']);
+    expect(root1).to.not.equal(first.workdir);
+    expect(await readFile(join(root1, 'clusters/a/cluster.yaml'), 'utf8')).to.equal('a: 1\n');
+    expect(await readFile(join(root1, 'clusters/a/old.yaml'), 'utf8')).to.equal('old: 1\n');
+    expect(await readlink(join(root1, 'clusters/b/values.yaml'))).to.equal('../../shared/values.yaml');
+    expect(await readFile(join(root1, 'clusters/b/values.yaml'), 'utf8'), 'the target came along').to.equal('shared: 1\n');
+    expect((await stat(join(root1, 'tools/run.sh'))).mode & 0o111).to.not.equal(0);
+    expect(existsSync(join(root1, 'clusters/c')), 'not asked for').to.equal(false);
+    expect(existsSync(join(dir, 'clusters')), 'no checkout').to.equal(false);
+    expect(await first.materialize!(['clusters/a/cluster.yaml']), 'already there: the same directory').to.equal(root1);
+
+    // the next commit edits a, deletes a file of it and all of b
+    await r.commitFiles({ 'clusters/a/cluster.yaml': 'a: 2\n', 'clusters/a/old.yaml': null, 'clusters/b/cluster.yaml': null, 'clusters/b/values.yaml': null, 'clusters/b/link-note.txt': null }, 'a edited, b gone');
+    await r.push();
+    const second = await source.sync();
+    const root2 = await second.materialize!(['clusters/a', 'clusters/b']);
+    expect(root2).to.not.equal(root1);
+    expect(await readFile(join(root2, 'clusters/a/cluster.yaml'), 'utf8')).to.equal('a: 2\n');
+    expect(existsSync(join(root2, 'clusters/a/old.yaml')), 'a file deleted in Git').to.equal(false);
+    expect(existsSync(join(root2, 'clusters/b')), 'a folder deleted in Git').to.equal(false);
+    expect(existsSync(join(root2, 'shared')), 'no longer linked to').to.equal(false);
+
+    // attributes can change files at checkout: then the work tree is checked out and used
+    await r.commitFiles({ '.gitattributes': '*.yaml text eol=crlf\n', 'clusters/a/cluster.yaml': 'a: 3\n' }, 'attributes');
+    await r.push();
+    const third = await source.sync();
+    const root3 = await third.materialize!(['clusters/a']);
+    expect(root3).to.equal(third.workdir);
+    expect(await readFile(join(root3, 'clusters/a/cluster.yaml'), 'utf8')).to.equal('a: 3\r\n');
+    expect(existsSync(root1), 'the directories of older commits are removed').to.equal(false);
+
+    // a restart removes what an earlier process wrote (it may be half written)
+    const restarted = createGitSource({ url: r.url, cacheDir: dir });
+    await restarted.sync();
+    expect(existsSync(root2)).to.equal(false);
+  });
+
+  it('materialize of many folders at once (a first pass: one listing of the commit, blobs read in batches) writes exactly those, each with its own files', async () => {
+    const r = await remote();
+    const files: Record<string, string> = {};
+    for (let i = 0; i < 150; i++) {
+      files[`clusters/c${i}/cluster.yaml`] = `c: ${i}\n`;
+      files[`clusters/c${i}/workers.yaml`] = `w: ${i}\n`;
+    }
+    files['clusters/.gitattributes-not'] = 'a file named like attributes is not one\n';
+    await r.commitFiles(files, '150 clusters');
+    await r.push();
+    const snap = await createGitSource({ url: r.url, cacheDir: cacheDir() }).sync();
+    const asked = Array.from({ length: 100 }, (_, i) => `clusters/c${i}`);
+    const root = await snap.materialize!(asked);
+    expect(root).to.not.equal(snap.workdir);
+    for (const i of [0, 42, 99]) {
+      expect(await readFile(join(root, `clusters/c${i}/cluster.yaml`), 'utf8')).to.equal(`c: ${i}\n`);
+      expect(await readFile(join(root, `clusters/c${i}/workers.yaml`), 'utf8')).to.equal(`w: ${i}\n`);
+    }
+    expect(existsSync(join(root, 'clusters/c100')), 'not asked for').to.equal(false);
+    expect(existsSync(join(root, 'clusters/.gitattributes-not'))).to.equal(false);
   });
 
   it('runs one git process at a time on the clone; calls made while a sync waits share it', async () => {

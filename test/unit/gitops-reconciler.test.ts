@@ -1,13 +1,16 @@
 // The Reconciler's I/O and scheduling on in-memory fakes of its parts (the real ones are exercised
 // end to end in test/integration/gitops-reconciler.test.ts): write-ahead submissions, conflicts,
 // coalesced triggers, the watch, leadership. Specs are real folders, loaded by the real loader.
+import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { expect } from 'chai';
 import { ConflictError, TransientError } from '../../src/core/errors.js';
 import { createMemoryLogger } from '../../src/core/logger.js';
+import { createGitSource } from '../../src/gitops/git-source.js';
 import { Reconciler, type ReconcilerOptions } from '../../src/gitops/reconciler.js';
+import { loadClusterSpec, specHashWithInputs } from '../../src/spec/index.js';
 import { startServer } from '../../src/gitops/server.js';
 import type {
   ClusterFolder,
@@ -25,6 +28,7 @@ import type {
 } from '../../src/gitops/types.js';
 import { workflowName } from '../../src/gitops/workflow-client.js';
 import { minimalAws } from '../fixtures/spec/support.js';
+import { createGitRemote } from '../support/git-remote.js';
 import { githubPush, postWebhook } from '../support/gitops.js';
 
 const REV0 = 'a'.repeat(40);
@@ -551,4 +555,96 @@ describe('gitops reconciler (on fakes)', function () {
       expect(rec.errors?.[0]).to.match(message);
     });
   }
+});
+
+describe('gitops reconciler with the real Git source (a git remote on disk and the machine\'s git; records and Workflows on fakes)', function () {
+  this.timeout(60_000);
+  const INVALID = 'apiVersion: cluster.x-k8s.io/v1beta1\nkind: Cluster\nmetadata:\n  name: other\nspec:\n  paused: "yes please"\n';
+  const ADDON = 'apiVersion: capflow.io/v1alpha1\nkind: AddonChart\nmetadata:\n  name: cni\nspec:\n  path: charts/cni\n  valuesFiles: [values/cni.yaml]\n';
+  const folder = (name: string, files: Record<string, string | null>) => Object.fromEntries(Object.entries(files).map(([f, t]) => [`clusters/${name}/${f}`, t]));
+  let scratch = '';
+  let remote: Awaited<ReturnType<typeof createGitRemote>>;
+  let store: FakeStore;
+  let workflows: FakeWorkflows;
+  let log: ReturnType<typeof createMemoryLogger>;
+  let r: Reconciler;
+  let cache = '';
+
+  /** A reconciler on the remote, started (its first pass done). */
+  async function started(): Promise<Reconciler> {
+    r = new Reconciler(OPTIONS, { git: createGitSource({ url: remote.url, cacheDir: cache }), records: store, workflows, metrics: fakeMetrics(), log });
+    await r.start();
+    await r.whenIdle();
+    return r;
+  }
+  /** Commits, pushes and sends the push as a verified webhook would; resolves once its pass is done. */
+  async function push(files: Record<string, string | null>, message: string): Promise<string> {
+    const after = await remote.commitFiles(files, message);
+    await remote.push();
+    r.push({ provider: 'github', ref: 'refs/heads/main', after });
+    await r.whenIdle();
+    return after;
+  }
+  /** The spec hash over a full checkout of the commit (the remote's own work tree). */
+  const fullCheckoutHash = async (name: string) => specHashWithInputs(await loadClusterSpec(path.join(remote.workdir, 'clusters', name)), remote.workdir);
+
+  beforeEach(async () => {
+    scratch = await mkdtemp(path.join(os.tmpdir(), 'capflow-reconciler-git-'));
+    cache = path.join(scratch, 'cache');
+    remote = await createGitRemote();
+    store = new FakeWatchedStore(); // with a watch: webhook passes decide only what changed
+    workflows = new FakeWorkflows();
+    log = createMemoryLogger();
+  });
+  afterEach(async () => {
+    await r?.stop();
+    await remote.stop();
+    await rm(scratch, { recursive: true, force: true });
+  });
+
+  it('a webhook pass after a commit that deletes a file of one folder and all of another loads exactly that commit: no stale file is read, the folder gone is Removed and not loaded; nothing is checked out', async () => {
+    await remote.commitFiles({ ...folder('c1', minimalAws({ 'extra.yaml': INVALID })), ...folder('c2', minimalAws()) }, 'c1 with an invalid file, c2');
+    await remote.push();
+    await started();
+    expect(store.records.get('c1')?.phase).to.equal('Invalid');
+    expect(store.records.get('c1')?.errors?.join('\n')).to.match(/^clusters\/c1\/extra\.yaml:\d+:\d+ /m);
+    expect(store.records.get('c2')?.phase).to.equal('Running');
+
+    const after = await push({ 'clusters/c1/extra.yaml': null, ...folder('c2', Object.fromEntries(Object.keys(minimalAws()).map((f) => [f, null]))) }, 'c1 fixed, c2 gone');
+    const pass = r.lastPass()!;
+    expect(pass).to.include({ revision: after, loaded: 1, full: false });
+    expect(pass.submitted.map((s) => [s.cluster, s.kind])).to.deep.equal([['c1', 'apply']]);
+    expect(pass.removed).to.deep.equal(['c2']);
+    expect(store.records.get('c1')).to.include({ phase: 'Running', gitRevision: after, specHash: await fullCheckoutHash('c1') });
+    expect(store.records.get('c2')?.phase).to.equal('Removed');
+    expect(existsSync(path.join(cache, 'clusters')), 'the work tree was not checked out').to.equal(false);
+    const done = log.lines.find((l) => l.message === 'pass done' && (l.meta as { revision?: string }).revision === after);
+    expect(Object.keys((done?.meta as { ms?: object }).ms ?? {})).to.deep.equal(['fetch', 'list', 'watches', 'files', 'load', 'records', 'submit', 'state']);
+  });
+
+  it('a cluster whose AddonChart names a chart folder elsewhere in the repository is hashed with that commit\'s chart files, as a full checkout gives', async () => {
+    const files = { ...minimalAws({ 'addons.yaml': ADDON }), 'values/cni.yaml': 'mtu: 1450\n' };
+    await remote.commitFiles(
+      { ...folder('c3', files), 'charts/cni/Chart.yaml': 'apiVersion: v2\nname: cni\nversion: 0.1.0\n', 'charts/cni/templates/ds.yaml': 'kind: DaemonSet\n' },
+      'c3 with a vendored chart',
+    );
+    await remote.push();
+    await started();
+    const first = await fullCheckoutHash('c3');
+    expect(store.records.get('c3')).to.include({ phase: 'Running', specHash: first });
+    workflows.finish(store.records.get('c3')!.run!.workflow, 'Succeeded');
+    await r.whenIdle();
+
+    // the chart changes, and the folder only by a comment: the new hash comes from the chart as committed now
+    const after = await push(
+      { 'charts/cni/templates/ds.yaml': 'kind: DaemonSet\n# changed\n', 'clusters/c3/addons.yaml': `# the chart moved on\n${ADDON}` },
+      'the chart changed',
+    );
+    const second = await fullCheckoutHash('c3');
+    expect(second).to.not.equal(first);
+    expect(r.lastPass()).to.include({ revision: after, loaded: 1 });
+    expect(store.records.get('c3')).to.include({ gitRevision: after, specHash: second });
+    expect(r.lastPass()?.submitted.map((x) => x.cluster)).to.deep.equal(['c3']);
+    expect(store.records.get('c3')?.run).to.include({ revision: after, specHash: second });
+  });
 });

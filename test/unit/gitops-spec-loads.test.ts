@@ -109,4 +109,18 @@ describe('gitops spec loads in worker threads', function () {
     await p.close();
     expect(await waiting).to.equal('the spec loader was closed');
   });
+
+  it('warm() starts a thread before any load and keeps one while idle (the others still end); a thread ended after a refused load is started again', async () => {
+    const p = pool({ workers: 2, idleMs: 100, timeoutMs: 300 });
+    p.warm();
+    expect(p.threads).to.equal(1);
+    await Promise.all(Array.from({ length: 4 }, () => p.load(okDir, displayRootOf(okDir))));
+    await new Promise((r) => setTimeout(r, 500));
+    expect(p.threads, 'one kept warm').to.equal(1);
+    const refused = await p.load(hugeDir, displayRootOf(hugeDir));
+    expect(refused).to.have.property('errors');
+    await new Promise((r) => setTimeout(r, 500));
+    expect(p.threads, 'replaced').to.equal(1);
+    expect(await p.load(okDir, displayRootOf(okDir))).to.have.property('specHash');
+  });
 });
