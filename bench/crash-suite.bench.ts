@@ -6,7 +6,8 @@
  *
  *   npm run build && CAPFLOW_CRASH_BEDS=2 node --import tsx bench/crash-suite.bench.ts [label filter ...]
  *
- * A filter keeps the scenarios whose label contains it (e.g. `provision-vpc`, `eks-node-groups delete`);
+ * A filter keeps the scenarios whose label contains it (e.g. `provision-vpc`, `eks-node-groups delete`,
+ * `install-addons`: its scenarios run on one envtest, test/support/crash-kube.ts);
  * CAPFLOW_CRASH_POINTS=sample runs what CI runs.
  */
 import { existsSync } from 'node:fs';
@@ -14,7 +15,8 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startCrashBeds, stopCrashBeds } from '../test/support/crash-beds.js';
 import { describeDivergences, resultLine, runScenario, type PointSelection, type Scenario } from '../test/support/crash-suite.js';
-import { AWS_SCENARIOS, EKS_SCENARIOS } from '../test/support/crash-scenarios.js';
+import { AWS_SCENARIOS, EKS_SCENARIOS, KUBE_SCENARIOS } from '../test/support/crash-scenarios.js';
+import { runKubeScenario, startKubeBed, stopKubeBed } from '../test/support/crash-kube.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 if (!existsSync(path.join(root, 'dist', 'bin', 'capflow.js'))) {
@@ -45,6 +47,22 @@ for (const [list, iamManagedPolicies] of [
     }
   } finally {
     await stopCrashBeds(beds);
+  }
+}
+// install-addons: one envtest for its scenarios (crash-kube.ts)
+const kube = KUBE_SCENARIOS.filter((s) => filters.length === 0 || filters.some((f) => s.label.includes(f)));
+if (kube.length > 0) {
+  const bed = await startKubeBed();
+  try {
+    for (const s of kube) {
+      const r = await runKubeScenario(bed, s, selection);
+      points += r.killPoints;
+      diverged += r.divergences.length;
+      console.log(`${resultLine(r)} (${(r.wallMs / 1000).toFixed(0)} s)`);
+      if (r.divergences.length > 0) console.log(describeDivergences(r));
+    }
+  } finally {
+    await stopKubeBed(bed);
   }
 }
 console.log(`total: ${points} kill points, ${diverged} divergences, ${((performance.now() - t0) / 1000).toFixed(0)} s wall (${selection}, ${process.env['CAPFLOW_CRASH_BEDS'] || 2} beds)`);

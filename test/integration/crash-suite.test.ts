@@ -10,6 +10,11 @@
  * launch-nodes and the EKS steps have few calls and are killed at every one. `bench/crash-suite.bench.ts`
  * runs every point of every step. Cases run side by side on the crash beds (CAPFLOW_CRASH_BEDS, default 2).
  *
+ * install-addons (no AWS: it writes to a workload kube-apiserver) runs on its own engine
+ * (test/support/crash-kube.ts): one envtest for its cases, each write of the uninterrupted run (as the
+ * API server's audit log shows it) a kill point, the SIGKILL timed on the audit log (at or shortly
+ * after the write); its delete is the prune of an addon removed from Git.
+ *
  * Beside 0 divergences, each scenario's reference world is checked for what the step must make
  * (so every case, being equal to it, makes it too): e.g. every EC2 resource carries the cluster's
  * ownership tag (no orphan), the control plane machine is the API target group's only target.
@@ -17,6 +22,7 @@
 import { expect } from 'chai';
 import { startCrashBeds, stopCrashBeds, type CrashBed } from '../support/crash-beds.js';
 import { describeDivergences, resultLine, runScenario, type Scenario, type ScenarioResult } from '../support/crash-suite.js';
+import { runKubeScenario, startKubeBed, stopKubeBed, type KubeBed } from '../support/crash-kube.js';
 import {
   EKS,
   POOL,
@@ -27,6 +33,8 @@ import {
   eksNodeGroupsDelete,
   eksNodeGroupsTemplateCreate,
   eksNodeGroupsTemplateDelete,
+  installAddonsCreate,
+  installAddonsDelete,
   launchNodesCreate,
   launchNodesDelete,
   launchNodesPoolCreate,
@@ -187,3 +195,34 @@ suite('crash suite: eks-control-plane and eks-node-groups killed at each mutatin
     },
   ],
 ]);
+
+describe('crash suite: install-addons killed at each write to a real kube-apiserver (envtest, its audit log timing the kill; pods run by kwok, a kubelet stand-in), rerun, compared with the uninterrupted run', function () {
+  this.timeout(10 * 60_000);
+  let bed: KubeBed | undefined;
+  before(async () => {
+    bed = await startKubeBed();
+  });
+  after(async () => {
+    await stopKubeBed(bed);
+  });
+  type AddonsWorld = { objects: Array<{ kind: string; name: string; namespace?: string }>; status: Record<string, { inventory: unknown[] }> };
+  const names = (w: AddonsWorld) => w.objects.map((o) => `${o.kind} ${o.namespace ? `${o.namespace}/` : ''}${o.name}`).sort();
+
+  it('install-addons create: 0 divergences', async () => {
+    const r = await runKubeScenario(bed!, installAddonsCreate);
+    const w = r.reference as AddonsWorld;
+    expect(names(w)).to.deep.equal(['ConfigMap apps/db-settings', 'ConfigMap apps/web-settings', 'ConfigMap kube-system/base-settings', 'Deployment apps/db', 'Deployment apps/web', 'Namespace apps']);
+    expect(Object.keys(w.status)).to.deep.equal(['crs-base', 'db', 'web']);
+    expect(r.referenceCalls.length, 'a write per object').to.equal(6);
+    zeroDivergences(r);
+  });
+
+  it('install-addons delete (web removed from Git: pruned): 0 divergences', async () => {
+    const r = await runKubeScenario(bed!, installAddonsDelete);
+    const w = r.reference as AddonsWorld;
+    expect(names(w)).to.deep.equal(['ConfigMap apps/db-settings', 'ConfigMap kube-system/base-settings', 'Deployment apps/db', 'Namespace apps']);
+    expect(Object.keys(w.status)).to.deep.equal(['crs-base', 'db']);
+    expect([...r.referenceCalls].sort()).to.deep.equal(['delete configmaps/apps/web-settings', 'delete deployments/apps/web']);
+    zeroDivergences(r);
+  });
+});

@@ -11,20 +11,30 @@
  * - eks-control-plane, eks-node-groups: the eks-managed example (and one node group on its own launch
  *   template); the EKS calls moto lacks (addons, updates) come from the fault proxy's EKS stand-in,
  *   which the kills reach like any other call.
+ * - install-addons (crash-kube.ts: a kube-apiserver, no AWS): install-addons.test.ts's addons (a
+ *   ClusterResourceSet, the test chart as db and web) installed; its delete, web removed from Git and pruned.
  */
-import { readFileSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
+import { AppsV1Api, CoreV1Api } from '@kubernetes/client-node';
 import { CreateKeyPairCommand, DescribeImagesCommand, EC2Client } from '@aws-sdk/client-ec2';
 import { DescribeAddonCommand, DescribeClusterCommand, DescribeNodegroupCommand, EKSClient, ListAddonsCommand, ListClustersCommand, ListNodegroupsCommand } from '@aws-sdk/client-eks';
 import { IAMClient, ListAttachedRolePoliciesCommand, ListOpenIDConnectProvidersCommand, ListRolesCommand } from '@aws-sdk/client-iam';
 import { LocalSecretStore } from '../../src/core/secrets.js';
+import { readStepStatus } from '../../src/core/status.js';
+import { ADDON_LABEL } from '../../src/addons/apply.js';
+import type { AddonsStatus } from '../../src/addons/install.js';
 import { provisionVpc } from '../../executors/provision-vpc.js';
 import { launchNodes } from '../../executors/launch-nodes.js';
 import { eksControlPlane } from '../../executors/eks-control-plane.js';
 import { eksNodeGroups } from '../../executors/eks-node-groups.js';
 import { bootstrapSecretName } from '../../executors/aws-step.js';
 import type { CrashBed } from './crash-beds.js';
-import { ec2World, laneFrom, mustRun, type Lane, type Scenario } from './crash-suite.js';
+import { canonical, ec2World, laneFrom, mustRun, type Lane, type Scenario } from './crash-suite.js';
+import { runKubeStep, type KubeBed, type KubeLane, type KubeScenario } from './crash-kube.js';
+import { REPO_ROOT } from './tools.js';
+import { minimalAws } from '../fixtures/spec/support.js';
 import { clientConfig } from './moto.js';
 import { managedNodeGroupYaml } from '../fixtures/eks-node-group.js';
 
@@ -230,3 +240,137 @@ export const eksNodeGroupsTemplateDelete: Scenario = {
 
 export const AWS_SCENARIOS: readonly Scenario[] = [provisionVpcCreate, provisionVpcDelete, launchNodesCreate, launchNodesDelete, launchNodesPoolCreate, launchNodesPoolDelete];
 export const EKS_SCENARIOS: readonly Scenario[] = [eksControlPlaneCreate, eksControlPlaneDelete, eksNodeGroupsCreate, eksNodeGroupsDelete, eksNodeGroupsTemplateCreate, eksNodeGroupsTemplateDelete];
+
+// ---- install-addons (a workload kube-apiserver, no AWS: crash-kube.ts) --------------------------
+
+/**
+ * The addons of install-addons.test.ts: a ClusterResourceSet (one ConfigMap in kube-system) and the
+ * test chart installed twice, db then web (which depends on it), in namespace apps. Without web: the
+ * delete phase.
+ */
+function addonsYaml(web = true): string {
+  const ns = ADDONS_NAMESPACE;
+  const chart = (name: string, extra: string) =>
+    `---\napiVersion: capflow.io/v1alpha1\nkind: AddonChart\nmetadata:\n  name: ${name}\nspec:\n  path: charts/tiny\n  namespace: ${ns}\n  timeout: 60s\n${extra}`;
+  return `apiVersion: addons.cluster.x-k8s.io/v1beta1
+kind: ClusterResourceSet
+metadata:
+  name: base
+spec:
+  strategy: Reconcile
+  clusterSelector:
+    matchLabels:
+      cni: calico
+  resources:
+  - kind: ConfigMap
+    name: base-manifests
+---
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: base-manifests
+data:
+  base.yaml: |
+    apiVersion: v1
+    kind: ConfigMap
+    metadata:
+      name: base-settings
+      namespace: kube-system
+    data:
+      mode: base
+${chart('db', '  values:\n    settings:\n      role: db\n')}${web ? chart('web', '  dependsOn: [db]\n  values:\n    replicas: 2\n    settings:\n      color: blue\n') : ''}`;
+}
+
+/**
+ * Every case's namespace: the same name, so that the charts' checksums of their rendered ConfigMaps
+ * (which name it) compare; a case starts once the last one's is deleted and gone (the namespace
+ * controller runs on the kube bed).
+ */
+const ADDONS_NAMESPACE = 'apps';
+
+/** A fresh repo (the test chart, the cluster folder) and secret store (the cluster's kubeconfig). */
+async function addonsLane(bed: KubeBed): Promise<KubeLane> {
+  const repo = mkdtempSync(path.join(os.tmpdir(), 'capflow-crash-repo-'));
+  const secretsDir = mkdtempSync(path.join(os.tmpdir(), 'capflow-crash-secrets-'));
+  // the test chart without its CRD: db and web are two releases of it, and a CRD has one owner
+  cpSync(path.join(REPO_ROOT, 'test', 'fixtures', 'charts', 'tiny'), path.join(repo, 'charts', 'tiny'), { recursive: true, filter: (src) => !src.includes(`${path.sep}crds`) });
+  const folder = path.join(repo, 'clusters', 'dev');
+  mkdirSync(folder, { recursive: true });
+  for (const [file, text] of Object.entries(minimalAws())) writeFileSync(path.join(folder, file), text);
+  writeFileSync(path.join(folder, 'addons.yaml'), addonsYaml());
+  // the cluster's admin kubeconfig, where kubeadm-init keeps it
+  await new LocalSecretStore(secretsDir).put('dev-kubeconfig', { value: bed.env.kubeconfig });
+  return { repo, clusterPath: 'clusters/dev', secretsDir, params: { 'poll-interval': '200ms' }, names: new Map() };
+}
+
+type Meta = { name?: string; namespace?: string; labels?: Record<string, string>; annotations?: Record<string, string>; deletionTimestamp?: Date };
+
+/** The labelled ConfigMaps, Deployments and Namespace of this case (and kube-system's), without what the API server or controllers set, and the step's status. */
+async function addonsSnapshot(bed: KubeBed, lane: KubeLane): Promise<unknown> {
+  const ns = ADDONS_NAMESPACE;
+  const core = bed.kc.makeApiClient(CoreV1Api);
+  const apps = bed.kc.makeApiClient(AppsV1Api);
+  const sel = { labelSelector: ADDON_LABEL };
+  const mine = (m: Meta | undefined) => !m?.deletionTimestamp && (m?.namespace === ns || m?.namespace === 'kube-system' || (m?.namespace === undefined && m?.name === ns));
+  const meta = (m: Meta | undefined) => ({ name: m?.name, namespace: m?.namespace, labels: m?.labels, annotations: m?.annotations });
+  const objects = [
+    ...(await core.listConfigMapForAllNamespaces(sel)).items.filter((o) => mine(o.metadata)).map((o) => ({ kind: 'ConfigMap', ...meta(o.metadata), data: o.data })),
+    ...(await apps.listDeploymentForAllNamespaces(sel)).items.filter((o) => mine(o.metadata)).map((o) => ({ kind: 'Deployment', ...meta(o.metadata), spec: o.spec })),
+    ...(await core.listNamespace(sel)).items.filter((o) => mine(o.metadata)).map((o) => ({ kind: 'Namespace', ...meta(o.metadata) })),
+  ];
+  const status = await readStepStatus<AddonsStatus>(new LocalSecretStore(lane.secretsDir), 'dev', 'install-addons');
+  const addons = Object.fromEntries(Object.entries(status?.addons ?? {}).map(([name, r]) => [name, { kind: r.kind, inventory: r.inventory }]));
+  return canonical({ objects, status: addons }, lane.names);
+}
+
+/** What a case made, gone: its namespace (waited for until deleted) and the resource set's ConfigMap in kube-system. */
+async function addonsCleanup(bed: KubeBed): Promise<void> {
+  const core = bed.kc.makeApiClient(CoreV1Api);
+  const absent = (e: unknown) => {
+    if ((e as { code?: number }).code !== 404) throw e instanceof Error ? e : new Error(String(e));
+  };
+  await core.deleteNamespacedConfigMap({ name: 'base-settings', namespace: 'kube-system' }).catch(absent);
+  // the workloads first, pods at once: the namespace controller waits out a pod's grace period (30 s) otherwise
+  const apps = bed.kc.makeApiClient(AppsV1Api);
+  const namespace = ADDONS_NAMESPACE;
+  await apps.deleteCollectionNamespacedDeployment({ namespace }).catch(absent);
+  await apps.deleteCollectionNamespacedReplicaSet({ namespace }).catch(absent);
+  await core.deleteCollectionNamespacedPod({ namespace, gracePeriodSeconds: 0 }).catch(absent);
+  await core.deleteNamespace({ name: ADDONS_NAMESPACE }).catch(absent);
+  for (const deadline = Date.now() + 60_000; ; ) {
+    const gone = await core.readNamespace({ name: ADDONS_NAMESPACE }).then(
+      () => false,
+      (e: unknown) => (absent(e), true),
+    );
+    if (gone) return;
+    if (Date.now() > deadline) throw new Error(`namespace ${ADDONS_NAMESPACE} still there 60 s after its delete: ${bed.ctl.logTail('kube-controller-manager', 10)}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+export const installAddonsCreate: KubeScenario = {
+  stepId: 'install-addons',
+  phase: 'create',
+  label: 'install-addons create',
+  prepare: (bed) => addonsLane(bed),
+  snapshot: addonsSnapshot,
+  cleanup: addonsCleanup,
+};
+
+/** install-addons has no --delete: its delete is the prune of an addon removed from Git (web). */
+export const installAddonsDelete: KubeScenario = {
+  stepId: 'install-addons',
+  phase: 'delete',
+  label: 'install-addons delete (web removed from Git: pruned)',
+  async prepare(bed) {
+    const lane = await addonsLane(bed);
+    const run = await runKubeStep(bed, 'install-addons', lane);
+    if (run.code !== 0) throw new Error(`prepare: install-addons failed: exit ${run.code}: ${run.stderr.slice(-2000)}`);
+    writeFileSync(path.join(lane.repo, lane.clusterPath, 'addons.yaml'), addonsYaml(false));
+    return lane;
+  },
+  snapshot: addonsSnapshot,
+  cleanup: addonsCleanup,
+};
+
+export const KUBE_SCENARIOS: readonly KubeScenario[] = [installAddonsCreate, installAddonsDelete];

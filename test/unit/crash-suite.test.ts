@@ -1,6 +1,7 @@
 /** The crash suite engine's pure parts: which calls are kill points, how worlds are made comparable and compared. */
 import { expect } from 'chai';
 import { canonical, crashPointSelection, jsonDiff, selectKillPoints } from '../support/crash-suite.js';
+import { selectWritePoints } from '../support/crash-kube.js';
 
 describe('crash suite engine: kill points and world comparison', () => {
   const calls = ['CreateVpc', 'ModifyVpcAttribute', 'ModifyVpcAttribute', 'CreateSubnet', 'CreateSubnet', 'CreateSubnet', 'AttachInternetGateway'];
@@ -15,6 +16,18 @@ describe('crash suite engine: kill points and world comparison', () => {
     expect(show(selectKillPoints(['DeleteNodegroup', 'DeleteNodegroup'], 'all'))).to.deep.equal(['1a', '2a']);
     // a scenario's own notion of creating
     expect(show(selectKillPoints(['RegisterTargets'], 'all', () => false))).to.deep.equal(['1a']);
+  });
+
+  it('kube steps (install-addons): sample kills after the first, the middle and the last write; all after every write', () => {
+    const writes = ['patch namespaces/apps', 'patch configmaps/apps/db-settings', 'patch deployments/apps/db', 'patch configmaps/apps/web-settings', 'patch deployments/apps/web'];
+    expect(selectWritePoints(writes, 'sample').map((p) => [p.n, p.action, p.when])).to.deep.equal([
+      [1, 'patch namespaces/apps', 'after-response'],
+      [3, 'patch deployments/apps/db', 'after-response'],
+      [5, 'patch deployments/apps/web', 'after-response'],
+    ]);
+    expect(selectWritePoints(writes, 'all').map((p) => p.n)).to.deep.equal([1, 2, 3, 4, 5]);
+    expect(selectWritePoints(writes.slice(0, 2), 'sample').map((p) => p.n), 'two writes: both').to.deep.equal([1, 2]);
+    expect(selectWritePoints([], 'sample')).to.deep.equal([]);
   });
 
   it('CAPFLOW_CRASH_POINTS: sample by default, all, or a clear error', () => {
