@@ -37,6 +37,7 @@ import { REPO_ROOT } from './tools.js';
 import { minimalAws } from '../fixtures/spec/support.js';
 import { clientConfig } from './moto.js';
 import { managedNodeGroupYaml } from '../fixtures/eks-node-group.js';
+import { addonsYaml } from './addons-fixture.js';
 
 const PLACEHOLDER = '#cloud-config\n# placeholder user data: no bootstrap step yet\n';
 
@@ -244,44 +245,6 @@ export const EKS_SCENARIOS: readonly Scenario[] = [eksControlPlaneCreate, eksCon
 // ---- install-addons (a workload kube-apiserver, no AWS: crash-kube.ts) --------------------------
 
 /**
- * The addons of install-addons.test.ts: a ClusterResourceSet (one ConfigMap in kube-system) and the
- * test chart installed twice, db then web (which depends on it), in namespace apps. Without web: the
- * delete phase.
- */
-function addonsYaml(web = true): string {
-  const ns = ADDONS_NAMESPACE;
-  const chart = (name: string, extra: string) =>
-    `---\napiVersion: capflow.io/v1alpha1\nkind: AddonChart\nmetadata:\n  name: ${name}\nspec:\n  path: charts/tiny\n  namespace: ${ns}\n  timeout: 60s\n${extra}`;
-  return `apiVersion: addons.cluster.x-k8s.io/v1beta1
-kind: ClusterResourceSet
-metadata:
-  name: base
-spec:
-  strategy: Reconcile
-  clusterSelector:
-    matchLabels:
-      cni: calico
-  resources:
-  - kind: ConfigMap
-    name: base-manifests
----
-apiVersion: v1
-kind: ConfigMap
-metadata:
-  name: base-manifests
-data:
-  base.yaml: |
-    apiVersion: v1
-    kind: ConfigMap
-    metadata:
-      name: base-settings
-      namespace: kube-system
-    data:
-      mode: base
-${chart('db', '  values:\n    settings:\n      role: db\n')}${web ? chart('web', '  dependsOn: [db]\n  values:\n    replicas: 2\n    settings:\n      color: blue\n') : ''}`;
-}
-
-/**
  * Every case's namespace: the same name, so that the charts' checksums of their rendered ConfigMaps
  * (which name it) compare; a case starts once the last one's is deleted and gone (the namespace
  * controller runs on the kube bed).
@@ -366,7 +329,7 @@ export const installAddonsDelete: KubeScenario = {
     const lane = await addonsLane(bed);
     const run = await runKubeStep(bed, 'install-addons', lane);
     if (run.code !== 0) throw new Error(`prepare: install-addons failed: exit ${run.code}: ${run.stderr.slice(-2000)}`);
-    writeFileSync(path.join(lane.repo, lane.clusterPath, 'addons.yaml'), addonsYaml(false));
+    writeFileSync(path.join(lane.repo, lane.clusterPath, 'addons.yaml'), addonsYaml({ web: false }));
     return lane;
   },
   snapshot: addonsSnapshot,
