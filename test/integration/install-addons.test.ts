@@ -23,6 +23,7 @@ import { spawnCapflow, type CliResult } from '../support/cli.js';
 import { REPO_ROOT, requireTool } from '../support/tools.js';
 import { minimalAws } from '../fixtures/spec/support.js';
 import { addonsYaml } from '../support/addons-fixture.js';
+import type { AuditEvent } from '../support/crash-kube.js';
 
 const ADMIN = 'capflow-testbed-admin';
 const AUDIT_POLICY = 'apiVersion: audit.k8s.io/v1\nkind: Policy\nomitStages: [RequestReceived]\nrules:\n- level: Metadata\n';
@@ -33,14 +34,6 @@ function errorOf(res: CliResult): string {
   return line ? (JSON.parse(line) as { error: string }).error : `no error line in: ${res.stderr}`;
 }
 
-interface AuditEvent {
-  verb: string;
-  userAgent?: string;
-  requestURI: string;
-  user: { username: string };
-  objectRef?: { resource?: string; namespace?: string; name?: string };
-  responseStatus?: { code?: number };
-}
 
 describe('install-addons step: charts and ClusterResourceSets against a real kube-apiserver (pods run by kwok, a kubelet stand-in)', function () {
   this.timeout(180_000);

@@ -33,12 +33,14 @@ import { requireTool } from './tools.js';
 const ADMIN = 'capflow-testbed-admin';
 const AUDIT_POLICY = 'apiVersion: audit.k8s.io/v1\nkind: Policy\nomitStages: [RequestReceived]\nrules:\n- level: Metadata\n';
 
-interface AuditEvent {
+/** One line of the API server's audit log (the fields the install-addons tests read). */
+export interface AuditEvent {
   verb: string;
   userAgent?: string;
   requestURI: string;
   user: { username: string };
   objectRef?: { resource?: string; namespace?: string; name?: string };
+  responseStatus?: { code?: number };
 }
 
 /** The audit log read from where the last read stopped (a partial last line kept for the next). */
