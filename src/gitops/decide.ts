@@ -28,10 +28,18 @@ export interface DecideContext {
   now: Date;
   /** A number in [0, 1) for the backoff jitter (Math.random in the reconciler). */
   random: () => number;
+  /**
+   * The Git object id at `revision` of every path a record's `inputs` names ('' when absent there);
+   * absent when the Git source cannot tell (then inputs are not followed).
+   */
+  inputIds?: ReadonlyMap<string, string>;
 }
 
-/** A spec loaded at the revision: its hash, or the formatted problems that make it invalid. */
-export type SpecResult = { specHash: string } | { errors: string[] };
+/**
+ * A spec loaded at the revision: its hash, or the formatted problems that make it invalid; and the
+ * paths outside the folder the load read, with their Git object ids there ('' when absent).
+ */
+export type SpecResult = ({ specHash: string } | { errors: string[] }) & { inputs?: Record<string, string> };
 
 export interface ClusterInput {
   name: string;
@@ -69,12 +77,23 @@ function isStickyPhase(phase: ClusterRecord['phase']): boolean {
 }
 
 /**
- * Whether the spec must be loaded: the folder's tree, or the capflow version that hashed it, differs
- * from what the record remembers. An unchanged folder keeps its hash, or its validation errors.
+ * Whether the spec must be loaded: the folder's tree, a path outside it that the last load read
+ * (a chart folder, the ClusterClass folder), or the capflow version that hashed it, differs from
+ * what the record remembers. An unchanged folder keeps its hash, or its validation errors.
  */
-export function needsLoad(folder: ClusterFolder, record: ClusterRecord | undefined, version: string): boolean {
+export function needsLoad(folder: ClusterFolder, record: ClusterRecord | undefined, version: string, inputIds?: ReadonlyMap<string, string>): boolean {
   if (!record || record.gitTree !== folder.tree || record.hashedBy !== version) return true;
+  if (inputIds && record.inputs && inputsChanged(record.inputs, inputIds)) return true;
   return record.specHash === undefined && (record.errors?.length ?? 0) === 0;
+}
+
+/** Whether any of the paths changed since they were recorded; a path the map does not know is taken as unchanged. */
+export function inputsChanged(recorded: Readonly<Record<string, string>>, now: ReadonlyMap<string, string>): boolean {
+  for (const [p, id] of Object.entries(recorded)) {
+    const current = now.get(p);
+    if (current !== undefined && current !== id) return true;
+  }
+  return false;
 }
 
 /** retryBaseMs·2^(failures−1), capped at retryMaxMs, ±10 %. */
@@ -229,10 +248,12 @@ interface Step {
 
 function decidePresent(rec: ClusterRecord, folder: ClusterFolder, input: ClusterInput, ctx: DecideContext): Step {
   rec.path = folder.path;
-  if (input.spec && needsLoad(folder, input.record, ctx.version)) {
+  if (input.spec && needsLoad(folder, input.record, ctx.version, ctx.inputIds)) {
     rec.gitRevision = ctx.revision;
     rec.gitTree = folder.tree;
     rec.hashedBy = ctx.version;
+    if (input.spec.inputs && Object.keys(input.spec.inputs).length > 0) rec.inputs = input.spec.inputs;
+    else delete rec.inputs;
     if ('errors' in input.spec) {
       delete rec.specHash;
       rec.errors = input.spec.errors;

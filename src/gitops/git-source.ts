@@ -333,12 +333,23 @@ export function createGitSource(options: GitSourceOptions): GitSource {
         firstSeenAt,
         checkout: () => (checkingOut ??= checkout(revision)),
         materialize: (paths) => materialize(revision, paths),
+        objectIds: (paths) => objectIds(revision, paths),
         timings: { fetchMs: Math.round(t1 - t0), listMs: Math.round(performance.now() - t1) },
       };
     } catch (err) {
       listed = undefined;
       throw new InternalError('GIT_LIST_FAILED', `cannot list the cluster folders of ${branch} in ${workdir}: ${(err as Error).message}`, { cause: err });
     }
+  }
+
+  /** Each path's own entry (not its contents) at `revision`: one ls-tree, not recursive. */
+  async function objectIds(revision: string, paths: string[]): Promise<Map<string, string>> {
+    const ids = new Map<string, string>();
+    const wanted = [...new Set(paths.flatMap((p) => repoPath(p) ?? []))];
+    if (wanted.length === 0) return ids;
+    const listing = await git(['ls-tree', '-z', revision, '--', ...wanted.map((p) => `:(literal)${p}`)]);
+    for (const e of parseTreeEntries(listing)) ids.set(e.path, e.object);
+    return ids;
   }
 
   /** The work tree at `revision`, in turn with the other git processes; a no-op when it is there. */

@@ -23,7 +23,7 @@ import { isCapflowError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import { SpecLoadPool, type SpecLoader, type SpecLoadPoolOptions, type SpecLoadResult } from './spec-loads.js';
 import { repoPath } from './git-source.js';
-import { decideCluster, isRunFinished, needsLoad, observeWorkflow, type ClusterDecision, type DecideContext, type SpecResult } from './decide.js';
+import { decideCluster, inputsChanged, isRunFinished, needsLoad, observeWorkflow, type ClusterDecision, type DecideContext, type SpecResult } from './decide.js';
 import {
   FINISHED_PHASES,
   type ClusterFolder,
@@ -177,6 +177,8 @@ export class Reconciler {
   private dirty = new Set<string>();
   /** The folders as the last completed pass saw them: the next one decides those that differ. */
   private lastFolders: Map<string, ClusterFolder> | undefined;
+  /** inputIds() of the last revision asked. */
+  private inputIdCache: { revision: string; ids: Map<string, string> } | undefined;
   /** Retries waiting, by cluster (epoch ms). */
   private readonly retries = new Map<string, number>();
   private pollTimer: NodeJS.Timeout | undefined;
@@ -620,6 +622,7 @@ export class Reconciler {
     const marked = this.dirty;
     this.dirty = new Set();
     const ctx = this.context(snapshot);
+    ctx.inputIds = await this.inputIds(snapshot, records);
 
     let names: string[];
     if (full) {
@@ -628,6 +631,8 @@ export class Reconciler {
     } else {
       const due = ctx.now.getTime();
       const pick = new Set([...marked, ...changedFolders(this.lastFolders!, snapshot.clusters)]);
+      // a chart or class outside the folders changed: the clusters whose last load read it
+      if (ctx.inputIds) for (const [name, r] of records) if (r.inputs && inputsChanged(r.inputs, ctx.inputIds)) pick.add(name);
       for (const [name, at] of this.retries) if (at <= due) pick.add(name);
       names = [...pick].sort();
     }
@@ -644,7 +649,7 @@ export class Reconciler {
       // each load still asks for its own folder (and waits for this), so a failure here costs only time
       const toLoad = names.flatMap((n) => {
         const folder = snapshot.clusters.get(n);
-        return folder && needsLoad(folder, records.get(n), this.o.version) ? [folder.path] : [];
+        return folder && needsLoad(folder, records.get(n), this.o.version, ctx.inputIds) ? [folder.path] : [];
       });
       if (toLoad.length > 1) snapshot.materialize(toLoad).catch(() => undefined);
     }
@@ -746,8 +751,8 @@ export class Reconciler {
       try {
         if (record) record = await this.follow(record, known, ctx, outcome);
         let spec: SpecResult | undefined;
-        if (folder && needsLoad(folder, record, ctx.version)) {
-          spec = await this.loadSlots(() => this.loadSpec(snapshot, folder));
+        if (folder && needsLoad(folder, record, ctx.version, ctx.inputIds)) {
+          spec = await this.loadSlots(() => this.loadSpec(snapshot, folder, record));
           outcome.loaded = true;
         }
         const decision = decideCluster({ name, folder, record, spec, workflows }, ctx);
@@ -849,7 +854,24 @@ export class Reconciler {
       .catch((err: unknown) => this.d.log.debug('warming the spec thread failed', { error: errorText(err) }));
   }
 
-  private async loadSpec(snapshot: GitSnapshot, folder: ClusterFolder): Promise<SpecResult> {
+  /**
+   * The Git object id at the snapshot's revision of every path outside a folder that a record's
+   * last load read (one git call for them all, once per revision); undefined when the source cannot tell.
+   */
+  private async inputIds(snapshot: GitSnapshot, records: Map<string, ClusterRecord>): Promise<Map<string, string> | undefined> {
+    if (!snapshot.objectIds) return undefined;
+    const known = this.inputIdCache?.revision === snapshot.revision ? this.inputIdCache.ids : new Map<string, string>();
+    const missing = new Set<string>();
+    for (const r of records.values()) for (const p in r.inputs) if (!known.has(p)) missing.add(p);
+    if (missing.size > 0) {
+      const found = await snapshot.objectIds([...missing]);
+      for (const p of missing) known.set(p, found.get(p) ?? '');
+    }
+    this.inputIdCache = { revision: snapshot.revision, ids: known };
+    return known;
+  }
+
+  private async loadSpec(snapshot: GitSnapshot, folder: ClusterFolder, record: ClusterRecord | undefined): Promise<SpecResult> {
     const timing = this.timing;
     let result: SpecLoadResult;
     if (snapshot.materialize) {
@@ -857,7 +879,8 @@ export class Reconciler {
       // repository (40,000 index entries at 10,000 clusters). Chart folders the spec names are read
       // from the repository root: when the load names some not written yet, they are written and the
       // folder loaded again (what a load read was on disk before it started, so the hash is exact).
-      let need = [folder.path];
+      // what the last load read outside the folder is written with it: most loads then need one round
+      let need = [folder.path, ...Object.keys(record?.inputs ?? {}).filter((p) => repoPath(p) !== undefined)];
       for (let round = 0; ; round++) {
         let t = performance.now();
         const root = await snapshot.materialize(need);
@@ -881,9 +904,12 @@ export class Reconciler {
       result = await this.specs.load(path.join(snapshot.workdir, folder.path), snapshot.workdir);
       timing.load += performance.now() - t;
     }
-    const { warnings, inputs: _inputs, ...spec } = result;
+    const { warnings, inputs, ...spec } = result;
     if (warnings.length > 0) this.d.log.info('cluster spec warnings', { cluster: folder.name, warnings });
-    return spec;
+    const paths = [...new Set((inputs ?? []).flatMap((p) => repoPath(p) ?? []))].sort();
+    if (paths.length === 0 || !snapshot.objectIds) return spec;
+    const ids = await snapshot.objectIds(paths);
+    return { ...spec, inputs: Object.fromEntries(paths.map((p) => [p, ids.get(p) ?? ''])) };
   }
 
   private logRunResults(before: ClusterRecord, after: ClusterRecord): void {

@@ -18,6 +18,9 @@
  *       gitRevision, gitTree, specHash, hashedBy, appliedRevision, appliedSpecHash,
  *       appliedAt, nextRetryAt, driftCheckedAt, message     when set
  *       driftChanges                                        when set, decimal
+ *       inputs                                              when set: one path outside the folder
+ *                                                           per line, "<git object id> <path>",
+ *                                                           the id "-" when the path was absent
  *       errors                                              when set: one error per line; a line
  *                                                           that starts with a tab continues the
  *                                                           error above (its own line break);
@@ -98,6 +101,12 @@ function decodeErrors(text: string): string[] {
   return out;
 }
 
+function encodeInputs(inputs: Record<string, string>): string {
+  return Object.entries(inputs)
+    .map(([p, id]) => `${id === '' ? '-' : id} ${p}`)
+    .join('\n');
+}
+
 function encodeRun(prefix: string, run: RunRecord, data: Record<string, string>): void {
   data[`${prefix}.workflow`] = run.workflow;
   data[`${prefix}.kind`] = run.kind;
@@ -121,6 +130,7 @@ export function encodeRecord(record: ClusterRecord): Record<string, string> {
   for (const k of RECORD_STRINGS) if (record[k] !== undefined) data[k] = record[k];
   if (record.driftChanges !== undefined) data.driftChanges = String(record.driftChanges);
   if (record.errors !== undefined) data.errors = encodeErrors(record.errors);
+  if (record.inputs !== undefined) data.inputs = encodeInputs(record.inputs);
   if (record.run) encodeRun('run', record.run, data);
   if (record.driftRun) encodeRun('driftRun', record.driftRun, data);
   return data;
@@ -150,6 +160,18 @@ class Reader {
   oneOf<T extends string>(key: string, allowed: ReadonlySet<string>): T {
     const v = this.req(key);
     return allowed.has(v) ? (v as T) : this.bad(key, `is "${v}", not one of ${[...allowed].join(', ')}`);
+  }
+
+  inputs(key: string): Record<string, string> | undefined {
+    const v = this.opt(key);
+    if (v === undefined) return undefined;
+    const out: Record<string, string> = {};
+    for (const line of v === '' ? [] : v.split('\n')) {
+      const m = /^([0-9a-f]{40,64}|-) (\S.*)$/.exec(line);
+      if (!m) this.bad(key, `has the line "${line}", not "<git object id or -> <path>"`);
+      out[m[2]!] = m[1] === '-' ? '' : m[1]!;
+    }
+    return out;
   }
 
   int(key: string): number {
@@ -193,6 +215,8 @@ export function decodeRecord(cm: V1ConfigMap): ClusterRecord {
   if (r.opt('driftChanges') !== undefined) record.driftChanges = r.int('driftChanges');
   const errors = r.opt('errors');
   if (errors !== undefined) record.errors = decodeErrors(errors);
+  const inputs = r.inputs('inputs');
+  if (inputs !== undefined) record.inputs = inputs;
   const run = r.run('run');
   if (run) record.run = run;
   const driftRun = r.run('driftRun');

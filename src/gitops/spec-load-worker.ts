@@ -20,16 +20,18 @@ port.postMessage({ ready: true } satisfies SpecLoadReply);
 
 async function load(req: SpecLoadRequest): Promise<SpecLoadReply> {
   try {
-    const { model, problems } = await validateClusterSpec(req.dir, { displayRoot: req.displayRoot });
+    const { model, problems, inputs: lookedIn = [] } = await validateClusterSpec(req.dir, { displayRoot: req.displayRoot });
     const warnings = problems.filter((p) => p.severity === 'warning').map(formatProblem);
-    // the display root is the checkout's root: AddonCharts' chart folders are read from it
+    // What the load read outside the folder (the display root is the checkout's root): a reconciler
+    // that wrote only the cluster's folder writes these and loads again, and follows them in Git.
+    const charts = model?.addons.flatMap((a) => (a.spec.path === undefined ? [] : [path.relative(req.displayRoot, path.resolve(req.displayRoot, a.spec.path)).split(path.sep).join('/')])) ?? [];
+    const inputs = [...new Set([...lookedIn, ...charts])];
+    const read = inputs.length > 0 ? { inputs } : {};
     if (model) {
-      // the chart folders the hash read: a reconciler that wrote only the cluster's folder writes these and loads again
-      const inputs = model.addons.flatMap((a) => (a.spec.path === undefined ? [] : [path.relative(req.displayRoot, path.resolve(req.displayRoot, a.spec.path)).split(path.sep).join('/')]));
       const specHash = await specHashWithInputs(model, req.displayRoot);
-      return { id: req.id, result: { specHash, warnings, ...(inputs.length > 0 ? { inputs } : {}) } };
+      return { id: req.id, result: { specHash, warnings, ...read } };
     }
-    return { id: req.id, result: { errors: problems.filter((p) => p.severity === 'error').map(formatProblem), warnings } };
+    return { id: req.id, result: { errors: problems.filter((p) => p.severity === 'error').map(formatProblem), warnings, ...read } };
   } catch (err) {
     const e = err instanceof Error ? err : new Error(String(err));
     const code = (e as { code?: unknown }).code;

@@ -15,7 +15,7 @@ import { CapflowError, type ErrorKind } from '../core/errors.js';
 
 /** What a load tells the reconciler: the spec hash, or the problems (`file:line:column ...` lines); warnings either way. */
 export type SpecLoadResult = ({ specHash: string; warnings: string[] } | { errors: string[]; warnings: string[] }) & {
-  /** Paths outside the folder that the load read (AddonCharts' chart folders), relative to the display root. */
+  /** Paths outside the folder that the load read (AddonCharts' chart folders, a ClusterClass folder), relative to the display root. */
   inputs?: string[];
 };
 

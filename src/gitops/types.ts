@@ -45,6 +45,11 @@ export interface GitSnapshot {
    * checking the whole work tree out. Absent: use checkout() and workdir.
    */
   materialize?: (paths: string[]) => Promise<string>;
+  /**
+   * The Git object id (tree or blob) of each path at `revision`, one git call for all; a path absent
+   * there is absent from the map. Absent: inputs outside a cluster's folder are not followed.
+   */
+  objectIds?: (paths: string[]) => Promise<Map<string, string>>;
   /** How long the sync's steps took, ms (for the pass's log line). */
   timings?: { fetchMs: number; listMs: number };
   /** When this process first saw the commit (start of the commit-to-submission latency). */
@@ -174,6 +179,12 @@ export interface ClusterRecord {
   specHash?: string;
   /** capflow version that computed specHash (a new version re-reads every spec once). */
   hashedBy?: string;
+  /**
+   * What the load read outside the folder (AddonCharts' chart folders, the `classes/` folder of a
+   * topology's ClusterClass), with each path's Git object id at gitRevision ('' when it was absent):
+   * a commit that changes one of them loads the spec again, as a change of the folder does.
+   */
+  inputs?: Record<string, string>;
   /** What was last applied successfully. */
   appliedRevision?: string;
   appliedSpecHash?: string;

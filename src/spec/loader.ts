@@ -58,6 +58,12 @@ export interface ValidationResult {
   model?: ClusterModel;
   /** Errors and warnings, ordered by file, line and column. */
   problems: SpecProblem[];
+  /**
+   * Paths outside the cluster folder, relative to the display root, that the load read or looked in
+   * (a topology's ClusterClass folder), with or without errors: the reconciler loads the cluster
+   * again when one changes.
+   */
+  inputs?: string[];
 }
 
 /** Loads and validates; throws SpecInvalidError (code SPEC_INVALID, exit code 2) listing every problem. */

@@ -19,6 +19,7 @@ function fullRecord(cluster: string): ClusterRecord {
     gitTree: 'b'.repeat(40),
     specHash: 'sha256:' + 'c'.repeat(64),
     hashedBy: '0.1.0',
+    inputs: { 'charts/cni': 'f'.repeat(40), 'classes dir/with space': '' },
     appliedRevision: 'd'.repeat(40),
     appliedSpecHash: 'sha256:' + 'e'.repeat(64),
     appliedAt: '2025-01-02T03:04:05.678Z',
@@ -114,6 +115,7 @@ describe('gitops/records: cluster records as ConfigMaps against a real kube-apis
     });
     expect(cm.data).to.include({ failures: '3', planCount: '7', driftChanges: '0', 'run.attempt': '2', 'run.kind': 'apply', 'driftRun.phase': 'Succeeded' });
     expect(cm.data?.errors).to.equal('clusters/dev/cluster.yaml:3:5 Cluster/dev spec.x: unknown field\nclusters/dev/vars.yaml:1:1 parse error:\n\t  expected a map\n\t^');
+    expect(cm.data?.inputs).to.equal(`${'f'.repeat(40)} charts/cni\n- classes dir/with space`);
 
     const failed = await core.listNamespacedConfigMap({ namespace: NS, labelSelector: 'capflow.io/phase=Failed' });
     expect(failed.items.map((i) => i.metadata?.name)).to.deep.equal(['capflow-cluster-dev']);

@@ -647,4 +647,47 @@ describe('gitops reconciler with the real Git source (a git remote on disk and t
     expect(r.lastPass()?.submitted.map((x) => x.cluster)).to.deep.equal(['c3']);
     expect(store.records.get('c3')?.run).to.include({ revision: after, specHash: second });
   });
+
+  it('a commit that changes only a chart folder outside the cluster folders rolls the clusters whose spec reads it, and no other', async () => {
+    const files = { ...minimalAws({ 'addons.yaml': ADDON }), 'values/cni.yaml': 'mtu: 1450\n' };
+    await remote.commitFiles(
+      { ...folder('c4', files), ...folder('c5', minimalAws()), 'charts/cni/Chart.yaml': 'apiVersion: v2\nname: cni\nversion: 0.1.0\n', 'charts/cni/templates/ds.yaml': 'kind: DaemonSet\n' },
+      'c4 with a vendored chart, c5 without',
+    );
+    await remote.push();
+    await started();
+    const first = store.records.get('c4')!;
+    expect(Object.keys(first.inputs ?? {}), 'the record names the chart folder it read').to.deep.equal(['charts/cni']);
+    expect(first.inputs!['charts/cni']).to.match(/^[0-9a-f]{40}$/);
+    expect(store.records.get('c5')?.inputs).to.equal(undefined);
+    for (const c of ['c4', 'c5']) workflows.finish(store.records.get(c)!.run!.workflow, 'Succeeded');
+    await r.whenIdle();
+
+    // unrelated to any spec: nothing is loaded
+    const readme = await push({ 'README.md': 'how we run clusters\n' }, 'docs');
+    expect(r.lastPass()).to.include({ revision: readme, loaded: 0 });
+    expect(r.lastPass()?.submitted).to.deep.equal([]);
+
+    // the chart alone changes: c4 is loaded again (the chart written with its folder, as its record names it) and applied
+    const after = await push({ 'charts/cni/templates/ds.yaml': 'kind: DaemonSet\n# changed\n' }, 'the chart changed');
+    const second = await fullCheckoutHash('c4');
+    expect(second).to.not.equal(first.specHash);
+    expect(r.lastPass()).to.include({ revision: after, loaded: 1, full: false });
+    expect(r.lastPass()?.submitted.map((x) => [x.cluster, x.kind])).to.deep.equal([['c4', 'apply']]);
+    expect(store.records.get('c4')).to.include({ gitRevision: after, specHash: second });
+    expect(store.records.get('c4')!.inputs!['charts/cni']).to.not.equal(first.inputs!['charts/cni']);
+    expect(store.records.get('c5')?.gitRevision).to.not.equal(after);
+
+    workflows.finish(store.records.get('c4')!.run!.workflow, 'Succeeded');
+    await r.whenIdle();
+    // the chart folder removed: the spec that reads it is loaded again (the missing chart is install-addons' to report)
+    const gone = await push({ 'charts/cni/Chart.yaml': null, 'charts/cni/templates/ds.yaml': null }, 'the chart removed');
+    expect(r.lastPass()).to.include({ revision: gone, loaded: 1 });
+    expect(store.records.get('c4')).to.include({ gitRevision: gone });
+    expect(store.records.get('c4')!.specHash).to.not.be.oneOf([first.specHash, second]);
+    expect(store.records.get('c4')!.inputs).to.deep.equal({ 'charts/cni': '' });
+    const back = await push({ 'charts/cni/Chart.yaml': 'apiVersion: v2\nname: cni\nversion: 0.1.0\n', 'charts/cni/templates/ds.yaml': 'kind: DaemonSet\n' }, 'the chart back');
+    expect(r.lastPass()).to.include({ revision: back, loaded: 1 });
+    expect(store.records.get('c4')).to.include({ gitRevision: back, specHash: first.specHash });
+  });
 });
