@@ -90,7 +90,7 @@ describe('upstream cluster-template-simple-clusterclass (CAPA v2.11.1) runs: pro
       const instances = (out.Reservations ?? []).flatMap((r) => r.Instances ?? []);
       const group = (i: (typeof instances)[number]) => i.Tags?.find((t) => t.Key === 'capflow.io/machine-group')?.Value;
       expect(instances.map((i) => `${group(i)} ${i.InstanceType} ${i.KeyName}`).sort()).to.deep.equal(
-        [...Array(3).fill(`control-plane t3.large default`), ...Array(3).fill(`${CLUSTER}-md-0 t3.large default`)].sort(),
+        [...Array<string>(3).fill(`control-plane t3.large default`), ...Array<string>(3).fill(`${CLUSTER}-md-0 t3.large default`)].sort(),
       );
     } finally {
       ec2.destroy();
