@@ -88,28 +88,35 @@ type Piece = string | { path: string[] };
  * pipes, functions) is refused: it returns the offending action.
  */
 export function parseGoTemplate(text: string): { pieces: Piece[] } | { error: string } {
+  // A scan with indexOf, not a regular expression: linear whatever the text holds.
   const pieces: Piece[] = [];
-  const action = /\{\{(-\s)?\s*([\s\S]*?)\s*(\s-)?\}\}/g;
-  let last = 0;
+  let pos = 0;
   let trimNext = false;
-  for (let m = action.exec(text); m; m = action.exec(text)) {
-    let literal = text.slice(last, m.index);
+  for (;;) {
+    const open = text.indexOf('{{', pos);
+    let literal = text.slice(pos, open < 0 ? text.length : open);
     if (trimNext) literal = literal.replace(/^\s+/, '');
-    if (m[1] !== undefined) literal = literal.replace(/\s+$/, '');
+    if (open < 0) {
+      if (literal !== '') pieces.push(literal);
+      return { pieces };
+    }
+    const close = text.indexOf('}}', open + 2);
+    if (close < 0) return { error: 'an unterminated {{ action' };
+    let body = text.slice(open + 2, close);
+    if (/^-\s/.test(body)) {
+      literal = literal.replace(/\s+$/, '');
+      body = body.slice(1);
+    }
+    trimNext = /\s-$/.test(body);
+    if (trimNext) body = body.slice(0, -1);
+    body = body.trim();
     if (literal !== '') pieces.push(literal);
-    const body = m[2] ?? '';
     if (!/^(\.[A-Za-z_][A-Za-z0-9_]*)+$/.test(body)) {
       return { error: `{{ ${body} }} is outside the Go template subset capflow evaluates ({{ .variable }} and {{ .builtin.cluster.name }}-style field references)` };
     }
     pieces.push({ path: body.slice(1).split('.') });
-    last = m.index + m[0].length;
-    trimNext = m[3] !== undefined;
+    pos = close + 2;
   }
-  let tail = text.slice(last);
-  if (trimNext) tail = tail.replace(/^\s+/, '');
-  if (/\{\{|\}\}/.test(tail)) return { error: 'an unterminated {{ action' };
-  if (tail !== '') pieces.push(tail);
-  return { pieces };
 }
 
 /** Evaluates a parsed template; an error names the field that has no value or is not a scalar. */

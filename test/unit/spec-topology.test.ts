@@ -1,10 +1,14 @@
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { expect } from 'chai';
 import { formatProblem, specHash, validateClusterSpec } from '../../src/spec/index.js';
 import type { AWSCluster, AWSMachineTemplate, ClusterModel, KubeadmControlPlane, SpecProblem } from '../../src/spec/index.js';
 import { expandedYaml } from '../../src/cli/render.js';
-import { cleanupSpecFolders, displayRootOf, specFolder } from '../fixtures/spec/support.js';
+import { applyJsonPatch, parseGoTemplate, renderGoTemplate, templateValue } from '../../src/spec/topology-patches.js';
+import { cleanupSpecFolders, displayRootOf, fixturesDir, specFolder } from '../fixtures/spec/support.js';
+import { spawnCapflow } from '../support/cli.js';
+
+const V211 = path.join(fixturesDir, 'upstream-v2.11');
 
 /** A small ClusterClass of our own (two worker classes, object and boolean variables, every valueFrom form). */
 const CLASS = `apiVersion: cluster.x-k8s.io/v1beta1
@@ -351,6 +355,37 @@ describe('ClusterClass topologies (spec.topology expanded, as Cluster API\'s top
     expect(await hash(CLASS.replace('default: t3.medium', 'default: t3.xlarge'))).to.not.equal(base);
   });
 
+  it('the upstream simple-clusterclass: the class\'s worker template changed changes the hash; a comment, or a default the topology overrides, does not', async () => {
+    const text = await readFile(path.join(V211, 'simple-clusterclass', 'cluster-template-simple-clusterclass.yaml'), 'utf8');
+    const vars = await readFile(path.join(V211, 'cluster.vars'), 'utf8');
+    const hash = async (t: string): Promise<string> => {
+      const dir = await specFolder({ 'cluster.yaml': t, 'cluster.env': vars });
+      const r = await validateClusterSpec(dir, { displayRoot: displayRootOf(dir) });
+      expect(r.problems.filter((p) => p.severity === 'error').map(formatProblem)).to.deep.equal([]);
+      return specHash(r.model as ClusterModel);
+    };
+    const edit = (from: string, to: string): string => {
+      expect(text).to.include(from);
+      return text.replace(from, to);
+    };
+    const base = await hash(text);
+    expect(await hash(edit('  name: quick-start-worker-machinetemplate\n', '  name: quick-start-worker-machinetemplate # the workers\n'))).to.equal(base);
+    // the topology sets workerMachineType: the class's default does not reach the expansion
+    const workerDefault = text.lastIndexOf('default: t3.large');
+    expect(await hash(`${text.slice(0, workerDefault)}default: m5.large${text.slice(workerDefault + 'default: t3.large'.length)}`)).to.equal(base);
+    expect(await hash(edit('iamInstanceProfile: "nodes.cluster-api-provider-aws.sigs.k8s.io"', 'iamInstanceProfile: "workers.example.com"'))).to.not.equal(base);
+    expect(await hash(edit('    - name: workerMachineType\n      value: ${AWS_NODE_MACHINE_TYPE}\n', ''))).to.equal(base, 'unset, the class default (t3.large) equals the value');
+  });
+
+  it('capflow render --expanded prints the expanded documents of the upstream simple-clusterclass', async () => {
+    const r = await spawnCapflow(['render', '--expanded', path.join(V211, 'simple-clusterclass'), '--vars', path.join(V211, 'cluster.vars')]).done;
+    expect(r.code, r.stderr).to.equal(0);
+    const docs = r.stdout.split('\n---\n');
+    expect(docs).to.have.length(9);
+    expect(docs.map((d) => /^kind: (.*)$/m.exec(d)?.[1]).sort()).to.deep.equal(['AWSCluster', 'AWSMachineTemplate', 'AWSMachineTemplate', 'Cluster', 'ClusterResourceSet', 'ConfigMap', 'KubeadmConfigTemplate', 'KubeadmControlPlane', 'MachineDeployment']);
+    for (const d of docs) expect(d).to.match(/^# test\/fixtures\/spec\/upstream-v2.11\/simple-clusterclass\/cluster-template-simple-clusterclass.yaml:\d+|^# expanded for Cluster capa-v211 /);
+  });
+
   it('render --expanded prints each document under a comment saying where it came from', async () => {
     const { model } = await load({ 'cluster.yaml': CLUSTER, 'class.yaml': CLASS });
     const text = expandedYaml(model?.documents ?? []);
@@ -365,5 +400,45 @@ describe('ClusterClass topologies (spec.topology expanded, as Cluster API\'s top
     expect(problems.filter((p) => p.kind === 'ClusterClass').map(formatProblem)).to.deep.equal([
       'clusters/test/class.yaml:2:7 ClusterClass/tiny kind: warning: ClusterClass is not used: the folder\'s Cluster has no topology that names this class hint: a ClusterClass and its templates are expanded for a Cluster whose spec.topology.class names the class',
     ]);
+  });
+});
+
+describe('ClusterClass patch engine: the Go template subset and JSON patches', () => {
+  const render = (t: string, vars: Record<string, unknown>): unknown => {
+    const parsed = parseGoTemplate(t);
+    if ('error' in parsed) return parsed;
+    return renderGoTemplate(parsed.pieces, vars);
+  };
+
+  it('prints field references, trims around {{- and -}}, and keeps other text (a lone }} too) as written', () => {
+    const vars = { name: 'dev', builtin: { cluster: { name: 'c1' } }, n: 3, on: true };
+    expect(render('{{ .builtin.cluster.name }}-{{.name}}', vars)).to.deep.equal({ text: 'c1-dev' });
+    expect(render('a  {{- .n -}}  b }}', vars)).to.deep.equal({ text: 'a3b }}' });
+    expect(render('{{ .on }}', vars)).to.deep.equal({ text: 'true' });
+    expect(render('{{ .missing }}', vars)).to.deep.equal({ error: '.missing has no value' });
+    expect(render('{{ .builtin }}', vars)).to.deep.equal({ error: '.builtin is an object; the template subset prints scalars only' });
+    expect(render('{{ .name', vars)).to.deep.equal({ error: 'an unterminated {{ action' });
+    expect(render('{{ range .x }}{{ end }}', vars)).to.have.property('error').that.match(/^\{\{ range \.x \}\} is outside the Go template subset/);
+    expect(templateValue('3')).to.equal(3);
+    expect(templateValue('{a: b}')).to.deep.equal({ a: 'b' });
+  });
+
+  it('a long run of text with an unterminated action is refused in linear time', () => {
+    const started = performance.now();
+    expect(parseGoTemplate(`{{${' '.repeat(2_000_000)}`)).to.deep.equal({ error: 'an unterminated {{ action' });
+    expect(performance.now() - started).to.be.below(1000);
+  });
+
+  it('add, replace and remove as JSON patch (RFC 6902) defines them, lists included', () => {
+    const t: Record<string, unknown> = { spec: { list: ['a', 'c'], m: { k: 1 } } };
+    expect(applyJsonPatch(t, 'add', '/spec/list/1', 'b')).to.deep.equal({ path: ['spec', 'list', 1] });
+    expect(applyJsonPatch(t, 'add', '/spec/list/-', 'd')).to.deep.equal({ path: ['spec', 'list', 3] });
+    expect(applyJsonPatch(t, 'replace', '/spec/m/k', 2)).to.deep.equal({ path: ['spec', 'm', 'k'] });
+    expect(applyJsonPatch(t, 'remove', '/spec/list/0', undefined)).to.deep.equal({ path: ['spec', 'list', 0] });
+    expect(applyJsonPatch(t, 'add', '/spec/a~1b', 'slash')).to.deep.equal({ path: ['spec', 'a/b'] });
+    expect(t).to.deep.equal({ spec: { list: ['b', 'c', 'd'], m: { k: 2 }, 'a/b': 'slash' } });
+    expect(applyJsonPatch(t, 'replace', '/spec/list/7', 'x')).to.deep.equal({ error: 'replace /spec/list/7: index 7 does not exist in the list in' });
+    expect(applyJsonPatch(t, 'remove', '/spec/nope', undefined)).to.deep.equal({ error: 'remove /spec/nope: /spec/nope does not exist in' });
+    expect(applyJsonPatch(t, 'add', '/spec/x/y', 1)).to.deep.equal({ error: 'add /spec/x/y: /spec/x does not exist in' });
   });
 });
