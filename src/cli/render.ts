@@ -3,7 +3,7 @@ import { stringify } from 'yaml';
 import { gitTopLevel, resolveCheckout } from '../core/checkout.js';
 import { ExitCode } from '../core/errors.js';
 import { buildWorkflow } from '../gitops/workflow.js';
-import { FOLDER_VARS_FILE, loadClusterSpec, specHashWithInputs } from '../spec/index.js';
+import { FOLDER_VARS_FILE, loadClusterSpec, specHashWithInputs, type SpecDocument } from '../spec/index.js';
 import { parse, str, keyValues } from './args.js';
 import type { CliIo } from './context.js';
 
@@ -21,7 +21,10 @@ Options:
   -p, --param K=V    extra workflow parameter (repeatable)
   --vars FILE, --env clusterctl variable substitution, as for validate (the Workflow's
                      steps read only the folder's cluster.env: put the values there)
-  -o, --output FMT   yaml (default) or json`;
+  -o, --output FMT   yaml (default) or json
+  --expanded         print the cluster's documents instead, after ClusterClass
+                     expansion (spec.topology), each with a comment saying where
+                     it came from; nothing else is rendered`;
 
 export async function renderCommand(argv: string[], io: CliIo): Promise<number> {
   const { values, positionals } = parse('render', argv, {
@@ -33,6 +36,7 @@ export async function renderCommand(argv: string[], io: CliIo): Promise<number> 
     vars: { type: 'string' },
     env: { type: 'boolean' },
     output: { type: 'string', short: 'o', default: 'yaml' },
+    expanded: { type: 'boolean' },
   });
   if (values.help) return io.out(renderHelp), ExitCode.ok;
   if (positionals.length !== 1) {
@@ -43,6 +47,11 @@ export async function renderCommand(argv: string[], io: CliIo): Promise<number> 
   const dir = path.resolve(positionals[0]!);
   const vars = str(values.vars);
   const model = await loadClusterSpec(dir, { ...(vars ? { varsFile: path.resolve(vars) } : {}), useEnv: values.env === true });
+  if (values.expanded === true) {
+    if (values.output === 'json') io.out(JSON.stringify(model.documents.map((d) => d.object), null, 2));
+    else io.out(expandedYaml(model.documents));
+    return ExitCode.ok;
+  }
   if ((vars && path.resolve(vars) !== path.join(dir, FOLDER_VARS_FILE)) || values.env === true) {
     io.err(`warning: the Workflow carries no variable values: its steps read ${FOLDER_VARS_FILE} in the cluster folder, not --vars or --env`);
   }
@@ -62,4 +71,11 @@ export async function renderCommand(argv: string[], io: CliIo): Promise<number> 
   });
   io.out(values.output === 'json' ? JSON.stringify(workflow, null, 2) : stringify(workflow).trimEnd());
   return ExitCode.ok;
+}
+
+/** The documents as one YAML stream, each under a comment naming its source (file:line, or what it was expanded from). */
+export function expandedYaml(documents: readonly SpecDocument[]): string {
+  return documents
+    .map((d) => `# ${d.source.origin ?? `${d.source.file}:${d.source.line}`}\n${stringify(d.object).trimEnd()}`)
+    .join('\n---\n');
 }

@@ -67,11 +67,6 @@ export function kindInfo(kind: string): KindInfo | undefined {
  */
 export const UNSUPPORTED_KINDS: Readonly<Record<string, string>> = {
   ByoHost: 'ByoHost objects are registered by the BYOH host agent; list the hosts in a capflow.io/v1alpha1 ByoHostInventory instead',
-  ClusterClass: 'ClusterClass (managed topologies) is not supported yet; write the Cluster and its templates explicitly',
-  AWSClusterTemplate: 'ClusterClass templates are not supported yet; write an AWSCluster',
-  AWSManagedClusterTemplate: 'ClusterClass templates are not supported yet; write an AWSManagedCluster',
-  KubeadmControlPlaneTemplate: 'ClusterClass templates are not supported yet; write a KubeadmControlPlane',
-  AWSManagedControlPlaneTemplate: 'ClusterClass templates are not supported yet; write an AWSManagedControlPlane',
   Machine: 'single Machines are not supported; use a MachineDeployment (or the KubeadmControlPlane for control plane nodes)',
   MachineSet: 'MachineSets are managed by MachineDeployments; write a MachineDeployment',
   MachineDrainRule: 'MachineDrainRules are not supported yet; capflow drains nodes with its own defaults',
@@ -104,6 +99,12 @@ export const UNSUPPORTED_KINDS: Readonly<Record<string, string>> = {
   IPAddress: 'IPAM objects are not supported yet',
   IPAddressClaim: 'IPAM objects are not supported yet',
 };
+
+/**
+ * The ClusterClass kinds: read by the topology expansion (topology.ts) for the Cluster whose
+ * spec.topology names the class, never acted on as documents of their own (the expanded objects are).
+ */
+export const TOPOLOGY_KINDS: ReadonlySet<string> = new Set(['ClusterClass', 'AWSClusterTemplate', 'AWSManagedClusterTemplate', 'KubeadmControlPlaneTemplate', 'AWSManagedControlPlaneTemplate']);
 
 /**
  * The upstream schema lines capflow judges specs against, oldest first: each is a folder of CRDs

@@ -12,6 +12,7 @@ import type { ClusterModel } from './model.js';
 import { isRecord } from './paths.js';
 import { checkModel } from './checks.js';
 import { resolveSpec, type RejectedDocument } from './references.js';
+import { expandTopology, findTopology } from './topology.js';
 import { checkDocument, DocumentReporter, type CheckedDocument } from './validate.js';
 import { checkFileSizes, checkTexts, specLimits, type SpecLimits } from './limits.js';
 import { defaultLocations, SchemaRegistry, type ValidatorMode } from './validators.js';
@@ -83,9 +84,11 @@ export async function validateClusterSpec(dir: string, options: LoadOptions = {}
   const displayRoot = options.displayRoot ?? findDisplayRoot(abs);
   const folder = { abs, display: displayPath(abs, displayRoot) };
   const problems: SpecProblem[] = [];
+  const inputs: string[] = [];
   const done = (model?: ClusterModel): ValidationResult => {
     const sorted = sortProblems(problems);
-    return hasErrors(sorted) || !model ? { problems: sorted } : { model, problems: sorted };
+    const extra = inputs.length > 0 ? { inputs } : {};
+    return hasErrors(sorted) || !model ? { problems: sorted, ...extra } : { model, problems: sorted, ...extra };
   };
 
   const limits = specLimits(options.limits);
@@ -126,10 +129,13 @@ export async function validateClusterSpec(dir: string, options: LoadOptions = {}
     options.validators ?? 'auto',
   );
   const line = targetLine(sources, options, problems);
+  const topology = await findTopology(sources, displayRoot, problems);
+  if (topology) inputs.push(...topology.inputs);
   await prefetchValidators(sources, registry, line);
   const checked: CheckedDocument[] = [];
   const rejected: RejectedDocument[] = [];
   for (const src of sources) {
+    if (topology?.consumed.has(src)) continue;
     const c = await checkDocument(src, registry, problems, line);
     if (c) checked.push(c);
     else if (isRecord(src.value) && typeof src.value.kind === 'string') {
@@ -139,6 +145,18 @@ export async function validateClusterSpec(dir: string, options: LoadOptions = {}
         name: typeof meta.name === 'string' ? meta.name : '',
         namespace: typeof meta.namespace === 'string' ? meta.namespace : 'default',
       });
+    }
+  }
+  // The topology's expansion replaces the Cluster; its documents are judged as written ones are.
+  const clusterChecked = topology && checked.find((c) => c.src === topology.cluster);
+  if (topology && clusterChecked?.valid) {
+    const expansion = await expandTopology(topology, clusterChecked, problems);
+    if (expansion) {
+      checked[checked.indexOf(clusterChecked)] = expansion.cluster;
+      for (const src of expansion.documents) {
+        const c = await checkDocument(src, registry, problems, line);
+        if (c) checked.push(c);
+      }
     }
   }
   // A file that could not be read whole may hold what other documents refer to: references into

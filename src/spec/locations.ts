@@ -38,8 +38,8 @@ export function fieldLocation(model: ClusterModel, doc: { kind: string; name: st
   if (!document) return undefined;
   const src = sources.get(document);
   if (!src) return { file: document.source.file, line: document.source.line, column: document.source.column };
-  const pos = src.position(path);
-  return { file: src.file.display, absPath: src.file.absPath, line: pos.line, column: pos.column };
+  const pos = src.locate(path);
+  return { file: pos.file.display, absPath: pos.file.absPath, line: pos.line, column: pos.column };
 }
 
 /** Problems found in a loaded model (by validation's model checks or a step), each at its field. */

@@ -431,6 +431,8 @@ export interface SourceLocation {
   index: number;
   line: number;
   column: number;
+  /** For a document expanded from a ClusterClass topology: what it was made from. */
+  origin?: string;
 }
 
 /** One document of the folder: its normalized object and where it came from. */

@@ -44,7 +44,11 @@ export type ProblemCode =
   /** Something the spec names does not exist in the cloud (e.g. a user-supplied VPC). */
   | 'not-found'
   /** A file or folder over the size limits (bytes, documents): refused before parsing. */
-  | 'too-large';
+  | 'too-large'
+  /** A ClusterClass JSON patch whose path does not exist in the template it selects. */
+  | 'patch-path'
+  /** A ClusterClass variable defined twice. */
+  | 'variable-conflict';
 
 export interface SpecProblem {
   severity: Severity;

@@ -56,8 +56,8 @@ function key(kind: string, namespace: string, name: string): string {
 }
 
 function where(doc: CheckedDocument): string {
-  const pos = doc.src.position(['metadata', 'name']);
-  return `${doc.src.file.display}:${pos.line}:${pos.column}`;
+  const pos = doc.src.locate(['metadata', 'name']);
+  return `${pos.file.display}:${pos.line}:${pos.column}`;
 }
 
 /** Does the selector select these labels? An empty selector selects nothing (ClusterResourceSet semantics). */
@@ -233,7 +233,8 @@ export function resolveSpec(
       });
     } else {
       infraDoc = resolveRef(clusterDoc, ['spec', 'infrastructureRef'], ['AWSCluster', 'AWSManagedCluster', 'ByoCluster'], {
-        required: true,
+        // a topology that could not be expanded says why where it failed
+        required: getPath(clusterDoc.value, ['spec', 'topology']) === undefined,
         requiredHint: 'capflow needs the Cluster to name its infrastructure (AWSCluster, AWSManagedCluster or ByoCluster)',
       });
     }
@@ -398,7 +399,7 @@ export function resolveSpec(
       name: d.name,
       namespace: d.namespace,
       object: d.value,
-      source: { file: d.src.file.display, absPath: d.src.file.absPath, index: d.src.index, line: pos.line, column: pos.column },
+      source: { file: d.src.file.display, absPath: d.src.file.absPath, index: d.src.index, line: pos.line, column: pos.column, ...(d.src.origin !== undefined ? { origin: d.src.origin } : {}) },
     };
     rememberSource(document, d.src);
     return document;

@@ -8,7 +8,7 @@
  */
 import { closest, type ProblemCode, type Severity, type SpecProblem } from './problems.js';
 import { formatPath, getPath, isRecord, pointerToPath } from './paths.js';
-import { CAPI_LINE_ANNOTATION, CAPI_LINES, groupOf, kindInfo, SUPPORTED_KINDS, UNSUPPORTED_KINDS, V1BETA2_NOT_ACTED_ON, type CapiLine, type CapiLineChoice, type KindInfo } from './kinds.js';
+import { CAPI_LINE_ANNOTATION, CAPI_LINES, groupOf, kindInfo, SUPPORTED_KINDS, TOPOLOGY_KINDS, UNSUPPORTED_KINDS, V1BETA2_NOT_ACTED_ON, type CapiLine, type CapiLineChoice, type KindInfo } from './kinds.js';
 import { formatOfPattern, type SchemaShape } from './schemas.js';
 import type { KindValidator, SchemaRegistry } from './validators.js';
 import type { PathSegment, SourceDocument } from './yaml-source.js';
@@ -50,14 +50,14 @@ export class DocumentReporter {
     options: { at?: 'key' | 'value' | 'start'; severity?: Severity; hint?: string } = {},
   ): void {
     const at = options.at ?? 'value';
-    const pos = at === 'start' ? this.src.start : this.src.position(path, at);
+    const pos = at === 'start' ? { file: this.src.file, ...this.src.start } : this.src.locate(path, at);
     const severity = options.severity ?? 'error';
     // The same problem found twice (by the metadata checks and the schema) is reported once.
-    const key = `${pos.line}:${pos.column}\u0000${formatPath(path)}\u0000${message}`;
+    const key = `${pos.file.display}:${pos.line}:${pos.column}\u0000${formatPath(path)}\u0000${message}`;
     if (this.reported.has(key)) return;
     this.reported.add(key);
     if (severity === 'error') this.errors++;
-    const p: SpecProblem = { severity, code, message, file: this.src.file.display, line: pos.line, column: pos.column };
+    const p: SpecProblem = { severity, code, message, file: pos.file.display, line: pos.line, column: pos.column };
     if (this.kind !== undefined) p.kind = this.kind;
     if (this.name !== undefined) p.name = this.name;
     if (path.length > 0) p.path = formatPath(path);
@@ -212,7 +212,13 @@ export async function checkDocument(src: SourceDocument, registry: SchemaRegistr
   const info = kindInfo(kind);
   if (!info) {
     const unsupported = UNSUPPORTED_KINDS[kind];
-    if (unsupported !== undefined) {
+    if (TOPOLOGY_KINDS.has(kind)) {
+      // Read by the topology expansion when the Cluster's topology names the class (topology.ts).
+      r.report('unused', ['kind'], `${kind} is not used: the folder's Cluster has no topology that names ${kind === 'ClusterClass' ? 'this class' : 'a ClusterClass using it'}`, {
+        severity: 'warning',
+        hint: 'a ClusterClass and its templates are expanded for a Cluster whose spec.topology.class names the class',
+      });
+    } else if (unsupported !== undefined) {
       r.report('unsupported-kind', ['kind'], `kind ${kind} is not supported yet`, { hint: unsupported });
     } else {
       const guess = closest(kind, SUPPORTED_KINDS.map((k) => k.kind));
@@ -389,13 +395,6 @@ interface FeatureRule {
 }
 
 const FEATURES: FeatureRule[] = [
-  {
-    kind: 'Cluster',
-    path: ['spec', 'topology'],
-    applies: (v) => v !== undefined,
-    message: 'Cluster.spec.topology (ClusterClass) is not supported yet',
-    hint: 'write the control plane, infrastructure and MachineDeployments explicitly and reference them with controlPlaneRef/infrastructureRef',
-  },
   {
     kind: 'AWSCluster',
     path: ['spec', 'controlPlaneLoadBalancer', 'loadBalancerType'],

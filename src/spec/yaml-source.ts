@@ -72,6 +72,14 @@ function kubernetesTags(tags: Tags): Tags {
   });
 }
 
+/** Where a field is written: its file and position (a derived document's fields may lie in several files). */
+export interface Located extends Position {
+  file: SpecFile;
+}
+
+/** Maps a field path of a derived document to where it came from; undefined: the document's own file. */
+export type Locator = (path: readonly PathSegment[], at: 'key' | 'value') => Located | undefined;
+
 export interface YamlIssue {
   offset: number;
   message: string;
@@ -87,8 +95,26 @@ export class SourceDocument {
     readonly index: number,
     private readonly doc: Document.Parsed,
     value: unknown,
+    private readonly locator?: Locator,
+    /** For a derived document: what it was made from (render --expanded prints it). */
+    readonly origin?: string,
   ) {
     this.value = value;
+  }
+
+  /**
+   * A document made from this one (a ClusterClass expansion): `value` is its content, `locator`
+   * says where each of its fields came from (a template, a patch, the topology); the rest resolve here.
+   */
+  derive(value: unknown, locator: Locator, origin: string): SourceDocument {
+    return new SourceDocument(this.file, this.index, this.doc, value, locator, origin);
+  }
+
+  /** File and position of the node at `path` (see position); for a derived document, where the field came from. */
+  locate(path: readonly PathSegment[], at: 'key' | 'value' = 'value'): Located {
+    const found = this.locator?.(path, at);
+    if (found) return found;
+    return { file: this.file, ...this.ownPosition(path, at) };
   }
 
   /** Where the document's content starts (its first key). */
@@ -104,6 +130,11 @@ export class SourceDocument {
    * the path does not exist, the deepest existing node is used.
    */
   position(path: readonly PathSegment[], at: 'key' | 'value' = 'value'): Position {
+    const { line, column } = this.locate(path, at);
+    return { line, column };
+  }
+
+  private ownPosition(path: readonly PathSegment[], at: 'key' | 'value'): Position {
     let node: unknown = this.doc.contents;
     let keyNode: YamlNode | undefined;
     for (const seg of path) {

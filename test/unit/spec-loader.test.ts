@@ -175,9 +175,9 @@ describe('spec loader', function () {
   describe('features capflow does not support yet', () => {
     const cases = [
       {
-        name: 'Cluster.spec.topology (ClusterClass) says it is not supported yet',
+        name: 'Cluster.spec.topology naming a ClusterClass defined nowhere says where it looked (spec-topology.test.ts tests topologies)',
         files: minimalAws({ 'cluster.yaml': `${CLUSTER}  topology:\n    class: quick-start\n    version: v1.31.4\n---\n${AWS_CLUSTER}` }),
-        expected: 'clusters/test/cluster.yaml:16:3 Cluster/dev spec.topology: Cluster.spec.topology (ClusterClass) is not supported yet hint:',
+        expected: 'clusters/test/cluster.yaml:17:12 Cluster/dev spec.topology.class: ClusterClass "quick-start" is not defined in this folder nor under classes/ hint:',
       },
       {
         name: 'a disabled control plane load balancer says it is not supported yet',
