@@ -28,6 +28,7 @@ import type {
 } from '../../src/gitops/types.js';
 import { workflowName } from '../../src/gitops/workflow-client.js';
 import { minimalAws } from '../fixtures/spec/support.js';
+import { CLASS, CLUSTER as TOPOLOGY_CLUSTER } from '../fixtures/spec/topology.js';
 import { createGitRemote } from '../support/git-remote.js';
 import { githubPush, postWebhook } from '../support/gitops.js';
 
@@ -689,5 +690,37 @@ describe('gitops reconciler with the real Git source (a git remote on disk and t
     const back = await push({ 'charts/cni/Chart.yaml': 'apiVersion: v2\nname: cni\nversion: 0.1.0\n', 'charts/cni/templates/ds.yaml': 'kind: DaemonSet\n' }, 'the chart back');
     expect(r.lastPass()).to.include({ revision: back, loaded: 1 });
     expect(store.records.get('c4')).to.include({ gitRevision: back, specHash: first.specHash });
+  });
+
+  it('a ClusterClass under classes/ is read on the first load; a change to it rolls the clusters whose expansion it changes, as a spec change, and a comment in it rolls none', async () => {
+    const topo = (name: string) => TOPOLOGY_CLUSTER.replace('name: dev', `name: ${name}`);
+    await remote.commitFiles({ 'clusters/t1/cluster.yaml': topo('t1'), 'clusters/t2/cluster.yaml': topo('t2'), ...folder('plain', minimalAws()), 'classes/tiny.yaml': CLASS }, 'two clusters of class tiny');
+    await remote.push();
+    await started();
+    for (const c of ['t1', 't2']) {
+      const rec = store.records.get(c)!;
+      expect(rec.phase, rec.errors?.join('\n')).to.equal('Running');
+      expect(Object.keys(rec.inputs ?? {})).to.deep.equal(['classes']);
+      expect(rec.specHash).to.equal(await fullCheckoutHash(c));
+      workflows.finish(rec.run!.workflow, 'Succeeded');
+    }
+    workflows.finish(store.records.get('plain')!.run!.workflow, 'Succeeded');
+    await r.whenIdle();
+    const before = store.records.get('t1')!.specHash;
+
+    const comment = await push({ 'classes/tiny.yaml': `# owned by the platform team\n${CLASS}` }, 'a comment in the class');
+    expect(r.lastPass()).to.include({ revision: comment, loaded: 2 });
+    expect(r.lastPass()?.submitted).to.deep.equal([]);
+    expect(store.records.get('t1')).to.include({ gitRevision: comment, specHash: before });
+
+    const bigger = await push({ 'classes/tiny.yaml': CLASS.replace('default: t3.medium', 'default: t3.small').replace('instanceType: t3.large', 'instanceType: m5.large') }, 'control planes on m5.large');
+    expect(r.lastPass()).to.include({ revision: bigger, loaded: 2 });
+    expect(r.lastPass()?.submitted.map((x) => [x.cluster, x.kind]).sort()).to.deep.equal([['t1', 'apply'], ['t2', 'apply']]);
+    expect(store.records.get('t1')!.specHash).to.equal(await fullCheckoutHash('t1')).and.not.equal(before);
+    expect(store.records.get('plain')?.gitRevision, 'a cluster without a topology is not loaded').to.not.equal(bigger);
+
+    const broken = await push({ 'classes/tiny.yaml': null }, 'the class removed');
+    expect(store.records.get('t2')).to.include({ gitRevision: broken });
+    expect(store.records.get('t2')!.errors?.join('\n')).to.match(/^clusters\/t2\/cluster\.yaml:\d+:\d+ Cluster\/t2 spec\.topology\.class: ClusterClass "tiny" is not defined/m);
   });
 });
