@@ -97,9 +97,19 @@ export async function ensureVpcNetwork(netns: string, vpcId: string, cidr: strin
   const net: VpcNetwork = { vpcId, cidr, netns, routerAddress: routerAddressOf(cidr), prefixLength: block.prefix };
   await addNetns(netns);
   await ip(['-n', netns, 'link', 'add', BRIDGE, 'type', 'bridge'], EXISTS);
+  // A bridge without an address of its own takes the lowest MAC of its ports, and changes it when
+  // that port goes or a lower one comes: the router's and load balancers' MAC would move under the
+  // other machines, which send to the old one until their ARP entry expires (15-45 s, longer than a
+  // Node's monitor grace: a terminated worker took a second worker's kubelet off the API with it).
+  await ip(['-n', netns, 'link', 'set', BRIDGE, 'address', bridgeMacOf(net.routerAddress)]);
   await ip(['-n', netns, 'link', 'set', BRIDGE, 'up']);
   await addVpcAddress(net, net.routerAddress, net.prefixLength);
   return net;
+}
+
+/** The bridge's own MAC: locally administered, the router address in its last four bytes (02:00:0a:00:00:01 for 10.0.0.1). */
+export function bridgeMacOf(routerAddress: string): string {
+  return ['02', '00', ...routerAddress.split('.').map((o) => Number(o).toString(16).padStart(2, '0'))].join(':');
 }
 
 /** An extra address on the VPC's bridge (a load balancer's); /32 so it adds no route. */

@@ -586,6 +586,27 @@ describe('kubelet stand-in against a real kube-apiserver and kube-controller-man
       expect(pod.status?.podIP).to.equal('127.0.0.1');
     });
 
+    it('kubelet stand-in: a CNI pod marked not Ready by another, as the node lifecycle controller marks a lost Node\'s pods, is reported Ready again by the kubelet stand-in (the kubelet\'s status manager puts its status back)', async () => {
+      await core.createNamespacedPod({ namespace: NS, body: await bridgeCniPod('bridge-cni-worker-b') });
+      const running = await waitUntil('bridge-cni-worker-b Ready', async () => {
+        const p = await read('bridge-cni-worker-b');
+        return p.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') ? p : undefined;
+      });
+      // what the controller's MarkPodsNotReady writes: the Ready condition False, the rest as it was
+      const marked = { ...running, status: { ...running.status, conditions: running.status!.conditions!.map((c) => (c.type === 'Ready' ? { ...c, status: 'False', lastTransitionTime: new Date() } : c)) } };
+      await core.replaceNamespacedPodStatus({ name: 'bridge-cni-worker-b', namespace: NS, body: marked });
+      const again = await waitUntil('bridge-cni-worker-b Ready again', async () => {
+        const p = await read('bridge-cni-worker-b');
+        return p.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') ? p : undefined;
+      }, 5000);
+      expect(again.status?.phase).to.equal('Running');
+      // the init container is not run again
+      expect(again.status?.initContainerStatuses?.[0]).to.deep.include({ restartCount: 0 });
+      expect(again.status?.initContainerStatuses?.[0]?.state?.terminated).to.include({ exitCode: 0, reason: 'Completed' });
+      await core.deleteNamespacedPod({ name: 'bridge-cni-worker-b', namespace: NS });
+      await waitUntil('bridge-cni-worker-b gone', async () => read('bridge-cni-worker-b').then(() => false, (err: { code?: number }) => err.code === 404), 5000);
+    });
+
     it('kubelet stand-in: an init container that exits 1 is restarted by the kubelet stand-in with the crash backoff (Init:CrashLoopBackOff); the pod stays Pending', async () => {
       const body = await bridgeCniPod('bridge-cni-failing');
       body.spec!.initContainers![0]!.args = ['echo "cannot install"; exit 1'];

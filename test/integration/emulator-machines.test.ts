@@ -19,7 +19,7 @@ import { expect } from 'chai';
 import { existsSync, readFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { connect, type AddressInfo } from 'node:net';
-import { listNetns } from '../../src/emulator/network.js';
+import { ip, listNetns } from '../../src/emulator/network.js';
 import type { MachineSupervisor } from '../../src/emulator/supervisor.js';
 import type { Machine } from '../../src/emulator/machine.js';
 import { clientConfig, startMoto, type Moto } from '../support/moto.js';
@@ -149,6 +149,32 @@ describe('test bed machines: emulator instances boot in network and mount namesp
     expect(other.code, 'an unpublished host port (moto) is not reachable').to.not.equal(0);
     const loopback = await m.exec(['curl', '-s', '--max-time', '3', `http://127.0.0.1:${published}/`]);
     expect(loopback.code, "the machine's loopback is its own").to.not.equal(0);
+  });
+
+  it("terminating a machine leaves the others' way to the VPC router as it was: the bridge keeps its MAC, whichever machine's veth had the lowest", async () => {
+    const { subnetId } = await vpcWithSubnet('10.90.0.0/16');
+    const machines = await Promise.all([0, 1, 2].map(() => launch(subnetId, '#cloud-config\n{}\n')));
+    await Promise.all(machines.map(booted));
+    const vpcNs = machines[0]!.options.vpc.netns;
+    const links = async (): Promise<Map<string, string>> => {
+      const out = await ip(['-n', vpcNs, '-br', 'link']);
+      return new Map(out.split('\n').filter(Boolean).map((line) => line.split(/\s+/)).map((f) => [f[0]!.split('@')[0]!, f[2]!]));
+    };
+    const published = (hostService.address() as AddressInfo).port;
+    const viaRouter = (m: Machine) => m.exec(['curl', '-s', '--max-time', '2', `http://10.90.0.1:${published}/`]);
+    // each machine's ARP cache holds the router's MAC
+    for (const m of machines) expect((await viaRouter(m)).stdout, m.instanceId).to.equal('from the host');
+    const before = await links();
+    // the machine whose bridge-side veth has the lowest MAC: a bridge without a MAC of its own would take the next one when it goes
+    const lowest = [...machines].sort((a, b) => before.get(a.options.vethName)!.localeCompare(before.get(b.options.vethName)!))[0]!;
+    await ec2.send(new TerminateInstancesCommand({ InstanceIds: [lowest.instanceId] }));
+    await until('the machine gone', async () => {
+      await sup.syncNow();
+      return sup.machine(lowest.instanceId) === undefined ? true : undefined;
+    });
+    expect((await links()).get('br0'), "the bridge's MAC").to.equal(before.get('br0'));
+    // at once, not after the others' ARP entries expire (15-45 s)
+    for (const m of machines.filter((x) => x !== lowest)) expect((await viaRouter(m)).stdout, m.instanceId).to.equal('from the host');
   });
 
   it('user data that fails `cloud-init schema` fails the boot before any module runs, in the boot log', async () => {

@@ -55,6 +55,7 @@ export class NodePods {
           const { core } = session.requireClients();
           const updated = await core.patchNamespacedPodStatus({ name: pod.metadata!.name!, namespace: pod.metadata!.namespace!, body: { status } }, mergePatch);
           this.rememberPod(updated);
+          return updated;
         },
         confirmDeletion: (pod) => this.deletePod(pod),
       },

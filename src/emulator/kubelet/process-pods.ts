@@ -78,7 +78,8 @@ export interface ProcessPodsOptions {
 /** The API calls a process pod makes, through the node's session. */
 export interface ProcessPodsApi {
   nodeIp(): string;
-  patchStatus(pod: V1Pod, status: Record<string, unknown>): Promise<void>;
+  /** The pod as the API server answered. */
+  patchStatus(pod: V1Pod, status: Record<string, unknown>): Promise<V1Pod>;
   /** Deletes with grace period 0 and the pod's UID as precondition. */
   confirmDeletion(pod: V1Pod): Promise<void>;
 }
@@ -95,6 +96,12 @@ export function runsAsProcess(pod: V1Pod): boolean {
   if (isMirrorPod(pod) || s?.hostNetwork !== true) return false;
   if (s.initContainers?.length) return runsInitContainers(pod);
   return (s.restartPolicy === 'Never' || s.restartPolicy === 'OnFailure') && s.containers.length === 1;
+}
+
+/** The status of a pod's Ready condition (a status as the API holds it, or as this kubelet would send it). */
+function readyOf(status: unknown): string | undefined {
+  const conditions = (status as { conditions?: Array<{ type?: string; status?: string }> } | undefined)?.conditions ?? [];
+  return conditions.find((c) => c.type === 'Ready')?.status;
 }
 
 /** Init containers run, none a sidecar: a sidecar would keep running beside containers that do not run. */
@@ -194,6 +201,8 @@ class ProcessPod {
   private removeLogsOnExit = false;
   private queue: Promise<void> = Promise.resolve();
   private sent = '';
+  /** The API holds a Ready status this kubelet sent (or found at its start). */
+  private readySent = false;
 
   constructor(
     pod: V1Pod,
@@ -232,6 +241,15 @@ class ProcessPod {
   /** The latest view of the pod (a watch event may be older than the answer of our own write). */
   update(pod: V1Pod): void {
     if (Number(pod.metadata?.resourceVersion) >= Number(this.pod.metadata?.resourceVersion ?? 0) || !this.pod.metadata?.resourceVersion) this.pod = pod;
+    else return;
+    // The node lifecycle controller marks a lost Node's pods not Ready; once this kubelet reports
+    // again its own status stands, as the kubelet's status manager puts back a status others changed.
+    if (this.readySent && !this.terminating && !this.gone && readyOf(this.pod.status) !== 'True' && readyOf(this.status()) === 'True') {
+      this.log('Pod marked not ready by another: reporting its status again', { pod: this.key });
+      this.readySent = false;
+      this.sent = '';
+      this.publish();
+    }
   }
 
   /** First sight: run it, unless it ended already or ran under an earlier kubelet run. */
@@ -426,8 +444,9 @@ class ProcessPod {
   /** Every init container completed: the pod's containers are reported running, not run (their images' binaries are not here). */
   private initialized(reportedBefore: boolean): void {
     this.state.phase = 'Running';
-    if (reportedBefore) {
+    if (reportedBefore && readyOf(this.pod.status) === 'True') {
       this.sent = 'reported before';
+      this.readySent = true;
       return;
     }
     this.log('Init containers completed: reporting the pod running', { pod: this.key });
@@ -494,14 +513,20 @@ class ProcessPod {
     this.publish();
   }
 
+  private status(): Record<string, unknown> {
+    return (this.runsInit ? initPodStatus : processPodStatus)(this.pod, this.state, this.ctx.api.nodeIp());
+  }
+
   /** The latest state goes out after what is queued; an unchanged one is not sent again. */
   private publish(): void {
     this.enqueue('updating the status of pod', async () => {
-      const status = (this.runsInit ? initPodStatus : processPodStatus)(this.pod, this.state, this.ctx.api.nodeIp());
+      const status = this.status();
       const signature = JSON.stringify(status);
       if (signature === this.sent) return;
-      await this.ctx.api.patchStatus(this.pod, status);
+      const updated = await this.ctx.api.patchStatus(this.pod, status);
       this.sent = signature;
+      this.readySent = readyOf(status) === 'True';
+      this.update(updated);
     });
   }
 
