@@ -6,7 +6,7 @@
  */
 import path from 'node:path';
 import { parentPort } from 'node:worker_threads';
-import { formatProblem, specHashWithInputs, validateClusterSpec } from '../spec/index.js';
+import { describePause, formatProblem, specHashWithInputs, validateClusterSpec } from '../spec/index.js';
 import { displayOf, type SpecLoadReply, type SpecLoadRequest } from './spec-loads.js';
 
 const port = parentPort;
@@ -27,7 +27,7 @@ async function load(req: SpecLoadRequest): Promise<SpecLoadReply> {
       // the chart folders the hash read: a reconciler that wrote only the cluster's folder writes these and loads again
       const inputs = model.addons.flatMap((a) => (a.spec.path === undefined ? [] : [path.relative(req.displayRoot, path.resolve(req.displayRoot, a.spec.path)).split(path.sep).join('/')]));
       const specHash = await specHashWithInputs(model, req.displayRoot);
-      return { id: req.id, result: { specHash, warnings, ...(inputs.length > 0 ? { inputs } : {}) } };
+      return { id: req.id, result: { specHash, warnings, ...(model.paused ? { paused: describePause(model.paused) } : {}), ...(inputs.length > 0 ? { inputs } : {}) } };
     }
     return { id: req.id, result: { errors: problems.filter((p) => p.severity === 'error').map(formatProblem), warnings } };
   } catch (err) {
