@@ -31,7 +31,7 @@ export function pausedField(cluster: Record<string, unknown>): 'spec' | 'annotat
 
 /** Where the model's Cluster is paused, or undefined when it is not. */
 export function pauseOf(model: ClusterModel): PauseSource | undefined {
-  const by = pausedField(model.cluster as unknown as Record<string, unknown>);
+  const by = pausedField(model.cluster);
   if (!by) return undefined;
   const path = by === 'spec' ? ['spec', 'paused'] : ['metadata', 'annotations', PAUSED_ANNOTATION];
   const field = by === 'spec' ? 'spec.paused' : `metadata.annotations[${PAUSED_ANNOTATION}]`;
