@@ -109,7 +109,7 @@ export function bootstrapScope(ctx: StepContext, model: { name: string; region: 
   return makeScope(
     ctx.aws,
     { clusterName: model.name, region: model.region, revision: ctx.options.revision, specPath: ctx.options.clusterPath, ...(model.additionalTags ? { additionalTags: model.additionalTags } : {}) },
-    { log: ctx.log, dryRun: ctx.options.dryRun, signal: ctx.signal, timeouts: instanceMs !== undefined ? { instanceMs } : {} },
+    { log: ctx.log, dryRun: ctx.options.dryRun, signal: ctx.signal, checkpoint: ctx.checkpoint, timeouts: instanceMs !== undefined ? { instanceMs } : {} },
   );
 }
 

@@ -205,9 +205,11 @@ async function apply(ctx: StepContext): Promise<{ outputs: Record<string, string
   }
   const scope = eksScopeFor(ctx, { clusterName: model.name, eksClusterName, region, ...(spec.additionalTags ? { additionalTags: spec.additionalTags } : {}) });
 
+  await ctx.checkpoint('iam-roles');
   const roles = await reconcileRoles(scope, model, problems);
   let cluster;
   try {
+    await ctx.checkpoint('eks-cluster');
     cluster = await reconcileEksCluster(scope, desiredCluster(model, network, roles.controlPlane.arn));
   } catch (err) {
     if (!(err instanceof VersionSkewError)) throw err;
@@ -222,6 +224,7 @@ async function apply(ctx: StepContext): Promise<{ outputs: Record<string, string
     return { outputs: { ...empty, changes: changesOf(scope) }, summary: { plan: scope.plan.counts() } };
   }
   const issuer = cluster.identity?.oidc?.issuer;
+  await ctx.checkpoint('oidc-provider');
   const oidc = spec.associateOIDCProvider && issuer ? await reconcileOidcProvider(scope, issuer) : undefined;
   const mode = cluster.accessConfig?.authenticationMode ?? 'CONFIG_MAP';
   const nodeRoles = await selfManagedNodeRoles(scope, model, problems);
@@ -240,6 +243,7 @@ async function apply(ctx: StepContext): Promise<{ outputs: Record<string, string
   if (mode !== 'API' && cluster.endpoint && (!isEmpty(awsAuth) || before?.awsAuthManaged?.length)) {
     awsAuthManaged = await applyAwsAuth(scope, { endpoint: cluster.endpoint, caData: cluster.certificateAuthority?.data ?? '', endpointPublic: cluster.resourcesVpcConfig?.endpointPublicAccess ?? true }, awsAuth);
   }
+  await ctx.checkpoint('eks-addons');
   await reconcileAddons(scope, desiredAddons(spec));
 
   const status: EksControlPlaneStatus = {

@@ -184,6 +184,7 @@ async function apply(ctx: StepContext) {
   const problems = new FieldProblems(model);
   const desired = await desiredGroups(scope, pools, cp, network, problems, userDataFor(ctx, model.name, cp));
   problems.throwIfAny();
+  await ctx.checkpoint('node-groups');
   const groups = await reconcileNodegroups(scope, desired, cp.version);
   if (ctx.options.dryRun) ctx.log.info(`Plan:\n${scope.plan.format()}`);
   return { outputs: { 'node-groups': JSON.stringify(groups), changes: changesOf(scope) }, summary: { plan: scope.plan.counts(), nodeGroups: groups.length } };

@@ -57,6 +57,7 @@ export const installAddonsStep: Executor = {
       ctx.log.info(`Plan:\n${plan.format()}`);
       return planResult(plan);
     }
+    await ctx.checkpoint('addons');
     const result = await installAddons({ ...common, kc: kubeConfigFrom(kubeconfig) });
     if (ctx.options.dryRun) {
       ctx.log.info(`Plan:\n${plan.format()}`);

@@ -81,6 +81,7 @@ export const joinWorkers: Executor = {
 
     const result = await waitForReadyNodes(core, model.name, { timeoutMs, pollMs, log: ctx.log, signal: ctx.signal, instances });
     const labelled = await labelNodes(core, model.name, result, ctx.log);
+    await ctx.checkpoint('remove-gone-nodes');
     const removed = await removeGoneNodes(core, await instances(), result.nodes, { log: ctx.log, drainTimeoutMs, signal: ctx.signal });
 
     // Every machine joined: what they joined with goes, except what MachinePools may still launch with.

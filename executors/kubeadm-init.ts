@@ -106,6 +106,7 @@ export const kubeadmInit: Executor = {
         for (const s of vpc.subnets) if (!s.public && !subnetsByAz[s.az]) subnetsByAz[s.az] = s.id;
         ctx.log.info('Launching the first control plane machine (kubeadm init)', { endpoint: session.server });
         const sshKeyName = (model.infrastructure.spec as { sshKeyName?: string }).sshKeyName;
+        await ctx.checkpoint('first-control-plane-machine');
         await reconcileMachines(scope, {
           groups: [{ ...cpGroup, replicas: 1 }],
           network: { subnetsByAz, ...(vpc.targetGroupArn ? { targetGroupArn: vpc.targetGroupArn } : {}) },

@@ -110,7 +110,7 @@ function scopeFor(ctx: StepContext, clusterName: string, region: string, additio
   return makeScope(
     ctx.aws,
     { clusterName, region, revision: ctx.options.revision, specPath: ctx.options.clusterPath, ...(additionalTags ? { additionalTags } : {}) },
-    { log: ctx.log, dryRun: ctx.options.dryRun, signal: ctx.signal, timeouts: timeout !== undefined ? { instanceMs: timeout } : {} },
+    { log: ctx.log, dryRun: ctx.options.dryRun, signal: ctx.signal, checkpoint: ctx.checkpoint, timeouts: timeout !== undefined ? { instanceMs: timeout } : {} },
   );
 }
 
@@ -220,6 +220,7 @@ export function makeLaunchNodes(options: LaunchNodesOptions = {}): Executor {
       }
       const sshKeyName = model.infrastructure.spec.sshKeyName;
 
+      await ctx.checkpoint('machines');
       const { machines, pools } = await reconcileClusterMachines(scope, ctx.aws.get(AutoScalingClient, region), {
         groups,
         pools: {
@@ -340,6 +341,7 @@ async function runEksPools(ctx: StepContext, model: EksModel): Promise<StepResul
   // As the AWS provider gives EKS nodes: the node group (when provision-vpc made one), its EKS
   // additional group, and the security group EKS made for the cluster.
   const extraSecurityGroupIds = [sg['node-eks-additional'], eks.clusterSecurityGroupId].filter((id): id is string => !!id);
+  await ctx.checkpoint('machine-pools');
   const results = await reconcileMachinePools(scope, ctx.aws.get(AutoScalingClient, region), {
     pools,
     kubernetesVersion: model.kubernetesVersion,

@@ -55,6 +55,7 @@ function scopeFor(ctx: StepContext, p: { clusterName: string; region: string; ad
       log: ctx.log,
       dryRun: ctx.options.dryRun,
       signal: ctx.signal,
+      checkpoint: ctx.checkpoint,
       timeouts: { ...(nat !== undefined ? { natGatewayMs: nat } : {}), ...(dep !== undefined ? { dependencyMs: dep } : {}) },
     },
   );

@@ -197,12 +197,17 @@ export async function reconcileNetwork(scope: ClusterScope, model: ClusterModel,
     wanted = desired;
 
     // Everything is known: from here on, calls change the world.
+    // Safe points (a pause stops the run here, as a crash would): before each family that mutates.
+    await scope.checkpoint('vpc');
     vpc = await reconcileVpc(scope, { cidr: spec.vpcCidr, existing: found, ...(options.dnsVerifiedFor ? { dnsVerifiedFor: options.dnsVerifiedFor } : {}), tagUpdates });
+    await scope.checkpoint('subnets');
     [subnets, internetGatewayId] = await Promise.all([
       reconcileSubnets(scope, { vpcId: vpc.id, desired, existing: existingSubnets, tagUpdates }),
       reconcileInternetGateway(scope, { vpcId: vpc.id, existing: igws, tagUpdates }),
     ]);
+    await scope.checkpoint('nat-gateways');
     natGateways = await reconcileNatGateways(scope, { placements: natPlacements(subnets, spec.natMode), addresses, gateways, tagUpdates });
+    await scope.checkpoint('route-tables');
     routeTables = await reconcileRouteTables(scope, { vpcId: vpc.id, subnets, internetGatewayId, natGateways, existing: tables, tagUpdates });
     await tagUpdates.apply(scope);
   }
@@ -213,6 +218,7 @@ export async function reconcileNetwork(scope: ClusterScope, model: ClusterModel,
   let securityGroupIds: NetworkResult['securityGroupIds'];
   let loadBalancer: LoadBalancerResult | undefined;
   let bastion: BastionResult | undefined;
+  await scope.checkpoint('security-groups');
   if (spec.provider === 'eks') {
     // No API server load balancer: EKS serves the API.
     const ids = await reconcileSecurityGroups(scope, { vpcId: vpc.id, spec: spec.infraSpec, cluster: model.cluster, provider: 'eks', infra: spec.infra });
@@ -221,6 +227,7 @@ export async function reconcileNetwork(scope: ClusterScope, model: ClusterModel,
   } else {
     const ids = await reconcileSecurityGroups(scope, { vpcId: vpc.id, spec: spec.infraSpec, cluster: model.cluster, infra: spec.infra });
     securityGroupIds = ids;
+    await scope.checkpoint('load-balancer');
     [loadBalancer, bastion] = await Promise.all([
       reconcileLoadBalancer(scope, {
         spec: spec.infraSpec,

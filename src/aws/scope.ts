@@ -23,6 +23,11 @@ export interface ClusterScope extends Provenance {
   signal: AbortSignal;
   /** Deadlines of waits (NAT available, LB active, dependencies gone). */
   timeouts: { natGatewayMs: number; loadBalancerMs: number; dependencyMs: number; instanceMs: number };
+  /**
+   * A safe point between resource families: throws PausedError when the cluster was paused
+   * (the step's ctx.checkpoint, src/core/pause.ts). `phase` is the family about to start.
+   */
+  checkpoint: (phase: string) => Promise<void>;
 }
 
 export const DEFAULT_TIMEOUTS: ClusterScope['timeouts'] = {
@@ -35,7 +40,7 @@ export const DEFAULT_TIMEOUTS: ClusterScope['timeouts'] = {
 export function makeScope(
   aws: AwsClients,
   p: Provenance & { region: string },
-  options: { log: Logger; dryRun: boolean; signal: AbortSignal; timeouts?: Partial<ClusterScope['timeouts']> },
+  options: { log: Logger; dryRun: boolean; signal: AbortSignal; timeouts?: Partial<ClusterScope['timeouts']>; checkpoint?: (phase: string) => Promise<void> },
 ): ClusterScope {
   return {
     ...p,
@@ -47,5 +52,6 @@ export function makeScope(
     dryRun: options.dryRun,
     signal: options.signal,
     timeouts: { ...DEFAULT_TIMEOUTS, ...(options.timeouts ?? {}) },
+    checkpoint: options.checkpoint ?? (async () => undefined),
   };
 }

@@ -13,12 +13,17 @@ export const ExitCode = {
   invalidInput: 2,
   /** Conflict or drift: the world differs from what capflow owns; policy decides. */
   conflict: 3,
+  /**
+   * The cluster is paused: the step stopped at a safe point (between resource families), as a crash
+   * there would; a rerun after unpausing converges. Not a failure of the spec or of the world.
+   */
+  paused: 4,
   /** Transient failure (EX_TEMPFAIL): retry. */
   transient: 75,
 } as const;
 export type ExitCode = (typeof ExitCode)[keyof typeof ExitCode];
 
-export type ErrorKind = 'invalid-input' | 'transient' | 'conflict' | 'not-found' | 'internal';
+export type ErrorKind = 'invalid-input' | 'transient' | 'conflict' | 'not-found' | 'internal' | 'paused';
 
 export interface CapflowErrorOptions {
   cause?: unknown;
@@ -72,6 +77,13 @@ export class ConflictError extends CapflowError {
   }
 }
 
+/** The cluster was paused while the step ran: it stopped at a safe point (src/core/pause.ts). */
+export class PausedError extends CapflowError {
+  constructor(code: string, message: string, options?: CapflowErrorOptions) {
+    super('paused', code, message, options);
+  }
+}
+
 export class NotFoundError extends CapflowError {
   constructor(code: string, message: string, options?: CapflowErrorOptions) {
     super('not-found', code, message, options);
@@ -97,6 +109,8 @@ export function exitCodeForKind(kind: ErrorKind): ExitCode {
       return ExitCode.transient;
     case 'conflict':
       return ExitCode.conflict;
+    case 'paused':
+      return ExitCode.paused;
     case 'not-found':
     case 'internal':
       return ExitCode.internal;

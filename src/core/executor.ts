@@ -36,6 +36,12 @@ export interface StepContext {
   readonly outputs: OutputsWriter;
   /** Aborted when the step's deadline passes or the process is asked to stop. */
   readonly signal: AbortSignal;
+  /**
+   * A safe point: throws PausedError (exit 4) when the cluster was paused since the step started
+   * (src/core/pause.ts). Called between resource families with what comes next (`nat-gateways`).
+   * A no-op in --dry-run (a plan changes nothing).
+   */
+  readonly checkpoint: (phase: string) => Promise<void>;
 }
 
 export interface StepResult {

@@ -8,6 +8,7 @@ import { describeChain, isCapflowError, ExitCode, InputError, toCapflowError } f
 import type { Executor, StepOptions, StepContext } from './executor.js';
 import { createLogger, type Logger } from './logger.js';
 import { OutputsWriter } from './outputs.js';
+import { clusterOfPath, makeCheckpoint } from './pause.js';
 import { redact } from './redact.js';
 import { checkInput, checkOutput } from './schema.js';
 import { secretStoreFromEnv, type SecretStore } from './secrets.js';
@@ -24,7 +25,8 @@ export interface StepHostDeps {
 
 export interface StepSummary {
   step: string;
-  status: 'succeeded' | 'failed';
+  /** paused: the cluster was paused and the step stopped at a safe point (exit 4). */
+  status: 'succeeded' | 'failed' | 'paused';
   exitCode: number;
   durationMs: number;
   cluster: string;
@@ -54,15 +56,20 @@ export async function runStep(executor: Executor, options: StepOptions, deps: St
     if (options.delete && !executor.supportsDelete) throw new InputError('STEP_NO_DELETE', `${executor.id} has no --delete mode`);
     if (options.dryRun && !executor.supportsDryRun) throw new InputError('STEP_NO_DRY_RUN', `${executor.id} has no --dry-run mode`);
     checkInput(executor.id, executor.inputSchema, options.params);
+    const secrets = deps.secrets ?? secretStoreFromEnv();
+    const checkpoint = makeCheckpoint({ step: executor.id, cluster: clusterOfPath(options.clusterPath), store: secrets, log, enabled: !options.dryRun });
     const ctx: StepContext = {
       stepId: executor.id,
       options,
       log,
       aws,
-      secrets: deps.secrets ?? secretStoreFromEnv(),
+      secrets,
       outputs,
       signal: controller.signal,
+      checkpoint,
     };
+    // the first safe point: a step started after its cluster was paused changes nothing
+    await checkpoint('start');
     const result = await executor.run(ctx);
     checkOutput(executor.id, executor.outputSchema, result.outputs);
     await outputs.writeAll(result.outputs);
@@ -79,7 +86,8 @@ export async function runStep(executor: Executor, options: StepOptions, deps: St
       ...(coded.hint ? { hint: coded.hint } : {}),
       causes: causes.slice(1),
     };
-    log.error(`Step ${executor.id} failed`, { code: error.code, error: error.message, ...(error.hint ? { hint: error.hint } : {}) });
+    if (coded.kind === 'paused') log.warn(`Step ${executor.id} paused`, { code: error.code, error: error.message });
+    else log.error(`Step ${executor.id} failed`, { code: error.code, error: error.message, ...(error.hint ? { hint: error.hint } : {}) });
     if (!isCapflowError(err) && err instanceof Error && err.stack) log.debug('Stack', { stack: err.stack });
   } finally {
     process.removeListener('SIGTERM', onSignal);
@@ -90,7 +98,7 @@ export async function runStep(executor: Executor, options: StepOptions, deps: St
   const summary: StepSummary = redact({
     ...extra,
     step: executor.id,
-    status: exitCode === ExitCode.ok ? 'succeeded' : 'failed',
+    status: exitCode === ExitCode.ok ? 'succeeded' : exitCode === ExitCode.paused ? 'paused' : 'failed',
     exitCode,
     durationMs: Date.now() - started,
     cluster: options.clusterPath,

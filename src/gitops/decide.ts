@@ -9,7 +9,7 @@
  * 'Submitting' is completed by submitting the same deterministic name again
  * (which adopts the Workflow if the create got through).
  */
-import { FINISHED_PHASES, type ClusterFolder, type ClusterRecord, type RunKind, type RunRecord, type SubmitRequest, type WorkflowView } from './types.js';
+import { FINISHED_PHASES, type ClusterFolder, type ClusterRecord, type PauseEffect, type RunKind, type RunRecord, type SubmitRequest, type WorkflowView } from './types.js';
 import { workflowName } from './workflow-client.js';
 
 export interface DecideContext {
@@ -36,10 +36,11 @@ export interface DecideContext {
 }
 
 /**
- * A spec loaded at the revision: its hash, or the formatted problems that make it invalid; and the
- * paths outside the folder the load read, with their Git object ids there ('' when absent).
+ * A spec loaded at the revision: its hash (and, when the Cluster is paused, where:
+ * `clusters/dev/cluster.yaml:7 spec.paused`), or the formatted problems that make it invalid; and
+ * the paths outside the folder the load read, with their Git object ids there ('' when absent).
  */
-export type SpecResult = ({ specHash: string } | { errors: string[] }) & { inputs?: Record<string, string> };
+export type SpecResult = ({ specHash: string; paused?: string } | { errors: string[] }) & { inputs?: Record<string, string> };
 
 export interface ClusterInput {
   name: string;
@@ -60,6 +61,8 @@ export interface ClusterDecision {
   submit?: SubmitRequest;
   /** A failed run waits for its retry until then: the reconciler wakes up for it. */
   wakeAt?: Date;
+  /** Pausing or unpausing: made before the record is written (which then says pauseMarker). */
+  pause?: PauseEffect;
 }
 
 /** Retries jitter by ±10 % so that clusters that failed together do not retry together. */
@@ -71,9 +74,18 @@ export function isRunFinished(phase: RunRecord['phase']): boolean {
   return phase !== 'Submitting' && FINISHED_PHASES.has(phase);
 }
 
-/** Phases a finished run must not overwrite: the current spec is invalid, or the folder is gone. */
+/** Phases a finished run must not overwrite: the current spec is invalid, the folder is gone, or the cluster is paused. */
 function isStickyPhase(phase: ClusterRecord['phase']): boolean {
-  return phase === 'Invalid' || phase === 'Removed';
+  return phase === 'Invalid' || phase === 'Removed' || phase === 'Paused';
+}
+
+/**
+ * A run whose step stopped at a safe point because the cluster was paused: the step exits 4
+ * (ExitCode.paused), which Argo reports as `exit code 4`, with its STEP_PAUSED message. Not a
+ * failure: no backoff, and it runs again (at the spec Git then holds) once the cluster is unpaused.
+ */
+export function stoppedByPause(view: Pick<WorkflowView, 'message'>): boolean {
+  return view.message !== undefined && (/\bexit code 4\b/.test(view.message) || view.message.includes('STEP_PAUSED'));
 }
 
 /**
@@ -160,7 +172,10 @@ export function observeWorkflow(record: ClusterRecord, name: string, view: Workf
     if (!isStickyPhase(out.phase)) out.phase = 'Running';
     return out;
   }
-  if (view.phase !== 'Succeeded') return runFailed(out, next, ctx);
+  if (view.phase !== 'Succeeded') {
+    if (out.paused !== undefined || stoppedByPause(view)) return runPaused(out, next);
+    return runFailed(out, next, ctx);
+  }
   out.failures = 0;
   delete out.nextRetryAt;
   delete out.message;
@@ -207,6 +222,15 @@ function runFailed(record: ClusterRecord, run: RunRecord, ctx: Pick<DecideContex
   };
 }
 
+/** A run that ended while the cluster was paused (or whose step stopped for the pause): not counted as a failure. */
+function runPaused(record: ClusterRecord, run: RunRecord): ClusterRecord {
+  const out: ClusterRecord = { ...record, message: `${run.kind} ${run.workflow} stopped: the cluster was paused; it runs again when unpaused` };
+  delete out.nextRetryAt;
+  if (out.paused !== undefined) out.phase = 'Paused';
+  else if (!isStickyPhase(out.phase)) out.phase = 'Pending';
+  return out;
+}
+
 function failureText(run: RunRecord): string {
   return `${run.kind} ${run.workflow} ${run.phase === 'Error' ? 'errored' : 'failed'}${run.failedStep ? ` at step ${run.failedStep}` : ''}${run.message ? `: ${run.message}` : ''}`;
 }
@@ -237,6 +261,7 @@ export function decideCluster(input: ClusterInput, ctx: DecideContext): ClusterD
   if (!record || !sameRecord(record, rec)) decision.record = rec;
   if (step.submit) decision.submit = step.submit;
   if (step.wakeAt) decision.wakeAt = step.wakeAt;
+  if (step.pause) decision.pause = step.pause;
   return decision;
 }
 
@@ -244,6 +269,7 @@ export function decideCluster(input: ClusterInput, ctx: DecideContext): ClusterD
 interface Step {
   submit?: SubmitRequest;
   wakeAt?: Date;
+  pause?: PauseEffect;
 }
 
 function decidePresent(rec: ClusterRecord, folder: ClusterFolder, input: ClusterInput, ctx: DecideContext): Step {
@@ -255,13 +281,66 @@ function decidePresent(rec: ClusterRecord, folder: ClusterFolder, input: Cluster
     if (input.spec.inputs && Object.keys(input.spec.inputs).length > 0) rec.inputs = input.spec.inputs;
     else delete rec.inputs;
     if ('errors' in input.spec) {
+      // whether an invalid spec is paused is not known: the last valid spec's pause stays
       delete rec.specHash;
       rec.errors = input.spec.errors;
     } else {
       rec.specHash = input.spec.specHash;
       delete rec.errors;
+      if (input.spec.paused === undefined) {
+        delete rec.paused;
+        delete rec.pausedRevision;
+      } else {
+        if (rec.paused === undefined) rec.pausedRevision = ctx.revision;
+        rec.paused = input.spec.paused;
+      }
     }
   }
+  if (rec.paused !== undefined) return decidePaused(rec, folder, input);
+  const unpause = rec.pauseMarker === 'set' ? unpaused(rec) : undefined;
+  const step = decideUnpaused(rec, folder, input, ctx);
+  return unpause ? { ...step, pause: unpause } : step;
+}
+
+/**
+ * A paused cluster (Cluster API: a paused Cluster is not reconciled at all): nothing is submitted,
+ * no apply, delete (a DELETE marker is held) or drift plan. The first decision after the pause
+ * writes the marker the running steps read and suspends the run in flight.
+ */
+function decidePaused(rec: ClusterRecord, folder: ClusterFolder | undefined, input: ClusterInput): Step {
+  rec.phase = 'Paused';
+  const inflight = rec.run && !isRunFinished(rec.run.phase) ? rec.run : undefined;
+  const parts = [`paused by ${short(rec.pausedRevision)} at ${rec.paused}: nothing is submitted (no apply, delete or drift plan) until it is unpaused`];
+  if (!folder) parts.push('the folder was removed from Git while paused: nothing is deleted; restore it unpaused, then remove it (or add DELETE)');
+  else if (folder.deletionMarker) parts.push('the DELETE marker is held until then');
+  if ((rec.errors?.length ?? 0) > 0) parts.push(`the spec at ${short(rec.gitRevision)} has errors (the pause is the last valid spec's)`);
+  if (inflight) parts.push(`${inflight.workflow} is suspended and its running step stops at its next safe point`);
+  else {
+    const other = input.workflows.find((w) => !FINISHED_PHASES.has(w.phase));
+    if (other) parts.push(`${other.name} is running`);
+  }
+  rec.message = parts.join('; ');
+  if (rec.pauseMarker === 'set') return {};
+  rec.pauseMarker = 'set';
+  return { pause: { marker: 'set', revision: rec.pausedRevision ?? '', where: rec.paused ?? '', ...(inflight ? { suspend: inflight.workflow } : {}) } };
+}
+
+/**
+ * The cluster was paused and is no longer: the marker goes; a run still in flight (suspended) is
+ * resumed when it applies the spec Git now holds, else stopped (the new spec's apply follows it).
+ */
+function unpaused(rec: ClusterRecord): PauseEffect {
+  delete rec.pauseMarker;
+  const effect: PauseEffect = { marker: 'clear' };
+  const run = rec.run && !isRunFinished(rec.run.phase) ? rec.run : undefined;
+  if (run && run.phase !== 'Submitting') {
+    if (run.kind === 'apply' && run.specHash === rec.specHash) effect.resume = run.workflow;
+    else effect.stop = run.workflow;
+  }
+  return effect;
+}
+
+function decideUnpaused(rec: ClusterRecord, folder: ClusterFolder, input: ClusterInput, ctx: DecideContext): Step {
   const hash = rec.specHash;
   // deletion removes what was applied, described by the spec at the applied revision (valid there)
   if (folder.deletionMarker && rec.appliedRevision !== undefined) return decideDelete(rec, rec.appliedRevision, rec.appliedSpecHash ?? hash ?? '', input, ctx);
@@ -291,6 +370,8 @@ function decidePresent(rec: ClusterRecord, folder: ClusterFolder, input: Cluster
 
 function decideAbsent(rec: ClusterRecord, input: ClusterInput, ctx: DecideContext): Step {
   if (rec.phase === 'Deleted') return {};
+  // the last spec seen was paused: a paused cluster is not acted on, its deletion included
+  if (rec.paused !== undefined) return decidePaused(rec, undefined, input);
   if (!ctx.allowDelete) {
     rec.phase = 'Removed';
     rec.message = `removed from Git; not deleted: add ${rec.path}/DELETE or run with --allow-delete`;

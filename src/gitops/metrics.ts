@@ -18,6 +18,7 @@ const PHASES = Object.keys({
   Invalid: true,
   Removed: true,
   Deleted: true,
+  Paused: true,
 } satisfies Record<ClusterPhase, true>) as ClusterPhase[];
 
 const RUN_KINDS: RunKind[] = ['apply', 'delete', 'plan'];

@@ -32,6 +32,8 @@ import {
   type GitSnapshot,
   type GitSource,
   type LeaderElector,
+  type PauseEffect,
+  type PauseMarkers,
   type PushEvent,
   type PushHandover,
   type RecordEvent,
@@ -80,6 +82,8 @@ export interface ReconcilerDeps {
   now?: () => Date;
   /** Loads cluster folders off the event loop; default a SpecLoadPool of its own (ended by stop()). */
   specs?: SpecLoader;
+  /** Where pause markers go (the steps' secret store); without it a paused cluster's running step is not told. */
+  pauses?: PauseMarkers;
 }
 
 export interface PassReport {
@@ -757,6 +761,8 @@ export class Reconciler {
         }
         const decision = decideCluster({ name, folder, record, spec, workflows }, ctx);
         if (spec && 'errors' in spec) this.d.log.warn('cluster spec invalid: nothing submitted', { cluster: name, revision: snapshot.revision, errors: spec.errors });
+        // before the record that says they are made: a crash in between makes them again
+        if (decision.pause) await this.pauseEffects(name, decision.pause, ctx);
         if (decision.record) {
           record = await this.putRecord(decision.record);
           outcome.wrote = true;
@@ -776,6 +782,21 @@ export class Reconciler {
       }
     }
     return { ...outcome, record };
+  }
+
+  /** Pausing: the marker the running steps read, and the run in flight suspended; unpausing undoes both (or stops a run of an older spec). */
+  private async pauseEffects(cluster: string, p: PauseEffect, ctx: DecideContext): Promise<void> {
+    const { pauses, workflows, log } = this.d;
+    if (p.marker === 'set') {
+      log.info('cluster paused: nothing is submitted for it', { cluster, revision: p.revision, where: p.where, suspend: p.suspend });
+      await pauses?.set(cluster, { revision: p.revision ?? '', where: p.where ?? '', at: ctx.now.toISOString() });
+      if (p.suspend) await workflows.setSuspended?.(p.suspend, true);
+      return;
+    }
+    log.info('cluster unpaused', { cluster, resume: p.resume, stop: p.stop });
+    await pauses?.clear(cluster);
+    if (p.resume) await workflows.setSuspended?.(p.resume, false);
+    if (p.stop) await workflows.stop?.(p.stop);
   }
 
   /** Brings the record's unfinished runs up to date with their Workflows (watch cache, else a read). */

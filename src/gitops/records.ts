@@ -17,6 +17,10 @@
  *       failures, planCount                                 always, decimal
  *       gitRevision, gitTree, specHash, hashedBy, appliedRevision, appliedSpecHash,
  *       appliedAt, nextRetryAt, driftCheckedAt, message     when set
+ *       paused, pausedRevision                              while the spec is paused: where
+ *                                                           (file:line field) and the commit
+ *       pauseMarker                                         "set" once the pause marker is
+ *                                                           written and the run suspended
  *       driftChanges                                        when set, decimal
  *       inputs                                              when set: one path outside the folder
  *                                                           per line, "<git object id> <path>",
@@ -57,10 +61,11 @@ export const LIST_PAGE = 250;
 
 const DNS_LABEL = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
 
-const PHASES: ReadonlySet<string> = new Set<ClusterPhase>(['Pending', 'Running', 'Succeeded', 'Failed', 'Invalid', 'Removed', 'Deleted']);
+const PHASES: ReadonlySet<string> = new Set<ClusterPhase>(['Pending', 'Running', 'Succeeded', 'Failed', 'Invalid', 'Removed', 'Deleted', 'Paused']);
 const DRIFTS: ReadonlySet<string> = new Set<DriftState>(['Unknown', 'InSync', 'Drifted']);
 const RUN_KINDS: ReadonlySet<string> = new Set<RunKind>(['apply', 'delete', 'plan']);
 const RUN_PHASES: ReadonlySet<string> = new Set<RunRecord['phase']>(['Submitting', 'Pending', 'Running', 'Succeeded', 'Failed', 'Error']);
+const PAUSE_MARKERS: ReadonlySet<string> = new Set(['set']);
 const PUSH_PROVIDERS: ReadonlySet<string> = new Set<PushHandover['provider']>(['github', 'gitlab', 'gitea']);
 
 /** Optional string fields of ClusterRecord, stored under their own names. */
@@ -75,6 +80,8 @@ const RECORD_STRINGS = [
   'nextRetryAt',
   'driftCheckedAt',
   'message',
+  'paused',
+  'pausedRevision',
 ] as const satisfies ReadonlyArray<keyof ClusterRecord>;
 
 const RUN_STRINGS = ['finishedAt', 'failedStep', 'message'] as const satisfies ReadonlyArray<keyof RunRecord>;
@@ -131,6 +138,7 @@ export function encodeRecord(record: ClusterRecord): Record<string, string> {
   if (record.driftChanges !== undefined) data.driftChanges = String(record.driftChanges);
   if (record.errors !== undefined) data.errors = encodeErrors(record.errors);
   if (record.inputs !== undefined) data.inputs = encodeInputs(record.inputs);
+  if (record.pauseMarker !== undefined) data.pauseMarker = record.pauseMarker;
   if (record.run) encodeRun('run', record.run, data);
   if (record.driftRun) encodeRun('driftRun', record.driftRun, data);
   return data;
@@ -213,6 +221,7 @@ export function decodeRecord(cm: V1ConfigMap): ClusterRecord {
     if (v !== undefined) record[k] = v;
   }
   if (r.opt('driftChanges') !== undefined) record.driftChanges = r.int('driftChanges');
+  if (r.opt('pauseMarker') !== undefined) record.pauseMarker = r.oneOf<'set'>('pauseMarker', PAUSE_MARKERS);
   const errors = r.opt('errors');
   if (errors !== undefined) record.errors = decodeErrors(errors);
   const inputs = r.inputs('inputs');

@@ -6,6 +6,9 @@
  */
 import type { Logger } from '../core/logger.js';
 import { createGitSource } from './git-source.js';
+import { clearPauseMarker, writePauseMarker } from '../core/pause.js';
+import { KubernetesSecretStore, type SecretStore } from '../core/secrets.js';
+import type { PauseMarkers } from './types.js';
 import { loadKubeConfig } from './kube.js';
 import { LeaseLeaderElector } from './leader.js';
 import { createMetrics } from './metrics.js';
@@ -47,6 +50,11 @@ export interface ReconcilerParts {
   close: () => Promise<void>;
 }
 
+/** Pause markers as Secrets of the namespace, where the steps read them (src/core/pause.ts). */
+export function pauseMarkers(store: SecretStore): PauseMarkers {
+  return { set: (cluster, marker) => writePauseMarker(store, cluster, marker), clear: (cluster) => clearPauseMarker(store, cluster) };
+}
+
 /** The Reconciler on the real parts, not started; with leader election when `leaderElection` is set. */
 export function createReconciler(config: ServiceConfig, log: Logger, leaderElection = config.leaderElection): ReconcilerParts {
   const kc = loadKubeConfig(config.kubeconfig);
@@ -72,6 +80,7 @@ export function createReconciler(config: ServiceConfig, log: Logger, leaderElect
     metrics,
     log,
     specs,
+    pauses: pauseMarkers(new KubernetesSecretStore(config.namespace, config.kubeconfig)),
   });
   return { reconciler, metrics, close: async () => void (await Promise.all([git.close(), specs.close()])) };
 }

@@ -6,7 +6,7 @@
  */
 import path from 'node:path';
 import { parentPort } from 'node:worker_threads';
-import { formatProblem, specHashWithInputs, validateClusterSpec } from '../spec/index.js';
+import { describePause, formatProblem, specHashWithInputs, validateClusterSpec } from '../spec/index.js';
 import { displayOf, type SpecLoadReply, type SpecLoadRequest } from './spec-loads.js';
 
 const port = parentPort;
@@ -29,7 +29,7 @@ async function load(req: SpecLoadRequest): Promise<SpecLoadReply> {
     const read = inputs.length > 0 ? { inputs } : {};
     if (model) {
       const specHash = await specHashWithInputs(model, req.displayRoot);
-      return { id: req.id, result: { specHash, warnings, ...read } };
+      return { id: req.id, result: { specHash, warnings, ...(model.paused ? { paused: describePause(model.paused) } : {}), ...read } };
     }
     return { id: req.id, result: { errors: problems.filter((p) => p.severity === 'error').map(formatProblem), warnings, ...read } };
   } catch (err) {

@@ -13,8 +13,12 @@ import path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { CapflowError, type ErrorKind } from '../core/errors.js';
 
-/** What a load tells the reconciler: the spec hash, or the problems (`file:line:column ...` lines); warnings either way. */
-export type SpecLoadResult = ({ specHash: string; warnings: string[] } | { errors: string[]; warnings: string[] }) & {
+/**
+ * What a load tells the reconciler: the spec hash (and where the Cluster is paused, if it is:
+ * `clusters/dev/cluster.yaml:7 spec.paused`), or the problems (`file:line:column ...` lines);
+ * warnings either way.
+ */
+export type SpecLoadResult = ({ specHash: string; warnings: string[]; paused?: string } | { errors: string[]; warnings: string[] }) & {
   /** Paths outside the folder that the load read (AddonCharts' chart folders, a ClusterClass folder), relative to the display root. */
   inputs?: string[];
 };

@@ -117,6 +117,25 @@ export interface SubmitRequest {
   attempt: number;
 }
 
+/** What pausing or unpausing a cluster does besides writing its record (decide.ts decides, reconciler.ts does). */
+export interface PauseEffect {
+  /** set: write the pause marker steps read at their safe points (src/core/pause.ts); clear: remove it. */
+  marker: 'set' | 'clear';
+  /** For set: the commit that paused and where. */
+  revision?: string;
+  where?: string;
+  /** A run in flight: suspend it (pause), resume it (unpause, same spec), or stop it (unpause, the spec changed). */
+  suspend?: string;
+  resume?: string;
+  stop?: string;
+}
+
+/** Where the pause markers live (the secret store the steps read); the reconciler only creates and deletes. */
+export interface PauseMarkers {
+  set(cluster: string, marker: { revision: string; where: string; at: string }): Promise<void>;
+  clear(cluster: string): Promise<void>;
+}
+
 export interface WorkflowClient {
   /**
    * Creates the Workflow under its deterministic name (workflowName). When a Workflow of that name
@@ -131,6 +150,13 @@ export interface WorkflowClient {
    * deleted (onDelete); the returned function stops watching.
    */
   watch(onChange: (workflow: WorkflowView) => void, onDelete?: (name: string) => void): Promise<() => Promise<void>>;
+  /**
+   * Sets Argo's `spec.suspend` (true: the controller starts no further step pods; false: it goes on).
+   * A Workflow that is gone or finished is left alone. Optional: without it runs are not suspended.
+   */
+  setSuspended?(name: string, suspend: boolean): Promise<void>;
+  /** Argo's `spec.shutdown: Stop`: no new steps, exit handlers run, the Workflow ends Failed. */
+  stop?(name: string): Promise<void>;
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -150,7 +176,12 @@ export type ClusterPhase =
   /** The folder is gone from Git and deletion is not allowed: reported, nothing done. */
   | 'Removed'
   /** Deleted by a cluster-delete run. */
-  | 'Deleted';
+  | 'Deleted'
+  /**
+   * The Cluster is paused in Git (spec.paused or the cluster.x-k8s.io/paused annotation): nothing is
+   * submitted for it, a run in flight is suspended and its step stops at its next safe point.
+   */
+  | 'Paused';
 
 export type DriftState = 'Unknown' | 'InSync' | 'Drifted';
 
@@ -205,6 +236,16 @@ export interface ClusterRecord {
   planCount: number;
   /** A human-readable word on the state (why Removed, why waiting). */
   message?: string;
+  /** Set while the spec last loaded is paused: where, `clusters/dev/cluster.yaml:7 spec.paused`. */
+  paused?: string;
+  /** The commit at which the reconciler first saw the pause (kept while the spec stays paused). */
+  pausedRevision?: string;
+  /**
+   * 'set' once the pause's effects are made (the pause marker written, the run in flight
+   * suspended); cleared with them when the cluster is unpaused. Written after the effects, so a
+   * crash in between makes them again (both are idempotent).
+   */
+  pauseMarker?: 'set';
   /** Kubernetes optimistic concurrency: set by the store on read, checked on write. */
   resourceVersion?: string;
 }

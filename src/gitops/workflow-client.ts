@@ -4,10 +4,11 @@
  * submission repeated after a crash finds the Workflow it made instead of
  * starting a second run; labels let the reconciler and `kubectl -l` find a
  * cluster's runs. Argo's controller moves the phase on; this client only
- * creates Workflows, reads them and watches them change.
+ * creates Workflows, reads them and watches them change, and (for a paused
+ * cluster) suspends, resumes or stops one.
  */
 import { createHash } from 'node:crypto';
-import { CustomObjectsApi, makeInformer, type KubeConfig, type KubernetesListObject, type KubernetesObject } from '@kubernetes/client-node';
+import { CustomObjectsApi, PatchStrategy, makeInformer, setHeaderOptions, type KubeConfig, type KubernetesListObject, type KubernetesObject } from '@kubernetes/client-node';
 import { ConflictError, InputError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import { runInformer, statusOf, wrapKubeError, type RbacRule } from './kube.js';
@@ -214,6 +215,25 @@ export class KubeWorkflowClient implements WorkflowClient {
       });
     }
     return { workflow: existing, created: false };
+  }
+
+  /** Argo's spec.suspend, by a merge patch; a Workflow already gone is left alone. */
+  async setSuspended(name: string, suspend: boolean): Promise<void> {
+    await this.patchSpec(name, { suspend }, suspend ? 'suspending' : 'resuming');
+  }
+
+  /** Argo's spec.shutdown Stop: no new steps, exit handlers run, the Workflow ends Failed. */
+  async stop(name: string): Promise<void> {
+    await this.patchSpec(name, { shutdown: 'Stop', suspend: false }, 'stopping');
+  }
+
+  private async patchSpec(name: string, spec: Record<string, unknown>, what: string): Promise<void> {
+    try {
+      await this.api.patchNamespacedCustomObject({ ...this.where, name, body: { spec } }, setHeaderOptions('Content-Type', PatchStrategy.MergePatch));
+    } catch (err) {
+      if (statusOf(err) === 404) return;
+      throw wrapKubeError(err, `${what} Workflow ${this.namespace}/${name}`, this.rule('patch'));
+    }
   }
 
   async get(name: string): Promise<WorkflowView | undefined> {

@@ -34,6 +34,8 @@ import { resolveTemplate, taskDependsExpr, templateKind, type Resolved } from '.
 
 /** The exit code an executor uses for a transient failure (EX_TEMPFAIL): an "Error" locally. */
 export const TRANSIENT_EXIT_CODE = 75;
+/** A step's exit code when its cluster was paused while it ran (ExitCode.paused). */
+export const PAUSED_EXIT_CODE = 4;
 
 /** The image entry points the runner knows by default: `capflow` is the executor image's. */
 export function defaultEntryPoints(root: string = repoRoot()): Record<string, string[]> {
@@ -635,6 +637,8 @@ class Run {
       if (out.exitCode === TRANSIENT_EXIT_CODE) {
         return { outcome: { phase: 'Error', message: withTail(`transient failure (exit code ${out.exitCode})`) }, exitCode: out.exitCode };
       }
+      // the cluster was paused (src/core/pause.ts): the step stopped at a safe point; rerun once unpaused
+      if (out.exitCode === PAUSED_EXIT_CODE) return { outcome: { phase: 'Failed', message: withTail(`paused at a safe point (exit code ${out.exitCode})`) }, exitCode: out.exitCode };
       if (out.exitCode !== 0) return { outcome: { phase: 'Failed', message: withTail(`exit code ${out.exitCode}`) }, exitCode: out.exitCode };
       const outputs: NodeOutputs = { parameters: {}, result: trimNewline(out.stdout), exitCode: 0 };
       for (const o of outputsDecl) {

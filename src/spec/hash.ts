@@ -2,12 +2,14 @@
  * The spec hash: sha256 of a canonical JSON of the normalized documents
  * (defaults applied, nulls pruned, namespace set), keys sorted, documents
  * sorted by kind, namespace and name. File names, positions, comments, key
- * order and formatting do not count; any semantic change does.
+ * order and formatting do not count; any semantic change does. Pausing does
+ * not count either (src/spec/pause.ts): it says whether to act, not what.
  */
 import { createHash } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import type { ClusterModel, SpecDocument } from './model.js';
+import { withoutPause } from './pause.js';
 
 /** JSON with object keys sorted at every level (arrays keep their order). */
 export function canonicalJson(value: unknown): string {
@@ -30,8 +32,9 @@ function compareDocs(a: SpecDocument, b: SpecDocument): number {
   return 0;
 }
 
+/** Pausing (Cluster spec.paused, the cluster.x-k8s.io/paused annotation) is not a change: left out. */
 export function specHash(model: Pick<ClusterModel, 'documents'>): string {
-  const docs = [...model.documents].sort(compareDocs).map((d) => d.object);
+  const docs = [...model.documents].sort(compareDocs).map((d) => withoutPause(d.kind, d.object));
   return createHash('sha256').update(canonicalJson(docs)).digest('hex');
 }
 

@@ -7,6 +7,7 @@ export { loadClusterSpec, validateClusterSpec, type LoadOptions, type Validation
 export { DEFAULT_SPEC_LIMITS, type SpecLimits } from './limits.js';
 export { formatProblem, isSpecInvalidError, printable, SpecInvalidError, type ProblemCode, type Severity, type SpecProblem } from './problems.js';
 export { specHash, specHashWithInputs, canonicalJson } from './hash.js';
+export { describePause, PAUSED_ANNOTATION, pauseOf, pausedField, withoutPause, type PauseSource } from './pause.js';
 export { fieldLocation, FieldProblems, type FieldLocation } from './locations.js';
 export { formatPath } from './paths.js';
 export type { PathSegment } from './yaml-source.js';

@@ -473,6 +473,16 @@ export interface ResourceSetModel {
   selectsCluster: boolean;
 }
 
+/** Where a Cluster is paused (src/spec/pause.ts): the field, and its file:line in Git. */
+export interface PauseSource {
+  /** `spec.paused`, or `metadata.annotations[cluster.x-k8s.io/paused]`. */
+  field: string;
+  /** Display path of the file, as in problems. */
+  file: string;
+  line: number;
+  column: number;
+}
+
 export interface ClusterModel {
   /** The Cluster's name. */
   name: string;
@@ -500,4 +510,6 @@ export interface ClusterModel {
   documents: SpecDocument[];
   /** The control plane's Kubernetes version (KubeadmControlPlane.spec.version or AWSManagedControlPlane.spec.version). */
   kubernetesVersion: string;
+  /** Set when the Cluster is paused (spec.paused: true or the cluster.x-k8s.io/paused annotation): where. */
+  paused?: PauseSource;
 }

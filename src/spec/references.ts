@@ -12,6 +12,7 @@ import { groupOf, kindInfo } from './kinds.js';
 import { DocumentReporter, type CheckedDocument } from './validate.js';
 import type { PathSegment } from './yaml-source.js';
 import { rememberSource } from './locations.js';
+import { pauseOf } from './pause.js';
 import type {
   AddonChart,
   BootstrapConfig,
@@ -451,6 +452,8 @@ export function resolveSpec(
     documents,
     kubernetesVersion,
   };
+  const paused = pauseOf(model);
+  if (paused) model.paused = paused;
   return { model };
 }
 

@@ -446,12 +446,14 @@ describe('charts/capflow: the Helm chart (real helm, real kube-apiserver with Ar
       { verb: 'create', group: 'coordination.k8s.io', resource: 'leases' },
       { verb: 'get', group: 'coordination.k8s.io', resource: 'leases', name: RECONCILER },
       { verb: 'update', group: 'coordination.k8s.io', resource: 'leases', name: RECONCILER },
-      ...['get', 'list', 'watch', 'create'].map((verb) => ({ verb, group: 'argoproj.io', resource: 'workflows' })),
+      ...['get', 'list', 'watch', 'create', 'patch'].map((verb) => ({ verb, group: 'argoproj.io', resource: 'workflows' })),
+      // pause markers: created and deleted by name, never read
+      ...['create', 'delete'].map((verb) => ({ verb, group: '', resource: 'secrets' })),
       { verb: 'create', group: '', resource: 'events' },
       { verb: 'create', group: 'events.k8s.io', resource: 'events' },
     ];
     const reconcilerDenied: Access[] = [
-      ...['get', 'list', 'watch', 'create', 'update', 'delete'].map((verb) => ({ verb, group: '', resource: 'secrets' })),
+      ...['get', 'list', 'watch', 'update', 'patch'].map((verb) => ({ verb, group: '', resource: 'secrets' })),
       { verb: 'delete', group: '', resource: 'configmaps' },
       { verb: 'get', group: 'coordination.k8s.io', resource: 'leases', name: 'someone-elses-lease' },
       { verb: 'delete', group: 'coordination.k8s.io', resource: 'leases', name: RECONCILER },
@@ -485,7 +487,7 @@ describe('charts/capflow: the Helm chart (real helm, real kube-apiserver with Ar
       return review.status?.allowed === true;
     }
 
-    it('the reconciler’s ServiceAccount may do what the reconciler needs in its namespace (SubjectAccessReview), and no Secrets', async () => {
+    it('the reconciler’s ServiceAccount may do what the reconciler needs in its namespace (SubjectAccessReview), and reads no Secrets (it only creates and deletes pause markers)', async () => {
       for (const a of reconcilerAllowed) expect(await allowed(RECONCILER, a), fmt(a)).to.equal(true);
       for (const a of reconcilerDenied) expect(await allowed(RECONCILER, a), fmt(a)).to.equal(false);
     });
@@ -504,7 +506,9 @@ describe('charts/capflow: the Helm chart (real helm, real kube-apiserver with Ar
           'create coordination.k8s.io/leases',
           `get coordination.k8s.io/leases/${RECONCILER}`,
           `update coordination.k8s.io/leases/${RECONCILER}`,
-          ...['get', 'list', 'watch', 'create'].map((v) => `${v} argoproj.io/workflows`),
+          ...['get', 'list', 'watch', 'create', 'patch'].map((v) => `${v} argoproj.io/workflows`),
+          'create core/secrets',
+          'delete core/secrets',
           'create core/events',
           'create events.k8s.io/events',
         ].sort(),

@@ -23,6 +23,7 @@ import { schemaPath, startEnvtest, type Envtest } from '../support/envtest.js';
 import { spawnCapflow, CAPFLOW_BIN, type CliResult } from '../support/cli.js';
 import {
   ARGO,
+  clusterFile,
   clusterFiles,
   createNamespace,
   describeRecords,
@@ -37,6 +38,7 @@ import {
   planned,
   postWebhook,
   readRecord,
+  running,
   setWorkflowStatus,
   succeeded,
   waitUntil,
@@ -739,6 +741,102 @@ describe('gitops reconciler: git remote → Workflows in a real kube-apiserver (
     expect(await applies(bed)).to.have.length(4);
     expect(await applies(bed, 'c1')).to.have.length(1);
     expect(await applies(bed, 'c3')).to.have.length(1);
+  });
+
+  it('pause: a commit setting Cluster spec.paused submits nothing (record and `capflow status` Paused at file:line, the pause marker Secret written); a change while paused submits nothing; unpaused, one cluster-apply at the head; the annotation form paused and unpaused with no change submits nothing', async () => {
+    const { bed, svc } = await appliedBed();
+    const core = kc.makeApiClient(CoreV1Api);
+    const marker = async (c: string): Promise<Record<string, string> | undefined> => {
+      try {
+        const s = await core.readNamespacedSecret({ name: `capflow-${c}-paused`, namespace: bed.ns });
+        return Object.fromEntries(Object.entries(s.data ?? {}).map(([k, v]) => [k, Buffer.from(v, 'base64').toString('utf8')]));
+      } catch {
+        return undefined;
+      }
+    };
+    const clusterYaml = (c: string): string => clusterFile(c, 'cluster.yaml');
+    const pausedYaml = (c: string): string => {
+      const next = clusterYaml(c).replace('\nspec:\n  clusterNetwork:', '\nspec:\n  paused: true\n  clusterNetwork:');
+      expect(next).to.not.equal(clusterYaml(c));
+      return next;
+    };
+    const where = 'clusters/c2/cluster.yaml:8 spec.paused';
+
+    const rev1 = await commitAndPush(bed, { 'clusters/c2/cluster.yaml': pausedYaml('c2') }, 'c2: paused');
+    const paused = (await svc.reconciler.runPass()) as PassReport;
+    expect(paused.submitted).to.deep.equal([]);
+    await svc.reconciler.whenIdle();
+    const rec = await waitForRecord(bed, 'c2', 'Paused', (d) => d.phase === 'Paused');
+    expect(rec).to.include({ paused: where, pausedRevision: rev1, pauseMarker: 'set', appliedRevision: bed.rev0 });
+    expect(rec.message).to.equal(`paused by ${rev1.slice(0, 12)} at ${where}: nothing is submitted (no apply, delete or drift plan) until it is unpaused`);
+    expect((await readRecord(kc, bed.ns, 'c2'))?.labels['capflow.io/phase']).to.equal('Paused');
+    expect(await marker('c2')).to.include({ revision: rev1, where });
+    const table = (await status(bed, false)).stdout;
+    expect(table.split('\n').find((l) => /^c2\s/.test(l))).to.match(/\bPaused\b/);
+
+    // a spec change while paused: nothing submitted, the commit that paused stays named
+    const rev2 = await commitAndPush(bed, { ...withReplicas('c2', 3), 'clusters/c2/cluster.yaml': pausedYaml('c2') }, 'c2: three workers, still paused');
+    expect(((await svc.reconciler.runPass()) as PassReport).submitted).to.deep.equal([]);
+    expect((await readRecord(kc, bed.ns, 'c2'))?.data).to.include({ phase: 'Paused', pausedRevision: rev1, gitRevision: rev2 });
+    await svc.reconciler.whenIdle();
+    expect(await workflows(bed)).to.have.length(3);
+
+    // unpaused: one apply of the spec at the head, the marker removed
+    const rev3 = await commitAndPush(bed, { 'clusters/c2/cluster.yaml': clusterYaml('c2') }, 'c2: unpaused');
+    const resumed = (await svc.reconciler.runPass()) as PassReport;
+    expect(resumed.submitted.map((x) => x.workflow)).to.deep.equal([runName('apply', 'c2', rev3, 1)]);
+    await svc.reconciler.whenIdle();
+    expect(await workflows(bed)).to.have.length(4);
+    expect(await marker('c2')).to.equal(undefined);
+    const after = (await readRecord(kc, bed.ns, 'c2'))!.data;
+    expect(after.paused).to.equal(undefined);
+    expect(after.pauseMarker).to.equal(undefined);
+
+    // the annotation form (any value), on an applied cluster: paused, then unpaused with no other change: nothing new
+    const annotated = clusterYaml('c3').replace('  name: c3\nspec:', '  name: c3\n  annotations:\n    cluster.x-k8s.io/paused: ""\nspec:');
+    expect(annotated).to.not.equal(clusterYaml('c3'));
+    await commitAndPush(bed, { 'clusters/c3/cluster.yaml': annotated }, 'c3: paused by annotation');
+    expect(((await svc.reconciler.runPass()) as PassReport).submitted).to.deep.equal([]);
+    expect((await readRecord(kc, bed.ns, 'c3'))?.data).to.include({ phase: 'Paused', paused: 'clusters/c3/cluster.yaml:8 metadata.annotations[cluster.x-k8s.io/paused]' });
+    expect(await marker('c3')).to.not.equal(undefined);
+    await commitAndPush(bed, { 'clusters/c3/cluster.yaml': clusterYaml('c3') }, 'c3: unpaused');
+    expect(((await svc.reconciler.runPass()) as PassReport).submitted).to.deep.equal([]);
+    await svc.reconciler.whenIdle();
+    expect((await readRecord(kc, bed.ns, 'c3'))?.data).to.include({ phase: 'Succeeded', appliedRevision: bed.rev0 });
+    expect(await marker('c3')).to.equal(undefined);
+    expect(await workflows(bed)).to.have.length(4);
+  });
+
+  it('pause with a run in flight (the test plays the controller): the Workflow gets spec.suspend true and the marker is written; unpaused with the same spec it is resumed (suspend false); a run whose step stopped for the pause (exit code 4) is not counted as a failure', async () => {
+    const { bed, svc } = await appliedBed();
+    const rev1 = await commitAndPush(bed, withReplicas('c1', 3), 'c1: three workers');
+    const [wf] = (await svc.reconciler.runPass())!.submitted;
+    expect(wf!.workflow).to.equal(runName('apply', 'c1', rev1, 1));
+    await setWorkflowStatus(kc, bed.ns, wf!.workflow, running());
+    await svc.reconciler.whenIdle();
+    const suspendOf = async (): Promise<unknown> => ((await workflows(bed)).find((w) => w.metadata.name === wf!.workflow)!.spec as { suspend?: boolean }).suspend;
+
+    const pausedYaml = clusterFile('c1', 'cluster.yaml').replace('\nspec:\n  clusterNetwork:', '\nspec:\n  paused: true\n  clusterNetwork:');
+    const rev2 = await commitAndPush(bed, { ...withReplicas('c1', 3), 'clusters/c1/cluster.yaml': pausedYaml }, 'c1: paused');
+    expect(((await svc.reconciler.runPass()) as PassReport).submitted).to.deep.equal([]);
+    await svc.reconciler.whenIdle();
+    expect(await suspendOf()).to.equal(true);
+    const rec = await waitForRecord(bed, 'c1', 'Paused', (d) => d.phase === 'Paused');
+    expect(rec.message).to.include(`${wf!.workflow} is suspended and its running step stops at its next safe point`);
+    expect(rec.pausedRevision).to.equal(rev2);
+
+    // unpaused, same spec as the run's: resumed, nothing new submitted
+    const rev3 = await commitAndPush(bed, { 'clusters/c1/cluster.yaml': clusterFile('c1', 'cluster.yaml') }, 'c1: unpaused');
+    expect(((await svc.reconciler.runPass()) as PassReport).submitted).to.deep.equal([]);
+    await svc.reconciler.whenIdle();
+    expect(await suspendOf()).to.equal(false);
+    // its step had stopped at a safe point (exit 4, as Argo reports it): not a failure, applied again at once
+    await setWorkflowStatus(kc, bed.ns, wf!.workflow, failed('provision-vpc', 'Error (exit code 4)'));
+    const data = await waitForRecord(bed, 'c1', 'the apply at the head submitted', (d) => d['run.revision'] === rev3);
+    expect(data).to.include({ failures: '0', 'run.kind': 'apply', 'run.workflow': runName('apply', 'c1', rev3, 1) });
+    expect(data.nextRetryAt).to.equal(undefined);
+    await svc.reconciler.whenIdle();
+    expect((await applies(bed, 'c1')).map((w) => w.metadata.name).sort()).to.deep.equal([runName('apply', 'c1', bed.rev0, 1), wf!.workflow, runName('apply', 'c1', rev3, 1)].sort());
   });
 
   it('`capflow status` prints a row per cluster (revision applied, in Git, phase, last run, drift, errors) and the same as JSON', async () => {

@@ -189,6 +189,21 @@ describe('gitops/workflow-client: Argo Workflows against a real kube-apiserver w
     expect(view?.failedStep).to.equal(undefined);
   });
 
+  it('suspends, resumes and stops a run (spec.suspend, spec.shutdown: a paused cluster), by merge patch; a Workflow already gone is left alone', async () => {
+    const { workflow } = await client.submit(request({ attempt: 3 }));
+    const spec = async (): Promise<Record<string, unknown>> =>
+      ((await custom.getNamespacedCustomObject({ group: 'argoproj.io', version: 'v1alpha1', namespace: NS, plural: 'workflows', name: workflow.name })) as { spec: Record<string, unknown> }).spec;
+    await client.setSuspended(workflow.name, true);
+    expect(await spec()).to.include({ suspend: true });
+    expect((await spec()).workflowTemplateRef, 'the rest of the spec is kept').to.deep.equal({ name: 'cluster-apply' });
+    await client.setSuspended(workflow.name, false);
+    expect(await spec()).to.include({ suspend: false });
+    await client.stop(workflow.name);
+    expect(await spec()).to.include({ shutdown: 'Stop', suspend: false });
+    await client.setSuspended('cluster-apply-gone-0000000000-1', true);
+    await client.stop('cluster-apply-gone-0000000000-1');
+  });
+
   it('sums the plan steps’ `changes` outputs, counting each leaf once', async () => {
     const { workflow } = await client.submit(request({ kind: 'plan', attempt: 4 }));
     expect(workflow.name).to.equal('cluster-plan-dev-0123456789-4');

@@ -115,7 +115,7 @@ describe('core/errors: the code printed agrees with the exit code, for every kin
   }
 
   it('every kind has one exit code, the same through the class and exitCodeForKind', () => {
-    const kinds: Record<ErrorKind, number> = { 'invalid-input': 2, transient: 75, conflict: 3, 'not-found': 1, internal: 1 };
+    const kinds: Record<ErrorKind, number> = { 'invalid-input': 2, transient: 75, conflict: 3, 'not-found': 1, internal: 1, paused: 4 };
     for (const [kind, exit] of Object.entries(kinds) as Array<[ErrorKind, number]>) {
       expect(exitCodeForKind(kind), kind).to.equal(exit);
       expect(new CapflowError(kind, 'X', 'x').exitCode, kind).to.equal(exit);

@@ -327,6 +327,82 @@ describe('gitops decide', () => {
     });
   });
 
+  describe('pause (Cluster spec.paused, or the cluster.x-k8s.io/paused annotation)', () => {
+    const WHERE = 'clusters/dev/cluster.yaml:16 spec.paused';
+    const drift = ctx({ driftIntervalMs: 60 * MIN, allowDelete: true });
+    /** dev applied at REV0, then paused at REV1 (same hash: pausing is not a change), the marker made. */
+    const paused = (over: Partial<ClusterRecord> = {}): ClusterRecord =>
+      applied({ phase: 'Paused', gitRevision: REV1, gitTree: 'tree1', paused: WHERE, pausedRevision: REV1, pauseMarker: 'set', message: `paused by ${REV1.slice(0, 12)} at ${WHERE}: nothing is submitted (no apply, delete or drift plan) until it is unpaused`, ...over });
+
+    it('a commit that pauses an applied cluster: Paused, naming the commit and file:line; nothing submitted; the marker is set first', () => {
+      const d = decide({ folder: folder(), record: applied(), spec: { specHash: HASH0, paused: WHERE } }, drift);
+      expect(d.submit).to.equal(undefined);
+      expect(d.record).to.include({ phase: 'Paused', paused: WHERE, pausedRevision: REV1, pauseMarker: 'set' });
+      expect(d.record?.message).to.equal(`paused by ${REV1.slice(0, 12)} at ${WHERE}: nothing is submitted (no apply, delete or drift plan) until it is unpaused`);
+      expect(d.pause).to.deep.equal({ marker: 'set', revision: REV1, where: WHERE });
+    });
+
+    it('a spec change while paused submits nothing and keeps the commit that paused; no drift plan either', () => {
+      const d = decide({ folder: folder({ tree: 'tree2' }), record: paused(), spec: { specHash: HASH1, paused: WHERE } }, ctx({ revision: REV2, driftIntervalMs: 60 * MIN }));
+      expect(d.submit).to.equal(undefined);
+      expect(d.pause).to.equal(undefined);
+      expect(d.record).to.include({ phase: 'Paused', specHash: HASH1, pausedRevision: REV1, gitRevision: REV2 });
+      expect(decide({ folder: folder(), record: paused() }, drift)).to.deep.equal({ cluster: 'dev' });
+    });
+
+    it('unpaused after a change: one cluster-apply at the head, and the marker cleared', () => {
+      const d = decide({ folder: folder({ tree: 'tree2' }), record: paused({ specHash: HASH1 }), spec: { specHash: HASH1 } }, ctx({ revision: REV2 }));
+      expect(d.submit).to.include({ kind: 'apply', revision: REV2, specHash: HASH1, attempt: 1 });
+      expect(d.pause).to.deep.equal({ marker: 'clear' });
+      expect(d.record).to.include({ phase: 'Running' });
+      expect(d.record?.paused).to.equal(undefined);
+      expect(d.record?.pauseMarker).to.equal(undefined);
+    });
+
+    it('unpaused with the applied spec: nothing submitted, Succeeded again', () => {
+      const d = decide({ folder: folder({ tree: 'tree2' }), record: paused(), spec: { specHash: HASH0 } }, ctx({ revision: REV2 }));
+      expect(d.submit).to.equal(undefined);
+      expect(d.pause).to.deep.equal({ marker: 'clear' });
+      expect(d.record).to.include({ phase: 'Succeeded', appliedSpecHash: HASH0 });
+    });
+
+    it('paused with a run in flight: the run is suspended; unpaused, it is resumed when it applies the spec in Git, else stopped', () => {
+      const inflight = run({ revision: REV1, specHash: HASH1, phase: 'Running', finishedAt: undefined });
+      const d = decide({ folder: folder({ tree: 'tree2' }), record: applied({ phase: 'Running', specHash: HASH1, run: inflight }), spec: { specHash: HASH1, paused: WHERE } }, ctx({ revision: REV2 }));
+      expect(d.pause).to.deep.equal({ marker: 'set', revision: REV2, where: WHERE, suspend: inflight.workflow });
+      expect(d.record?.message).to.include(`${inflight.workflow} is suspended and its running step stops at its next safe point`);
+      const resumed = decide({ folder: folder({ tree: 'tree3' }), record: paused({ specHash: HASH1, run: inflight }), spec: { specHash: HASH1 } }, ctx({ revision: REV2 }));
+      expect(resumed.pause).to.deep.equal({ marker: 'clear', resume: inflight.workflow });
+      expect(resumed.submit).to.equal(undefined);
+      expect(resumed.record?.message).to.equal(`waiting for ${inflight.workflow}`);
+      const stopped = decide({ folder: folder({ tree: 'tree3' }), record: paused({ specHash: HASH1, run: inflight }), spec: { specHash: '2'.repeat(64) } }, ctx({ revision: REV2 }));
+      expect(stopped.pause).to.deep.equal({ marker: 'clear', stop: inflight.workflow });
+      expect(stopped.submit).to.equal(undefined);
+    });
+
+    it('holds a DELETE marker, and a folder removed from Git (even with --allow-delete), while the last spec seen is paused', () => {
+      const marked = decide({ folder: folder({ deletionMarker: true }), record: paused() }, drift);
+      expect(marked.submit).to.equal(undefined);
+      expect(marked.record?.message).to.include('the DELETE marker is held until then');
+      const gone = decide({ record: paused() }, drift);
+      expect(gone.submit).to.equal(undefined);
+      expect(gone.record).to.include({ phase: 'Paused' });
+      expect(gone.record?.message).to.include('removed from Git while paused: nothing is deleted');
+    });
+
+    it('a run that ends while paused, or whose step stopped for the pause (exit code 4), is not a failure: no backoff; unpaused, the apply runs again at once', () => {
+      const inflight = run({ revision: REV1, specHash: HASH1, phase: 'Running', finishedAt: undefined });
+      const rec = paused({ specHash: HASH1, run: inflight });
+      const out = observeWorkflow(rec, inflight.workflow, view({ name: inflight.workflow, revision: REV1, specHash: HASH1, phase: 'Failed', failedStep: 'provision-vpc', message: 'Error (exit code 4)' }), ctx());
+      expect(out).to.include({ phase: 'Paused', failures: 0 });
+      expect(out.nextRetryAt).to.equal(undefined);
+      const unpaused = decide({ folder: folder({ tree: 'tree2' }), record: out, spec: { specHash: HASH1 } }, ctx({ revision: REV1 }));
+      expect(unpaused.submit).to.include({ kind: 'apply', revision: REV1, specHash: HASH1, attempt: 2 });
+      const afterResume = observeWorkflow({ ...rec, phase: 'Running', paused: undefined, pauseMarker: undefined }, inflight.workflow, view({ name: inflight.workflow, phase: 'Failed', message: 'Error (exit code 4)' }), ctx());
+      expect(afterResume).to.include({ phase: 'Pending', failures: 0 });
+    });
+  });
+
   describe('observeWorkflow', () => {
     const c = ctx();
     const submitted = run({ revision: REV1, specHash: HASH1, phase: 'Submitting', finishedAt: undefined });

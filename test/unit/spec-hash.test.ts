@@ -45,6 +45,10 @@ describe('spec hash', function () {
     },
     { name: 'a document moved to another file', files: { 'all.yaml': `${CLUSTER}---\n${AWS_CLUSTER}---\n${CONTROL_PLANE}`, 'workers.yaml': WORKERS } },
     { name: 'a null the API server prunes', files: minimalAws({ 'cluster.yaml': `${CLUSTER}  paused: null\n---\n${AWS_CLUSTER}` }) },
+    // pausing says whether to act, not what: unpausing an unchanged spec starts no apply
+    { name: 'the Cluster paused (spec.paused: true)', files: minimalAws({ 'cluster.yaml': `${CLUSTER}  paused: true\n---\n${AWS_CLUSTER}` }) },
+    { name: 'spec.paused: false written out', files: minimalAws({ 'cluster.yaml': `${CLUSTER}  paused: false\n---\n${AWS_CLUSTER}` }) },
+    { name: 'the Cluster paused by the cluster.x-k8s.io/paused annotation', files: minimalAws({ 'cluster.yaml': `${CLUSTER.replace('  labels:\n', '  annotations:\n    cluster.x-k8s.io/paused: ""\n  labels:\n')}---\n${AWS_CLUSTER}` }) },
   ];
   for (const c of same) {
     it(`does not change with ${c.name}`, async () => {
@@ -63,6 +67,23 @@ describe('spec hash', function () {
       expect(await hashOf(c.files)).to.not.equal(base);
     });
   }
+
+  it('the model says where a Cluster is paused (file:line of spec.paused, else of the annotation), and nothing when it is not', async () => {
+    const bySpec = await loadClusterSpec(await specFolder(minimalAws({ 'cluster.yaml': `${CLUSTER}  paused: true\n---\n${AWS_CLUSTER}` })));
+    expect(bySpec.paused).to.include({ field: 'spec.paused', line: 16 });
+    expect(bySpec.paused?.file).to.match(/cluster\.yaml$/);
+    const byAnnotation = await loadClusterSpec(await specFolder(minimalAws({ 'cluster.yaml': `${CLUSTER.replace('  labels:\n', '  annotations:\n    cluster.x-k8s.io/paused: "true"\n  labels:\n')}---\n${AWS_CLUSTER}` })));
+    expect(byAnnotation.paused).to.include({ field: 'metadata.annotations[cluster.x-k8s.io/paused]', line: 6 });
+    expect((await loadClusterSpec(await specFolder(minimalAws({ 'cluster.yaml': `${CLUSTER}  paused: false\n---\n${AWS_CLUSTER}` })))).paused).to.equal(undefined);
+    expect((await loadClusterSpec(await specFolder(minimalAws()))).paused).to.equal(undefined);
+  });
+
+  it('refuses spec.paused of the wrong type at its file:line (the Cluster CRD schema: boolean)', async () => {
+    const { validateClusterSpec, formatProblem } = await import('../../src/spec/index.js');
+    const { model, problems } = await validateClusterSpec(await specFolder(minimalAws({ 'cluster.yaml': `${CLUSTER}  paused: "yes"\n---\n${AWS_CLUSTER}` })));
+    expect(model).to.equal(undefined);
+    expect(problems.filter((p) => p.severity === 'error').map(formatProblem).join('\n')).to.match(/cluster\.yaml:16:\d+ Cluster\/dev spec\.paused: must be boolean/);
+  });
 
   it('canonical JSON sorts keys at every level and keeps array order', () => {
     expect(canonicalJson({ b: [{ d: 1, c: 2 }, 3], a: 'x', u: undefined })).to.equal('{"a":"x","b":[{"c":2,"d":1},3]}');
