@@ -32,7 +32,7 @@ import {
   type VariableUse,
   type VarsEntry,
 } from './variables.js';
-import { displayPath, findDisplayRoot, listSpecFiles, parseSpecFile, positionOf, positionOfOriginal, readSpecFile, type SourceDocument, type SpecFile } from './yaml-source.js';
+import { displayPath, findDisplayRoot, listSpecFiles, parseSpecFileInto, positionOfOriginal, readSpecFile, type SourceDocument, type SpecFile } from './yaml-source.js';
 
 export interface LoadOptions extends VariableOptions {
   /** Upstream CRD folder; default env CAPFLOW_SCHEMAS_DIR, else `<repo>/../shared/schemas/capi`. */
@@ -106,20 +106,7 @@ export async function validateClusterSpec(dir: string, options: LoadOptions = {}
   if (hasErrors(problems)) return done();
 
   const sources: SourceDocument[] = [];
-  for (const file of files) {
-    if (file.encodingProblem !== undefined) {
-      const at = file.encodingAt ?? { line: 1, column: 1 };
-      problems.push({ severity: 'error', code: 'yaml-syntax', file: file.display, line: at.line, column: at.column, message: file.encodingProblem });
-      continue;
-    }
-    const parsed = parseSpecFile(file);
-    for (const issue of parsed.issues) {
-      const pos = positionOf(file, issue.offset);
-      problems.push({ severity: 'error', code: 'yaml-syntax', file: file.display, line: pos.line, column: pos.column, message: `YAML: ${issue.message}` });
-    }
-    // one at a time: a spread of 100,000 documents overflows the call stack
-    for (const d of parsed.documents) sources.push(d);
-  }
+  for (const file of files) parseSpecFileInto(file, sources, problems);
 
   const registry = new SchemaRegistry(
     defaultLocations({

@@ -18,7 +18,7 @@ import { CAPI_GROUP, groupOf } from './kinds.js';
 import { getPath, isRecord } from './paths.js';
 import { DocumentReporter, type CheckedDocument } from './validate.js';
 import { applyJsonPatch, compileVariableSchema, lookupPath, parseGoTemplate, renderGoTemplate, templateValue, type Variables } from './topology-patches.js';
-import { parseSpecFile, positionOf, readSpecFile, type Located, type Locator, type PathSegment, type SourceDocument } from './yaml-source.js';
+import { parseSpecFileInto, readSpecFile, type Located, type Locator, type PathSegment, type SourceDocument } from './yaml-source.js';
 
 /** The folder at the repository root (the display root) that holds ClusterClasses shared by clusters. */
 export const CLASSES_DIR = 'classes';
@@ -106,17 +106,7 @@ async function readClasses(displayRoot: string): Promise<{ documents: SourceDocu
   const problems: SpecProblem[] = [];
   for (const name of names.filter((n) => /\.ya?ml$/i.test(n)).sort()) {
     const file = await readSpecFile(path.join(dir, name), displayRoot).catch(() => undefined);
-    if (!file) continue;
-    if (file.encodingProblem !== undefined) {
-      problems.push({ severity: 'error', code: 'yaml-syntax', file: file.display, line: file.encodingAt?.line ?? 1, column: file.encodingAt?.column ?? 1, message: file.encodingProblem });
-      continue;
-    }
-    const parsed = parseSpecFile(file);
-    for (const issue of parsed.issues) {
-      const pos = positionOf(file, issue.offset);
-      problems.push({ severity: 'error', code: 'yaml-syntax', file: file.display, line: pos.line, column: pos.column, message: `YAML: ${issue.message}` });
-    }
-    for (const d of parsed.documents) documents.push(d);
+    if (file) parseSpecFileInto(file, documents, problems);
   }
   return { documents, problems };
 }

@@ -10,6 +10,7 @@ import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { isAlias, isCollection, isMap, isPair, isScalar, isSeq, parseAllDocuments } from 'yaml';
 import type { Document, Node as YamlNode, Pair, Tags } from 'yaml';
+import type { SpecProblem } from './problems.js';
 import { originalOffset, type Replacement } from './variables.js';
 import { checkStructure, isEmptyDocument, MAX_NESTING, toValue } from './yaml-checks.js';
 
@@ -191,6 +192,25 @@ export class SourceDocument {
 export interface ParsedFile {
   documents: SourceDocument[];
   issues: YamlIssue[];
+}
+
+/**
+ * Parses a file read by readSpecFile into `into`, its encoding and YAML problems into `problems`
+ * (what a cluster folder and a ClusterClass folder both do with each file).
+ */
+export function parseSpecFileInto(file: SpecFile, into: SourceDocument[], problems: SpecProblem[]): void {
+  if (file.encodingProblem !== undefined) {
+    const at = file.encodingAt ?? { line: 1, column: 1 };
+    problems.push({ severity: 'error', code: 'yaml-syntax', file: file.display, line: at.line, column: at.column, message: file.encodingProblem });
+    return;
+  }
+  const parsed = parseSpecFile(file);
+  for (const issue of parsed.issues) {
+    const pos = positionOf(file, issue.offset);
+    problems.push({ severity: 'error', code: 'yaml-syntax', file: file.display, line: pos.line, column: pos.column, message: `YAML: ${issue.message}` });
+  }
+  // one at a time: a spread of 100,000 documents overflows the call stack
+  for (const d of parsed.documents) into.push(d);
 }
 
 /** Parses every document of a file; empty documents (comments only) are skipped. */
