@@ -132,6 +132,8 @@ export interface LaunchNodesOptions {
   /** The drain hook, called before a machine is terminated (default: the Node drained and deleted once the cluster has an API server). */
   beforeRemove?: (machine: Machine) => Promise<void>;
   drainTimeoutMs?: number;
+  /** MachineHealthCheck verdicts (default: the spec's checks judged on the workload cluster's Nodes, once it has an API server). */
+  health?: (live: readonly Machine[]) => Promise<HealthVerdict | undefined>;
 }
 
 export function makeLaunchNodes(options: LaunchNodesOptions = {}): Executor {
@@ -237,7 +239,7 @@ export function makeLaunchNodes(options: LaunchNodesOptions = {}): Executor {
         ...(sshKeyName ? { sshKeyName } : {}),
         ...(options.beforeRemove ? { beforeRemove: options.beforeRemove } : kubeadm ? { beforeRemove: (m: Machine) => kubeadm.removeNode(m) } : {}),
         ...(kubeadm ? { readyMachines: (live: readonly Machine[]) => kubeadm.readyMachines(live) } : {}),
-        ...(kubeadm ? healthOption(model, kubeadm, path.resolve(ctx.options.repoDir)) : {}),
+        ...(options.health ? { health: options.health } : kubeadm ? healthOption(model, kubeadm, path.resolve(ctx.options.repoDir)) : {}),
         ...(pollMs !== undefined ? { pollMs } : {}),
       });
       const records = machines.map(record);
