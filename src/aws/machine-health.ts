@@ -14,7 +14,7 @@
  * checked), which capflow does not implement; a spec change replaces them through the upgrade path.
  * Pure, unit-tested.
  */
-import { formatDurationMs, remediationAllowed, type HealthCheckRule } from '../spec/index.js';
+import { formatDurationMs, remediationAllowed, type HealthCheckRule, type PathSegment } from '../spec/index.js';
 import type { Machine } from './instances.js';
 import type { SpecRef } from './plan.js';
 
@@ -46,7 +46,7 @@ export interface HealthVerdict {
 /** Where a spec field is written (`clusters/boot/mhc.yaml:9`), for messages. */
 export type Locate = (ref: SpecRef) => string | undefined;
 
-type Judgement = { state: 'healthy' } | { state: 'pending' } | { state: 'unhealthy'; reason: string; path: Array<string | number> };
+type Judgement = { state: 'healthy' } | { state: 'pending' } | { state: 'unhealthy'; reason: string; path: PathSegment[] };
 
 function judge(rule: HealthCheckRule, m: Machine, node: NodeHealth | undefined, now: number): Judgement {
   if (!node) {
@@ -54,7 +54,7 @@ function judge(rule: HealthCheckRule, m: Machine, node: NodeHealth | undefined, 
     const launched = Date.parse(m.launchTime);
     const since = Number.isNaN(launched) ? now : launched;
     if (now - since > rule.nodeStartupTimeoutMs) {
-      return { state: 'unhealthy', reason: `no Node for ${formatDurationMs(now - since)} > ${rule.nodeStartupTimeout} (nodeStartupTimeout)`, path: ['spec', 'nodeStartupTimeout'] };
+      return { state: 'unhealthy', reason: `no Node for ${formatDurationMs(now - since)} > ${rule.nodeStartupTimeout} (nodeStartupTimeout)`, path: rule.startupPath };
     }
     return { state: 'pending' };
   }
@@ -64,7 +64,7 @@ function judge(rule: HealthCheckRule, m: Machine, node: NodeHealth | undefined, 
     if (!seen) continue;
     const t = seen.lastTransitionTime ? new Date(seen.lastTransitionTime).getTime() : now;
     const elapsed = now - t;
-    if (elapsed > c.timeoutMs) return { state: 'unhealthy', reason: `${c.type}=${c.status} for ${formatDurationMs(elapsed)} > ${c.timeout}`, path: ['spec', 'unhealthyConditions', c.index] };
+    if (elapsed > c.timeoutMs) return { state: 'unhealthy', reason: `${c.type}=${c.status} for ${formatDurationMs(elapsed)} > ${c.timeout}`, path: c.path };
     pending = true;
   }
   return pending ? { state: 'pending' } : { state: 'healthy' };
@@ -78,8 +78,8 @@ export function judgeHealth(rules: readonly HealthCheckRule[], machines: readonl
   const replace = new Map<string, Unhealthy>();
   const notes: HealthNote[] = [];
   for (const rule of rules) {
-    const ref = (path: Array<string | number>): SpecRef => ({ kind: 'MachineHealthCheck', name: rule.name, path });
-    const at = (path: Array<string | number>) => {
+    const ref = (path: PathSegment[]): SpecRef => ({ kind: 'MachineHealthCheck', name: rule.name, path });
+    const at = (path: PathSegment[]) => {
       const where = locate(ref(path));
       return `MachineHealthCheck ${rule.name}${where ? `, ${where}` : ''}`;
     };
@@ -93,7 +93,7 @@ export function judgeHealth(rules: readonly HealthCheckRule[], machines: readonl
       else if (j.state === 'unhealthy') unhealthy.push({ machine: m, reason: `${j.reason} (${at(j.path)})`, check: rule.name, spec: ref(j.path) });
     }
     if (unhealthy.length === 0) continue;
-    const limitPath = rule.limit.kind === 'range' ? ['spec', 'unhealthyRange'] : ['spec', 'maxUnhealthy'];
+    const limitPath = rule.limitPath;
     const { allowed, why } = remediationAllowed(rule.limit, targets.length - healthy, targets.length);
     if (!allowed) {
       notes.push({ check: rule.name, detail: `remediation stopped: ${why} (${at(limitPath)})`, spec: ref(limitPath) });

@@ -5,7 +5,8 @@
  * off) and the remediation limit (unhealthyRange, which takes precedence, else maxUnhealthy:
  * default 100%, a percentage of the selected machines rounded down). Validation (checks.ts) reports
  * what Cluster API's webhook would refuse at file:line; launch-nodes judges machines by the rules
- * (src/aws/machine-health.ts).
+ * (src/aws/machine-health.ts). The v1beta2 shape (Cluster API v1.11: checks.*, remediation.triggerIf.*)
+ * is read too, into the same rules.
  */
 import { FieldProblems } from './locations.js';
 import type { ClusterModel, LabelSelector, MachineHealthCheck } from './model.js';
@@ -58,7 +59,10 @@ export function formatDurationMs(ms: number): string {
 }
 
 /** The remediation limit: unhealthyRange `[min-max]`, or maxUnhealthy (an int, or a percentage of the selected machines). */
-export type RemediationLimit = { kind: 'range'; min: number; max: number; text: string } | { kind: 'max'; value: number | string };
+export type RemediationLimit = ({ kind: 'range'; min: number; max: number; text: string } | { kind: 'max'; value: number | string }) & {
+  /** Its field's name for messages (default maxUnhealthy / unhealthyRange; v1beta2: unhealthyLessThanOrEqualTo / unhealthyInRange). */
+  field?: string;
+};
 
 /** maxUnhealthy for `expected` selected machines: percentages round down (intstr.GetScaledValueFromIntOrPercent, roundUp false). */
 export function maxUnhealthyOf(value: number | string, expected: number): number | undefined {
@@ -85,12 +89,12 @@ export function remediationAllowed(limit: RemediationLimit, unhealthy: number, e
   const of = `${unhealthy} of ${expected} machine${expected === 1 ? '' : 's'} unhealthy`;
   if (limit.kind === 'range') {
     if (unhealthy >= limit.min && unhealthy <= limit.max) return { allowed: true };
-    return { allowed: false, why: `${of}, outside unhealthyRange ${limit.text}` };
+    return { allowed: false, why: `${of}, outside ${limit.field ?? 'unhealthyRange'} ${limit.text}` };
   }
   const max = maxUnhealthyOf(limit.value, expected) ?? 0;
   if (unhealthy <= max) return { allowed: true };
   const shown = typeof limit.value === 'string' ? `${limit.value} (${max} of ${expected})` : String(limit.value);
-  return { allowed: false, why: `${of}, more than maxUnhealthy ${shown}` };
+  return { allowed: false, why: `${of}, more than ${limit.field ?? 'maxUnhealthy'} ${shown}` };
 }
 
 export interface UnhealthyCondition {
@@ -99,8 +103,10 @@ export interface UnhealthyCondition {
   timeoutMs: number;
   /** As written, for messages: `5m`. */
   timeout: string;
-  /** Its index in spec.unhealthyConditions. */
+  /** Its index in the list. */
   index: number;
+  /** The entry: spec.unhealthyConditions[i] (v1beta1) or spec.checks.unhealthyNodeConditions[i] (v1beta2). */
+  path: PathSegment[];
 }
 
 /** A machine group a check may select: the control plane, a MachineDeployment or a MachinePool (never remediated, as upstream). */
@@ -118,7 +124,10 @@ export interface HealthCheckRule {
   /** 0: off. */
   nodeStartupTimeoutMs: number;
   nodeStartupTimeout: string;
+  startupPath: PathSegment[];
   limit: RemediationLimit;
+  /** The limit's field (maxUnhealthy, unhealthyRange, or v1beta2's remediation.triggerIf fields). */
+  limitPath: PathSegment[];
   /** The groups it selects (by their Machines' labels), control plane and MachineDeployments. */
   groups: GroupLabels[];
 }
@@ -168,67 +177,123 @@ export function healthCheckRules(model: ClusterModel, p: FieldProblems = new Fie
   const rules: HealthCheckRule[] = [];
   for (const check of model.healthChecks) {
     const doc = { kind: check.kind, name: check.metadata.name };
-    const spec = (isRecord(check.spec) ? check.spec : {}) as MachineHealthCheck['spec'];
+    const f = fieldsOf(check);
     const before = p.list.length;
     const errorsAdded = () => p.list.slice(before).some((x) => x.severity === 'error');
-    const at = (...path: PathSegment[]) => ['spec', ...path];
 
-    if (spec.remediationTemplate !== undefined) {
-      p.add(doc, at('remediationTemplate'), 'unsupported-feature', 'external remediation (remediationTemplate) is not supported: capflow remediates by replacing the machine', 'remove remediationTemplate');
+    if (f.remediationTemplate.value !== undefined) {
+      const name = String(f.remediationTemplate.path.at(-1));
+      p.add(doc, f.remediationTemplate.path, 'unsupported-feature', `external remediation (${name}) is not supported: capflow remediates by replacing the machine`, `remove ${name}`);
     }
     const conditions: UnhealthyCondition[] = [];
-    (spec.unhealthyConditions ?? []).forEach((c, index) => {
-      const timeoutMs = parseGoDuration(c.timeout);
-      if (timeoutMs === undefined || timeoutMs < 0) {
-        p.add(doc, at('unhealthyConditions', index, 'timeout'), 'invalid-value', `timeout must be a non-negative duration such as 5m or 300s, not ${JSON.stringify(c.timeout)}`);
+    f.conditions.forEach((c, index) => {
+      if (c.timeoutMs === undefined || c.timeoutMs < 0) {
+        p.add(doc, c.timeoutPath, 'invalid-value', `timeout must be a non-negative duration such as 5m or 300s, not ${JSON.stringify(c.timeout)}`);
         return;
       }
       if (!['True', 'False', 'Unknown'].includes(c.status)) {
-        p.add(doc, at('unhealthyConditions', index, 'status'), 'invalid-value', `status must be True, False or Unknown, not ${JSON.stringify(c.status)}`);
+        p.add(doc, [...c.path, 'status'], 'invalid-value', `status must be True, False or Unknown, not ${JSON.stringify(c.status)}`);
         return;
       }
-      conditions.push({ type: c.type, status: c.status, timeoutMs, timeout: c.timeout, index });
+      conditions.push({ type: c.type, status: c.status, timeoutMs: c.timeoutMs, timeout: String(c.timeout), index, path: c.path });
     });
 
-    const startupText = spec.nodeStartupTimeout ?? '10m';
-    let nodeStartupTimeoutMs = parseGoDuration(startupText);
-    if (nodeStartupTimeoutMs === undefined || nodeStartupTimeoutMs < 0) {
-      p.add(doc, at('nodeStartupTimeout'), 'invalid-value', `nodeStartupTimeout must be a duration such as 10m, not ${JSON.stringify(spec.nodeStartupTimeout)}`);
+    let nodeStartupTimeoutMs = f.startup.ms;
+    const startupText = f.startup.text ?? '10m';
+    if (f.startup.text === undefined) nodeStartupTimeoutMs = DEFAULT_NODE_STARTUP_TIMEOUT_MS;
+    else if (nodeStartupTimeoutMs === undefined || nodeStartupTimeoutMs < 0) {
+      p.add(doc, f.startup.path, 'invalid-value', `nodeStartupTimeout must be a duration such as 10m, not ${JSON.stringify(f.startup.text)}`);
       nodeStartupTimeoutMs = DEFAULT_NODE_STARTUP_TIMEOUT_MS;
     } else if (nodeStartupTimeoutMs > 0 && nodeStartupTimeoutMs < MIN_NODE_STARTUP_TIMEOUT_MS) {
-      p.add(doc, at('nodeStartupTimeout'), 'invalid-value', `nodeStartupTimeout must be at least 30s (or 0 to turn it off), not ${spec.nodeStartupTimeout}`);
+      p.add(doc, f.startup.path, 'invalid-value', `nodeStartupTimeout must be at least 30s (or 0 to turn it off), not ${f.startup.text}`);
     }
 
-    let limit: RemediationLimit = { kind: 'max', value: '100%' };
-    if (spec.maxUnhealthy !== undefined) {
-      if (maxUnhealthyOf(spec.maxUnhealthy, 0) === undefined) {
-        p.add(doc, at('maxUnhealthy'), 'invalid-value', `maxUnhealthy must be a non-negative integer or a percentage such as 40%, not ${JSON.stringify(spec.maxUnhealthy)}`);
-      } else limit = { kind: 'max', value: spec.maxUnhealthy };
+    const maxName = String(f.max.path.at(-1));
+    const rangeName = String(f.range.path.at(-1));
+    let limit: RemediationLimit = { kind: 'max', value: '100%', field: maxName };
+    let limitPath = f.max.path;
+    const max = f.max.value as number | string | undefined;
+    if (max !== undefined) {
+      if (maxUnhealthyOf(max, 0) === undefined) {
+        p.add(doc, f.max.path, 'invalid-value', `${maxName} must be a non-negative integer or a percentage such as 40%, not ${JSON.stringify(max)}`);
+      } else limit = { kind: 'max', value: max, field: maxName };
     }
-    if (spec.unhealthyRange !== undefined) {
-      const range = parseUnhealthyRange(spec.unhealthyRange);
-      if (!range) p.add(doc, at('unhealthyRange'), 'invalid-value', `unhealthyRange must be [min-max] with max at least min, such as [1-3], not ${JSON.stringify(spec.unhealthyRange)}`);
+    if (f.range.value !== undefined) {
+      const range = parseUnhealthyRange(f.range.value);
+      if (!range) p.add(doc, f.range.path, 'invalid-value', `${rangeName} must be [min-max] with max at least min, such as [1-3], not ${JSON.stringify(f.range.value)}`);
       else {
-        limit = { kind: 'range', ...range, text: spec.unhealthyRange };
-        if (spec.maxUnhealthy !== undefined) p.add(doc, at('maxUnhealthy'), 'ignored-field', 'maxUnhealthy is ignored: unhealthyRange takes precedence (as in Cluster API)', 'keep one of the two', 'warning');
+        limit = { kind: 'range', ...range, text: f.range.value as string, field: rangeName };
+        limitPath = f.range.path;
+        if (max !== undefined) p.add(doc, f.max.path, 'ignored-field', `${maxName} is ignored: ${rangeName} takes precedence (as in Cluster API)`, 'keep one of the two', 'warning');
       }
     }
 
-    const selector: LabelSelector | undefined = isRecord(spec.selector) ? spec.selector : undefined;
+    const selector: LabelSelector | undefined = isRecord(check.spec?.selector) ? check.spec.selector : undefined;
     let selected: GroupLabels[] = [];
     if (!selector || (Object.keys(selector.matchLabels ?? {}).length === 0 && (selector.matchExpressions ?? []).length === 0)) {
-      p.add(doc, at('selector'), 'invalid-value', 'selector must not be empty (Cluster API refuses a check of every machine)', `select a group, e.g. matchLabels: {${DEPLOYMENT_NAME_LABEL}: <MachineDeployment name>}`);
+      p.add(doc, ['spec', 'selector'], 'invalid-value', 'selector must not be empty (Cluster API refuses a check of every machine)', `select a group, e.g. matchLabels: {${DEPLOYMENT_NAME_LABEL}: <MachineDeployment name>}`);
     } else {
       const matched = groups.filter((g) => selects(selector, g.labels));
       selected = matched.filter((g) => g.kind !== 'pool');
       if (matched.length === 0) {
-        p.add(doc, at('selector'), 'unused', `selector selects no machine of cluster ${model.name}: nothing is checked`, `machines carry ${DEPLOYMENT_NAME_LABEL}: <MachineDeployment>, ${CONTROL_PLANE_LABEL}: "" and their template's labels`, 'warning');
+        p.add(doc, ['spec', 'selector'], 'unused', `selector selects no machine of cluster ${model.name}: nothing is checked`, `machines carry ${DEPLOYMENT_NAME_LABEL}: <MachineDeployment>, ${CONTROL_PLANE_LABEL}: "" and their template's labels`, 'warning');
       } else if (selected.length === 0) {
-        p.add(doc, at('selector'), 'unsupported-feature', 'selector selects only MachinePool machines, which a MachineHealthCheck does not remediate (as in Cluster API): nothing is checked', undefined, 'warning');
+        p.add(doc, ['spec', 'selector'], 'unsupported-feature', 'selector selects only MachinePool machines, which a MachineHealthCheck does not remediate (as in Cluster API): nothing is checked', undefined, 'warning');
       }
     }
     if (errorsAdded()) continue;
-    rules.push({ name: check.metadata.name, check, conditions, nodeStartupTimeoutMs, nodeStartupTimeout: startupText, limit, groups: selected });
+    rules.push({ name: check.metadata.name, check, conditions, nodeStartupTimeoutMs, nodeStartupTimeout: startupText, startupPath: f.startup.path, limit, limitPath, groups: selected });
   }
   return rules;
+}
+
+interface CheckFields {
+  remediationTemplate: { value: unknown; path: PathSegment[] };
+  conditions: Array<{ type: string; status: string; timeout: unknown; timeoutMs: number | undefined; path: PathSegment[]; timeoutPath: PathSegment[] }>;
+  /** text: as written (`10m`, `600s`), undefined when unset. */
+  startup: { text: string | undefined; ms: number | undefined; path: PathSegment[] };
+  max: { value: unknown; path: PathSegment[] };
+  range: { value: unknown; path: PathSegment[] };
+}
+
+/**
+ * The fields of either shape: v1beta1 (unhealthyConditions with Go durations, maxUnhealthy,
+ * unhealthyRange, remediationTemplate) or v1beta2, Cluster API v1.11 (checks.unhealthyNodeConditions
+ * with timeoutSeconds, checks.nodeStartupTimeoutSeconds, remediation.triggerIf.unhealthyLessThanOrEqualTo
+ * and unhealthyInRange, remediation.templateRef), each with its path for file:line.
+ */
+function fieldsOf(check: MachineHealthCheck): CheckFields {
+  const spec: Record<string, unknown> = isRecord(check.spec) ? check.spec : {};
+  const rec = (v: unknown): Record<string, unknown> => (isRecord(v) ? v : {});
+  const seconds = (v: unknown): number | undefined => (typeof v === 'number' && Number.isInteger(v) ? v * 1000 : undefined);
+  if (check.apiVersion.endsWith('/v1beta2')) {
+    const checks = rec(spec.checks);
+    const remediation = rec(spec.remediation);
+    const trigger = rec(remediation.triggerIf);
+    const list = Array.isArray(checks.unhealthyNodeConditions) ? (checks.unhealthyNodeConditions as unknown[]) : [];
+    const startup = checks.nodeStartupTimeoutSeconds;
+    return {
+      remediationTemplate: { value: remediation.templateRef, path: ['spec', 'remediation', 'templateRef'] },
+      conditions: list.map((c, i) => {
+        const item = rec(c);
+        const path: PathSegment[] = ['spec', 'checks', 'unhealthyNodeConditions', i];
+        return { type: String(item.type), status: String(item.status), timeout: typeof item.timeoutSeconds === 'number' ? `${item.timeoutSeconds}s` : item.timeoutSeconds, timeoutMs: seconds(item.timeoutSeconds), path, timeoutPath: [...path, 'timeoutSeconds'] };
+      }),
+      startup: { text: startup === undefined ? undefined : typeof startup === 'number' ? `${startup}s` : JSON.stringify(startup), ms: seconds(startup), path: ['spec', 'checks', 'nodeStartupTimeoutSeconds'] },
+      max: { value: trigger.unhealthyLessThanOrEqualTo, path: ['spec', 'remediation', 'triggerIf', 'unhealthyLessThanOrEqualTo'] },
+      range: { value: trigger.unhealthyInRange, path: ['spec', 'remediation', 'triggerIf', 'unhealthyInRange'] },
+    };
+  }
+  const list = Array.isArray(spec.unhealthyConditions) ? (spec.unhealthyConditions as unknown[]) : [];
+  return {
+    remediationTemplate: { value: spec.remediationTemplate, path: ['spec', 'remediationTemplate'] },
+    conditions: list.map((c, i) => {
+      const item = rec(c);
+      const path: PathSegment[] = ['spec', 'unhealthyConditions', i];
+      return { type: String(item.type), status: String(item.status), timeout: item.timeout, timeoutMs: parseGoDuration(item.timeout), path, timeoutPath: [...path, 'timeout'] };
+    }),
+    startup: { text: typeof spec.nodeStartupTimeout === 'string' ? spec.nodeStartupTimeout : undefined, ms: parseGoDuration(spec.nodeStartupTimeout), path: ['spec', 'nodeStartupTimeout'] },
+    max: { value: spec.maxUnhealthy, path: ['spec', 'maxUnhealthy'] },
+    range: { value: spec.unhealthyRange, path: ['spec', 'unhealthyRange'] },
+  };
 }

@@ -99,10 +99,10 @@ describe('MachineHealthCheck rules', function () {
   it('defaults: nodeStartupTimeout 10m, maxUnhealthy 100%; unhealthyRange takes precedence over maxUnhealthy (a warning)', async () => {
     const [rule] = await rulesOf(`${WORKER_SELECTOR}  unhealthyConditions:\n  - type: Ready\n    status: Unknown\n    timeout: 5m\n`);
     expect(rule!.nodeStartupTimeoutMs).to.equal(600_000);
-    expect(rule!.limit).to.deep.equal({ kind: 'max', value: '100%' });
+    expect(rule!.limit).to.deep.equal({ kind: 'max', value: '100%', field: 'maxUnhealthy' });
     expect(rule!.groups.map((g) => g.group)).to.deep.equal(['dev-md-0']);
     const [both] = await rulesOf(`${WORKER_SELECTOR}  maxUnhealthy: 1\n  unhealthyRange: "[1-3]"\n`);
-    expect(both!.limit).to.deep.equal({ kind: 'range', min: 1, max: 3, text: '[1-3]' });
+    expect(both!.limit).to.deep.equal({ kind: 'range', min: 1, max: 3, text: '[1-3]', field: 'unhealthyRange' });
     const problems = await problemsOf({ 'mhc.yaml': mhc(`${WORKER_SELECTOR}  maxUnhealthy: 1\n  unhealthyRange: "[1-3]"\n`) });
     expect(problems).to.deep.equal(['clusters/test/mhc.yaml:10:17 MachineHealthCheck/dev-mhc spec.maxUnhealthy: warning: maxUnhealthy is ignored: unhealthyRange takes precedence (as in Cluster API) hint: keep one of the two']);
   });
@@ -112,6 +112,27 @@ describe('MachineHealthCheck rules', function () {
     expect(cp[0]!.groups.map((g) => g.group)).to.deep.equal(['control-plane']);
     const all = await rulesOf(`  selector:\n    matchExpressions:\n    - key: cluster.x-k8s.io/cluster-name\n      operator: In\n      values: [dev]\n`);
     expect(all[0]!.groups.map((g) => g.group)).to.deep.equal(['control-plane', 'dev-md-0']);
+  });
+
+  it('the v1beta2 shape (Cluster API v1.11): checks.unhealthyNodeConditions in seconds, remediation.triggerIf, templateRef refused', async () => {
+    const v2 = (spec: string) => `apiVersion: cluster.x-k8s.io/v1beta2
+kind: MachineHealthCheck
+metadata:
+  name: dev-mhc
+spec:
+  clusterName: dev
+${WORKER_SELECTOR}${spec}`;
+    const spec = `  checks:\n    nodeStartupTimeoutSeconds: 600\n    unhealthyNodeConditions:\n    - type: Ready\n      status: Unknown\n      timeoutSeconds: 300\n  remediation:\n    triggerIf:\n      unhealthyLessThanOrEqualTo: 40%\n`;
+    const model = await loadClusterSpec(await specFolder(minimalAws({ 'mhc.yaml': v2(spec) })));
+    const [rule] = healthCheckRules(model);
+    expect(rule!.conditions).to.deep.equal([{ type: 'Ready', status: 'Unknown', timeoutMs: 300_000, timeout: '300s', index: 0, path: ['spec', 'checks', 'unhealthyNodeConditions', 0] }]);
+    expect(rule!.nodeStartupTimeoutMs).to.equal(600_000);
+    const ms = [1, 2, 3].map((i) => machine(i));
+    const v = judgeHealth([rule!], ms, new Map(ms.map((m) => [m.privateDns, ready('Unknown', 400_000)])), NOW, () => 'clusters/test/mhc.yaml:17');
+    expect(v.notes.map((n) => n.detail)).to.deep.equal(['remediation stopped: 3 of 3 machines unhealthy, more than unhealthyLessThanOrEqualTo 40% (1 of 3) (MachineHealthCheck dev-mhc, clusters/test/mhc.yaml:17)']);
+    expect(v.notes[0]!.spec.path).to.deep.equal(['spec', 'remediation', 'triggerIf', 'unhealthyLessThanOrEqualTo']);
+    const refused = await problemsOf({ 'mhc.yaml': v2(`  remediation:\n    templateRef:\n      apiVersion: infrastructure.cluster.x-k8s.io/v1beta2\n      kind: AWSRemediationTemplate\n      name: x\n`) });
+    expect(refused.some((p) => p.startsWith('clusters/test/mhc.yaml:11:5 MachineHealthCheck/dev-mhc spec.remediation.templateRef: external remediation (templateRef) is not supported')), refused.join('\n')).to.equal(true);
   });
 
   describe('judging machines', () => {
