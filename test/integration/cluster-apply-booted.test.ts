@@ -288,7 +288,7 @@ describe('cluster-apply on booted machines, the CNI installed as an addon (kubel
     expect((await readyNodes(w)).map((n) => n.metadata!.name!)).to.have.members(names);
   });
 
-  /** A MachineHealthCheck of the MachineDeployment's machines: Ready=Unknown for 5s is unhealthy. */
+  /** A MachineHealthCheck of the MachineDeployment's machines: Ready=Unknown for 2s is unhealthy. */
   const healthCheck = (maxUnhealthy?: string): string =>
     [
       'apiVersion: cluster.x-k8s.io/v1beta1',
@@ -305,7 +305,7 @@ describe('cluster-apply on booted machines, the CNI installed as an addon (kubel
       '  unhealthyConditions:',
       '  - type: Ready',
       '    status: Unknown',
-      '    timeout: 5s',
+      '    timeout: 2s',
       '',
     ].join('\n');
   let silenced = '';
@@ -317,8 +317,12 @@ describe('cluster-apply on booted machines, the CNI installed as an addon (kubel
     const machine = w.supervisor.machines().find((m) => m.options.config.hostname === silenced)!;
     // the stand-in's hook: no node status, no Lease renewal (a kubelet cut off from the API server)
     expect((await machine.exec(['touch', KUBELET_STOP_REPORTING_FILE])).code).to.equal(0);
-    await until('the Node turns Ready=Unknown (node-monitor-grace-period 10s)', async () => ((await (await workloadCore(w)).readNode({ name: silenced })).status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'Unknown') ? true : undefined), 45_000);
-    await new Promise((r) => setTimeout(r, 5_500));
+    const since = await until('the Node turns Ready=Unknown (node-monitor-grace-period 10s)', async () => {
+      const ready = (await (await workloadCore(w)).readNode({ name: silenced })).status?.conditions?.find((c) => c.type === 'Ready' && c.status === 'Unknown');
+      return ready ? new Date(ready.lastTransitionTime ?? Date.now()).getTime() : undefined;
+    }, 45_000);
+    // past the check's 2s timeout
+    await new Promise((r) => setTimeout(r, Math.max(0, since + 2_500 - Date.now())));
     const plan = await capflowAt(w, ['step', 'launch-nodes', '--dry-run']);
     expect(plan.code, plan.stderr).to.equal(0);
     expect(plan.stdout + plan.stderr).to.match(new RegExp(`remediation stopped: 1 of 1 machine unhealthy, more than maxUnhealthy 0 \\(MachineHealthCheck ${CLUSTER}-md-0-unhealthy, clusters/${CLUSTER}/mhc\\.yaml:11\\)`));
@@ -336,7 +340,7 @@ describe('cluster-apply on booted machines, the CNI installed as an addon (kubel
     expect(plan.calls.filter((c) => c.mutating)).to.deep.equal([]);
     const report = JSON.parse((await w.store.get(statusSecretName(CLUSTER)))!['drift.launch-nodes']!) as DriftReport;
     const replace = report.changes.find((c) => c.action === 'delete');
-    expect(replace?.detail, JSON.stringify(report.changes)).to.match(new RegExp(`^replace ${CLUSTER}-md-0-\\w+-\\d+/i-\\w+ \\(${silenced.replace(/\./g, '\\.')}\\): Ready=Unknown for [\\dms]+ > 5s \\(MachineHealthCheck ${CLUSTER}-md-0-unhealthy, clusters/${CLUSTER}/mhc\\.yaml:12\\)$`));
+    expect(replace?.detail, JSON.stringify(report.changes)).to.match(new RegExp(`^replace ${CLUSTER}-md-0-\\w+-\\d+/i-\\w+ \\(${silenced.replace(/\./g, '\\.')}\\): Ready=Unknown for [\\dms]+ > 2s \\(MachineHealthCheck ${CLUSTER}-md-0-unhealthy, clusters/${CLUSTER}/mhc\\.yaml:12\\)$`));
     expect(replace?.field).to.equal(`MachineHealthCheck/${CLUSTER}-md-0-unhealthy spec.unhealthyConditions[0]`);
     expect(report.changes.filter((c) => c.action === 'create')).to.have.length(1);
 
@@ -345,7 +349,7 @@ describe('cluster-apply on booted machines, the CNI installed as an addon (kubel
     // drained and terminated, then launched anew (its join payload put in Secrets Manager between)
     expect(launch.calls.filter((c) => c.status === 200 && ['TerminateInstances', 'RunInstances'].includes(c.action)).map((c) => c.action)).to.deep.equal(['TerminateInstances', 'RunInstances']);
     expect(launch.stdout + launch.stderr).to.include(`replace ${CLUSTER}-md-0-`);
-    const join = await capflowAt(w, ['step', 'join-workers', '-p', 'poll-interval=1s']);
+    const join = await capflowAt(w, ['step', 'join-workers', '-p', 'poll-interval=500ms']);
     expect(join.code, join.stderr).to.equal(0);
     const nodes = (await (await workloadCore(w)).listNode()).items.map((n) => n.metadata!.name!);
     expect(nodes).to.have.length(3).and.not.include(silenced);
