@@ -101,8 +101,8 @@ export async function drainNode(core: CoreV1Api, name: string, opts: DrainOption
     opts.signal?.throwIfAborted();
     let pods: V1Pod[];
     try {
-      // An unreachable Node's kubelet never confirms a deletion: pods already being deleted are not
-      // waited for (Cluster API's drain skips them after 1s on such a Node).
+      // An unreachable Node's kubelet never confirms a deletion: pods whose deletionTimestamp (the
+      // end of their grace period) is more than 1s past are not waited for, as Cluster API's drain does.
       const abandoned = (p: V1Pod) => unreachable && p.metadata?.deletionTimestamp !== undefined && Date.now() - new Date(p.metadata.deletionTimestamp).getTime() > 1000;
       pods = (await core.listPodForAllNamespaces({ fieldSelector: `spec.nodeName=${name}` })).items.filter((p) => !staysOnNode(p) && !abandoned(p));
     } catch (err) {
