@@ -15,7 +15,7 @@
  * Pure, unit-tested.
  */
 import { formatDurationMs, remediationAllowed, type HealthCheckRule, type PathSegment } from '../spec/index.js';
-import type { Machine } from './instances.js';
+import { LIVE_STATES, type Machine } from './instances.js';
 import type { SpecRef } from './plan.js';
 
 export interface NodeHealth {
@@ -84,7 +84,8 @@ export function judgeHealth(rules: readonly HealthCheckRule[], machines: readonl
       return `MachineHealthCheck ${rule.name}${where ? `, ${where}` : ''}`;
     };
     const groups = new Set(rule.groups.map((g) => g.group));
-    const targets = machines.filter((m) => groups.has(m.group) && (m.state === 'running' || m.state === 'pending'));
+    // a stopped instance is judged too: its Node goes Unknown, as upstream's would
+    const targets = machines.filter((m) => groups.has(m.group) && LIVE_STATES.includes(m.state));
     const unhealthy: Unhealthy[] = [];
     let healthy = 0;
     for (const m of targets) {

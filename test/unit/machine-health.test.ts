@@ -187,13 +187,14 @@ ${WORKER_SELECTOR}${spec}`;
       expect(judgeHealth([r!], ms, healthy, NOW).replace.map((u) => u.machine.name)).to.deep.equal(['dev-md-0-h-1']);
     });
 
-    it('a control plane machine is reported, not replaced; machines of other groups and terminated ones are not judged', async () => {
+    it('a control plane machine is reported, not replaced; machines of other groups and terminated ones are not judged, stopped ones are', async () => {
       const [cpRule] = await rulesOf(`  selector:\n    matchLabels:\n      cluster.x-k8s.io/control-plane: ""\n  unhealthyConditions:\n  - type: Ready\n    status: Unknown\n    timeout: 5m\n`);
       const cp = machine(7, { role: 'control-plane', group: 'control-plane', name: 'dev-control-plane-h-0' });
       const v = judgeHealth([cpRule!], [cp, machine(1)], new Map([[cp.privateDns, ready('Unknown', 600_000)], [machine(1).privateDns, ready('Unknown', 600_000)]]), NOW);
       expect(v.replace).to.deep.equal([]);
       expect(v.notes[0]!.detail).to.match(/^dev-control-plane-h-0 \(ip-10-0-0-7\.ec2\.internal\) is unhealthy, not replaced: control plane remediation is not supported/);
       expect(judgeHealth([rule], [machine(1, { state: 'shutting-down' })], new Map(), NOW).replace).to.deep.equal([]);
+      expect(judgeHealth([rule], [machine(1, { state: 'stopped' })], new Map([[machine(1).privateDns, ready('Unknown', 600_000)]]), NOW).replace.map((u) => u.machine.name)).to.deep.equal(['dev-md-0-h-1']);
     });
   });
 
