@@ -312,8 +312,9 @@ describe('cluster-apply on booted machines, the CNI installed as an addon (kubel
 
   it('a MachineHealthCheck with maxUnhealthy 0: a worker whose kubelet stand-in stops reporting goes Unknown, remediation stopped, nothing terminated', async () => {
     await w.remote.commitFiles({ [`clusters/${CLUSTER}/mhc.yaml`]: healthCheck('0') }, 'a health check of the workers, maxUnhealthy 0');
-    const worker = (await readyNodes(w)).find((n) => n.metadata?.labels?.['capflow.io/machine-group'] === `${CLUSTER}-md-0`)!;
-    silenced = worker.metadata!.name!;
+    const worker = (await readyNodes(w)).find((n) => n.metadata?.labels?.['capflow.io/machine-group'] === `${CLUSTER}-md-0`);
+    expect(worker, 'a Ready worker of the MachineDeployment, as the tests before leave the cluster').to.not.equal(undefined);
+    silenced = worker!.metadata!.name!;
     const machine = w.supervisor.machines().find((m) => m.options.config.hostname === silenced)!;
     // the stand-in's hook: no node status, no Lease renewal (a kubelet cut off from the API server)
     expect((await machine.exec(['touch', KUBELET_STOP_REPORTING_FILE])).code).to.equal(0);
@@ -334,6 +335,7 @@ describe('cluster-apply on booted machines, the CNI installed as an addon (kubel
   });
 
   it('a MachineHealthCheck within maxUnhealthy (default 100%): cluster-plan names the unhealthy worker and the next apply replaces it (drained, terminated, launched anew): its new Node is Ready; applied again, no mutating call', async () => {
+    expect(silenced, 'the case before silenced a worker').to.not.equal('');
     await w.remote.commitFiles({ [`clusters/${CLUSTER}/mhc.yaml`]: healthCheck() }, 'maxUnhealthy back to its default');
     const plan = await capflowAt(w, ['run', 'cluster-plan']);
     expect(plan.code, plan.stdout + plan.stderr).to.equal(0);
