@@ -32,7 +32,8 @@ import { renderEksUserData } from '../src/bootstrap/eks-user-data.js';
 import { deleteClusterMachines, desiredGroups, formatInventory, reconcileClusterMachines } from '../src/aws/machines.js';
 import { clusterSecretName } from '../src/bootstrap/pki.js';
 import { BootstrapSession } from '../src/bootstrap/session.js';
-import { loadClusterSpec, type AWSMachinePool, type AWSManagedControlPlane, type ClusterModel } from '../src/spec/index.js';
+import { fieldLocation, healthCheckRules, loadClusterSpec, type AWSMachinePool, type AWSManagedControlPlane, type ClusterModel } from '../src/spec/index.js';
+import { judgeHealth, type HealthVerdict, type Locate } from '../src/aws/machine-health.js';
 import type { StepResult } from '../src/core/executor.js';
 import { k8sClusterTag } from '../src/aws/tags.js';
 import {
@@ -131,6 +132,8 @@ export interface LaunchNodesOptions {
   /** The drain hook, called before a machine is terminated (default: the Node drained and deleted once the cluster has an API server). */
   beforeRemove?: (machine: Machine) => Promise<void>;
   drainTimeoutMs?: number;
+  /** MachineHealthCheck verdicts (default: the spec's checks judged on the workload cluster's Nodes, once it has an API server). */
+  health?: (live: readonly Machine[]) => Promise<HealthVerdict | undefined>;
 }
 
 export function makeLaunchNodes(options: LaunchNodesOptions = {}): Executor {
@@ -237,6 +240,7 @@ export function makeLaunchNodes(options: LaunchNodesOptions = {}): Executor {
         ...(sshKeyName ? { sshKeyName } : {}),
         ...(options.beforeRemove ? { beforeRemove: options.beforeRemove } : kubeadm ? { beforeRemove: (m: Machine) => kubeadm.removeNode(m) } : {}),
         ...(kubeadm ? { readyMachines: (live: readonly Machine[]) => kubeadm.readyMachines(live) } : {}),
+        ...(options.health ? { health: options.health } : kubeadm ? healthOption(model, kubeadm, path.resolve(ctx.options.repoDir)) : {}),
         ...(pollMs !== undefined ? { pollMs } : {}),
       });
       const records = machines.map(record);
@@ -253,6 +257,26 @@ export function makeLaunchNodes(options: LaunchNodesOptions = {}): Executor {
 }
 
 export const launchNodes: Executor = makeLaunchNodes();
+
+/**
+ * The cluster's MachineHealthChecks (validated with the spec), judged each round on the Nodes of the
+ * workload cluster: none when the spec has none, so a cluster without checks reads no more Nodes.
+ */
+function healthOption(model: ClusterModel, kubeadm: BootstrapSession, repoRoot: string): { health?: (live: readonly Machine[]) => Promise<HealthVerdict | undefined> } {
+  const rules = healthCheckRules(model);
+  if (rules.length === 0) return {};
+  const locate: Locate = (ref) => {
+    const loc = fieldLocation(model, ref, ref.path);
+    if (!loc) return undefined;
+    return `${loc.absPath ? path.relative(repoRoot, loc.absPath).split(path.sep).join('/') : loc.file}:${loc.line}`;
+  };
+  return {
+    health: async (live) => {
+      const nodes = await kubeadm.nodes();
+      return nodes ? judgeHealth(rules, live, nodes, Date.now(), locate) : undefined;
+    },
+  };
+}
 
 /** A plan's provenance of the Auto Scaling groups (the EC2 families are provision-vpc's): which commit last wrote each. */
 async function poolProvenance(ctx: StepContext, scope: ClusterScope, region: string, pools: number): Promise<Provenance | undefined> {

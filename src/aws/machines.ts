@@ -33,6 +33,7 @@ import type { SpecRef } from './plan.js';
 import type { ClusterScope } from './scope.js';
 import { createHash } from 'node:crypto';
 import type { AutoScalingClient } from '@aws-sdk/client-auto-scaling';
+import { describeReplacement, type HealthVerdict, type Unhealthy } from './machine-health.js';
 import { deleteMachinePools, reconcileMachinePools, type MachinePoolsInput, type PoolResult, type UserDataFn } from './machine-pools.js';
 
 export type DeletePolicy = 'Random' | 'Newest' | 'Oldest';
@@ -84,6 +85,12 @@ export interface ReconcileMachinesOptions {
    * Undefined from it: readiness unknown this round (the API not answering), so nothing is decided.
    */
   readyMachines?: (live: readonly Machine[]) => Promise<ReadonlySet<string> | undefined>;
+  /**
+   * MachineHealthCheck remediation (machine-health.ts): asked once a round, the machines to replace
+   * (drained, terminated, launched anew) and why a check replaces nothing; undefined when the Nodes
+   * cannot be read now (nothing is replaced this round).
+   */
+  health?: (live: readonly Machine[]) => Promise<HealthVerdict | undefined>;
   /** Leave machines of groups not in `groups` alone (a step that manages only some groups). */
   keepOtherGroups?: boolean;
   /** Delay between rounds while machines are pending. Default 2 s. */
@@ -381,14 +388,29 @@ export async function reconcileMachines(scope: ClusterScope, opts: ReconcileMach
       await sleep(pollMs, scope.signal);
       continue;
     }
-    const decisions = holdWorkersWhileControlPlaneRolls(opts.groups.map((g) => ({ g, d: decideRound(g, snap.live.filter((m) => m.group === g.name), ready) })), snap.live);
+    // Unhealthy machines (MachineHealthChecks) go this round; the rounds see the group without them, so their replacements launch.
+    const verdict = opts.health ? await opts.health(snap.live) : undefined;
+    const replacing = new Map<string, Unhealthy>((verdict?.replace ?? []).filter((u) => groupNames.has(u.machine.group)).map((u) => [u.machine.instanceId, u]));
+    if (round === 0) {
+      for (const n of verdict?.notes ?? []) {
+        scope.log.warn(`MachineHealthCheck ${n.check}: ${n.detail}`);
+        scope.plan.record({ resource: 'machine-health-check', name: n.check, action: 'skip', detail: n.detail, spec: n.spec });
+      }
+    }
+    const considered = snap.live.filter((m) => !replacing.has(m.instanceId));
+    const decisions = holdWorkersWhileControlPlaneRolls(opts.groups.map((g) => ({ g, d: decideRound(g, considered.filter((m) => m.group === g.name), ready) })), considered);
 
     if (scope.dryRun) {
       for (const { g } of decisions) {
         const mine = snap.live.filter((m) => m.group === g.name);
-        const keep = mine.filter((m) => m.templateHash === g.hash && g.failureDomains.includes(m.az));
+        const keep = mine.filter((m) => m.templateHash === g.hash && g.failureDomains.includes(m.az) && !replacing.has(m.instanceId));
         const kept = keep.length > g.replicas ? orderForRemoval(keep, g.deletePolicy).slice(keep.length - g.replicas) : keep;
         for (const m of mine) {
+          const unhealthy = replacing.get(m.instanceId);
+          if (unhealthy) {
+            scope.plan.record({ resource: 'machine', name: m.name, action: 'delete', id: m.instanceId, detail: describeReplacement(unhealthy), spec: unhealthy.spec });
+            continue;
+          }
           const action = kept.includes(m) ? 'no-change' : 'delete';
           scope.plan.record({ resource: 'machine', name: m.name, action, id: m.instanceId, detail: action === 'delete' ? (m.templateHash !== g.hash ? 'rolled: template changed' : 'scale down') : m.state, ...fieldOf(g, m) });
         }
@@ -408,7 +430,7 @@ export async function reconcileMachines(scope: ClusterScope, opts: ReconcileMach
 
     // Removals: out of the API load balancer first (a control plane whose etcd member the hook
     // removes would fail what is sent to it), the drain hook, one TerminateInstances for the round.
-    const remove = [...decisions.flatMap(({ d }) => d.remove), ...orphans];
+    const remove = [...replacing.values()].map((u) => u.machine).concat(decisions.flatMap(({ d }) => d.remove), orphans);
     if (remove.length > 0) {
       const deregister = remove.filter((m) => registered?.has(m.instanceId)).map((m) => m.instanceId);
       if (tg && deregister.length > 0) {
@@ -416,9 +438,12 @@ export async function reconcileMachines(scope: ClusterScope, opts: ReconcileMach
         for (const id of deregister) registered?.delete(id);
       }
       for (const m of remove) {
+        const unhealthy = replacing.get(m.instanceId);
+        if (unhealthy) scope.log.info(`MachineHealthCheck ${unhealthy.check}: ${describeReplacement(unhealthy)}`);
         await beforeRemove(m);
         const g = opts.groups.find((x) => x.name === m.group);
-        scope.plan.record({ resource: 'machine', name: m.name, action: 'delete', id: m.instanceId, detail: `round ${round}`, ...(g ? fieldOf(g, m) : {}) });
+        const why = unhealthy ? { detail: `round ${round}: ${describeReplacement(unhealthy)}`, spec: unhealthy.spec } : { detail: `round ${round}`, ...(g ? fieldOf(g, m) : {}) };
+        scope.plan.record({ resource: 'machine', name: m.name, action: 'delete', id: m.instanceId, ...why });
       }
       await terminateInstances(scope, remove.map((m) => m.instanceId));
     }

@@ -16,6 +16,8 @@ export interface NodeView {
   labels: Record<string, string>;
   annotations: Record<string, string>;
   unschedulable: boolean;
+  /** Every condition as the Node reports it (MachineHealthChecks judge them). */
+  conditions: Array<{ type: string; status: string; lastTransitionTime?: string }>;
 }
 
 export function viewOf(node: V1Node): NodeView {
@@ -28,6 +30,7 @@ export function viewOf(node: V1Node): NodeView {
     labels: { ...(node.metadata?.labels ?? {}) },
     annotations: { ...(node.metadata?.annotations ?? {}) },
     unschedulable: node.spec?.unschedulable === true,
+    conditions: (node.status?.conditions ?? []).map((c) => ({ type: c.type, status: c.status, ...(c.lastTransitionTime ? { lastTransitionTime: new Date(c.lastTransitionTime).toISOString() } : {}) })),
   };
 }
 
@@ -83,8 +86,10 @@ function staysOnNode(pod: V1Pod): boolean {
 export async function drainNode(core: CoreV1Api, name: string, opts: DrainOptions): Promise<void> {
   const pollMs = opts.pollMs ?? 2000;
   const deadline = Date.now() + opts.timeoutMs;
+  let unreachable = false;
   try {
-    await core.readNode({ name });
+    const node = await core.readNode({ name });
+    unreachable = node.status?.conditions?.find((c) => c.type === 'Ready')?.status === 'Unknown';
   } catch (err) {
     if (statusOf(err) === 404) return;
     throw wrapKubeError(err, `reading Node ${name}`, { verb: 'get', resource: 'nodes', namespace: '' });
@@ -96,7 +101,10 @@ export async function drainNode(core: CoreV1Api, name: string, opts: DrainOption
     opts.signal?.throwIfAborted();
     let pods: V1Pod[];
     try {
-      pods = (await core.listPodForAllNamespaces({ fieldSelector: `spec.nodeName=${name}` })).items.filter((p) => !staysOnNode(p));
+      // An unreachable Node's kubelet never confirms a deletion: pods whose deletionTimestamp (the
+      // end of their grace period) is more than 1s past are not waited for, as Cluster API's drain does.
+      const abandoned = (p: V1Pod) => unreachable && p.metadata?.deletionTimestamp !== undefined && Date.now() - new Date(p.metadata.deletionTimestamp).getTime() > 1000;
+      pods = (await core.listPodForAllNamespaces({ fieldSelector: `spec.nodeName=${name}` })).items.filter((p) => !staysOnNode(p) && !abandoned(p));
     } catch (err) {
       throw wrapKubeError(err, `listing the pods of Node ${name}`, { verb: 'list', resource: 'pods', namespace: '' });
     }

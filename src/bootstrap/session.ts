@@ -21,7 +21,7 @@ import { CONTROL_PLANE_GROUP, groupBootstrapData, groupCloudConfig } from './mac
 import type { CloudConfig } from './cloud-config.js';
 import { compareVersions, readClusterVersion, versionParts } from './cluster-version.js';
 import { removeEtcdMember } from './etcd-members.js';
-import { deleteNode, drainNode, listNodes } from './nodes.js';
+import { deleteNode, drainNode, listNodes, type NodeView } from './nodes.js';
 import { KUBECONFIG_KEY, clusterSecretName, ensureAdminKubeconfig, ensureClusterPki, type ClusterPki } from './pki.js';
 import { apiServerReadyz, kubeConfigFrom, type ReadyzAnswer } from './workload.js';
 
@@ -223,6 +223,16 @@ export class BootstrapSession {
       return new Set(machines.filter((m) => nodes.get(m.privateDns)?.ready).map((m) => m.instanceId));
     } catch (err) {
       this.o.log.warn('Cannot read the Nodes now; waiting', { error: err instanceof Error ? err.message : String(err) });
+      return undefined;
+    }
+  }
+
+  /** The Nodes by name (conditions included, for MachineHealthChecks); undefined when the API server does not answer well. */
+  async nodes(): Promise<Map<string, NodeView> | undefined> {
+    try {
+      return await listNodes(await this.core());
+    } catch (err) {
+      this.o.log.warn('Cannot read the Nodes now', { error: err instanceof Error ? err.message : String(err) });
       return undefined;
     }
   }

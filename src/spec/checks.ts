@@ -11,10 +11,12 @@
  *   and API server allow-lists, pod and service ranges), found by field name;
  * - region names, instance type names, Kubernetes versions (and the rule that
  *   workers never run a newer version than the control plane), replica counts,
- *   rolling update limits, delete policies, failure domains of the region.
+ *   rolling update limits, delete policies, failure domains of the region;
+ * - MachineHealthChecks (health-checks.ts): durations, limits, selectors.
  */
 import { isIP } from 'node:net';
 import { checkEks } from './eks-checks.js';
+import { healthCheckRules } from './health-checks.js';
 import { checkNetworkSpec, networkOwner, networkSpecOf, zoneOfRegion } from './aws-network.js';
 import { FieldProblems } from './locations.js';
 import { bootstrapSpecProblems, type BootstrapRole } from './kubeadm-spec.js';
@@ -67,6 +69,7 @@ export function checkModel(model: ClusterModel): SpecProblem[] {
   checkRollouts(model, p);
   checkBootstrapSpecs(model, p);
   checkEks(model, p);
+  healthCheckRules(model, p);
   if (networkOwner(model)) {
     // A block both checks refuse (by its field name above, and as the network's) is reported once.
     const key = (x: SpecProblem): string => `${x.file}:${x.line}:${x.column} ${x.path}`;

@@ -33,3 +33,16 @@ export {
   type NetworkSpec,
 } from './aws-network.js';
 export { DELETE_POLICIES, resolveIntOrPercent, rolloutLimit } from './rollout.js';
+export {
+  formatDurationMs,
+  healthCheckRules,
+  machineGroupLabels,
+  maxUnhealthyOf,
+  parseGoDuration,
+  parseUnhealthyRange,
+  remediationAllowed,
+  type GroupLabels,
+  type HealthCheckRule,
+  type RemediationLimit,
+  type UnhealthyCondition,
+} from './health-checks.js';

@@ -17,6 +17,9 @@ import { ListSecretsCommand, SecretsManagerClient } from '@aws-sdk/client-secret
 import { CoreV1Api, PolicyV1Api, type V1Node } from '@kubernetes/client-node';
 import { kubeConfigFrom } from '../../src/bootstrap/workload.js';
 import { locateAwsCli, type MachineSupervisor } from '../../src/emulator/supervisor.js';
+import { KUBELET_STOP_REPORTING_FILE } from '../../src/emulator/kubelet/kubelet.js';
+import { statusSecretName } from '../../src/core/status.js';
+import type { DriftReport } from '../../src/core/drift.js';
 import { LocalSecretStore } from '../../src/core/secrets.js';
 import { createGitRemote, git, type GitRemote } from '../support/git-remote.js';
 import { startFaultProxy, type FaultProxy, type KillAfterMutating, type RecordedCall } from '../support/fault-proxy.js';
@@ -283,6 +286,79 @@ describe('cluster-apply on booted machines, the CNI installed as an addon (kubel
     const names = (await (await workloadCore(w)).listNode()).items.map((n) => n.metadata!.name!);
     expect(names, machines()).to.have.length(3).and.not.include(gone.metadata!.name);
     expect((await readyNodes(w)).map((n) => n.metadata!.name!)).to.have.members(names);
+  });
+
+  /** A MachineHealthCheck of the MachineDeployment's machines: Ready=Unknown for 2s is unhealthy. */
+  const healthCheck = (maxUnhealthy?: string): string =>
+    [
+      'apiVersion: cluster.x-k8s.io/v1beta1',
+      'kind: MachineHealthCheck',
+      'metadata:',
+      `  name: ${CLUSTER}-md-0-unhealthy`,
+      'spec:',
+      `  clusterName: ${CLUSTER}`,
+      '  selector:',
+      '    matchLabels:',
+      `      cluster.x-k8s.io/deployment-name: ${CLUSTER}-md-0`,
+      '  nodeStartupTimeout: 10m',
+      ...(maxUnhealthy !== undefined ? [`  maxUnhealthy: ${maxUnhealthy}`] : []),
+      '  unhealthyConditions:',
+      '  - type: Ready',
+      '    status: Unknown',
+      '    timeout: 2s',
+      '',
+    ].join('\n');
+  let silenced = '';
+
+  it('a MachineHealthCheck with maxUnhealthy 0: a worker whose kubelet stand-in stops reporting goes Unknown, remediation stopped, nothing terminated', async () => {
+    await w.remote.commitFiles({ [`clusters/${CLUSTER}/mhc.yaml`]: healthCheck('0') }, 'a health check of the workers, maxUnhealthy 0');
+    const worker = (await readyNodes(w)).find((n) => n.metadata?.labels?.['capflow.io/machine-group'] === `${CLUSTER}-md-0`);
+    expect(worker, 'a Ready worker of the MachineDeployment, as the tests before leave the cluster').to.not.equal(undefined);
+    silenced = worker!.metadata!.name!;
+    const machine = w.supervisor.machines().find((m) => m.options.config.hostname === silenced)!;
+    // the stand-in's hook: no node status, no Lease renewal (a kubelet cut off from the API server)
+    expect((await machine.exec(['touch', KUBELET_STOP_REPORTING_FILE])).code).to.equal(0);
+    const since = await until('the Node turns Ready=Unknown (node-monitor-grace-period 10s)', async () => {
+      const ready = (await (await workloadCore(w)).readNode({ name: silenced })).status?.conditions?.find((c) => c.type === 'Ready' && c.status === 'Unknown');
+      return ready ? new Date(ready.lastTransitionTime ?? Date.now()).getTime() : undefined;
+    }, 45_000);
+    // past the check's 2s timeout
+    await new Promise((r) => setTimeout(r, Math.max(0, since + 2_500 - Date.now())));
+    const plan = await capflowAt(w, ['step', 'launch-nodes', '--dry-run']);
+    expect(plan.code, plan.stderr).to.equal(0);
+    expect(plan.stdout + plan.stderr).to.match(new RegExp(`remediation stopped: 1 of 1 machine unhealthy, more than maxUnhealthy 0 \\(MachineHealthCheck ${CLUSTER}-md-0-unhealthy, clusters/${CLUSTER}/mhc\\.yaml:11\\)`));
+    const held = await capflowAt(w, ['step', 'launch-nodes', '-p', 'poll-interval=500ms']);
+    expect(held.code, held.stderr).to.equal(0);
+    expect(held.stdout + held.stderr).to.include('remediation stopped: 1 of 1 machine unhealthy');
+    expect(held.calls.filter((c) => c.mutating).map((c) => c.action)).to.deep.equal([]);
+    expect((await (await workloadCore(w)).listNode()).items.map((n) => n.metadata!.name!)).to.include(silenced);
+  });
+
+  it('a MachineHealthCheck within maxUnhealthy (default 100%): cluster-plan names the unhealthy worker and the next apply replaces it (drained, terminated, launched anew): its new Node is Ready; applied again, no mutating call', async () => {
+    expect(silenced, 'the case before silenced a worker').to.not.equal('');
+    await w.remote.commitFiles({ [`clusters/${CLUSTER}/mhc.yaml`]: healthCheck() }, 'maxUnhealthy back to its default');
+    const plan = await capflowAt(w, ['run', 'cluster-plan']);
+    expect(plan.code, plan.stdout + plan.stderr).to.equal(0);
+    expect(plan.calls.filter((c) => c.mutating)).to.deep.equal([]);
+    const report = JSON.parse((await w.store.get(statusSecretName(CLUSTER)))!['drift.launch-nodes']!) as DriftReport;
+    const replace = report.changes.find((c) => c.action === 'delete');
+    expect(replace?.detail, JSON.stringify(report.changes)).to.match(new RegExp(`^replace ${CLUSTER}-md-0-\\w+-\\d+/i-\\w+ \\(${silenced.replace(/\./g, '\\.')}\\): Ready=Unknown for [\\dms]+ > 2s \\(MachineHealthCheck ${CLUSTER}-md-0-unhealthy, clusters/${CLUSTER}/mhc\\.yaml:12\\)$`));
+    expect(replace?.field).to.equal(`MachineHealthCheck/${CLUSTER}-md-0-unhealthy spec.unhealthyConditions[0]`);
+    expect(report.changes.filter((c) => c.action === 'create')).to.have.length(1);
+
+    const launch = await capflowAt(w, ['step', 'launch-nodes', '-p', 'poll-interval=500ms']);
+    expect(launch.code, launch.stderr).to.equal(0);
+    // drained and terminated, then launched anew (its join payload put in Secrets Manager between)
+    expect(launch.calls.filter((c) => c.status === 200 && ['TerminateInstances', 'RunInstances'].includes(c.action)).map((c) => c.action)).to.deep.equal(['TerminateInstances', 'RunInstances']);
+    expect(launch.stdout + launch.stderr).to.include(`replace ${CLUSTER}-md-0-`);
+    const join = await capflowAt(w, ['step', 'join-workers', '-p', 'poll-interval=500ms']);
+    expect(join.code, join.stderr).to.equal(0);
+    const nodes = (await (await workloadCore(w)).listNode()).items.map((n) => n.metadata!.name!);
+    expect(nodes).to.have.length(3).and.not.include(silenced);
+    expect((await readyNodes(w)).map((n) => n.metadata!.name!)).to.have.members(nodes);
+    const again = await capflowAt(w, ['step', 'launch-nodes', '-p', 'poll-interval=500ms']);
+    expect(again.code, again.stderr).to.equal(0);
+    expect(again.calls.filter((c) => c.mutating)).to.deep.equal([]);
   });
 
   it('cluster-delete removes every machine and payload', async () => {

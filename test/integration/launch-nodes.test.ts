@@ -21,6 +21,8 @@ import { provisionVpc, type ProvisionVpcStatus } from '../../executors/provision
 import { bootstrapSecretName } from '../../executors/aws-step.js';
 import { launchNodes, makeLaunchNodes, type LaunchNodesStatus, type MachineRecord } from '../../executors/launch-nodes.js';
 import { clientConfig } from '../support/moto.js';
+import type { Machine } from '../../src/aws/instances.js';
+import type { HealthVerdict } from '../../src/aws/machine-health.js';
 import { useMotoBehindProxy, type RecordedCall } from '../support/fault-proxy.js';
 import { snapshotWorld } from '../support/aws-world.js';
 
@@ -347,6 +349,39 @@ describe('launch-nodes: control plane and MachineDeployment machines against mot
     expect(r2.exitCode).to.equal(2);
     expect(JSON.stringify(r2.summary.error)).to.include('run provision-vpc first');
     expect(r2.calls).to.deep.equal([]);
+  });
+
+  it('a MachineHealthCheck verdict (stand-in for the Nodes: no API server here) replaces the machine: planned, terminated then launched anew; killed between the two (RunInstances failing), the rerun launches it; then no mutating call', async () => {
+    expectOk(await run());
+    const victim = (await run()).machines.find((m) => m.group === 'aws-dev-md-0')!;
+    const verdict = async (live: readonly Machine[]): Promise<HealthVerdict> => {
+      const m = live.find((x) => x.instanceId === victim.instanceId);
+      return { replace: m ? [{ machine: m, reason: 'Ready=Unknown for 1m > 5s (MachineHealthCheck stand-in)', check: 'stand-in', spec: { kind: 'MachineHealthCheck', name: 'stand-in', path: ['spec'] } }] : [], notes: [] };
+    };
+    const healing = makeLaunchNodes({ health: verdict });
+    const plan = await runExecutor(healing, { dryRun: true });
+    expectOk(plan);
+    expect(mutating(plan)).to.deep.equal([]);
+    expect(plan.summary.plan).to.include({ create: 1, delete: 1 });
+    expect(plan.log).to.include(`replace ${victim.name}/${victim.instanceId}`);
+
+    // the crash: every RunInstances answered with a 5xx, so the step stops after the termination
+    bed.proxy.setFaults({ serverErrorRate: 1, onlyActions: ['RunInstances'] });
+    const crashed = await runExecutor(healing);
+    bed.proxy.setFaults({});
+    expect(crashed.exitCode).to.not.equal(0);
+    expect(count(crashed, 'TerminateInstances')).to.equal(1);
+    expect(count(crashed, 'RunInstances')).to.equal(0);
+
+    const rerun = await runExecutor(healing);
+    expectOk(rerun);
+    expect(mutating(rerun).map((c) => c.action)).to.deep.equal(['RunInstances']);
+    const md0 = rerun.machines.filter((m) => m.group === 'aws-dev-md-0');
+    expect(md0).to.have.length(3);
+    expect(md0.map((m) => m.instanceId)).to.not.include(victim.instanceId);
+    const again = await runExecutor(healing);
+    expectOk(again);
+    expect(mutating(again)).to.deep.equal([]);
   });
 
   it('--dry-run plans the machines with zero mutating calls', async () => {

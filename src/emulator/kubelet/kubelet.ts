@@ -93,6 +93,9 @@ export interface RunningKubelet {
   stop(podGraceSeconds?: number): Promise<void>;
 }
 
+/** While this file exists (root-relative) the stand-in stops renewing its Node's status and Lease (NodeApiPaths.stopReportingFile). */
+export const KUBELET_STOP_REPORTING_FILE = '/var/lib/kubelet/capflow-stop-reporting';
+
 /** The root-relative default paths, with overrides. */
 export function kubeletPaths(root = '/', overrides: Partial<KubeletPaths> = {}): KubeletPaths {
   const at = (p: string): string => join(root, p);
@@ -102,6 +105,7 @@ export function kubeletPaths(root = '/', overrides: Partial<KubeletPaths> = {}):
     pkiDir: at('/var/lib/kubelet/pki'),
     cniConfDir: at('/etc/cni/net.d'),
     osRelease: at('/etc/os-release'),
+    stopReportingFile: at(KUBELET_STOP_REPORTING_FILE),
     configFile: at('/var/lib/kubelet/config.yaml'),
     kubeadmFlagsFile: at('/var/lib/kubelet/kubeadm-flags.env'),
     extraArgsFile: at('/etc/default/kubelet'),

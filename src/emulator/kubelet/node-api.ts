@@ -20,6 +20,11 @@ export interface NodeApiPaths extends CredentialPaths {
   cniConfDir: string;
   /** /etc/os-release, for status.nodeInfo.osImage. */
   osRelease?: string;
+  /**
+   * A test hook: while this file exists the Node's status and Lease are not renewed (a kubelet cut
+   * off from the API server, for health check tests); its pods keep running.
+   */
+  stopReportingFile?: string;
 }
 
 export interface NodeApiOptions {
@@ -65,6 +70,7 @@ export class NodeApi {
       maxPods: opts.maxPods ?? 110,
       osRelease: opts.paths.osRelease,
       cniConfDir: opts.paths.cniConfDir,
+      ...(opts.paths.stopReportingFile ? { stopReportingFile: opts.paths.stopReportingFile } : {}),
       nodeLeaseDurationSeconds: opts.nodeLeaseDurationSeconds,
       leaseRenewIntervalMs: opts.leaseRenewIntervalMs,
       kubeletPort: opts.kubeletPort,

@@ -6,7 +6,7 @@
  * kube-node-lease. Ready stays False until a CNI config file appears in the CNI directory, as a CNI
  * DaemonSet's init container writes it (process-pods.ts runs host-network pods' init containers).
  */
-import { readdirSync } from 'node:fs';
+import { existsSync, readdirSync } from 'node:fs';
 import { PatchStrategy, V1MicroTime, setHeaderOptions, type V1Lease, type V1Node, type V1OwnerReference, type V1Taint } from '@kubernetes/client-node';
 import { InputError } from '../../core/errors.js';
 import { statusOf } from '../../core/kube-errors.js';
@@ -20,6 +20,8 @@ export interface NodeReporterOptions extends MachineFactsOptions {
   flags: ReadonlyMap<string, string>;
   /** /etc/cni/net.d */
   cniConfDir: string;
+  /** While this file exists, no status update and no Lease renewal (NodeApiPaths.stopReportingFile). */
+  stopReportingFile?: string;
   nodeLeaseDurationSeconds: number | undefined;
   /** Default 10 000 (a quarter of the lease duration, as the kubelet renews). */
   leaseRenewIntervalMs: number | undefined;
@@ -122,6 +124,7 @@ export class NodeReporter {
 
   /** Patches node status when it changed (heartbeat times aside) or intervalMs passed since the last patch. */
   async reportStatus(now: number, intervalMs: number): Promise<void> {
+    if (this.reportingStopped()) return;
     const status = this.nodeStatus();
     const signature = JSON.stringify(status, (k, v: unknown) => (k === 'lastHeartbeatTime' ? undefined : v));
     if (signature === this.lastStatus.signature && now - this.lastStatus.at < intervalMs) return;
@@ -141,7 +144,7 @@ export class NodeReporter {
     const { session } = this;
     while (!session.stopped) {
       try {
-        await this.renewLease();
+        if (!this.reportingStopped()) await this.renewLease();
         session.recovered('renewing the node lease');
       } catch (err) {
         this.lease = undefined;
@@ -149,6 +152,10 @@ export class NodeReporter {
       }
       await session.sleep(this.lease ? renewMs : Math.min(renewMs, session.retryMs), 'other');
     }
+  }
+
+  private reportingStopped(): boolean {
+    return this.opts.stopReportingFile !== undefined && existsSync(this.opts.stopReportingFile);
   }
 
   private adoptNode(node: V1Node): void {
