@@ -84,8 +84,6 @@ export const UNSUPPORTED_KINDS: Readonly<Record<string, string>> = {
   AWSClusterRolePrincipal: 'AWS identities (identityRef) are not supported yet; capflow uses the executor credentials',
   AWSClusterStaticPrincipal: 'AWS identities (identityRef) are not supported yet; capflow uses the executor credentials',
   AWSServiceAccountPrincipal: 'AWS identities (identityRef) are not supported yet; capflow uses the executor credentials',
-  AWSMachinePoolTemplate: 'ClusterClass templates are not supported yet; write an AWSMachinePool',
-  AWSManagedMachinePoolTemplate: 'ClusterClass templates are not supported yet; write an AWSManagedMachinePool',
   AWSFargateProfile: 'EKS Fargate profiles are not supported yet; use an AWSManagedMachinePool',
   NodeadmConfig: 'nodeadm (AL2023 EKS) bootstrap is not supported yet; use an EKSConfig',
   NodeadmConfigTemplate: 'nodeadm (AL2023 EKS) bootstrap is not supported yet; use an EKSConfigTemplate',
@@ -104,7 +102,7 @@ export const UNSUPPORTED_KINDS: Readonly<Record<string, string>> = {
  * The ClusterClass kinds: read by the topology expansion (topology.ts) for the Cluster whose
  * spec.topology names the class, never acted on as documents of their own (the expanded objects are).
  */
-export const TOPOLOGY_KINDS: ReadonlySet<string> = new Set(['ClusterClass', 'AWSClusterTemplate', 'AWSManagedClusterTemplate', 'KubeadmControlPlaneTemplate', 'AWSManagedControlPlaneTemplate']);
+export const TOPOLOGY_KINDS: ReadonlySet<string> = new Set(['ClusterClass', 'AWSClusterTemplate', 'AWSManagedClusterTemplate', 'KubeadmControlPlaneTemplate', 'AWSManagedControlPlaneTemplate', 'AWSMachinePoolTemplate', 'AWSManagedMachinePoolTemplate']);
 
 /**
  * The upstream schema lines capflow judges specs against, oldest first: each is a folder of CRDs

@@ -2,14 +2,14 @@
  * ClusterClass topologies: a v1beta1 Cluster with spec.topology is expanded,
  * as Cluster API's topology controller does, into the concrete documents the
  * rest of capflow acts on (the Cluster with its references, the infrastructure
- * cluster, the control plane and its machine template, a MachineDeployment per
- * topology entry with its bootstrap and machine templates), with the class's
+ * cluster, the control plane and its machine template, a MachineDeployment or
+ * MachinePool per topology entry with its bootstrap and machine objects), with the class's
  * variables and patches applied. Every expanded field keeps where it came from
  * (template, patch or topology), so later checks report at that file:line.
  *
  * Names are stable, not random as upstream's: the infrastructure cluster is
  * `<cluster>`, the control plane and its machine template `<cluster>-control-plane`,
- * each MachineDeployment and its two templates `<cluster>-<topology name>`.
+ * each MachineDeployment or MachinePool and its two objects `<cluster>-<topology name>`.
  */
 import { readdir } from 'node:fs/promises';
 import path from 'node:path';
@@ -26,6 +26,14 @@ export const CLASSES_DIR = 'classes';
 const CLUSTER_NAME_LABEL = 'cluster.x-k8s.io/cluster-name';
 const OWNED_LABEL = 'topology.cluster.x-k8s.io/owned';
 const DEPLOYMENT_NAME_LABEL = 'topology.cluster.x-k8s.io/deployment-name';
+const POOL_NAME_LABEL = 'topology.cluster.x-k8s.io/pool-name';
+
+/** The two lists of workers a topology and its class have, and how each is spoken of. */
+type WorkerList = 'machineDeployments' | 'machinePools';
+const WORKER: Record<WorkerList, { one: 'machineDeployment' | 'machinePool'; kind: 'MachineDeployment' | 'MachinePool'; label: string }> = {
+  machineDeployments: { one: 'machineDeployment', kind: 'MachineDeployment', label: DEPLOYMENT_NAME_LABEL },
+  machinePools: { one: 'machinePool', kind: 'MachinePool', label: POOL_NAME_LABEL },
+};
 
 export interface TopologyPlan {
   /** The Cluster document that has a topology. */
@@ -119,11 +127,13 @@ function classRefs(classDoc: SourceDocument): Array<{ path: PathSegment[]; value
     { path: ['spec', 'controlPlane', 'ref'], value: getPath(spec, ['controlPlane', 'ref']) },
     { path: ['spec', 'controlPlane', 'machineInfrastructure', 'ref'], value: getPath(spec, ['controlPlane', 'machineInfrastructure', 'ref']) },
   ];
-  list(getPath(spec, ['workers', 'machineDeployments'])).forEach((md, i) => {
-    for (const part of ['bootstrap', 'infrastructure']) {
-      refs.push({ path: ['spec', 'workers', 'machineDeployments', i, 'template', part, 'ref'], value: getPath(md, ['template', part, 'ref']) });
-    }
-  });
+  for (const kind of ['machineDeployments', 'machinePools'] as const) {
+    list(getPath(spec, ['workers', kind])).forEach((w, i) => {
+      for (const part of ['bootstrap', 'infrastructure']) {
+        refs.push({ path: ['spec', 'workers', kind, i, 'template', part, 'ref'], value: getPath(w, ['template', part, 'ref']) });
+      }
+    });
+  }
   return refs.filter((r) => r.value !== undefined);
 }
 
@@ -163,13 +173,24 @@ function locator(origins: Origin[], base: (p: readonly PathSegment[]) => { src: 
 }
 
 /** A class template cloned for one use, its patches applied. Origins are in the template's coordinates. */
+/** One MachineDeployment or MachinePool of the topology, with its class entry and templates. */
+interface Worker {
+  kind: WorkerList;
+  /** Index in the topology's list, and of its class in the class's list. */
+  i: number;
+  ci: number;
+  name: string;
+  bootstrap?: Instance;
+  infra?: Instance;
+}
+
 interface Instance {
   src: SourceDocument;
   value: Record<string, unknown>;
   vars: Variables;
   origins: Origin[];
-  /** Selector roles: 'infrastructureCluster', 'controlPlane', or the MachineDeployment class. */
-  role: 'infrastructureCluster' | 'controlPlane' | { mdClass: string };
+  /** Selector roles: 'infrastructureCluster', 'controlPlane', or the MachineDeployment or MachinePool class. */
+  role: 'infrastructureCluster' | 'controlPlane' | { mdClass: string } | { mpClass: string };
   /** For messages: which use of the template this is. */
   label: string;
 }
@@ -180,6 +201,7 @@ const ALLOWED: Record<string, string[]> = {
   machineInfrastructure: ['AWSMachineTemplate'],
   bootstrap: ['KubeadmConfigTemplate', 'EKSConfigTemplate'],
   mdInfrastructure: ['AWSMachineTemplate'],
+  mpInfrastructure: ['AWSMachinePoolTemplate', 'AWSManagedMachinePoolTemplate'],
 };
 
 export interface Expansion {
@@ -314,59 +336,59 @@ export async function expandTopology(plan: TopologyPlan, cluster: CheckedDocumen
   const cpMachineI = cpMachineT && instance(cpMachineT, 'controlPlane', globalVars, `Cluster ${clusterName}: control plane machines`);
   for (const i of [infraI, cpI, cpMachineI]) if (i) instances.push(i);
 
-  // MachineDeployments of the topology.
-  const classMds = list(getPath(classSpec, ['workers', 'machineDeployments']));
-  const mds: Array<{ i: number; ci: number; name: string; mdClass: string; bootstrap?: Instance; infra?: Instance }> = [];
-  const topoMds = list(getPath(topology, ['workers', 'machineDeployments']));
-  const seen = new Set<string>();
-  topoMds.forEach((entry, i) => {
-    const at = [...T, 'workers', 'machineDeployments', i];
-    const mdClass = str(rec(entry).class) ?? '';
-    const name = str(rec(entry).name) ?? '';
-    if (seen.has(name)) clusterR.report('duplicate', [...at, 'name'], `machineDeployment ${name} is listed twice in the topology`);
-    seen.add(name);
-    const ci = classMds.findIndex((m) => rec(m).class === mdClass);
-    if (ci < 0) {
-      const guess = closest(mdClass, classMds.map((m) => str(rec(m).class) ?? ''));
-      clusterR.report('dangling-ref', [...at, 'class'], `ClusterClass "${className}" has no machineDeployment class ${mdClass}${guess ? `; did you mean \`${guess}\`?` : ''}`);
-      return;
-    }
-    const vars: Variables = { ...globals };
-    list(getPath(entry, ['variables', 'overrides'])).forEach((o, j) => {
-      const oname = str(rec(o).name);
-      if (oname === undefined) return;
-      if (!definitions.has(oname)) {
-        clusterR.report('dangling-ref', [...at, 'variables', 'overrides', j, 'name'], `variable ${oname} is not defined by ClusterClass "${className}"`);
+  // MachineDeployments and MachinePools of the topology.
+  const workers: Worker[] = [];
+  for (const kind of ['machineDeployments', 'machinePools'] as const) {
+    const { one } = WORKER[kind];
+    const classList = list(getPath(classSpec, ['workers', kind]));
+    const seen = new Set<string>();
+    list(getPath(topology, ['workers', kind])).forEach((entry, i) => {
+      const at = [...T, 'workers', kind, i];
+      const workerClass = str(rec(entry).class) ?? '';
+      const name = str(rec(entry).name) ?? '';
+      if (seen.has(name)) clusterR.report('duplicate', [...at, 'name'], `${one} ${name} is listed twice in the topology`);
+      seen.add(name);
+      const ci = classList.findIndex((m) => rec(m).class === workerClass);
+      if (ci < 0) {
+        const guess = closest(workerClass, classList.map((m) => str(rec(m).class) ?? ''));
+        clusterR.report('dangling-ref', [...at, 'class'], `ClusterClass "${className}" has no ${one} class ${workerClass}${guess ? `; did you mean \`${guess}\`?` : ''}`);
         return;
       }
-      const v = valueOf(oname, rec(o).value, [...at, 'variables', 'overrides', j, 'value']);
-      if (v !== undefined) vars[oname] = v;
+      const vars: Variables = { ...globals };
+      list(getPath(entry, ['variables', 'overrides'])).forEach((o, j) => {
+        const oname = str(rec(o).name);
+        if (oname === undefined) return;
+        if (!definitions.has(oname)) {
+          clusterR.report('dangling-ref', [...at, 'variables', 'overrides', j, 'name'], `variable ${oname} is not defined by ClusterClass "${className}"`);
+          return;
+        }
+        const v = valueOf(oname, rec(o).value, [...at, 'variables', 'overrides', j, 'value']);
+        if (v !== undefined) vars[oname] = v;
+      });
+      const workerName = `${clusterName}-${name}`;
+      const replicas = rec(entry).replicas;
+      vars.builtin = {
+        ...builtinBase,
+        [one]: {
+          version,
+          class: workerClass,
+          name: workerName,
+          topologyName: name,
+          ...(typeof replicas === 'number' ? { replicas } : {}),
+          bootstrap: { configRef: { name: workerName } },
+          infrastructureRef: { name: workerName },
+        },
+      };
+      const base = ['spec', 'workers', kind, ci, 'template'];
+      const bootT = template([...base, 'bootstrap', 'ref'], ALLOWED.bootstrap as string[]);
+      const infT = template([...base, 'infrastructure', 'ref'], (kind === 'machineDeployments' ? ALLOWED.mdInfrastructure : ALLOWED.mpInfrastructure) as string[]);
+      const label = `Cluster ${clusterName}: ${one} ${name}`;
+      const role = kind === 'machineDeployments' ? { mdClass: workerClass } : { mpClass: workerClass };
+      const w: Worker = { kind, i, ci, name, ...(bootT ? { bootstrap: instance(bootT, role, vars, label) } : {}), ...(infT ? { infra: instance(infT, role, vars, label) } : {}) };
+      if (w.bootstrap) instances.push(w.bootstrap);
+      if (w.infra) instances.push(w.infra);
+      workers.push(w);
     });
-    const mdName = `${clusterName}-${name}`;
-    const replicas = rec(entry).replicas;
-    vars.builtin = {
-      ...builtinBase,
-      machineDeployment: {
-        version,
-        class: mdClass,
-        name: mdName,
-        topologyName: name,
-        ...(typeof replicas === 'number' ? { replicas } : {}),
-        bootstrap: { configRef: { name: mdName } },
-        infrastructureRef: { name: mdName },
-      },
-    };
-    const base = ['spec', 'workers', 'machineDeployments', ci, 'template'];
-    const bootT = template([...base, 'bootstrap', 'ref'], ALLOWED.bootstrap as string[]);
-    const infT = template([...base, 'infrastructure', 'ref'], ALLOWED.mdInfrastructure as string[]);
-    const label = `Cluster ${clusterName}: machineDeployment ${name}`;
-    const md = { i, ci, name, mdClass, ...(bootT ? { bootstrap: instance(bootT, { mdClass }, vars, label) } : {}), ...(infT ? { infra: instance(infT, { mdClass }, vars, label) } : {}) };
-    if (md.bootstrap) instances.push(md.bootstrap);
-    if (md.infra) instances.push(md.infra);
-    mds.push(md);
-  });
-  if (getPath(topology, ['workers', 'machinePools']) !== undefined) {
-    clusterR.report('unsupported-feature', [...T, 'workers', 'machinePools'], 'machinePools in a topology are not supported yet', { at: 'key', hint: 'write the MachinePools explicitly beside the Cluster' });
   }
   if (failed()) return undefined;
 
@@ -433,46 +455,49 @@ export async function expandTopology(plan: TopologyPlan, cluster: CheckedDocumen
   }
   if (cpMachineI) documents.push(fromTemplate(cpMachineI, 'AWSMachineTemplate', cpName, []));
 
-  for (const md of mds) {
-    const entry = rec(topoMds[md.i]);
-    const classMd = rec(classMds[md.ci]);
-    const at = [...T, 'workers', 'machineDeployments', md.i];
-    const mdName = `${clusterName}-${md.name}`;
-    const mdLabels = labels(getPath(classMd, ['template', 'metadata', 'labels']), getPath(entry, ['metadata', 'labels']), { [DEPLOYMENT_NAME_LABEL]: md.name });
-    const annotations = { ...rec(getPath(classMd, ['template', 'metadata', 'annotations'])), ...rec(getPath(entry, ['metadata', 'annotations'])) };
+  for (const w of workers) {
+    const { kind, label } = WORKER[w.kind];
+    const entry = rec(list(getPath(topology, ['workers', w.kind]))[w.i]);
+    const classEntry = rec(list(getPath(classSpec, ['workers', w.kind]))[w.ci]);
+    const at = [...T, 'workers', w.kind, w.i];
+    const name = `${clusterName}-${w.name}`;
+    const wLabels = labels(getPath(classEntry, ['template', 'metadata', 'labels']), getPath(entry, ['metadata', 'labels']), { [label]: w.name });
+    const annotations = { ...rec(getPath(classEntry, ['template', 'metadata', 'annotations'])), ...rec(getPath(entry, ['metadata', 'annotations'])) };
+    // A MachineDeployment's machines are made from templates; a MachinePool names one config and one pool object.
+    const concrete = (i: Instance): string => (w.kind === 'machinePools' ? String(rec(i.value).kind).replace(/Template$/, '') : String(rec(i.value).kind));
     const templateSpec: Record<string, unknown> = { clusterName, ...(version !== '' ? { version } : {}) };
-    if (md.bootstrap) templateSpec.bootstrap = { configRef: ref(md.bootstrap, String(rec(md.bootstrap.value).kind), mdName) };
-    if (md.infra) templateSpec.infrastructureRef = ref(md.infra, String(rec(md.infra.value).kind), mdName);
+    if (w.bootstrap) templateSpec.bootstrap = { configRef: ref(w.bootstrap, concrete(w.bootstrap), name) };
+    if (w.infra) templateSpec.infrastructureRef = ref(w.infra, concrete(w.infra), name);
     for (const f of ['failureDomain', 'nodeDrainTimeout', 'nodeVolumeDetachTimeout', 'nodeDeletionTimeout']) {
-      const v = entry[f] ?? classMd[f];
+      const v = entry[f] ?? classEntry[f];
       if (v !== undefined) templateSpec[f] = v;
     }
     const spec: Record<string, unknown> = {
       clusterName,
       ...(typeof entry.replicas === 'number' ? { replicas: entry.replicas } : {}),
-      selector: { matchLabels: { [CLUSTER_NAME_LABEL]: clusterName, [DEPLOYMENT_NAME_LABEL]: md.name } },
-      template: { metadata: { labels: mdLabels, ...(Object.keys(annotations).length > 0 ? { annotations } : {}) }, spec: templateSpec },
+      ...(w.kind === 'machineDeployments' ? { selector: { matchLabels: { [CLUSTER_NAME_LABEL]: clusterName, [label]: w.name } } } : {}),
+      template: { metadata: { labels: wLabels, ...(Object.keys(annotations).length > 0 ? { annotations } : {}) }, spec: templateSpec },
     };
-    for (const f of ['minReadySeconds', 'strategy']) {
-      const v = entry[f] ?? classMd[f];
+    for (const f of w.kind === 'machineDeployments' ? ['minReadySeconds', 'strategy'] : ['minReadySeconds', 'failureDomains']) {
+      const v = entry[f] ?? classEntry[f];
       if (v !== undefined) spec[f] = structuredClone(v);
     }
     const value = {
       apiVersion: `${CAPI_GROUP}/v1beta1`,
-      kind: 'MachineDeployment',
-      metadata: { name: mdName, namespace, labels: { ...mdLabels, [OWNED_LABEL]: '' }, ...(Object.keys(annotations).length > 0 ? { annotations } : {}) },
+      kind,
+      metadata: { name, namespace, labels: { ...wLabels, [OWNED_LABEL]: '' }, ...(Object.keys(annotations).length > 0 ? { annotations } : {}) },
       spec,
     };
-    const tmpl = ['spec', 'workers', 'machineDeployments', md.ci, 'template'];
+    const tmpl = ['spec', 'workers', w.kind, w.ci, 'template'];
     const origins: Origin[] = [
       { at: ['spec', 'template', 'spec', 'version'], src: cluster.src, path: [...T, 'version'] },
       { at: ['spec', 'template', 'spec', 'bootstrap', 'configRef'], src: classDoc, path: [...tmpl, 'bootstrap', 'ref'] },
       { at: ['spec', 'template', 'spec', 'infrastructureRef'], src: classDoc, path: [...tmpl, 'infrastructure', 'ref'] },
       { at: ['spec', 'replicas'], src: cluster.src, path: [...at, 'replicas'] },
     ];
-    documents.push(cluster.src.derive(value, locator(origins, () => ({ src: cluster.src, path: at })), `${origin}: machineDeployments[${md.i}] ${md.name}`));
-    if (md.bootstrap) documents.push(fromTemplate(md.bootstrap, String(rec(md.bootstrap.value).kind), mdName, []));
-    if (md.infra) documents.push(fromTemplate(md.infra, String(rec(md.infra.value).kind), mdName, []));
+    documents.push(cluster.src.derive(value, locator(origins, () => ({ src: cluster.src, path: at })), `${origin}: ${w.kind}[${w.i}] ${w.name}`));
+    if (w.bootstrap) documents.push(fromTemplate(w.bootstrap, concrete(w.bootstrap), name, []));
+    if (w.infra) documents.push(fromTemplate(w.infra, concrete(w.infra), name, []));
   }
 
   // The Cluster: its references to what was expanded, the topology gone (it is the documents now).
@@ -519,12 +544,14 @@ function applyPatches(classDoc: SourceDocument, classR: DocumentReporter, instan
       const selector = rec(rec(def).selector);
       const match = rec(selector.matchResources);
       const mdNames = list(getPath(match, ['machineDeploymentClass', 'names']));
+      const mpNames = list(getPath(match, ['machinePoolClass', 'names']));
       const selected = instances.filter((i) => {
         const v = rec(i.value);
         if (v.apiVersion !== selector.apiVersion || v.kind !== selector.kind) return false;
         if (i.role === 'infrastructureCluster') return match.infrastructureCluster === true;
         if (i.role === 'controlPlane') return match.controlPlane === true;
-        return mdNames.includes(i.role.mdClass) || mdNames.includes('*');
+        if ('mdClass' in i.role) return mdNames.includes(i.role.mdClass) || mdNames.includes('*');
+        return mpNames.includes(i.role.mpClass) || mpNames.includes('*');
       });
       list(rec(def).jsonPatches).forEach((jp, ji) => {
         const J = [...D, 'jsonPatches', ji];

@@ -218,6 +218,87 @@ describe('ClusterClass topologies (spec.topology expanded, as Cluster API\'s top
     expect(text).to.include('# expanded for Cluster dev (topology at clusters/test/cluster.yaml:1) from ClusterClass tiny (clusters/test/class.yaml:1): machineDeployments[1] md-1\n');
   });
 
+  it('machinePools: a MachinePool per topology entry, with its KubeadmConfig and AWSMachinePool made from the class\'s templates and patched by machinePoolClass', async () => {
+    const withPools = CLASS.replace(
+      '  variables:\n  - name: region\n',
+      `    machinePools:
+    - class: pool
+      template:
+        metadata: {labels: {tier: pool}}
+        bootstrap:
+          ref: {apiVersion: bootstrap.cluster.x-k8s.io/v1beta1, kind: KubeadmConfigTemplate, name: tiny-worker}
+        infrastructure:
+          ref: {apiVersion: infrastructure.cluster.x-k8s.io/v1beta2, kind: AWSMachinePoolTemplate, name: tiny-pool}
+  variables:
+  - name: region
+`,
+    ).replace(
+      '  - name: bastion\n    enabledIf:',
+      `  - name: pool
+    definitions:
+    - selector:
+        apiVersion: infrastructure.cluster.x-k8s.io/v1beta2
+        kind: AWSMachinePoolTemplate
+        matchResources: {machinePoolClass: {names: [pool]}}
+      jsonPatches:
+      - op: replace
+        path: /spec/template/spec/awsLaunchTemplate/instanceType
+        valueFrom: {variable: workerType}
+      - op: add
+        path: /spec/template/spec/additionalTags
+        valueFrom:
+          template: "pool: {{ .builtin.machinePool.topologyName }}"
+  - name: bastion
+    enabledIf:`,
+    ) + `---
+apiVersion: infrastructure.cluster.x-k8s.io/v1beta2
+kind: AWSMachinePoolTemplate
+metadata:
+  name: tiny-pool
+spec:
+  template:
+    spec:
+      minSize: 1
+      maxSize: 5
+      awsLaunchTemplate:
+        instanceType: REPLACEME
+        iamInstanceProfile: nodes.cluster-api-provider-aws.sigs.k8s.io
+`;
+    const topo = CLUSTER.replace('      machineDeployments:\n', `      machinePools:
+      - class: pool
+        name: mp-0
+        replicas: 2
+        variables:
+          overrides:
+          - name: workerType
+            value: m6i.large
+      machineDeployments:
+`);
+    const { model, lines } = await load({ 'cluster.yaml': topo, 'class.yaml': withPools });
+    expect(lines).to.deep.equal([]);
+    const mp = doc<{ metadata: { labels: Record<string, string> }; spec: { replicas: number; template: { metadata: { labels: Record<string, string> }; spec: Record<string, unknown> } } }>(model, 'MachinePool', 'dev-mp-0');
+    expect(mp.spec.replicas).to.equal(2);
+    expect(mp.spec.template.metadata.labels).to.include({ tier: 'pool', 'topology.cluster.x-k8s.io/pool-name': 'mp-0', 'cluster.x-k8s.io/cluster-name': 'dev' });
+    expect(mp.spec.template.spec).to.deep.include({
+      clusterName: 'dev',
+      version: 'v1.33.4',
+      bootstrap: { configRef: { apiVersion: 'bootstrap.cluster.x-k8s.io/v1beta1', kind: 'KubeadmConfig', name: 'dev-mp-0', namespace: 'default' } },
+      infrastructureRef: { apiVersion: 'infrastructure.cluster.x-k8s.io/v1beta2', kind: 'AWSMachinePool', name: 'dev-mp-0', namespace: 'default' },
+    });
+    const pool = doc<{ spec: { minSize: number; maxSize: number; awsLaunchTemplate: { instanceType: string }; additionalTags: Record<string, string> } }>(model, 'AWSMachinePool', 'dev-mp-0');
+    expect(pool.spec).to.deep.include({ minSize: 1, maxSize: 5, additionalTags: { pool: 'mp-0' } });
+    expect(pool.spec.awsLaunchTemplate.instanceType, 'the override of workerType').to.equal('m6i.large');
+    expect(doc<{ spec: { joinConfiguration: unknown } }>(model, 'KubeadmConfig', 'dev-mp-0').spec.joinConfiguration).to.deep.equal({ nodeRegistration: { name: '{{ ds.meta_data.local_hostname }}' } });
+    expect(model!.machinePools.map((p) => [p.pool.metadata.name, p.infrastructure.kind, p.bootstrapConfig?.kind])).to.deep.equal([['dev-mp-0', 'AWSMachinePool', 'KubeadmConfig']]);
+
+    // a patch path the pool template lacks is reported at the patch, naming the pool that hit it
+    const bad = withPools.replace('path: /spec/template/spec/awsLaunchTemplate/instanceType', 'path: /spec/template/spec/launchTemplate/instanceType');
+    const broken = await load({ 'cluster.yaml': topo, 'class.yaml': bad });
+    expect(broken.lines).to.deep.equal([
+      `clusters/test/class.yaml:${lineOf(bad, 'path: /spec/template/spec/launchTemplate/instanceType')}:15 ClusterClass/tiny spec.patches[2].definitions[0].jsonPatches[0].path: patch pool: replace /spec/template/spec/launchTemplate/instanceType: /spec/template/spec/launchTemplate does not exist in AWSMachinePoolTemplate "tiny-pool" (Cluster dev: machinePool mp-0)`,
+    ]);
+  });
+
   it('a ClusterClass the Cluster does not use is a warning, and a written Cluster keeps validating as before', async () => {
     const dir = await specFolder({ 'class.yaml': CLASS });
     const { problems } = await validateClusterSpec(dir, { displayRoot: displayRootOf(dir) });

@@ -205,8 +205,6 @@ describe('upstream kinds capflow does not act on', function () {
     ['ROSANetwork', 'infrastructure.cluster.x-k8s.io/v1beta2'],
     ['ROSARoleConfig', 'infrastructure.cluster.x-k8s.io/v1beta2'],
     ['ROSAOCMRoleConfig', 'infrastructure.cluster.x-k8s.io/v1beta2'],
-    ['AWSManagedMachinePoolTemplate', 'infrastructure.cluster.x-k8s.io/v1beta2'],
-    ['AWSMachinePoolTemplate', 'infrastructure.cluster.x-k8s.io/v1beta2'],
     ['AWSServiceAccountIdentity', 'infrastructure.cluster.x-k8s.io/v1beta2'],
     // The BYOH provider's kinds beside the ones capflow reads (ByoCluster, ByoMachineTemplate).
     ['ByoClusterTemplate', 'infrastructure.cluster.x-k8s.io/v1beta1'],
