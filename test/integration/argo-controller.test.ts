@@ -17,6 +17,7 @@ import { git } from '../support/git-remote.js';
 import { startGitHttpServer, type GitHttpServer } from '../support/git-http.js';
 import { awsTestEnv, clientConfig, startMoto, TEST_REGION, type Moto } from '../support/moto.js';
 import { readRecord } from '../support/gitops.js';
+import { KubeWorkflowClient } from '../../src/gitops/workflow-client.js';
 import { helmTemplate, REPO_ROOT } from '../support/tools.js';
 
 const CLUSTER = 'aws-small';
@@ -218,6 +219,24 @@ describe('Argo for real: the workflow controller runs capflow’s templates (pod
     };
     const [sa, sb] = [span(a!), span(b!)];
     expect(sa[1] <= sb[0] || sb[1] <= sa[0], `runs overlap: ${a} ${sa.join('-')}, ${b} ${sb.join('-')}`).to.equal(true);
+    expect(await snapshotWorld(moto.endpoint)).to.deep.equal(worldAfterApply);
+  });
+
+  it('a run suspended as the reconciler does on a pause (spec.suspend) starts no further step while suspended; resumed, it succeeds with no duplicate', async () => {
+    const client = new KubeWorkflowClient(bed.kc, bed.namespace);
+    const name = await bed.submit(['--from', 'workflowtemplate/cluster-apply', ...params(['-p', 'machines=false'])]);
+    await client.setSuspended(name, true);
+    // a step already running finishes; then the controller starts nothing while the run is suspended
+    await waitFor('no pod of the run running', async () => bed.pods.runsOf(name).every((r) => r.finishedAt !== undefined), 60_000);
+    const held = bed.pods.runsOf(name).length;
+    await new Promise((res) => setTimeout(res, 8_000));
+    expect(bed.pods.runsOf(name).length, 'no step started while suspended').to.equal(held);
+    const suspended = await bed.getWorkflow(name);
+    expect(suspended.status?.phase, await bed.explain(name)).to.equal('Running');
+    await client.setSuspended(name, false);
+    const wf = await bed.waitForWorkflow(name, { timeoutMs: 120_000 });
+    expect(wf.status?.phase, await bed.explain(name)).to.equal('Succeeded');
+    expect(bed.pods.runsOf(name).length, 'the steps held back ran after the resume').to.be.greaterThan(held);
     expect(await snapshotWorld(moto.endpoint)).to.deep.equal(worldAfterApply);
   });
 

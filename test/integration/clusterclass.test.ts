@@ -80,6 +80,23 @@ describe('upstream cluster-template-simple-clusterclass (CAPA v2.11.1) runs: pro
   const run = (step: Executor, opts: { dryRun?: boolean } = {}): Promise<StepRun> =>
     runStepVia({ proxy: bed.proxy, repo, clusterPath: 'clusters/dev', region: 'us-east-1', revision: REVISION, secrets }, step, { ...opts, ...(step === launchNodes ? { params: { 'poll-interval': '50ms' } } : {}) });
 
+  it('bad input in the class or the topology (a patch path the template lacks, a variable of the wrong type) stops the step with exit 2 at file:line, before any AWS call', async () => {
+    const file = path.join(repo, 'clusters', 'dev', 'cluster-template-simple-clusterclass.yaml');
+    const good = readFileSync(file, 'utf8');
+    const cases: Array<[string, RegExp]> = [
+      [good.replace('path: /spec/template/spec/region', 'path: /spec/template/spc/region'), /cluster-template-simple-clusterclass\.yaml:\d+:\d+ ClusterClass\/quick-start spec\.patches\[0\]\.definitions\[0\]\.jsonPatches\[0\]\.path: patch region: add \/spec\/template\/spc\/region: \/spec\/template\/spc does not exist in AWSClusterTemplate "quick-start"/],
+      [good.replace(/( {4}- name: sshKeyName\n {6}value: ).*\n/, '$1[not, a, string]\n'), /cluster-template-simple-clusterclass\.yaml:\d+:\d+ Cluster\/capa-v211 spec\.topology\.variables\[1\]\.value: variable sshKeyName: must be string/],
+    ];
+    for (const [text, message] of cases) {
+      writeFileSync(file, text);
+      const r = await run(provisionVpc);
+      expect(r.exitCode, r.log.slice(-2000)).to.equal(2);
+      const error = (r.summary.error ?? {}) as { message?: string };
+      expect(error.message ?? r.log).to.match(message);
+      expect(r.calls, 'no AWS call').to.deep.equal([]);
+    }
+  });
+
   it('makes the network and the 3 control plane and 3 md-0 machines with the class\'s patched instance type and key; a rerun makes 0 mutating calls', async () => {
     expectOk(await run(provisionVpc));
     const nodes = await run(launchNodes);
