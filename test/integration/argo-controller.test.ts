@@ -225,19 +225,30 @@ describe('Argo for real: the workflow controller runs capflow’s templates (pod
   it('a run suspended as the reconciler does on a pause (spec.suspend) starts no further step while suspended; resumed, it succeeds with no duplicate', async () => {
     const client = new KubeWorkflowClient(bed.kc, bed.namespace);
     const name = await bed.submit(['--from', 'workflowtemplate/cluster-apply', ...params(['-p', 'machines=false'])]);
-    await client.setSuspended(name, true);
-    // a step already running finishes; then the controller starts nothing while the run is suspended
-    await waitFor('no pod of the run running', async () => bed.pods.runsOf(name).every((r) => r.finishedAt !== undefined), 60_000);
-    const held = bed.pods.runsOf(name).length;
-    await new Promise((res) => setTimeout(res, 8_000));
-    expect(bed.pods.runsOf(name).length, 'no step started while suspended').to.equal(held);
-    const suspended = await bed.getWorkflow(name);
-    expect(suspended.status?.phase, await bed.explain(name)).to.equal('Running');
-    await client.setSuspended(name, false);
-    const wf = await bed.waitForWorkflow(name, { timeoutMs: 120_000 });
-    expect(wf.status?.phase, await bed.explain(name)).to.equal('Succeeded');
-    expect(bed.pods.runsOf(name).length, 'the steps held back ran after the resume').to.be.greaterThan(held);
-    expect(await snapshotWorld(moto.endpoint)).to.deep.equal(worldAfterApply);
+    try {
+      await client.setSuspended(name, true);
+      // a step pod the controller made before it saw the suspension runs to its end; then nothing new starts
+      const settled = async (): Promise<boolean> => {
+        const pods = podNodes(await bed.getWorkflow(name));
+        return pods.length > 0 && pods.every((n) => n.phase !== 'Pending' && n.phase !== 'Running') && bed.pods.runsOf(name).every((r) => r.finishedAt !== undefined);
+      };
+      await waitFor('the steps started before the suspension finished', settled, 60_000);
+      const held = podNodes(await bed.getWorkflow(name)).length;
+      const ran = bed.pods.runsOf(name).length;
+      await new Promise((res) => setTimeout(res, 8_000));
+      const suspended = await bed.getWorkflow(name);
+      expect(podNodes(suspended).length, 'no step made while suspended').to.equal(held);
+      expect(bed.pods.runsOf(name).length, 'no pod run while suspended').to.equal(ran);
+      expect(suspended.status?.phase, await bed.explain(name)).to.equal('Running');
+      await client.setSuspended(name, false);
+      const wf = await bed.waitForWorkflow(name, { timeoutMs: 120_000 });
+      expect(wf.status?.phase, await bed.explain(name)).to.equal('Succeeded');
+      expect(podNodes(wf).length, 'the steps held back ran after the resume').to.be.greaterThan(held);
+      expect(await snapshotWorld(moto.endpoint)).to.deep.equal(worldAfterApply);
+    } finally {
+      // never leave a suspended run holding the cluster's mutex for the cases after this one
+      if ((await bed.getWorkflow(name)).status?.phase === 'Running') await client.stop(name);
+    }
   });
 
   it('the reconciler’s cluster-apply runs under the controller and its result is recorded (repository credentials only in the reconciler’s URL)', async () => {
