@@ -1,6 +1,6 @@
 /**
  * A running step stops at its next safe point when its cluster is paused: provision-vpc against moto
- * (through the fault proxy), in process (runStep), on a temp copy of examples/clusters/aws-self-managed.
+ * (through the fault proxy), in process (runStepVia), on a temp copy of examples/clusters/aws-self-managed.
  * The pause marker is written the way the reconciler writes it (src/core/pause.ts), from the fault
  * proxy's per-call hook at a known call (CreateVpc), so the step sees it at the next safe point.
  */
@@ -8,28 +8,18 @@ import { expect } from 'chai';
 import { cpSync, mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { PassThrough } from 'node:stream';
-import { AwsClients } from '../../src/core/aws.js';
 import { ExitCode } from '../../src/core/errors.js';
-import { createLogger } from '../../src/core/logger.js';
 import { clearPauseMarker, pauseMarkerName, writePauseMarker } from '../../src/core/pause.js';
 import { LocalSecretStore } from '../../src/core/secrets.js';
-import { runStep, type StepSummary } from '../../src/core/step-host.js';
 import { provisionVpc } from '../../executors/provision-vpc.js';
 import { clientConfig } from '../support/moto.js';
-import { useMotoBehindProxy, type RecordedCall } from '../support/fault-proxy.js';
+import { useMotoBehindProxy } from '../support/fault-proxy.js';
+import { mutatingActions, runStepVia, type StepRun } from '../support/step-run.js';
 import { snapshotWorld } from '../support/aws-world.js';
 
 const REVISION = '0123456789abcdef0123456789abcdef01234567';
 const PAUSED_BY = 'fedcba9876543210fedcba9876543210fedcba98';
 const EXAMPLE = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..', '..', 'examples', 'clusters', 'aws-self-managed');
-
-interface Run {
-  exitCode: number;
-  summary: StepSummary;
-  calls: RecordedCall[];
-  log: string;
-}
 
 describe('pause: a running step stops at its next safe point (provision-vpc against moto, through the fault proxy)', function () {
   this.timeout(180_000);
@@ -50,26 +40,8 @@ describe('pause: a running step stops at its next safe point (provision-vpc agai
     rmSync(secretsDir, { recursive: true, force: true });
   });
 
-  async function run(): Promise<Run> {
-    const from = bed.proxy.calls.length;
-    const { credentials, region } = clientConfig(bed.proxy.endpoint);
-    const aws = new AwsClients({ endpoint: bed.proxy.endpoint, region, clientConfig: { credentials }, retry: { minTimeoutMs: 5, maxTimeoutMs: 50, retries: 10 } });
-    const logStream = new PassThrough();
-    let log = '';
-    logStream.on('data', (d: Buffer) => (log += d.toString()));
-    try {
-      const { exitCode, summary } = await runStep(
-        provisionVpc,
-        { repoDir: repo, clusterPath: 'clusters/dev', revision: REVISION, dryRun: false, delete: false, params: {} },
-        { aws, secrets, log: createLogger({ stream: logStream, format: 'json', level: 'info' }), stdout: new PassThrough(), outputsDir: path.join(repo, 'out') },
-      );
-      return { exitCode, summary, calls: bed.proxy.calls.slice(from), log };
-    } finally {
-      aws.destroy();
-    }
-  }
+  const run = (): Promise<StepRun> => runStepVia({ proxy: bed.proxy, repo, clusterPath: 'clusters/dev', region: clientConfig(bed.proxy.endpoint).region, revision: REVISION, secrets }, provisionVpc);
 
-  const mutating = (r: Run) => r.calls.filter((c) => c.mutating).map((c) => c.action);
   const counts = async () => {
     const world = await snapshotWorld(bed.moto.endpoint);
     const n = (kind: string) => world.resources.filter((x) => x.kind === kind).length;
@@ -89,8 +61,8 @@ describe('pause: a running step stops at its next safe point (provision-vpc agai
     expect(stopped.summary.status).to.equal('paused');
     expect(stopped.summary.error).to.include({ code: 'STEP_PAUSED', kind: 'paused' });
     expect(stopped.summary.error?.message).to.equal(`paused at subnets: the cluster was paused by commit ${PAUSED_BY.slice(0, 12)} (clusters/dev/cluster.yaml:8 spec.paused)`);
-    expect(mutating(stopped)).to.not.include('CreateSubnet');
-    expect(mutating(stopped)).to.include('CreateVpc');
+    expect(mutatingActions(stopped)).to.not.include('CreateSubnet');
+    expect(mutatingActions(stopped)).to.include('CreateVpc');
     expect(await counts()).to.deep.equal({ vpc: 1, subnet: 0, igw: 0, nat: 0, rt: 0 });
 
     // still paused: stopped at its first safe point, before any AWS call
@@ -104,13 +76,13 @@ describe('pause: a running step stops at its next safe point (provision-vpc agai
     expect(await secrets.get(pauseMarkerName('dev'))).to.equal(undefined);
     const resumed = await run();
     expect(resumed.exitCode, `${JSON.stringify(resumed.summary.error)}\n${resumed.log.slice(-2000)}`).to.equal(0);
-    expect(mutating(resumed)).to.not.include('CreateVpc');
+    expect(mutatingActions(resumed)).to.not.include('CreateVpc');
     const world = await counts();
     expect(world.vpc, 'no second VPC').to.equal(1);
     expect(world.subnet).to.equal(6);
     expect(world.nat).to.equal(3);
     const idle = await run();
     expect(idle.exitCode).to.equal(0);
-    expect(mutating(idle)).to.deep.equal([]);
+    expect(mutatingActions(idle)).to.deep.equal([]);
   });
 });
